@@ -1,0 +1,1 @@
+"""From a risk decision to a responder at the door: levels, cases, dispatch, delivery."""

@@ -1,0 +1,20 @@
+"""The typed hand-over from scoring to alerting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A scored event whose risk reached at least level 1; alerting decides what to do with it."""
+
+    subscriber: str
+    event_id: str
+    ts_ms: int
+    score: float
+    level: int  # 1 = SMS/in-app warning, 2 = call-centre warning call, 3 = face-to-face dissuasion task
+    model_version: str
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+    lat: float | None = None
+    lon: float | None = None

@@ -1,0 +1,66 @@
+"""The one settings object. Every value comes from an environment variable prefixed ``FW_``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration; frozen so no component can change it under another's feet."""
+
+    model_config = SettingsConfigDict(env_prefix="FW_", frozen=True, extra="ignore")
+
+    data_dir: Path = Field(Path("var"), description="Where simulated data, models and service state live.")
+    broker_url: str | None = Field(
+        None, description="kafka://host:port of a Kafka-API broker; unset = start the embedded Tansu broker."
+    )
+    redis_url: str | None = Field(None, description="redis://host:port/db; unset = start an embedded redis-server.")
+    dispatch_url: str | None = Field(
+        None, description="Where task.v1 JSON is POSTed; unset = the local stand-in receiver of the demo."
+    )
+    app_id: str = "fraudwatch"
+    partitions: int = Field(4, ge=1, description="Partitions of every input topic and table (must all match).")
+    calls_topic: str = "calls.v1"
+    transfers_topic: str = "transfers.v1"
+    caller_calls_topic: str = "calls-by-caller.v1"
+    enriched_calls_topic: str = "calls-enriched.v1"
+    dead_letter_topic: str = "events.dlq"
+    tasks_topic: str = "tasks.v1"
+    labels_topic: str = "labels.v1"
+    broker_session_timeout_s: float = Field(6.0, description="Short, so a Tansu group join takes seconds.")
+    broker_heartbeat_interval_s: float = 1.0
+    worker_web_port: int = Field(6066, description="Faust web port: /metrics, /healthz, /readyz.")
+    max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
+
+    model_dir: Path | None = Field(None, description="Model registry folder; default data_dir/models.")
+    model_reload_s: float = Field(10.0, description="How often a worker checks the registry for a promoted model.")
+    budget_tasks_per_10k_per_day: float = Field(
+        3.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."
+    )
+    episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
+
+    delivery_timeout_s: float = 5.0
+    delivery_max_attempts: int = 8
+    delivery_backoff_base_s: float = 0.2
+    delivery_backoff_max_s: float = 10.0
+    responder_search_radii_km: tuple[float, ...] = (2.0, 5.0, 10.0, 25.0, 100.0)
+
+    pseudonym_key: SecretStr = Field(
+        SecretStr("dev-only-pseudonym-key"), description="HMAC key for phone/account pseudonyms in logs and metrics."
+    )
+    log_level: str = "INFO"
+
+    @property
+    def models_path(self) -> Path:
+        """The model registry folder."""
+        return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
