@@ -1,0 +1,47 @@
+"""Every Redis key and stream name the alerting package uses, in one place."""
+
+from __future__ import annotations
+
+RESPONDER_IDS = "fw:responders"  # set of registered responder ids
+STATS = "fw:stats"  # hash of counters: cases, warnings, tasks:L2, tasks:L3, delivered, delivery_failed
+OUTBOX = "fw:outbox"  # stream of tasks awaiting delivery
+OUTBOX_DEAD = "fw:outbox:dead"  # stream of tasks that could not be delivered
+OUTBOX_GROUP = "delivery"
+WARNINGS = "fw:warnings"  # stream of level-1 warning records (for the SMS/in-app sender)
+
+
+def responder(responder_id: str) -> str:
+    """Hash of one responder's fields."""
+    return f"fw:responder:{responder_id}"
+
+
+def responders_geo(kind: str) -> str:
+    """Geo set of the responders of one kind."""
+    return f"fw:responders:geo:{kind}"
+
+
+def case(case_key: str) -> str:
+    """Hash of one case (one subscriber episode)."""
+    return f"fw:case:{case_key}"
+
+
+def case_open(subscriber_pseudonym: str) -> str:
+    """Hash pointing at the subscriber's latest case: case_key, start_ms, end_ms."""
+    return f"fw:case-open:{subscriber_pseudonym}"
+
+
+def task(task_id: str) -> str:
+    """String holding the task.v1 JSON."""
+    return f"fw:task:{task_id}"
+
+
+def task_events(task_id: str) -> str:
+    """List of the task's state transitions (JSON, oldest first)."""
+    return f"fw:task-events:{task_id}"
+
+
+def text(value: bytes | str | None) -> str | None:
+    """A Redis reply as ``str`` whether or not the client decodes responses."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.decode()
