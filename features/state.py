@@ -225,9 +225,7 @@ class SubscriberState:
             dur,
         )
         self.windows.add(avail_ms, values)
-        suspicious = (
-            stranger and call.answered and (susp_kind or dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= 20)
-        )
+        suspicious = stranger and call.answered and (susp_kind or dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= 20)
         if suspicious and (self.last_suspicious is None or avail_ms >= self.last_suspicious.end_ms):
             self.last_suspicious = SuspiciousContact(
                 end_ms=avail_ms,

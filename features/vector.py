@@ -154,9 +154,7 @@ def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
     return out
 
 
-def subscriber_step(
-    state: SubscriberState, event: Event, caller: CallerSnapshot | None = None
-) -> FeatureRow | None:
+def subscriber_step(state: SubscriberState, event: Event, caller: CallerSnapshot | None = None) -> FeatureRow | None:
     """Update the subscriber's state with an event and build its feature row; None for a duplicate."""
     at_ms = available_at(event)
     if isinstance(event, CallEvent):

@@ -13,9 +13,7 @@ pytestmark = pytest.mark.unit
 SPANS = (10, 60, 300)
 
 
-def brute(
-    entries: list[tuple[int, tuple[int, ...], str | None]], now: int, span: int
-) -> tuple[list[int], int, int]:
+def brute(entries: list[tuple[int, tuple[int, ...], str | None]], now: int, span: int) -> tuple[list[int], int, int]:
     inside = [e for e in entries if now - span < e[0] <= now]
     sums = [sum(e[1][c] for e in inside) for c in range(2)]
     keys = {e[2] for e in inside if e[2] is not None}
@@ -24,9 +22,7 @@ def brute(
 
 
 events = st.lists(
-    st.tuples(
-        st.integers(0, 400), st.integers(0, 5), st.integers(0, 50), st.sampled_from(["a", "b", "c", None])
-    ),
+    st.tuples(st.integers(0, 400), st.integers(0, 5), st.integers(0, 50), st.sampled_from(["a", "b", "c", None])),
     min_size=1,
     max_size=60,
 )

@@ -1,0 +1,216 @@
+"""The transactional outbox: tasks enter a Redis stream in the same MULTI that creates them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ResponseError
+
+from alerting import keys
+from alerting.tasks import DELIVERED, DELIVERY_FAILED, task_event
+
+# Success and give-up are recorded only by whoever's XACK removes the entry from the pending list, so a
+# task reclaimed by a second deliverer is still counted delivered once. KEYS: outbox, events, stats.
+_ACK_DELIVERED = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XDEL', KEYS[1], ARGV[2])
+  redis.call('RPUSH', KEYS[2], ARGV[3])
+  redis.call('HINCRBY', KEYS[3], 'delivered', 1)
+  return 1
+end
+return 0
+"""
+
+# KEYS: outbox, dead, events, stats. ARGV: group, entry id, event, then the dead entry's field/value pairs.
+_DEAD_LETTER = """
+if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+  redis.call('XDEL', KEYS[1], ARGV[2])
+  redis.call('RPUSH', KEYS[3], ARGV[3])
+  redis.call('HINCRBY', KEYS[4], 'delivery_failed', 1)
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One task waiting in ``fw:outbox``; ``body`` is the exact task.v1 JSON to POST."""
+
+    entry_id: str
+    task_id: str
+    idempotency_key: str
+    body: bytes
+    enqueued_at: float  # wall-clock seconds of the outbox write
+
+    @property
+    def well_formed(self) -> bool:
+        """Whether the entry has what a delivery needs."""
+        return bool(self.task_id and self.idempotency_key and self.body)
+
+
+def stage_outbox(pipe: Pipeline, task: Mapping[str, Any], body: bytes, enqueued_at: float | None = None) -> None:
+    """Queue the outbox write of a task inside the caller's MULTI (so it commits with the task or not at all)."""
+    pipe.xadd(
+        keys.OUTBOX,
+        {
+            "task_id": task["task_id"],
+            "idempotency_key": task["idempotency_key"],
+            "task": body,
+            "enqueued_at": repr(enqueued_at if enqueued_at is not None else time.time()),
+        },
+    )
+
+
+def _entry(entry_id: Any, fields: Mapping[Any, Any] | None) -> OutboxEntry:
+    f: dict[str | None, Any] = {keys.text(k): v for k, v in (fields or {}).items()}
+    body = f.get("task") or b""
+    try:
+        enqueued_at = float(keys.text(f.get("enqueued_at")) or "nan")
+    except ValueError:
+        enqueued_at = float("nan")
+    return OutboxEntry(
+        entry_id=keys.text(entry_id) or "",
+        task_id=keys.text(f.get("task_id")) or "",
+        idempotency_key=keys.text(f.get("idempotency_key")) or "",
+        body=body.encode() if isinstance(body, str) else body,
+        enqueued_at=enqueued_at,
+    )
+
+
+def _stream_entries(reply: Any) -> list[OutboxEntry]:
+    """Entries from an XREADGROUP reply (RESP2 list or RESP3 dict)."""
+    if not reply:
+        return []
+    streams = reply.items() if isinstance(reply, dict) else reply
+    out: list[OutboxEntry] = []
+    for _name, messages in streams:
+        # RESP3 wraps each stream's messages in one more list.
+        if messages and isinstance(messages[0], list) and messages[0] and isinstance(messages[0][0], list | tuple):
+            messages = messages[0]
+        for entry_id, fields in messages:
+            out.append(_entry(entry_id, fields))
+    return out
+
+
+class Outbox:
+    """One consumer's view of ``fw:outbox`` in the ``delivery`` consumer group."""
+
+    def __init__(self, redis: Redis, consumer: str) -> None:
+        self._redis = redis
+        self.consumer = consumer
+        self._ack_delivered = redis.register_script(_ACK_DELIVERED)
+        self._dead_letter = redis.register_script(_DEAD_LETTER)
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (from the stream's start, so nothing written earlier is skipped)."""
+        try:
+            await self._redis.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_new(self, count: int, block_ms: int | None = None) -> list[OutboxEntry]:
+        """Entries never handed to any consumer yet; waits up to ``block_ms`` when there are none."""
+        reply = await self._redis.xreadgroup(
+            keys.OUTBOX_GROUP, self.consumer, {keys.OUTBOX: ">"}, count=count, block=block_ms
+        )
+        return _stream_entries(reply)
+
+    async def read_own_pending(self, count: int) -> list[OutboxEntry]:
+        """Entries this consumer name was given earlier and never acknowledged (a restart under the same name)."""
+        reply = await self._redis.xreadgroup(keys.OUTBOX_GROUP, self.consumer, {keys.OUTBOX: "0"}, count=count)
+        return [e for e in _stream_entries(reply) if e.entry_id]
+
+    async def claim_idle(self, min_idle_ms: int, count: int = 100) -> list[OutboxEntry]:
+        """Take over entries pending longer than ``min_idle_ms`` with any consumer (e.g. a crashed one)."""
+        out: list[OutboxEntry] = []
+        start = "0-0"
+        while True:
+            reply = await self._redis.xautoclaim(
+                keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, min_idle_ms, start_id=start, count=count
+            )
+            start = keys.text(reply[0]) or "0-0"
+            out.extend(_entry(entry_id, fields) for entry_id, fields in reply[1] if entry_id is not None)
+            if start == "0-0":
+                return out
+
+    async def touch(self, entry_id: str) -> None:
+        """Reset the entry's idle time so peers do not reclaim a delivery that is still being retried."""
+        await self._redis.xclaim(keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, 0, [entry_id], justid=True)
+
+    async def ack_delivered(self, entry: OutboxEntry, **detail: Any) -> bool:
+        """Acknowledge a delivered entry and record the task ``delivered``; False if someone else already had."""
+        done = await self._ack_delivered(
+            keys=[keys.OUTBOX, keys.task_events(entry.task_id), keys.STATS],
+            args=[keys.OUTBOX_GROUP, entry.entry_id, task_event(DELIVERED, **detail)],
+        )
+        return bool(done)
+
+    async def dead_letter(self, entry: OutboxEntry, reason: str, **detail: Any) -> bool:
+        """Move an entry to ``fw:outbox:dead`` and record the task ``delivery_failed``."""
+        dead_fields: list[Any] = [
+            "task_id",
+            entry.task_id,
+            "idempotency_key",
+            entry.idempotency_key,
+            "task",
+            entry.body,
+            "enqueued_at",
+            repr(entry.enqueued_at),
+            "reason",
+            reason,
+            "source_id",
+            entry.entry_id,
+            "failed_at",
+            repr(time.time()),
+        ]
+        done = await self._dead_letter(
+            keys=[keys.OUTBOX, keys.OUTBOX_DEAD, keys.task_events(entry.task_id), keys.STATS],
+            args=[
+                keys.OUTBOX_GROUP,
+                entry.entry_id,
+                task_event(DELIVERY_FAILED, reason=reason, **detail),
+                *dead_fields,
+            ],
+        )
+        return bool(done)
+
+    async def pending_count(self) -> int:
+        """Entries handed out but not acknowledged yet."""
+        try:
+            info = await self._redis.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)
+        except ResponseError:
+            return 0
+        return int(info["pending"] if isinstance(info, dict) else info[0])
+
+    async def redrive_dead(self, entry_ids: Sequence[str] | None = None, count: int = 100) -> int:
+        """Put dead-lettered tasks back into the outbox (after the endpoint is fixed); returns how many."""
+        rows = await self._redis.xrange(keys.OUTBOX_DEAD, count=count)
+        moved = 0
+        for entry_id, fields in rows:
+            eid = keys.text(entry_id) or ""
+            if entry_ids is not None and eid not in entry_ids:
+                continue
+            dead = _entry(eid, fields)
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.xadd(
+                    keys.OUTBOX,
+                    {
+                        "task_id": dead.task_id,
+                        "idempotency_key": dead.idempotency_key,
+                        "task": dead.body,
+                        "enqueued_at": repr(dead.enqueued_at),
+                    },
+                )
+                pipe.xdel(keys.OUTBOX_DEAD, eid)
+                pipe.rpush(keys.task_events(dead.task_id), task_event("requeued"))
+                await pipe.execute()
+            moved += 1
+        return moved

@@ -1,0 +1,52 @@
+"""Labelled feature matrices from an event history, built by the serving feature code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from features.pipeline import FeatureEngine
+from features.vector import FeatureRow
+from streams.decode import decode_obj
+from streams.events import Event
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every JSON object of a ``.jsonl`` file."""
+    with path.open("rb") as fh:
+        return [orjson.loads(line) for line in fh if line.strip()]
+
+
+def load_events(path: Path) -> list[Event]:
+    """Contract events of a file, validated by the same decoder the stream uses."""
+    return [decode_obj(obj) for obj in read_jsonl(path)]
+
+
+@dataclass
+class Dataset:
+    """Feature rows in arrival order, with a label per row (event listed in a case)."""
+
+    rows: list[FeatureRow]
+    X: np.ndarray
+    y: np.ndarray
+    avail_ms: np.ndarray
+
+    @property
+    def subscribers(self) -> list[str]:
+        """The subscriber of each row."""
+        return [r.subscriber for r in self.rows]
+
+
+def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:
+    """Run the feature engine over events; label rows whose event a case lists."""
+    positive = {eid for case in cases for eid in case["event_ids"]}
+    rows = list(FeatureEngine().run(events))
+    X = np.asarray([r.values for r in rows], dtype=np.float64)
+    y = np.asarray([1 if r.event_id in positive else 0 for r in rows], dtype=np.int8)
+    avail = np.asarray([r.avail_ms for r in rows], dtype=np.int64)
+    return Dataset(rows, X, y, avail)

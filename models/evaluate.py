@@ -1,0 +1,86 @@
+"""``evaluate``: the serving features and scorer over a history, offline, judged against the cases."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from features.clock import DAY_MS
+from models.dataset import build_dataset
+from models.episodes import count_tasks
+from models.scoring import Scorer
+from streams.events import Event
+
+TASK_LEVEL = 3
+
+
+def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, Any]:
+    with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
+    before = by = 0
+    leads: list[float] = []
+    for case in with_loss:
+        loss = case["first_loss_ms"]
+        times = [t for t in alerts_by_sub.get(case["victim"], []) if case["first_contact_ms"] <= t <= loss]
+        if times:
+            by += 1
+            first = min(times)
+            if first < loss:
+                before += 1
+                leads.append((loss - first) / 1000)
+    return {
+        "cases": len(cases),
+        "cases_with_loss": len(with_loss),
+        "cases_flagged_before_loss": before,
+        "cases_flagged_by_loss": by,
+        "share_flagged_before_loss": before / len(with_loss) if with_loss else None,
+        "share_flagged_by_loss": by / len(with_loss) if with_loss else None,
+        "median_lead_time_s": statistics.median(leads) if leads else None,
+    }
+
+
+def evaluate(
+    events: Iterable[Event],
+    cases: list[dict[str, Any]],
+    scorer: Scorer,
+    episode_ms: int = DAY_MS,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold."""
+    data = build_dataset(events, cases)
+    scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
+    task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
+    subs = data.subscribers
+    flagged = np.nonzero(scores >= task_threshold)[0]
+    alerts = [(subs[i], int(data.avail_ms[i])) for i in flagged]
+    alerts_by_sub: dict[str, list[int]] = defaultdict(list)
+    for sub, at in alerts:
+        alerts_by_sub[sub].append(at)
+    tasks = count_tasks(alerts, episode_ms)
+    victims = {c["victim"] for c in cases}
+    n_subs = max(len(set(subs)), 1)
+    days = max((int(data.avail_ms.max()) - int(data.avail_ms.min())) / DAY_MS, 1 / 24) if len(subs) else 1.0
+    per_10k_day = 10_000 / n_subs / days
+    by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for case in cases:
+        by_scenario[case["scenario"]].append(case)
+    result: dict[str, Any] = {
+        "events": len(data.rows),
+        "subscribers": n_subs,
+        "days": round(days, 3),
+        "model_version": scorer.version,
+        "task_threshold": task_threshold,
+        "pr_auc": float(average_precision_score(data.y, scores)) if data.y.any() else None,
+        "alerts": len(alerts),
+        "alerts_per_10k_per_day": len(alerts) * per_10k_day,
+        "tasks": len(tasks),
+        "false_tasks": sum(1 for sub, _ in tasks if sub not in victims),
+        "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
+    }
+    result.update(_case_figures(cases, alerts_by_sub))
+    result["per_scenario"] = {name: _case_figures(group, alerts_by_sub) for name, group in sorted(by_scenario.items())}
+    return result

@@ -1,0 +1,78 @@
+"""Plain-language reasons for an alert, from the features that pushed its score up the most."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from features.state import KIND_CODES
+from features.vector import FEATURE_INDEX, FEATURE_NAMES
+
+_KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+
+
+def _v(row: Sequence[float], name: str) -> float:
+    value = row[FEATURE_INDEX[name]]
+    return 0.0 if value != value else value  # NaN -> 0 for wording
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def _kind(row: Sequence[float], name: str) -> str:
+    value = row[FEATURE_INDEX[name]]
+    return _KIND_NAMES.get(int(value), "unknown") if value == value else "unknown"
+
+
+_SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
+    "call_duration_s": lambda r: (
+        f"took a {_minutes(_v(r, 'call_duration_s'))} call"
+        + (" from a number first seen today" if _v(r, "caller_is_stranger") else "")
+    ),
+    "call_kind": lambda r: f"was called from a {_kind(r, 'call_kind')} number",
+    "caller_fanout_24h": lambda r: f"the calling number rang {_v(r, 'caller_fanout_24h'):.0f} different people today",
+    "caller_fanout_1h": lambda r: f"the calling number rang {_v(r, 'caller_fanout_1h'):.0f} people in the last hour",
+    "caller_short_ratio_24h": lambda r: (
+        f"{_v(r, 'caller_short_ratio_24h'):.0%} of the calling number's calls today were short or unanswered"
+    ),
+    "amount": lambda r: (
+        f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
+    ),
+    "amount_z": lambda r: "the transfer is far larger than this person's usual amounts",
+    "amount_vs_usual": lambda r: "the transfer is far larger than this person's usual amounts",
+    "payee_new": lambda r: "the payee account was never paid before",
+    "transfer_after_suspicious_call": lambda r: "the transfer started within 30 min of a suspicious call",
+    "since_suspicious_call_s": lambda r: f"a suspicious call ended {_minutes(_v(r, 'since_suspicious_call_s'))} ago",
+    "suspicious_caller_talk_s": lambda r: (
+        f"has talked {_minutes(_v(r, 'suspicious_caller_talk_s'))} in total "
+        f"with a {_kind(r, 'suspicious_caller_kind')} number first seen today"
+    ),
+    "suspicious_caller_calls": lambda r: (
+        f"took {_v(r, 'suspicious_caller_calls'):.0f} calls from the same unknown number"
+    ),
+    "sub_longest_stranger_call_24h_s": lambda r: (
+        f"longest call with an unknown number today lasted {_minutes(_v(r, 'sub_longest_stranger_call_24h_s'))}"
+    ),
+}
+
+
+def _generic(name: str, row: Sequence[float]) -> str:
+    label = name.replace("sub_", "").replace("_", " ")
+    return f"unusual {label}: {_v(row, name):,.0f}"
+
+
+def reasons(row: Sequence[float], contributions: np.ndarray, top: int = 3) -> list[str]:
+    """The ``top`` positive contributors to the score, each as a sentence an officer can read aloud."""
+    order = np.argsort(-contributions)
+    out: list[str] = []
+    for idx in order:
+        if contributions[idx] <= 0 or len(out) >= top:
+            break
+        name = FEATURE_NAMES[idx]
+        render = _SENTENCES.get(name)
+        sentence = render(row) if render else _generic(name, row)
+        if sentence not in out:
+            out.append(sentence)
+    return out

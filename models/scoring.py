@@ -1,0 +1,69 @@
+"""Scoring: a loaded model version turns feature rows into calibrated risk and a risk level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeAlias
+
+import lightgbm as lgb
+import numpy as np
+
+from features.vector import FEATURE_NAMES, FEATURES_HASH
+from models.errors import FeatureMismatch
+from models.registry import ModelRegistry, ModelVersion
+
+Rows: TypeAlias = Sequence[Sequence[float]] | np.ndarray
+
+
+class Scorer:
+    """One model version ready to score: booster, isotonic calibration and per-level thresholds."""
+
+    def __init__(self, model: ModelVersion) -> None:
+        meta = model.meta
+        if meta.get("features_hash") != FEATURES_HASH:
+            raise FeatureMismatch(
+                f"model {model.version} was trained on features {meta.get('features_hash')}, "
+                f"serving computes {FEATURES_HASH}"
+            )
+        self.version = model.version
+        self.meta = meta
+        self.booster = lgb.Booster(model_file=str(model.path / "model.txt"))
+        self._calib_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
+        self._calib_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
+        # thresholds[i] is the lowest calibrated score of level i + 1
+        self.thresholds: tuple[float, ...] = tuple(meta["thresholds"])
+
+    def _matrix(self, rows: Rows) -> np.ndarray:
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
+
+    def raw(self, rows: Rows) -> np.ndarray:
+        """Uncalibrated model probabilities; one thread, so the event loop keeps the other core."""
+        return np.asarray(self.booster.predict(self._matrix(rows), num_threads=1), dtype=np.float64)
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Map raw probabilities through the isotonic calibration fitted at training time."""
+        return np.interp(raw, self._calib_x, self._calib_y)
+
+    def score(self, rows: Rows) -> np.ndarray:
+        """Calibrated fraud probabilities of a batch of feature rows."""
+        if len(rows) == 0:
+            return np.zeros(0)
+        return self.calibrate(self.raw(rows))
+
+    def level(self, score: float) -> int:
+        """Risk level 0-3 of a calibrated score."""
+        level = 0
+        for i, threshold in enumerate(self.thresholds):
+            if score >= threshold:
+                level = i + 1
+        return level
+
+    def contributions(self, row: Sequence[float]) -> np.ndarray:
+        """Per-feature SHAP contributions (LightGBM ``pred_contrib``) of one row, bias dropped."""
+        contrib = self.booster.predict(self._matrix([row]), pred_contrib=True, num_threads=1)
+        return np.asarray(contrib, dtype=np.float64)[0, :-1]
+
+
+def load_live(registry: ModelRegistry) -> Scorer:
+    """The promoted (else newest) model of a registry."""
+    return Scorer(registry.live())
