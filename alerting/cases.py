@@ -36,9 +36,9 @@ class Case:
     lat: float | None = None
     lon: float | None = None
 
-    def to_fields(self) -> dict[str, str]:
+    def to_fields(self) -> dict[Any, str]:  # Any keys: what redis-py's hset mapping accepts
         """The Redis hash fields."""
-        fields = {
+        fields: dict[Any, str] = {
             "case_key": self.case_key,
             "subscriber": self.subscriber,
             "start_ms": str(self.start_ms),
@@ -147,12 +147,12 @@ class CaseStore:
 
     async def get(self, case_key: str) -> Case | None:
         """One case, or None."""
-        raw = await self._redis.hgetall(keys.case(case_key))  # type: ignore[misc]
+        raw = await self._redis.hgetall(keys.case(case_key))
         return Case.from_fields(raw) if raw else None
 
     async def open_case(self, subscriber: str, at_ms: int) -> Case | None:
         """The case whose episode covers event time ``at_ms`` for this subscriber, or None."""
-        pointer = await self._redis.hgetall(keys.case_open(self.pseudonym(subscriber)))  # type: ignore[misc]
+        pointer = await self._redis.hgetall(keys.case_open(self.pseudonym(subscriber)))
         key, end_ms = _pointer(pointer)
         if key is None or at_ms >= end_ms:
             return None
@@ -168,21 +168,21 @@ class CaseStore:
                     # Optimistic lock: if another decision for this subscriber commits first, EXEC fails
                     # and we re-read, so a case is never opened twice or updated from stale state.
                     await pipe.watch(pointer_key)
-                    open_key, end_ms = _pointer(await pipe.hgetall(pointer_key))  # type: ignore[misc]
+                    open_key, end_ms = _pointer(await pipe.hgetall(pointer_key))
                     # A decision before the open episode's end belongs to it, even if it is late and
                     # older than the episode start: the same fraud story, reported out of order.
                     case_key = open_key
                     if case_key is None or d.ts_ms >= end_ms:
                         case_key = case_key_for(pseud, d.ts_ms)
                     await pipe.watch(keys.case(case_key))
-                    raw = await pipe.hgetall(keys.case(case_key))  # type: ignore[misc]
+                    raw = await pipe.hgetall(keys.case(case_key))
                     before = Case.from_fields(raw) if raw else None
                     after = apply_decision(before, pseud, d, self._episode_ms)
                     created = before is None
-                    escalated = created or d.level > before.level  # type: ignore[union-attr]
+                    escalated = before is None or d.level > before.level
 
                     pipe.multi()
-                    pipe.hset(keys.case(after.case_key), mapping=after.to_fields())  # type: ignore[arg-type]
+                    pipe.hset(keys.case(after.case_key), mapping=after.to_fields())
                     if open_key != after.case_key:
                         pipe.hset(
                             pointer_key,

@@ -194,7 +194,7 @@ class Outbox:
         """Put dead-lettered tasks back into the outbox (after the endpoint is fixed); returns how many."""
         rows = await self._redis.xrange(keys.OUTBOX_DEAD, count=count)
         moved = 0
-        for entry_id, fields in rows:
+        for entry_id, fields in rows or []:
             eid = keys.text(entry_id) or ""
             if entry_ids is not None and eid not in entry_ids:
                 continue

@@ -65,7 +65,7 @@ def _check_coords(lat: Any, lon: Any) -> tuple[float, float]:
     return flat, flon
 
 
-def _validate(record: Mapping[str, Any]) -> dict[str, str]:
+def _validate(record: Mapping[str, Any]) -> dict[Any, str]:
     """The Redis hash fields of one responder.v1 record, or InvalidResponder."""
     missing = [f for f in ("responder_id", "kind", "unit", "lat", "lon", "status") if f not in record]
     if missing:
@@ -97,8 +97,8 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
         "responder_id": fields.get("responder_id"),
         "kind": fields.get("kind"),
         "unit": fields.get("unit"),
-        "lat": float(fields["lat"] or "nan"),
-        "lon": float(fields["lon"] or "nan"),
+        "lat": float(fields.get("lat") or "nan"),
+        "lon": float(fields.get("lon") or "nan"),
         "status": fields.get("status"),
     }
 
@@ -118,7 +118,7 @@ class ResponderRegistry:
         pipe = self._redis.pipeline(transaction=False)
         for fields in validated:
             rid, kind = fields["responder_id"], fields["kind"]
-            pipe.hset(keys.responder(rid), mapping=fields)  # type: ignore[arg-type]
+            pipe.hset(keys.responder(rid), mapping=fields)
             pipe.geoadd(keys.responders_geo(kind), (float(fields["lon"]), float(fields["lat"]), rid))
             for other in KINDS:  # a responder whose kind changed must leave the other geo set
                 if other != kind:
@@ -130,7 +130,7 @@ class ResponderRegistry:
 
     async def get(self, responder_id: str) -> dict[str, Any] | None:
         """One responder as a responder.v1 dict, or None."""
-        raw = await self._redis.hgetall(keys.responder(responder_id))  # type: ignore[misc]
+        raw = await self._redis.hgetall(keys.responder(responder_id))
         return _decode(raw) if raw else None
 
     async def set_status(self, responder_id: str, status: str) -> None:
@@ -194,7 +194,7 @@ class ResponderRegistry:
         """Responders of every kind within the radius that look available now: (id, km, unit)."""
         found: list[tuple[str, float]] = []
         for kind in KINDS:
-            hits = await self._redis.geosearch(
+            hits: list[Any] = await self._redis.geosearch(
                 keys.responders_geo(kind),
                 longitude=lon,
                 latitude=lat,

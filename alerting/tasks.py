@@ -72,17 +72,17 @@ class TaskStore:
 
     async def events(self, task_id: str) -> list[dict[str, Any]]:
         """The task's state transitions, oldest first."""
-        raw = await self._redis.lrange(keys.task_events(task_id), 0, -1)  # type: ignore[misc]
+        raw = await self._redis.lrange(keys.task_events(task_id), 0, -1)
         return [orjson.loads(e) for e in raw]
 
     async def state(self, task_id: str) -> str | None:
         """The task's latest state, or None for an unknown task."""
-        last = await self._redis.lindex(keys.task_events(task_id), -1)  # type: ignore[misc]
+        last = await self._redis.lindex(keys.task_events(task_id), -1)
         return orjson.loads(last)["state"] if last is not None else None
 
     async def for_case(self, case_key: str) -> dict[int, str]:
         """Task ids of a case by level."""
-        raw = await self._redis.hgetall(keys.case(case_key))  # type: ignore[misc]
+        raw = await self._redis.hgetall(keys.case(case_key))
         out: dict[int, str] = {}
         for k, v in raw.items():
             name = keys.text(k) or ""

@@ -145,6 +145,11 @@ def train_model(
         )
         for factor in LEVEL_BUDGET_FACTORS
     )
+    # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
+    budget_grid = [
+        [budget, choose_threshold(calibrated, calib_subs, calib_avail, victims, budget, config.episode_ms)]
+        for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+    ]
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
     metrics = {
         "calibration_pr_auc": float(average_precision_score(y[calib], calibrated)),
@@ -166,6 +171,7 @@ def train_model(
         },
         "calibration": {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()},
         "thresholds": thresholds,
+        "budget_thresholds": budget_grid,
         "metrics": metrics,
         "feature_importance_gain": dict(
             zip(FEATURE_NAMES, booster.feature_importance(importance_type="gain").tolist(), strict=True)

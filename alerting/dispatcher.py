@@ -1,0 +1,141 @@
+"""From a decision to an action: a warning (level 1), a call-centre task (2) or a responder at the door (3)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from alerting import keys
+from alerting.cases import Case, CaseStore
+from alerting.decision import Decision
+from alerting.errors import InvalidDecision
+from alerting.metrics import ALERTS, TASKS
+from alerting.outbox import stage_outbox
+from alerting.responders import ResponderRegistry
+from alerting.tasks import build_task, stage_task
+from fraudwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WARNING_LEVEL, CALL_CENTRE_LEVEL, FACE_TO_FACE_LEVEL = 1, 2, 3
+WARNINGS_MAXLEN = 100_000  # the SMS sender consumes warnings promptly; this only bounds a stalled one
+
+
+def _validate(d: Decision) -> None:
+    if d.level not in (WARNING_LEVEL, CALL_CENTRE_LEVEL, FACE_TO_FACE_LEVEL):
+        raise InvalidDecision(f"level must be 1, 2 or 3, got {d.level!r}")
+    if not (isinstance(d.score, int | float) and math.isfinite(d.score) and 0.0 <= d.score <= 1.0):
+        raise InvalidDecision(f"score must be within [0, 1], got {d.score!r}")
+    if not d.subscriber or d.ts_ms < 0:
+        raise InvalidDecision("a decision needs a subscriber and a non-negative ts_ms")
+
+
+def _stage_warning(pipe: Pipeline, case: Case, d: Decision) -> None:
+    """Queue a level-1 warning record (for the SMS/in-app sender) inside the case's MULTI."""
+    record = {
+        "case_key": case.case_key,
+        "subscriber": d.subscriber,  # the sender must know whom to warn
+        "level": d.level,
+        "score": d.score,
+        "reasons": list(d.reasons),
+        "created_ms": d.ts_ms,
+        "model_version": d.model_version,
+        "idempotency_key": f"{case.case_key}:L{d.level}",
+    }
+    pipe.xadd(keys.WARNINGS, {"warning": orjson.dumps(record)}, maxlen=WARNINGS_MAXLEN, approximate=True)
+    pipe.hset(keys.case(case.case_key), f"warning:L{d.level}", "1")
+    pipe.hincrby(keys.STATS, "warnings", 1)
+
+
+class Dispatcher:
+    """Turns decisions into at most one action per case and level, written atomically with the outbox."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        *,
+        registry: ResponderRegistry | None = None,
+        unit_hint: Callable[[Decision], str | None] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.registry = registry or ResponderRegistry(redis)
+        self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
+        self._unit_hint = unit_hint
+
+    async def handle(self, decision: Decision) -> dict[str, Any] | None:
+        """Act on one decision; the new task.v1 dict, or None (warning only, or the case already had it)."""
+        _validate(decision)
+        ALERTS.labels(level=str(decision.level)).inc()
+        task_id = uuid.uuid4().hex  # fixed across optimistic-lock retries
+        claimed: dict[str, Any] | None = None
+        claim_tried = False
+        created: dict[str, Any] | None = None
+
+        async def on_escalation(case: Case, pipe: Pipeline) -> None:
+            nonlocal claimed, claim_tried, created
+            created = None  # a retried transaction must not report the previous attempt's task
+            if decision.level == WARNING_LEVEL:
+                _stage_warning(pipe, case, decision)
+                return
+            if decision.level == FACE_TO_FACE_LEVEL and not claim_tried:
+                # The claim cannot join the MULTI (it searches and locks other keys), so it happens first
+                # and is kept across retries; it is released below if no task ends up using it.
+                claim_tried = True
+                claimed = await self._claim(decision, case)
+            new_task = build_task(case, decision, claimed["responder_id"] if claimed else None, task_id)
+            body = orjson.dumps(new_task)
+            stage_task(pipe, new_task, body)
+            stage_outbox(pipe, new_task, body)
+            created = new_task
+
+        outcome = None
+        try:
+            outcome = await self.cases.record(decision, on_escalation)
+        finally:
+            # Only the committed attempt counts: if it did not escalate, the hook did not run in it and
+            # ``created`` is left over from an attempt that lost its race.
+            task = created if outcome is not None and outcome.escalated else None
+            if claimed is not None and (task is None or task["responder_id"] != claimed["responder_id"]):
+                await self.registry.release(claimed["responder_id"])
+        if task is None:
+            return None
+        TASKS.labels(level=str(decision.level)).inc()
+        if decision.level == FACE_TO_FACE_LEVEL and task["responder_id"] is None:
+            log.warning("task %s: no responder available, sent to the dispatch queue", task["task_id"])
+        return task
+
+    async def _claim(self, d: Decision, case: Case) -> dict[str, Any] | None:
+        lat, lon = (d.lat, d.lon) if d.lat is not None and d.lon is not None else (case.lat, case.lon)
+        if lat is None or lon is None:
+            return None  # nowhere to search from: the dispatch desk assigns someone by hand
+        hint = self._unit_hint(d) if self._unit_hint else None
+        return await self.registry.claim_nearest(lat, lon, hint, self._settings.responder_search_radii_km)
+
+    async def stats(self) -> dict[str, Any]:
+        """Counts of cases, warnings, tasks by level, deliveries and what waits in the outbox."""
+        raw = await self._redis.hgetall(keys.STATS)
+        counts = {keys.text(k) or "": int(v) for k, v in raw.items()}
+        by_level = {name.removeprefix("tasks:L"): n for name, n in sorted(counts.items()) if name.startswith("tasks:L")}
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.xlen(keys.OUTBOX)
+        pipe.xlen(keys.OUTBOX_DEAD)
+        outbox_len, dead_len = await pipe.execute()
+        return {
+            "cases": counts.get("cases", 0),
+            "warnings": counts.get("warnings", 0),
+            "tasks": sum(by_level.values()),
+            "tasks_by_level": by_level,
+            "delivered": counts.get("delivered", 0),
+            "delivery_failed": counts.get("delivery_failed", 0),
+            "outbox": int(outbox_len),
+            "dead": int(dead_len),
+        }

@@ -1,0 +1,187 @@
+"""The ``fraudwatch`` command line: simulate, train, evaluate, replay, worker, models, run."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+
+from fraudwatch.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back.")
+app.add_typer(models_app, name="models")
+
+
+def _print_json(obj: object) -> None:
+    sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option(help="Folder for events.jsonl, cases.jsonl, responders.jsonl")] = Path(
+        "var/city"
+    ),
+    subscribers: int = 3000,
+    days: float = 1.0,
+    seed: int = 1,
+    victims_per_10k_per_day: float = 12.0,
+) -> None:
+    """Simulate a seeded city's calls, transfers, fraud cases and responders."""
+    from fraudwatch.simulate import CityConfig, simulate as run, write_city
+
+    city = run(
+        CityConfig(subscribers=subscribers, days=days, seed=seed, victims_per_10k_per_day=victims_per_10k_per_day)
+    )
+    paths = write_city(city, out)
+    _print_json(
+        {
+            "events": len(city.events),
+            "cases": len(city.cases),
+            "responders": len(city.responders),
+            "files": {k: str(v) for k, v in paths.items()},
+        }
+    )
+
+
+@app.command()
+def train(
+    events: Path,
+    cases: Path,
+    budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
+    promote: bool = True,
+) -> None:
+    """Train a model on a simulated (or real) history and register it; promote it by default."""
+    from fraudwatch.training import train_from_files
+
+    settings = get_settings()
+    version = train_from_files(events, cases, settings, budget=budget, promote=promote)
+    _print_json(
+        {
+            "version": version.version,
+            "path": str(version.path),
+            "metrics": version.meta["metrics"],
+            "thresholds": version.meta["thresholds"],
+            "promoted": promote,
+        }
+    )
+
+
+@app.command()
+def evaluate(
+    events: Path,
+    cases: Path,
+    model: Annotated[str | None, typer.Option(help="A registry version or a model folder")] = None,
+    budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
+) -> None:
+    """Run the serving features and scorer over EVENTS offline and print the contract's JSON object."""
+    from fraudwatch.training import evaluate_files
+
+    _print_json(evaluate_files(events, cases, get_settings(), model=model, budget=budget))
+
+
+@app.command()
+def replay(
+    events: Path,
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible)")] = None,
+) -> None:
+    """Produce the events of a .jsonl file onto the broker's input topics."""
+    from streams.replay import replay as run
+    from streams.topics import ensure_topics
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("set FW_BROKER_URL (kafka://host:port) to replay onto a broker")
+
+    async def go() -> None:
+        await ensure_topics(settings)
+        stats = await run(events, settings, rate)
+        _print_json(
+            {
+                "sent": stats.sent,
+                "calls": stats.calls,
+                "transfers": stats.transfers,
+                "unroutable": stats.unroutable,
+                "seconds": round(stats.seconds, 3),
+                "events_per_s": round(stats.rate, 1),
+            }
+        )
+
+    asyncio.run(go())
+
+
+@app.command()
+def worker(loglevel: str = "info") -> None:
+    """Run one stream worker (needs FW_BROKER_URL and FW_REDIS_URL)."""
+    from fraudwatch.logs import configure
+
+    settings = get_settings()
+    if not settings.broker_url or not settings.redis_url:
+        raise typer.BadParameter("a worker needs FW_BROKER_URL and FW_REDIS_URL; `fraudwatch run` starts both")
+    configure(settings.log_level)
+    from faust import Worker
+
+    from streams.app import app as faust_app
+
+    sys.argv = [sys.argv[0]]
+    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+@app.command()
+def run(
+    subscribers: int = 3000,
+    days: float = 2.0,
+    seed: int = 101,
+    rate: Annotated[float | None, typer.Option(help="Replay rate in events/s (default: as fast as possible)")] = None,
+) -> None:
+    """The whole service on loopback: broker, Redis, a simulated day, a model, a worker, a dispatch receiver."""
+    from fraudwatch.demo import DemoConfig, run_demo
+
+    summary = run_demo(get_settings(), DemoConfig(subscribers=subscribers, days=days, seed=seed, rate=rate))
+    _print_json(summary)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered version with its metrics; the promoted one is marked."""
+    from models.registry import ModelRegistry
+
+    registry = ModelRegistry(get_settings().models_path)
+    promoted = registry.promoted_version()
+    _print_json(
+        [
+            {
+                "version": v.version,
+                "promoted": v.version == promoted,
+                "features_hash": v.meta["features_hash"],
+                "data": v.meta.get("data"),
+                "metrics": v.meta.get("metrics"),
+            }
+            for v in registry.versions()
+        ]
+    )
+
+
+@models_app.command("promote")
+def models_promote(version: str) -> None:
+    """Make VERSION the live model; running workers switch at their next poll."""
+    from models.registry import ModelRegistry
+
+    ModelRegistry(get_settings().models_path).promote(version)
+    _print_json({"promoted": version})
+
+
+@models_app.command("rollback")
+def models_rollback() -> None:
+    """Go back to the previously promoted version."""
+    from models.registry import ModelRegistry
+
+    _print_json({"promoted": ModelRegistry(get_settings().models_path).rollback()})
+
+
+if __name__ == "__main__":
+    app()

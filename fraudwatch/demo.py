@@ -1,0 +1,297 @@
+"""The main job on loopback: real broker, real Redis, a simulated city, a model, a worker, a receiver.
+
+Everything it starts it stops again, also on error or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+
+from fraudwatch.services import RunningService, free_port, start_redis, start_tansu
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate, write_city
+
+# A few broken lines ride along with the replay so the dead-letter path is exercised every run.
+BAD_LINES = (
+    b"{not json",
+    b'{"schema": "call.v1", "event_id": "bad-1"}',
+    b'{"schema": "transfer.v1", "event_id": "bad-2", "ts_ms": 1, "subscriber": "12345", "payer_account": "A",'
+    b' "payee_account": "B", "amount": -5, "currency": "CNY", "channel": "mobile_app"}',
+    b'{"schema": "sms.v9", "event_id": "bad-3", "ts_ms": 1}',
+    b"\xff\xfe\x00garbage",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Size of the simulated day and of the training city used when no model exists yet."""
+
+    subscribers: int = 3000
+    days: float = 2.0
+    seed: int = 101
+    victims_per_10k_per_day: float = 30.0
+    train_subscribers: int = 12_000
+    train_days: float = 3.0
+    train_seed: int = 7
+    train_victims_per_10k_per_day: float = 40.0
+    rate: float | None = None
+    timeout_s: float = 600.0
+
+
+def _say(message: str) -> None:
+    print(f"[fraudwatch] {message}", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _service(service: RunningService | None) -> Iterator[RunningService | None]:
+    try:
+        yield service
+    finally:
+        if service is not None:
+            service.stop()
+
+
+def ensure_model(settings: Settings, config: DemoConfig) -> str:
+    """The live model's version, training one on a separate simulated city if the registry is empty."""
+    from fraudwatch.training import train_from_files
+    from models.errors import NoModel
+    from models.registry import ModelRegistry
+
+    try:
+        return ModelRegistry(settings.models_path).live().version
+    except NoModel:
+        pass
+    _say(
+        f"no model yet: simulating a training city ({config.train_subscribers} subscribers x {config.train_days} days)"
+    )
+    city = simulate(
+        CityConfig(
+            subscribers=config.train_subscribers,
+            days=config.train_days,
+            seed=config.train_seed,
+            victims_per_10k_per_day=config.train_victims_per_10k_per_day,
+        )
+    )
+    paths = write_city(city, settings.data_dir / "train-city")
+    _say("training")
+    version = train_from_files(paths["events"], paths["cases"], settings, promote=True)
+    return version.version
+
+
+def scrape(url: str) -> dict[str, float]:
+    """Prometheus samples of a /metrics page as ``name{labels}`` -> value."""
+    text = httpx.get(url, timeout=5).text
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+    return out
+
+
+def total(samples: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of a metric's samples whose labels include ``labels``."""
+    want = [f"{k}={v}" for k, v in labels.items()]
+    return sum(v for key, v in samples.items() if key.startswith(name + "{") and all(w in key for w in want))
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}; see its log")
+        try:
+            if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError("worker not ready in time")
+
+
+def start_worker(settings: Settings, env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Launch ``fraudwatch worker`` as its own process with the given FW_* settings."""
+    env = {**os.environ, **env_overrides}
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    out = log_path.open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "fraudwatch.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after a grace period."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def caught_before_loss(tasks: list[dict[str, Any]], cases: list[dict[str, Any]], level: int = 3) -> dict[str, Any]:
+    """How many cases with a loss got a task of ``level`` or more before (and by) the first loss."""
+    first_task: dict[str, list[int]] = {}
+    for task in tasks:
+        if int(task["level"]) >= level:
+            first_task.setdefault(task["subscriber"], []).append(int(task["created_ms"]))
+    with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
+    before = by = 0
+    leads = []
+    for case in with_loss:
+        times = [
+            t for t in first_task.get(case["victim"], []) if case["first_contact_ms"] <= t <= case["first_loss_ms"]
+        ]
+        if times:
+            by += 1
+            if min(times) < case["first_loss_ms"]:
+                before += 1
+                leads.append((case["first_loss_ms"] - min(times)) / 1000)
+    return {
+        "cases": len(cases),
+        "cases_with_loss": len(with_loss),
+        "caught_before_money_left": before,
+        "caught_by_first_transfer": by,
+        "median_lead_time_min": round(statistics.median(leads) / 60, 1) if leads else None,
+    }
+
+
+async def _replay_and_wait(
+    settings: Settings, events_path: Path, metrics_url: str, config: DemoConfig, receiver: Any
+) -> dict[str, Any]:
+    from alerting.dispatcher import Dispatcher
+    from streams.replay import replay
+
+    stats = await replay(events_path, settings, config.rate)
+    _say(f"replayed {stats.sent} events in {stats.seconds:.1f} s ({stats.rate:,.0f}/s); waiting for the worker")
+    deadline = time.monotonic() + config.timeout_s
+    redis = Redis.from_url(settings.redis_url or "")
+    dispatcher = Dispatcher(redis, settings)
+    try:
+        while True:
+            samples = await asyncio.to_thread(scrape, metrics_url)
+            consumed = total(samples, "fw_events_consumed_total")
+            dead = total(samples, "fw_dead_letters_total")
+            done = total(samples, "fw_events_scored_total") + total(samples, "fw_duplicate_events_total")
+            alert_stats = await dispatcher.stats()
+            if consumed + dead >= stats.sent and done >= consumed and alert_stats["outbox"] == 0:
+                received = receiver.stats()
+                if received["received"] >= alert_stats["tasks"]:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker did not finish: consumed={consumed} dead={dead} done={done}")
+            await asyncio.sleep(0.5)
+    finally:
+        await redis.aclose()
+    return {"replay": stats, "samples": samples, "alerting": alert_stats}
+
+
+def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
+    """Run the whole service once over a simulated city and return the summary."""
+    from alerting.receiver import ReceiverServer
+    from alerting.responders import ResponderRegistry
+    from streams.topics import ensure_topics
+
+    started = time.monotonic()
+    data = settings.data_dir
+    logs = data / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    model_version = ensure_model(settings, config)
+    _say(f"model {model_version}")
+    city = simulate(
+        CityConfig(
+            subscribers=config.subscribers,
+            days=config.days,
+            seed=config.seed,
+            victims_per_10k_per_day=config.victims_per_10k_per_day,
+        )
+    )
+    paths = write_city(city, data / "city")
+    with paths["events"].open("ab") as fh:
+        fh.write(b"\n".join(BAD_LINES) + b"\n")
+    _say(f"simulated {len(city.events)} events, {len(city.cases)} cases -> {paths['events']}")
+
+    with ExitStack() as stack:
+        broker = stack.enter_context(
+            _service(None if settings.broker_url else start_tansu(log_path=logs / "tansu.log"))
+        )
+        redis_service = stack.enter_context(
+            _service(None if settings.redis_url else start_redis(log_path=logs / "redis.log"))
+        )
+        overrides = {
+            "broker_url": settings.broker_url or (broker.url if broker else None),
+            "redis_url": settings.redis_url or (redis_service.url if redis_service else None),
+        }
+        _say(f"broker {overrides['broker_url']}, redis {overrides['redis_url']}")
+
+        async def main() -> dict[str, Any]:
+            server = ReceiverServer()
+            receiver_url = await server.start()
+            dispatch_url = settings.dispatch_url or server.tasks_url
+            port = free_port()
+            run_settings = settings.model_copy(
+                update={**overrides, "dispatch_url": dispatch_url, "worker_web_port": port}
+            )
+            await ensure_topics(run_settings)
+            redis = Redis.from_url(run_settings.redis_url or "")
+            await ResponderRegistry(redis).load(city.responders)
+            await redis.aclose()
+            env = {
+                "FW_BROKER_URL": run_settings.broker_url or "",
+                "FW_REDIS_URL": run_settings.redis_url or "",
+                "FW_DISPATCH_URL": dispatch_url,
+                "FW_DATA_DIR": str(data),
+                "FW_WORKER_WEB_PORT": str(port),
+                "FW_PARTITIONS": str(settings.partitions),
+            }
+            proc = start_worker(run_settings, env, logs / "worker.log")
+            try:
+                _say(f"worker pid {proc.pid}, metrics http://127.0.0.1:{port}/metrics; waiting until ready")
+                await asyncio.to_thread(_wait_ready, f"http://127.0.0.1:{port}", proc, 180)
+                result = await _replay_and_wait(
+                    run_settings, paths["events"], f"http://127.0.0.1:{port}/metrics", config, server.receiver
+                )
+                result["tasks"] = list(server.receiver.tasks)
+                result["receiver_url"] = receiver_url
+                return result
+            finally:
+                stop_worker(proc)
+                await server.stop()
+
+        result = asyncio.run(main())
+
+    samples = result["samples"]
+    tasks = result["tasks"]
+    cases = [orjson.loads(line) for line in paths["cases"].read_bytes().splitlines() if line.strip()]
+    return {
+        "events_sent": result["replay"].sent,
+        "events_processed": int(total(samples, "fw_events_scored_total")),
+        "duplicates_ignored": int(total(samples, "fw_duplicate_events_total")),
+        "dead_letters": int(total(samples, "fw_dead_letters_total")),
+        "alerts_by_level": {
+            str(level): int(total(samples, "fw_decisions_total", level=str(level))) for level in (1, 2, 3)
+        },
+        "tasks_dispatched": len(tasks),
+        "tasks_by_level": {str(lv): sum(1 for t in tasks if int(t["level"]) == lv) for lv in (2, 3)},
+        "face_to_face": caught_before_loss(tasks, cases, level=3),
+        "any_task": caught_before_loss(tasks, cases, level=2),
+        "model_version": model_version,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "logs": str(logs),
+    }

@@ -1,0 +1,252 @@
+"""The Faust app: topics, changelogged feature tables, and the three agents of the scoring path.
+
+Data path (every hop keyed so one key's events meet on one partition):
+  calls.v1 / transfers.v1 (raw bytes) --ingest--> calls-by-caller (key caller)  --callers--+
+                                           \\--> subscriber-events (key subscriber) <----+
+  subscriber-events --score--> decision --> alerting (Redis case/outbox, HTTP delivery)
+Bad input never reaches Faust's deserialisers: topics carry raw bytes and ``ingest`` validates them,
+sending failures to the dead-letter topic with their reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import faust
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from alerting.decision import Decision
+from features.state import CallerSnapshot, CallerState, SubscriberState
+from features.vector import caller_step, subscriber_step
+from fraudwatch.pseudonym import pseudonymise
+from fraudwatch.settings import get_settings
+from models.explain import reasons
+from models.registry import ModelRegistry
+from streams import codecs
+from streams.decode import InvalidEvent, decode, decode_obj
+from streams.events import CallEvent
+from streams.metrics import (
+    ALERT_ERRORS,
+    DEAD_LETTERS,
+    DECISIONS,
+    DUPLICATES,
+    EVENT_TO_DECISION,
+    EVENTS_CONSUMED,
+    EVENTS_SCORED,
+    LIVE_KEYS,
+    SCORE_BATCH,
+    SCORE_SECONDS,
+)
+from streams.scoring_runtime import LiveModel
+
+log = logging.getLogger("fraudwatch.worker")
+settings = get_settings()
+codecs.register()
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url or "kafka://127.0.0.1:9092",
+    store="memory://",  # state is rebuilt from the changelog topics: nothing on local disk to lose
+    datadir=str(settings.data_dir / "faust"),
+    topic_partitions=settings.partitions,
+    topic_replication_factor=1,
+    broker_session_timeout=settings.broker_session_timeout_s,
+    broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
+    consumer_auto_offset_reset="earliest",
+    key_serializer="raw",
+    value_serializer="raw",
+    web_port=settings.worker_web_port,
+    web_bind="127.0.0.1",
+    web_tables_enabled=False,  # the built-in /table routes would expose subscriber state
+    processing_guarantee="at_least_once",
+)
+
+_raw = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions}
+input_topic = app.topic(settings.calls_topic, settings.transfers_topic, **_raw)
+caller_topic = app.topic(settings.caller_calls_topic, **_raw)
+subscriber_topic = app.topic(settings.enriched_calls_topic, **_raw)
+dead_letter_topic = app.topic(settings.dead_letter_topic, **_raw)
+
+# Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
+caller_table = app.Table(
+    "caller-state",
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=codecs.CALLER_CODEC),
+    partitions=settings.partitions,
+)
+subscriber_table = app.Table(
+    "subscriber-state",
+    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=codecs.SUBSCRIBER_CODEC),
+    partitions=settings.partitions,
+)
+
+live_model = LiveModel(ModelRegistry(settings.models_path))
+_alerting: Any = None  # alerting.runtime.AlertingRuntime, created on worker start
+
+
+async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
+    """Publish a rejected message with why it was rejected; count it."""
+    DEAD_LETTERS.labels(reason=exc.reason).inc()
+    envelope = {
+        "reason": exc.reason,
+        "detail": exc.detail,
+        "topic": source,
+        "partition": partition,
+        "offset": offset,
+        "payload": raw[:4096].decode("utf-8", errors="replace"),
+        "rejected_at_ms": int(time.time() * 1000),
+    }
+    await dead_letter_topic.send(value=orjson.dumps(envelope))
+
+
+@app.agent(input_topic)
+async def ingest(stream: Any) -> None:
+    """Validate raw input; route calls to their caller's partition and transfers to the subscriber's."""
+    async for event in stream.events():
+        message = event.message
+        raw: bytes = event.value if event.value is not None else b""
+        try:
+            parsed = decode(raw, settings.max_event_bytes)
+        except InvalidEvent as exc:
+            await send_dead_letter(raw, exc, message.topic, message.partition, message.offset)
+            log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
+            continue
+        EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
+        # The broker timestamp rides along so the last hop can measure ingest-to-decision latency.
+        envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
+        if isinstance(parsed, CallEvent):
+            await caller_topic.send(key=parsed.caller.encode(), value=envelope)
+        else:
+            await subscriber_topic.send(key=parsed.subscriber.encode(), value=envelope)
+
+
+@app.agent(caller_topic)
+async def callers(stream: Any) -> None:
+    """Update the calling number's rolling state and pass its risk on to the callee's partition."""
+    async for value in stream:
+        envelope = orjson.loads(value)
+        call = decode_obj(envelope["e"])
+        assert isinstance(call, CallEvent)
+        state = caller_table.get(call.caller)
+        if state is None:
+            state = CallerState()
+        snap = caller_step(state, call)
+        if snap is None:
+            DUPLICATES.labels(stage="caller").inc()
+            continue
+        caller_table[call.caller] = state
+        envelope["c"] = snap.to_list()
+        await subscriber_topic.send(key=call.callee.encode(), value=orjson.dumps(envelope))
+
+
+@app.agent(subscriber_topic)
+async def score(stream: Any) -> None:
+    """Update the subscriber's rolling state, score the event and hand risky ones to alerting."""
+    async for value in stream:
+        envelope = orjson.loads(value)
+        event = decode_obj(envelope["e"])
+        snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
+        state = subscriber_table.get(event.subscriber)
+        if state is None:
+            state = SubscriberState()
+        row = subscriber_step(state, event, snap)
+        if row is None:
+            DUPLICATES.labels(stage="subscriber").inc()
+            continue
+        subscriber_table[event.subscriber] = state
+        scorer = live_model.scorer
+        if scorer is None:
+            # Readiness keeps traffic away until a model is loaded; if one vanishes, wait rather than drop.
+            while live_model.scorer is None:
+                await asyncio.sleep(0.5)
+            scorer = live_model.scorer
+        started = time.perf_counter()
+        risk = float(scorer.score([row.values])[0])
+        SCORE_SECONDS.observe(time.perf_counter() - started)
+        SCORE_BATCH.observe(1)
+        level = scorer.level(risk)
+        EVENTS_SCORED.labels(kind=event.schema).inc()
+        DECISIONS.labels(level=str(level)).inc()
+        ingest_ms = envelope.get("t")
+        if ingest_ms:
+            EVENT_TO_DECISION.observe(max(0.0, time.time() - ingest_ms / 1000))
+        if level == 0:
+            continue
+        decision = Decision(
+            subscriber=event.subscriber,
+            event_id=event.event_id,
+            ts_ms=row.avail_ms,
+            score=risk,
+            level=level,
+            model_version=scorer.version,
+            reasons=tuple(reasons(row.values, scorer.contributions(row.values))),
+            lat=row.lat,
+            lon=row.lon,
+        )
+        log.info(
+            "alert",
+            extra={"case_subscriber": pseudonymise(event.subscriber), "event_id": event.event_id, "level": level},
+        )
+        try:
+            await _alerting.handle(decision)
+        except Exception as exc:  # a failed side effect must not kill the scoring stream
+            ALERT_ERRORS.labels(error=type(exc).__name__).inc()
+            log.exception("alerting failed", extra={"event_id": event.event_id})
+
+
+@app.timer(interval=settings.model_reload_s)
+async def reload_model() -> None:
+    """Pick up a newly promoted model without a restart."""
+    live_model.refresh()
+
+
+@app.timer(interval=5.0)
+async def count_keys() -> None:
+    """Report how many keys this worker holds in feature state."""
+    LIVE_KEYS.labels(table="caller").set(len(caller_table))
+    LIVE_KEYS.labels(table="subscriber").set(len(subscriber_table))
+
+
+@app.task
+async def start_alerting() -> None:
+    """Load the model and start the alerting runtime (Redis, outbox delivery) with the worker."""
+    global _alerting
+    from alerting.runtime import AlertingRuntime
+
+    live_model.refresh()
+    _alerting = AlertingRuntime(settings)
+    await _alerting.start()
+
+
+@app.page("/metrics")
+async def metrics(web: Any, request: Any) -> Any:
+    """Prometheus exposition of the service's own metrics."""
+    # aiohttp refuses a charset inside content_type; the exposition format is plain UTF-8 text.
+    return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+
+@app.page("/healthz")
+async def healthz(web: Any, request: Any) -> Any:
+    """Liveness: the process answers."""
+    return web.json({"status": "ok"})
+
+
+def is_ready() -> bool:
+    """Ready once the tables are recovered, a model is loaded and alerting is up."""
+    recovered = app.tables.recovery.completed.is_set() and not app.in_recovery
+    return bool(recovered and live_model.scorer is not None and _alerting is not None and not app.rebalancing)
+
+
+@app.page("/readyz")
+async def readyz(web: Any, request: Any) -> Any:
+    """Readiness, with the reasons when not ready."""
+    body = {
+        "ready": is_ready(),
+        "model": live_model.scorer.version if live_model.scorer else None,
+        "recovering": bool(app.in_recovery),
+        "alerting": _alerting is not None,
+    }
+    return web.json(body, status=200 if body["ready"] else 503)

@@ -1,0 +1,26 @@
+"""Prometheus metrics of the stream workers (seconds, ``_total``; never a phone number in a label)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+EVENTS_CONSUMED = Counter("fw_events_consumed_total", "Input events read from the broker", ["topic", "kind"])
+DEAD_LETTERS = Counter("fw_dead_letters_total", "Events sent to the dead-letter topic", ["reason"])
+DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their event_id was seen", ["stage"])
+EVENTS_SCORED = Counter("fw_events_scored_total", "Events scored by the model", ["kind"])
+DECISIONS = Counter("fw_decisions_total", "Scored events by risk level (0 = no alert)", ["level"])
+SCORE_SECONDS = Histogram(
+    "fw_scoring_seconds",
+    "Model scoring time per batch",
+    buckets=(1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1),
+)
+SCORE_BATCH = Histogram("fw_scoring_batch_size", "Rows per scoring batch", buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500))
+EVENT_TO_DECISION = Histogram(
+    "fw_event_to_decision_seconds",
+    "From broker ingest (message timestamp) to the scoring decision",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LIVE_KEYS = Gauge("fw_feature_state_keys", "Keys held in feature state on this worker", ["table"])
+MODEL_INFO = Info("fw_model", "The model version this worker scores with")
+MODEL_LOADED = Gauge("fw_model_loaded", "1 when a model is loaded")
+ALERT_ERRORS = Counter("fw_alerting_errors_total", "Decisions that alerting could not handle", ["error"])

@@ -1,0 +1,47 @@
+"""Explicit topic creation: auto-created topics get the broker's default partition count, not ours."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from fraudwatch.settings import Settings
+
+
+def bootstrap(broker_url: str) -> str:
+    """``kafka://host:port`` (Faust style) to ``host:port`` (aiokafka style)."""
+    return broker_url.split("://", 1)[-1]
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """Every topic the service reads or writes, apart from Faust's own changelogs."""
+    return [
+        settings.calls_topic,
+        settings.transfers_topic,
+        settings.caller_calls_topic,
+        settings.enriched_calls_topic,
+        settings.dead_letter_topic,
+        settings.tasks_topic,
+        settings.labels_topic,
+    ]
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create the service's topics with ``settings.partitions`` partitions if they do not exist."""
+    assert settings.broker_url, "broker_url must be set"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings.broker_url))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
+            for name in topic_names(settings)
+            if name not in existing
+        ]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
