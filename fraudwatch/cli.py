@@ -32,7 +32,8 @@ def simulate(
     victims_per_10k_per_day: float = 12.0,
 ) -> None:
     """Simulate a seeded city's calls, transfers, fraud cases and responders."""
-    from fraudwatch.simulate import CityConfig, simulate as run, write_city
+    from fraudwatch.simulate import CityConfig, write_city
+    from fraudwatch.simulate import simulate as run
 
     city = run(
         CityConfig(subscribers=subscribers, days=days, seed=seed, victims_per_10k_per_day=victims_per_10k_per_day)
@@ -88,6 +89,7 @@ def evaluate(
 def replay(
     events: Path,
     rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible)")] = None,
+    speedup: Annotated[float | None, typer.Option(help="Replay event time this many times faster than real")] = None,
 ) -> None:
     """Produce the events of a .jsonl file onto the broker's input topics."""
     from streams.replay import replay as run
@@ -99,7 +101,7 @@ def replay(
 
     async def go() -> None:
         await ensure_topics(settings)
-        stats = await run(events, settings, rate)
+        stats = await run(events, settings, rate, speedup)
         _print_json(
             {
                 "sent": stats.sent,
@@ -136,12 +138,14 @@ def run(
     subscribers: int = 3000,
     days: float = 2.0,
     seed: int = 101,
-    rate: Annotated[float | None, typer.Option(help="Replay rate in events/s (default: as fast as possible)")] = None,
+    replay_seconds: Annotated[float, typer.Option(help="Compress the simulated days into this many seconds")] = 60.0,
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated day, a model, a worker, a dispatch receiver."""
     from fraudwatch.demo import DemoConfig, run_demo
 
-    summary = run_demo(get_settings(), DemoConfig(subscribers=subscribers, days=days, seed=seed, rate=rate))
+    summary = run_demo(
+        get_settings(), DemoConfig(subscribers=subscribers, days=days, seed=seed, replay_seconds=replay_seconds)
+    )
     _print_json(summary)
 
 

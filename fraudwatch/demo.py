@@ -49,8 +49,8 @@ class DemoConfig:
     train_days: float = 3.0
     train_seed: int = 7
     train_victims_per_10k_per_day: float = 40.0
-    rate: float | None = None
-    timeout_s: float = 600.0
+    replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this
+    timeout_s: float = 300.0
 
 
 def _say(message: str) -> None:
@@ -178,7 +178,8 @@ async def _replay_and_wait(
     from alerting.dispatcher import Dispatcher
     from streams.replay import replay
 
-    stats = await replay(events_path, settings, config.rate)
+    speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
+    stats = await replay(events_path, settings, speedup=speedup)
     _say(f"replayed {stats.sent} events in {stats.seconds:.1f} s ({stats.rate:,.0f}/s); waiting for the worker")
     deadline = time.monotonic() + config.timeout_s
     redis = Redis.from_url(settings.redis_url or "")

@@ -19,7 +19,8 @@ def train_from_files(
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model."""
     case_list = read_jsonl(cases)
-    data = build_dataset(load_events(events), case_list)
+    loaded = load_events(events)
+    data = build_dataset(loaded.events, case_list)
     registry = ModelRegistry(settings.models_path)
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
@@ -30,7 +31,7 @@ def train_from_files(
         {c["victim"] for c in case_list},
         registry,
         config,
-        {"events_file": str(events), "cases": len(case_list)},
+        {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected},
     )
     if promote:
         registry.promote(version.version)
@@ -54,7 +55,9 @@ def evaluate_files(
     """The contract's evaluation object for an events file and its cases."""
     scorer = Scorer(resolve_model(settings, model))
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
-    result = evaluate(load_events(events), read_jsonl(cases), scorer, settings.episode_ms, threshold)
+    loaded = load_events(events)
+    result = evaluate(loaded.events, read_jsonl(cases), scorer, settings.episode_ms, threshold)
+    result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget
     return result

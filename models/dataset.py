@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import orjson
 
 from features.pipeline import FeatureEngine
 from features.vector import FeatureRow
-from streams.decode import decode_obj
+from streams.decode import InvalidEvent, decode
 from streams.events import Event
 
 
@@ -22,9 +23,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return [orjson.loads(line) for line in fh if line.strip()]
 
 
-def load_events(path: Path) -> list[Event]:
-    """Contract events of a file, validated by the same decoder the stream uses."""
-    return [decode_obj(obj) for obj in read_jsonl(path)]
+@dataclass
+class EventFile:
+    """The valid events of a file and, by reason, the lines the stream would dead-letter."""
+
+    events: list[Event]
+    rejected: dict[str, int]
+
+
+def load_events(path: Path) -> EventFile:
+    """Contract events of a file, validated by the same decoder the stream uses; bad lines are counted."""
+    events: list[Event] = []
+    rejected: Counter[str] = Counter()
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                events.append(decode(line.rstrip(b"\r\n")))
+            except InvalidEvent as exc:
+                rejected[exc.reason] += 1
+    return EventFile(events, dict(rejected))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """The Faust app: topics, changelogged feature tables, and the three agents of the scoring path.
 
 Data path (every hop keyed so one key's events meet on one partition):
-  calls.v1 / transfers.v1 (raw bytes) --ingest--> calls-by-caller (key caller)  --callers--+
-                                           \\--> subscriber-events (key subscriber) <----+
+  calls.v1 / transfers.v1 (raw bytes) --ingest--> calls-by-caller (calls by caller, transfers by subscriber)
+  --callers--> subscriber-events (key subscriber)
   subscriber-events --score--> decision --> alerting (Redis case/outbox, HTTP delivery)
 Bad input never reaches Faust's deserialisers: topics carry raw bytes and ``ingest`` validates them,
 sending failures to the dead-letter topic with their reason.
@@ -72,16 +72,14 @@ subscriber_topic = app.topic(settings.enriched_calls_topic, **_raw)
 dead_letter_topic = app.topic(settings.dead_letter_topic, **_raw)
 
 # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
-caller_table = app.Table(
-    "caller-state",
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=codecs.CALLER_CODEC),
-    partitions=settings.partitions,
-)
-subscriber_table = app.Table(
-    "subscriber-state",
-    schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer=codecs.SUBSCRIBER_CODEC),
-    partitions=settings.partitions,
-)
+caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions)
+subscriber_table = app.Table("subscriber-state", key_type=str, partitions=settings.partitions)
+# Faust derives serializers from key/value types (json for anything but bytes); the state objects need
+# their own codec, and it must be set before the changelog topic is first built from these attributes.
+for _table, _codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, codecs.SUBSCRIBER_CODEC)):
+    _table.key_serializer = "raw"
+    _table.value_serializer = _codec
+
 
 live_model = LiveModel(ModelRegistry(settings.models_path))
 _alerting: Any = None  # alerting.runtime.AlertingRuntime, created on worker start
@@ -117,10 +115,10 @@ async def ingest(stream: Any) -> None:
         EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
         # The broker timestamp rides along so the last hop can measure ingest-to-decision latency.
         envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
-        if isinstance(parsed, CallEvent):
-            await caller_topic.send(key=parsed.caller.encode(), value=envelope)
-        else:
-            await subscriber_topic.send(key=parsed.subscriber.encode(), value=envelope)
+        # Transfers take the same two hops as calls (through ``callers`` untouched) so that, under load,
+        # a transfer does not overtake the call that came before it.
+        key = parsed.caller if isinstance(parsed, CallEvent) else parsed.subscriber
+        await caller_topic.send(key=key.encode(), value=envelope)
 
 
 @app.agent(caller_topic)
@@ -129,7 +127,9 @@ async def callers(stream: Any) -> None:
     async for value in stream:
         envelope = orjson.loads(value)
         call = decode_obj(envelope["e"])
-        assert isinstance(call, CallEvent)
+        if not isinstance(call, CallEvent):
+            await subscriber_topic.send(key=call.subscriber.encode(), value=value)
+            continue
         state = caller_table.get(call.caller)
         if state is None:
             state = CallerState()

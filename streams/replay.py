@@ -12,10 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from aiokafka import AIOKafkaProducer
 
+from features.vector import available_at
 from fraudwatch.settings import Settings
+from streams.decode import InvalidEvent, decode
+from streams.events import CallEvent
 from streams.topics import bootstrap
 
 
@@ -35,36 +37,55 @@ class ReplayStats:
         return self.sent / self.seconds if self.seconds else 0.0
 
 
-def _route(line: bytes, settings: Settings) -> tuple[float, str, bytes | None]:
-    """(arrival time, topic, key) of a raw line; unparseable lines go unkeyed to the calls topic."""
+def _route(line: bytes, settings: Settings) -> tuple[float | None, str, bytes | None]:
+    """(arrival time, topic, key) of a raw line; a line the contract rejects has no arrival time and
+    goes unkeyed to the calls topic, where the worker dead-letters it."""
     try:
-        obj = orjson.loads(line)
-        schema = obj.get("schema")
-        ts = float(obj["ts_ms"])
-        if schema == "call.v1":
-            return ts + float(obj.get("duration_s") or 0) * 1000, settings.calls_topic, str(obj["callee"]).encode()
-        if schema == "transfer.v1":
-            return ts, settings.transfers_topic, str(obj["subscriber"]).encode()
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
-        pass
-    return float("inf"), settings.calls_topic, None
+        event = decode(line, max_bytes=1 << 30)
+    except InvalidEvent:
+        return None, settings.calls_topic, None
+    if isinstance(event, CallEvent):
+        return float(available_at(event)), settings.calls_topic, event.callee.encode()
+    return float(event.ts_ms), settings.transfers_topic, event.subscriber.encode()
 
 
-def load_lines(path: Path, settings: Settings) -> list[tuple[float, str, bytes | None, bytes]]:
-    """The file's non-empty lines with their route, in arrival order (unroutable ones last)."""
-    routed = []
+Routed = tuple[float, str, bytes | None, bytes]
+
+
+def load_lines(path: Path, settings: Settings) -> list[Routed]:
+    """The file's non-empty lines with their route, in arrival order; a bad line keeps its place in the file."""
+    routed: list[Routed] = []
+    previous = float("-inf")
     with path.open("rb") as fh:
-        for line in fh:
-            line = line.rstrip(b"\r\n")
+        for raw in fh:
+            line = raw.rstrip(b"\r\n")
             if line.strip():
                 arrival, topic, key = _route(line, settings)
-                routed.append((arrival, topic, key, line))
-    routed.sort(key=lambda r: r[0])
+                previous = arrival if arrival is not None else previous
+                routed.append((previous, topic, key, line))
+    routed.sort(key=lambda r: r[0])  # stable: bad lines stay right after the event they followed
     return routed
 
 
-async def replay(path: Path, settings: Settings, rate: float | None = None) -> ReplayStats:
-    """Send every line of ``path``; ``rate`` caps events per second (None = as fast as possible)."""
+def _pace(lines: list[Routed], rate: float | None, speedup: float | None) -> list[float]:
+    """Seconds after the start at which each line is due: by count (``rate``) or by event time (``speedup``)."""
+    if speedup:
+        finite = [arrival for arrival, *_ in lines if arrival != float("-inf")]
+        first = finite[0] if finite else 0.0
+        return [max(arrival - first, 0.0) / 1000 / speedup for arrival, *_ in lines]
+    if rate:
+        return [i / rate for i in range(len(lines))]
+    return [0.0] * len(lines)
+
+
+async def replay(
+    path: Path, settings: Settings, rate: float | None = None, speedup: float | None = None
+) -> ReplayStats:
+    """Send every line of ``path``: ``rate`` events/s, or event time compressed ``speedup`` times, or flat out.
+
+    A time-compressed replay keeps the gaps between a call and the transfer after it, as a live feed
+    does; a flat-out replay is for throughput, where the stream may see events far out of order.
+    """
     assert settings.broker_url, "broker_url must be set"
     lines = load_lines(path, settings)
     producer = AIOKafkaProducer(
@@ -78,11 +99,11 @@ async def replay(path: Path, settings: Settings, rate: float | None = None) -> R
     started = time.monotonic()
     try:
         pending = []
+        due = _pace(lines, rate, speedup)
         for i, (_arrival, topic, key, value) in enumerate(lines):
-            if rate:
-                ahead = started + i / rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
+            ahead = started + due[i] - time.monotonic()
+            if ahead > 0.001:
+                await asyncio.sleep(ahead)
             pending.append(await producer.send(topic, value=value, key=key))
             if key is None:
                 unroutable += 1

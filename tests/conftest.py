@@ -1,0 +1,40 @@
+"""Shared fixtures: real embedded services and a small trained model, built once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fraudwatch.services import RunningService, start_redis, start_tansu
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate, write_city
+
+
+@pytest.fixture(scope="session")
+def tansu() -> Iterator[RunningService]:
+    """A real Kafka-API broker (Tansu) on a free loopback port."""
+    service = start_tansu()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_service() -> Iterator[RunningService]:
+    """A real redis-server on a free loopback port."""
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data folder whose registry holds one promoted model trained on a small simulated city."""
+    from fraudwatch.training import train_from_files
+
+    data = tmp_path_factory.mktemp("data")
+    city = simulate(CityConfig(subscribers=6000, days=3, seed=3, victims_per_10k_per_day=60))
+    paths = write_city(city, data / "train-city")
+    train_from_files(paths["events"], paths["cases"], Settings(data_dir=data), promote=True)
+    return data
