@@ -49,7 +49,7 @@ def test_matches_brute_force(events: list[tuple[int, int, int, str | None]], lat
 @given(events=events)
 def test_snapshot_round_trip_is_exact(events: list[tuple[int, int, int, str | None]]) -> None:
     win = SlidingWindows(SPANS, 2, max_channel=1)
-    for ts, a, b, key in sorted(events):
+    for ts, a, b, key in sorted(events, key=lambda e: e[0]):
         win.add(ts, (a, b), key)
     back = SlidingWindows.from_obj(win.to_obj(), SPANS, 2, max_channel=1)
     for w in range(len(SPANS)):
