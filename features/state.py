@@ -206,6 +206,8 @@ class SubscriberState:
         if contact is None:
             contact = self.contacts[call.caller] = [avail_ms, avail_ms, 0, 0]
             _prune_oldest(self.contacts, MAX_CONTACTS, 1)
+            self.contacts[call.caller] = contact  # a late call must not prune its own (just added) contact
+        contact[0] = min(contact[0], avail_ms)  # a late call may be the earliest one: first seen is event time
         contact[1] = max(contact[1], avail_ms)
         contact[2] += 1
         contact[3] += dur
@@ -250,6 +252,7 @@ class SubscriberState:
             self.payees[transfer.payee_account] = [ts, ts]
             _prune_oldest(self.payees, MAX_PAYEES, 1)
         else:
+            payee[0] = min(payee[0], ts)  # a late transfer may be the earliest to this payee
             payee[1] = max(payee[1], ts)
         values = (0, 0, 0, 0, 0, 0, 1, cents, 1 if new_payee else 0, cents if new_payee else 0, 0, 0)
         self.windows.add(ts, values)

@@ -45,8 +45,8 @@ class DemoConfig:
     days: float = 2.0
     seed: int = 101
     victims_per_10k_per_day: float = 30.0
-    train_subscribers: int = 12_000
-    train_days: float = 3.0
+    # Same city size, more days: fan-out and other per-city counts then mean the same at training and serving.
+    train_days: float = 10.0
     train_seed: int = 7
     train_victims_per_10k_per_day: float = 40.0
     replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this

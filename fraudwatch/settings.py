@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = Field(6.0, description="Short, so a Tansu group join takes seconds.")
     broker_heartbeat_interval_s: float = 1.0
     worker_web_port: int = Field(6066, description="Faust web port: /metrics, /healthz, /readyz.")
+    score_batch_max: int = Field(200, ge=1, description="Most events scored in one model call.")
+    score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
 
     model_dir: Path | None = Field(None, description="Model registry folder; default data_dir/models.")

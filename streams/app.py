@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerting.decision import Decision
 from features.state import CallerSnapshot, CallerState, SubscriberState
-from features.vector import caller_step, subscriber_step
+from features.vector import FeatureRow, caller_step, subscriber_step
 from fraudwatch.pseudonym import pseudonymise
 from fraudwatch.settings import get_settings
 from models.explain import reasons
@@ -34,6 +34,7 @@ from streams.metrics import (
     DEAD_LETTERS,
     DECISIONS,
     DUPLICATES,
+    EVENT_TIME_LAG,
     EVENT_TO_DECISION,
     EVENTS_CONSUMED,
     EVENTS_SCORED,
@@ -65,20 +66,24 @@ app = faust.App(
     processing_guarantee="at_least_once",
 )
 
-_raw = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions}
-input_topic = app.topic(settings.calls_topic, settings.transfers_topic, **_raw)
-caller_topic = app.topic(settings.caller_calls_topic, **_raw)
-subscriber_topic = app.topic(settings.enriched_calls_topic, **_raw)
-dead_letter_topic = app.topic(settings.dead_letter_topic, **_raw)
+
+def _raw_topic(*names: str) -> Any:
+    return app.topic(*names, key_type=bytes, value_type=bytes, partitions=settings.partitions)
+
+
+input_topic = _raw_topic(settings.calls_topic, settings.transfers_topic)
+caller_topic = _raw_topic(settings.caller_calls_topic)
+subscriber_topic = _raw_topic(settings.enriched_calls_topic)
+dead_letter_topic = _raw_topic(settings.dead_letter_topic)
 
 # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
-caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions)
-subscriber_table = app.Table("subscriber-state", key_type=str, partitions=settings.partitions)
+caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
+subscriber_table = app.Table("subscriber-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
 # Faust derives serializers from key/value types (json for anything but bytes); the state objects need
 # their own codec, and it must be set before the changelog topic is first built from these attributes.
 for _table, _codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, codecs.SUBSCRIBER_CODEC)):
-    _table.key_serializer = "raw"
-    _table.value_serializer = _codec
+    _table.key_serializer = "raw"  # type: ignore[attr-defined]
+    _table.value_serializer = _codec  # type: ignore[attr-defined]
 
 
 live_model = LiveModel(ModelRegistry(settings.models_path))
@@ -142,59 +147,76 @@ async def callers(stream: Any) -> None:
         await subscriber_topic.send(key=call.callee.encode(), value=orjson.dumps(envelope))
 
 
+async def _wait_for_model() -> Any:
+    # Readiness keeps traffic away until a model is loaded; if one vanishes, wait rather than drop.
+    while live_model.scorer is None:
+        await asyncio.sleep(0.5)
+    return live_model.scorer
+
+
 @app.agent(subscriber_topic)
 async def score(stream: Any) -> None:
-    """Update the subscriber's rolling state, score the event and hand risky ones to alerting."""
-    async for value in stream:
-        envelope = orjson.loads(value)
-        event = decode_obj(envelope["e"])
-        snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
-        state = subscriber_table.get(event.subscriber)
-        if state is None:
-            state = SubscriberState()
-        row = subscriber_step(state, event, snap)
-        if row is None:
-            DUPLICATES.labels(stage="subscriber").inc()
+    """Update subscriber state per event, score in micro-batches, hand risky events to alerting.
+
+    ``take()`` batches the model call (one predict per batch costs ~1 us/row against ~40 us for one
+    row); the tables use the producer's partitioner so they can be written inside ``take()`` (#497),
+    and events are acknowledged only after their batch is scored, so at-least-once still holds.
+    """
+    async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
+        rows: list[FeatureRow] = []
+        ingest_ms: list[int | None] = []
+        for value in batch:
+            envelope = orjson.loads(value)
+            event = decode_obj(envelope["e"])
+            snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
+            state = subscriber_table.get(event.subscriber)
+            if state is None:
+                state = SubscriberState()
+            row = subscriber_step(state, event, snap)
+            if row is None:
+                DUPLICATES.labels(stage="subscriber").inc()
+                continue
+            subscriber_table[event.subscriber] = state
+            rows.append(row)
+            ingest_ms.append(envelope.get("t"))
+        if not rows:
             continue
-        subscriber_table[event.subscriber] = state
-        scorer = live_model.scorer
-        if scorer is None:
-            # Readiness keeps traffic away until a model is loaded; if one vanishes, wait rather than drop.
-            while live_model.scorer is None:
-                await asyncio.sleep(0.5)
-            scorer = live_model.scorer
+        scorer = live_model.scorer or await _wait_for_model()
         started = time.perf_counter()
-        risk = float(scorer.score([row.values])[0])
+        risks = scorer.score([r.values for r in rows])
         SCORE_SECONDS.observe(time.perf_counter() - started)
-        SCORE_BATCH.observe(1)
-        level = scorer.level(risk)
-        EVENTS_SCORED.labels(kind=event.schema).inc()
-        DECISIONS.labels(level=str(level)).inc()
-        ingest_ms = envelope.get("t")
-        if ingest_ms:
-            EVENT_TO_DECISION.observe(max(0.0, time.time() - ingest_ms / 1000))
-        if level == 0:
-            continue
-        decision = Decision(
-            subscriber=event.subscriber,
-            event_id=event.event_id,
-            ts_ms=row.avail_ms,
-            score=risk,
-            level=level,
-            model_version=scorer.version,
-            reasons=tuple(reasons(row.values, scorer.contributions(row.values))),
-            lat=row.lat,
-            lon=row.lon,
-        )
-        log.info(
-            "alert",
-            extra={"case_subscriber": pseudonymise(event.subscriber), "event_id": event.event_id, "level": level},
-        )
-        try:
-            await _alerting.handle(decision)
-        except Exception as exc:  # a failed side effect must not kill the scoring stream
-            ALERT_ERRORS.labels(error=type(exc).__name__).inc()
-            log.exception("alerting failed", extra={"event_id": event.event_id})
+        SCORE_BATCH.observe(len(rows))
+        now = time.time()
+        for row, risk, t_ms in zip(rows, risks.tolist(), ingest_ms, strict=True):
+            level = scorer.level(risk)
+            EVENTS_SCORED.labels(kind="call.v1" if row.is_call else "transfer.v1").inc()
+            DECISIONS.labels(level=str(level)).inc()
+            if t_ms:
+                EVENT_TO_DECISION.observe(max(0.0, now - t_ms / 1000))
+            EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
+            if level:
+                await _alert(scorer, row, risk, level)
+
+
+async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
+    """Explain a risky event and hand it to alerting; a failed side effect never stops the stream."""
+    decision = Decision(
+        subscriber=row.subscriber,
+        event_id=row.event_id,
+        ts_ms=row.avail_ms,
+        score=risk,
+        level=level,
+        model_version=scorer.version,
+        reasons=tuple(reasons(row.values, scorer.contributions(row.values))),
+        lat=row.lat,
+        lon=row.lon,
+    )
+    log.info("alert", extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "level": level})
+    try:
+        await _alerting.handle(decision)
+    except Exception as exc:
+        ALERT_ERRORS.labels(error=type(exc).__name__).inc()
+        log.exception("alerting failed", extra={"event_id": row.event_id})
 
 
 @app.timer(interval=settings.model_reload_s)
@@ -236,7 +258,7 @@ async def healthz(web: Any, request: Any) -> Any:
 
 def is_ready() -> bool:
     """Ready once the tables are recovered, a model is loaded and alerting is up."""
-    recovered = app.tables.recovery.completed.is_set() and not app.in_recovery
+    recovered = app.tables.recovery.completed.is_set() and not app.in_recovery  # type: ignore[attr-defined]
     return bool(recovered and live_model.scorer is not None and _alerting is not None and not app.rebalancing)
 
 

@@ -68,7 +68,10 @@ def _number(obj: dict[str, Any], name: str) -> float:
         raise InvalidEvent("missing_field", name)
     if type(value) not in (int, float):  # bool is excluded on purpose
         raise InvalidEvent("wrong_type", f"{name} must be a number")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range (decode_obj gets Python ints of any size)
+        raise InvalidEvent("bad_value", f"{name} out of range") from None
     if not math.isfinite(number):
         raise InvalidEvent("bad_value", f"{name} not finite")
     return number
@@ -95,6 +98,8 @@ def _call(obj: dict[str, Any]) -> CallEvent:
     kind = obj.get("caller_kind")
     if kind is None:
         raise InvalidEvent("missing_field", "caller_kind")
+    if type(kind) is not str:  # an unhashable list/object would make the set lookup raise TypeError
+        raise InvalidEvent("wrong_type", "caller_kind must be a string")
     if kind not in _CALLER_KINDS:
         raise InvalidEvent("bad_value", "caller_kind unknown")
     return CallEvent(
@@ -120,6 +125,8 @@ def _transfer(obj: dict[str, Any]) -> TransferEvent:
     channel = obj.get("channel")
     if channel is None:
         raise InvalidEvent("missing_field", "channel")
+    if type(channel) is not str:  # an unhashable list/object would make the set lookup raise TypeError
+        raise InvalidEvent("wrong_type", "channel must be a string")
     if channel not in _CHANNELS:
         raise InvalidEvent("bad_value", "channel unknown")
     return TransferEvent(

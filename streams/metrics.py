@@ -20,6 +20,11 @@ EVENT_TO_DECISION = Histogram(
     "From broker ingest (message timestamp) to the scoring decision",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+EVENT_TIME_LAG = Histogram(
+    "fw_event_time_to_decision_seconds",
+    "From when the event became known (call end, transfer start; event time) to the decision",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+)
 LIVE_KEYS = Gauge("fw_feature_state_keys", "Keys held in feature state on this worker", ["table"])
 MODEL_INFO = Info("fw_model", "The model version this worker scores with")
 MODEL_LOADED = Gauge("fw_model_loaded", "1 when a model is loaded")
