@@ -77,11 +77,11 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
     except NoModel:
         pass
     _say(
-        f"no model yet: simulating a training city ({config.train_subscribers} subscribers x {config.train_days} days)"
+        f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)"
     )
     city = simulate(
         CityConfig(
-            subscribers=config.train_subscribers,
+            subscribers=config.subscribers,
             days=config.train_days,
             seed=config.train_seed,
             victims_per_10k_per_day=config.train_victims_per_10k_per_day,
