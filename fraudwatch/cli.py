@@ -149,6 +149,16 @@ def run(
     _print_json(summary)
 
 
+@app.command()
+def benchmark(
+    tiny: Annotated[bool, typer.Option(help="Seconds-long run that only proves the machinery works")] = False,
+) -> None:
+    """Throughput, latency and baselines of a real worker on the embedded broker; prints one JSON object."""
+    from fraudwatch.benchmark import BenchConfig, run_benchmark
+
+    _print_json(run_benchmark(get_settings(), BenchConfig.tiny() if tiny else BenchConfig()))
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Every registered version with its metrics; the promoted one is marked."""

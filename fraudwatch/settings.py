@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     broker_session_timeout_s: float = Field(6.0, description="Short, so a Tansu group join takes seconds.")
     broker_heartbeat_interval_s: float = 1.0
     worker_web_port: int = Field(6066, description="Faust web port: /metrics, /healthz, /readyz.")
+    consumer_fetch_max_wait_ms: int = Field(
+        20, ge=1, description="Longest a consumer fetch waits for data; Faust's fixed 1.5 s adds latency per hop."
+    )
     score_batch_max: int = Field(200, ge=1, description="Most events scored in one model call.")
     score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
@@ -50,6 +53,33 @@ class Settings(BaseSettings):
     delivery_backoff_base_s: float = 0.2
     delivery_backoff_max_s: float = 10.0
     responder_search_radii_km: tuple[float, ...] = (2.0, 5.0, 10.0, 25.0, 100.0)
+    responder_stale_s: float = Field(
+        300.0, gt=0, description="A responder whose last heartbeat (or roster load) is older is not assigned."
+    )
+
+    ack_deadline_s: float = Field(
+        120.0, gt=0, description="An assigned task not acknowledged within this is reassigned and escalated."
+    )
+    ack_check_interval_s: float = Field(5.0, gt=0, description="How often the acknowledgement watcher looks.")
+    supervisor_url: str | None = Field(
+        None, description="Where escalation JSON is POSTed when a task misses its ack deadline; unset = log only."
+    )
+    supervisor_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one escalation POST.")
+
+    console_tokens_file: Path | None = Field(
+        None,
+        description='JSON {token: {"role": dispatcher|responder|admin, "name": ..., "responder_id": ...}}; '
+        "unset = the console refuses every API call.",
+    )
+    console_ticket_key: SecretStr | None = Field(
+        None, description="HMAC key of the console's SSE tickets; unset = a random key per console process."
+    )
+    console_ticket_ttl_s: float = Field(60.0, gt=0, description="Lifetime of one SSE ticket.")
+    console_max_body_bytes: int = Field(16_384, ge=1024, description="Larger console request bodies get 413.")
+    console_responder_rate_per_s: float = Field(
+        2.0, gt=0, description="Sustained request rate allowed per responder token (token bucket refill)."
+    )
+    console_responder_burst: int = Field(20, ge=1, description="Burst size of a responder token's bucket.")
 
     pseudonym_key: SecretStr = Field(
         SecretStr("dev-only-pseudonym-key"), description="HMAC key for phone/account pseudonyms in logs and metrics."

@@ -26,7 +26,7 @@ from fraudwatch.pseudonym import pseudonymise
 from fraudwatch.settings import get_settings
 from models.explain import reasons
 from models.registry import ModelRegistry
-from streams import codecs
+from streams import codecs, fetch_wait
 from streams.decode import InvalidEvent, decode, decode_obj
 from streams.events import CallEvent
 from streams.metrics import (
@@ -43,10 +43,12 @@ from streams.metrics import (
     SCORE_SECONDS,
 )
 from streams.scoring_runtime import LiveModel
+from streams.topics import internal_topic
 
 log = logging.getLogger("fraudwatch.worker")
 settings = get_settings()
 codecs.register()
+fetch_wait.install(settings.consumer_fetch_max_wait_ms)
 
 app = faust.App(
     settings.app_id,
@@ -72,8 +74,8 @@ def _raw_topic(*names: str) -> Any:
 
 
 input_topic = _raw_topic(settings.calls_topic, settings.transfers_topic)
-caller_topic = _raw_topic(settings.caller_calls_topic)
-subscriber_topic = _raw_topic(settings.enriched_calls_topic)
+caller_topic = _raw_topic(internal_topic(settings, settings.caller_calls_topic))
+subscriber_topic = _raw_topic(internal_topic(settings, settings.enriched_calls_topic))
 dead_letter_topic = _raw_topic(settings.dead_letter_topic)
 
 # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
@@ -118,7 +120,7 @@ async def ingest(stream: Any) -> None:
             log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
             continue
         EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
-        # The broker timestamp rides along so the last hop can measure ingest-to-decision latency.
+        # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
         envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
         # Transfers take the same two hops as calls (through ``callers`` untouched) so that, under load,
         # a transfer does not overtake the call that came before it.
@@ -164,7 +166,7 @@ async def score(stream: Any) -> None:
     """
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
         rows: list[FeatureRow] = []
-        ingest_ms: list[int | None] = []
+        ingest_s: list[float | None] = []
         for value in batch:
             envelope = orjson.loads(value)
             event = decode_obj(envelope["e"])
@@ -178,7 +180,7 @@ async def score(stream: Any) -> None:
                 continue
             subscriber_table[event.subscriber] = state
             rows.append(row)
-            ingest_ms.append(envelope.get("t"))
+            ingest_s.append(envelope.get("t"))
         if not rows:
             continue
         scorer = live_model.scorer or await _wait_for_model()
@@ -187,12 +189,12 @@ async def score(stream: Any) -> None:
         SCORE_SECONDS.observe(time.perf_counter() - started)
         SCORE_BATCH.observe(len(rows))
         now = time.time()
-        for row, risk, t_ms in zip(rows, risks.tolist(), ingest_ms, strict=True):
+        for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
             EVENTS_SCORED.labels(kind="call.v1" if row.is_call else "transfer.v1").inc()
             DECISIONS.labels(level=str(level)).inc()
-            if t_ms:
-                EVENT_TO_DECISION.observe(max(0.0, now - t_ms / 1000))
+            if t_s:
+                EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
             if level:
                 await _alert(scorer, row, risk, level)

@@ -18,7 +18,31 @@ SCORE_BATCH = Histogram("fw_scoring_batch_size", "Rows per scoring batch", bucke
 EVENT_TO_DECISION = Histogram(
     "fw_event_to_decision_seconds",
     "From broker ingest (message timestamp) to the scoring decision",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    # Fine below 100 ms: the objective is p99 <= 50 ms and the benchmark reads quantiles off these buckets.
+    buckets=(
+        0.001,
+        0.002,
+        0.003,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.04,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.25,
+        0.5,
+        1,
+        2.5,
+        5,
+        10,
+        30,
+        60,
+    ),
 )
 EVENT_TIME_LAG = Histogram(
     "fw_event_time_to_decision_seconds",

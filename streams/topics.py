@@ -15,13 +15,18 @@ def bootstrap(broker_url: str) -> str:
     return broker_url.split("://", 1)[-1]
 
 
+def internal_topic(settings: Settings, name: str) -> str:
+    """An app-private topic's name: two apps (say, a shadow deployment) must not read each other's hops."""
+    return f"{settings.app_id}.{name}"
+
+
 def topic_names(settings: Settings) -> list[str]:
     """Every topic the service reads or writes, apart from Faust's own changelogs."""
     return [
         settings.calls_topic,
         settings.transfers_topic,
-        settings.caller_calls_topic,
-        settings.enriched_calls_topic,
+        internal_topic(settings, settings.caller_calls_topic),
+        internal_topic(settings, settings.enriched_calls_topic),
         settings.dead_letter_topic,
         settings.tasks_topic,
         settings.labels_topic,

@@ -1,0 +1,242 @@
+"""``benchmark``: throughput and latency of a real worker on the real broker, against baselines.
+
+One run measures, on the same events:
+- a worker scoring in micro-batches (the service as deployed) and the same worker with batch size 1
+  (a naive per-message agent: one ``predict`` per event), each draining a backlog -> events/s;
+- event-to-decision latency of the batched worker at fixed offered rates -> p50/p95/p99;
+- in-process: raw batched ``Booster.predict`` on precomputed feature rows, the service's scoring path
+  (calibrated batch score) on the same rows, and the feature path per event;
+- the worker's peak resident memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fraudwatch.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
+from fraudwatch.services import free_port, start_redis, start_tansu
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate, write_city
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How much to run: ``tiny`` proves the machinery in seconds; the full run gives the figures."""
+
+    backlog_subscribers: int = 20_000
+    rates: tuple[int, ...] = (1000, 5000)
+    seconds_per_rate: float = 20.0
+    model_subscribers: int = 3000
+
+    @classmethod
+    def tiny(cls) -> BenchConfig:
+        """A run of a few seconds per phase."""
+        return cls(backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500)
+
+
+def histogram_quantiles(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, float | None]:
+    """p50/p95/p99 of the observations a histogram gained between two scrapes (linear within buckets)."""
+    buckets: list[tuple[float, float]] = []
+    for key, value in after.items():
+        if key.startswith(name + "_bucket{"):
+            le = key.split("le=")[1].split(",")[0].rstrip("}")
+            bound = float("inf") if le in ("+Inf", "inf") else float(le)
+            buckets.append((bound, value - before.get(key, 0.0)))
+    buckets.sort()
+    count = buckets[-1][1] if buckets else 0.0
+    out: dict[str, float | None] = {}
+    for q in (0.5, 0.95, 0.99):
+        if count <= 0:
+            out[f"p{int(q * 100)}_ms"] = None
+            continue
+        rank, lower, prev = q * count, 0.0, 0.0
+        value = None
+        for bound, cumulative in buckets:
+            if cumulative >= rank:
+                if bound == float("inf"):
+                    value = lower
+                else:
+                    share = (rank - prev) / (cumulative - prev) if cumulative > prev else 1.0
+                    value = lower + (bound - lower) * share
+                break
+            lower, prev = bound, cumulative
+        out[f"p{int(q * 100)}_ms"] = round(value * 1000, 2) if value is not None else None
+    out["count"] = count
+    return out
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+async def _wait_ready(port: int, proc: Any) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        for _ in range(400):
+            if proc.poll() is not None:
+                raise RuntimeError("benchmark worker exited; see its log")
+            try:
+                if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.25)
+    raise TimeoutError("benchmark worker not ready")
+
+
+async def _drain_rate(metrics_url: str, target: float, timeout_s: float = 900) -> dict[str, float]:
+    """Scored events/s while a worker works through a backlog, from its own counters (middle 80 %)."""
+    points: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        samples = await asyncio.to_thread(scrape, metrics_url)
+        scored = total(samples, "fw_events_scored_total") + total(samples, "fw_duplicate_events_total")
+        points.append((time.monotonic(), scored))
+        if scored >= target:
+            break
+        await asyncio.sleep(0.25)
+    lo = next((p for p in points if p[1] >= 0.1 * target), points[0])
+    hi = next((p for p in points if p[1] >= 0.9 * target), points[-1])
+    rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0
+    return {"events": points[-1][1], "events_per_s": round(rate, 1)}
+
+
+def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, Any]:
+    """Feature path, scoring path and raw predict on the same events, in this process."""
+    from features.pipeline import FeatureEngine, in_arrival_order
+    from models.dataset import load_events
+    from models.registry import ModelRegistry
+    from models.scoring import Scorer
+
+    scorer = Scorer(ModelRegistry(settings.models_path).live())
+    events = in_arrival_order(load_events(events_path).events)[:limit]
+    engine = FeatureEngine()
+    started = time.perf_counter()
+    rows = [r for r in (engine.process(e) for e in events) if r is not None]
+    feature_s = time.perf_counter() - started
+    X = np.asarray([r.values for r in rows])
+
+    def best_of(fn: Any, repeat: int = 5) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
+    raw_s = best_of(lambda: [scorer.booster.predict(X[i : i + 200], num_threads=1) for i in range(0, len(X), 200)])
+    path_s = best_of(lambda: [scorer.score(X[i : i + 200]) for i in range(0, len(X), 200)])
+    sample = X[: min(len(X), 2000)]
+    single_s = best_of(lambda: [scorer.score(sample[i : i + 1]) for i in range(len(sample))], repeat=3)
+    return {
+        "rows": len(rows),
+        "feature_path_events_per_s": round(len(events) / feature_s, 1),
+        "raw_batched_predict_rows_per_s": round(len(X) / raw_s, 1),
+        "scoring_path_batched_rows_per_s": round(len(X) / path_s, 1),
+        "scoring_path_single_row_rows_per_s": round(len(sample) / single_s, 1),
+        "scoring_path_vs_raw_predict_time_ratio": round(path_s / raw_s, 3),
+    }
+
+
+async def _bench(
+    settings: Settings, config: BenchConfig, work: Path, broker_url: str, redis_url: str
+) -> dict[str, Any]:
+    from alerting.receiver import ReceiverServer
+    from streams.replay import replay
+    from streams.topics import ensure_topics
+
+    receiver = ReceiverServer()
+    await receiver.start()
+    run = settings.model_copy(
+        update={"broker_url": broker_url, "redis_url": redis_url, "dispatch_url": receiver.tasks_url}
+    )
+    await ensure_topics(run)
+    backlog = write_city(
+        simulate(CityConfig(subscribers=config.backlog_subscribers, days=1.0, seed=901)), work / "backlog"
+    )
+    sent = await replay(backlog["events"], run)
+    result: dict[str, Any] = {"backlog_events": sent.sent}
+
+    def env(app_id: str, port: int, batch: int) -> dict[str, str]:
+        return {
+            "FW_BROKER_URL": broker_url,
+            "FW_REDIS_URL": redis_url,
+            "FW_DISPATCH_URL": receiver.tasks_url,
+            "FW_DATA_DIR": str(settings.data_dir),
+            "FW_WORKER_WEB_PORT": str(port),
+            "FW_APP_ID": app_id,
+            "FW_SCORE_BATCH_MAX": str(batch),
+            "FW_LOG_LEVEL": "WARNING",
+        }
+
+    try:
+        for label, batch in (("naive_agent", 1), ("worker", settings.score_batch_max)):
+            await ensure_topics(run.model_copy(update={"app_id": f"bench-{label}"}))
+            port = free_port()
+            proc = start_worker(run, env(f"bench-{label}", port, batch), work / f"{label}.log")
+            try:
+                await _wait_ready(port, proc)
+                result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent)
+                if label == "worker":
+                    latency: dict[str, Any] = {}
+                    for i, rate in enumerate(config.rates):
+                        n_subs = max(200, int(rate * config.seconds_per_rate / 6))
+                        city = simulate(CityConfig(subscribers=n_subs, days=1.0, seed=910 + i))
+                        path = write_city(city, work / f"rate-{rate}")["events"]
+                        before = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
+                        stats = await replay(path, run, rate=rate)
+                        await _drain_rate(
+                            f"http://127.0.0.1:{port}/metrics",
+                            total(before, "fw_events_scored_total") + stats.sent,
+                            timeout_s=120,
+                        )
+                        after = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
+                        latency[str(rate)] = {
+                            "offered_events_per_s": rate,
+                            "achieved_send_rate": round(stats.rate, 1),
+                            **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
+                        }
+                    result["latency_event_to_decision"] = latency
+                result[label]["peak_rss_mb"] = _peak_rss_mb(proc.pid)
+            finally:
+                stop_worker(proc)
+    finally:
+        await receiver.stop()
+    result["in_process"] = await asyncio.to_thread(_in_process, run, backlog["events"], 50_000)
+    w, n = result["worker"]["events_per_s"], result["naive_agent"]["events_per_s"]
+    result["ratios"] = {
+        "worker_vs_naive_agent": round(w / n, 2) if n else None,
+        "scoring_path_vs_raw_predict": result["in_process"]["scoring_path_vs_raw_predict_time_ratio"],
+    }
+    return result
+
+
+def run_benchmark(settings: Settings, config: BenchConfig) -> dict[str, Any]:
+    """Start broker and Redis, make sure a model exists, run every phase, stop everything."""
+    work = settings.data_dir / "bench"
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_model(settings, DemoConfig(subscribers=config.model_subscribers))
+    broker = start_tansu(log_path=work / "tansu.log")
+    redis = start_redis(log_path=work / "redis.log")
+    try:
+        started = time.monotonic()
+        result = asyncio.run(_bench(settings, config, work, broker.url, redis.url))
+        result["elapsed_s"] = round(time.monotonic() - started, 1)
+        return result
+    finally:
+        broker.stop()
+        redis.stop()
