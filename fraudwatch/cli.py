@@ -189,6 +189,17 @@ def models_promote(version: str) -> None:
     _print_json({"promoted": version})
 
 
+@models_app.command("shadow")
+def models_shadow(
+    version: Annotated[str | None, typer.Argument(help="Version to score in shadow; omit to stop")] = None,
+) -> None:
+    """Score VERSION beside the live model in running workers; its decisions are logged, never acted on."""
+    from models.registry import ModelRegistry
+
+    ModelRegistry(get_settings().models_path).set_shadow(version)
+    _print_json({"shadow": version})
+
+
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Go back to the previously promoted version."""

@@ -82,6 +82,19 @@ class ModelRegistry:
                 fh.write(previous + "\n")
         _atomic_write(self.root / "PROMOTED", version.encode())
 
+    def shadow_version(self) -> str | None:
+        """The version scored beside the live one (decisions logged, never acted on), or None."""
+        pointer = self.root / "SHADOW"
+        return pointer.read_text().strip() or None if pointer.exists() else None
+
+    def set_shadow(self, version: str | None) -> None:
+        """Score ``version`` in shadow beside the live model; None stops shadow scoring."""
+        if version is None:
+            (self.root / "SHADOW").unlink(missing_ok=True)
+            return
+        self.get(version)
+        _atomic_write(self.root / "SHADOW", version.encode())
+
     def rollback(self) -> str:
         """Return to the previously promoted version; its name."""
         history_path = self.root / "HISTORY"

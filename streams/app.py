@@ -31,6 +31,7 @@ from streams.decode import InvalidEvent, decode, decode_obj
 from streams.events import CallEvent
 from streams.metrics import (
     ALERT_ERRORS,
+    CONSUMER_LAG,
     DEAD_LETTERS,
     DECISIONS,
     DUPLICATES,
@@ -41,8 +42,9 @@ from streams.metrics import (
     LIVE_KEYS,
     SCORE_BATCH,
     SCORE_SECONDS,
+    SHADOW_DECISIONS,
 )
-from streams.scoring_runtime import LiveModel
+from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic
 
 log = logging.getLogger("fraudwatch.worker")
@@ -89,6 +91,7 @@ for _table, _codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, c
 
 
 live_model = LiveModel(ModelRegistry(settings.models_path))
+shadow_model = ShadowModel(ModelRegistry(settings.models_path))
 _alerting: Any = None  # alerting.runtime.AlertingRuntime, created on worker start
 
 
@@ -198,6 +201,30 @@ async def score(stream: Any) -> None:
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
             if level:
                 await _alert(scorer, row, risk, level)
+        if shadow_model.scorer is not None:
+            _score_shadow(shadow_model.scorer, rows, risks)
+
+
+def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
+    """Score the batch with the shadow model; log where it would alert or disagree, never act."""
+    risks = shadow.score([r.values for r in rows])
+    live = live_model.scorer
+    for row, risk, live_risk in zip(rows, risks.tolist(), live_risks.tolist(), strict=True):
+        level = shadow.level(risk)
+        SHADOW_DECISIONS.labels(level=str(level)).inc()
+        live_level = live.level(live_risk) if live is not None else 0
+        if level or live_level:
+            log.info(
+                "shadow decision",
+                extra={
+                    "event_id": row.event_id,
+                    "case_subscriber": pseudonymise(row.subscriber),
+                    "shadow_version": shadow.version,
+                    "shadow_level": level,
+                    "live_level": live_level,
+                    "shadow_score": round(risk, 4),
+                },
+            )
 
 
 async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
@@ -223,8 +250,9 @@ async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
 
 @app.timer(interval=settings.model_reload_s)
 async def reload_model() -> None:
-    """Pick up a newly promoted model without a restart."""
+    """Pick up a newly promoted (or shadowed) model without a restart."""
     live_model.refresh()
+    shadow_model.refresh()
 
 
 @app.timer(interval=5.0)
@@ -234,6 +262,23 @@ async def count_keys() -> None:
     LIVE_KEYS.labels(table="subscriber").set(len(subscriber_table))
 
 
+@app.timer(interval=2.0)
+async def report_lag() -> None:
+    """Consumer lag per assigned input/internal partition (changelogs are recovery, not lag)."""
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        if tp.topic.endswith("-changelog"):
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # partition just revoked: nothing to report
+            continue
+        read = consumer._read_offset.get(tp)  # type: ignore[attr-defined]
+        if highwater is not None:
+            lag = highwater - (read + 1 if read is not None else 0)
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(lag, 0))
+
+
 @app.task
 async def start_alerting() -> None:
     """Load the model and start the alerting runtime (Redis, outbox delivery) with the worker."""
@@ -241,6 +286,7 @@ async def start_alerting() -> None:
     from alerting.runtime import AlertingRuntime
 
     live_model.refresh()
+    shadow_model.refresh()
     _alerting = AlertingRuntime(settings)
     await _alerting.start()
 

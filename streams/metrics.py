@@ -9,6 +9,7 @@ DEAD_LETTERS = Counter("fw_dead_letters_total", "Events sent to the dead-letter 
 DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their event_id was seen", ["stage"])
 EVENTS_SCORED = Counter("fw_events_scored_total", "Events scored by the model", ["kind"])
 DECISIONS = Counter("fw_decisions_total", "Scored events by risk level (0 = no alert)", ["level"])
+SHADOW_DECISIONS = Counter("fw_shadow_decisions_total", "Shadow-model decisions by level (never acted on)", ["level"])
 SCORE_SECONDS = Histogram(
     "fw_scoring_seconds",
     "Model scoring time per batch",
@@ -50,6 +51,9 @@ EVENT_TIME_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
 LIVE_KEYS = Gauge("fw_feature_state_keys", "Keys held in feature state on this worker", ["table"])
+CONSUMER_LAG = Gauge(
+    "fw_consumer_lag_messages", "Messages behind the partition's high-water mark", ["topic", "partition"]
+)
 MODEL_INFO = Info("fw_model", "The model version this worker scores with")
 MODEL_LOADED = Gauge("fw_model_loaded", "1 when a model is loaded")
 ALERT_ERRORS = Counter("fw_alerting_errors_total", "Decisions that alerting could not handle", ["error"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from models.errors import ModelError
-from models.registry import ModelRegistry
+from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from streams.metrics import MODEL_INFO, MODEL_LOADED
 
@@ -19,13 +19,27 @@ class LiveModel:
         self.registry = registry
         self.scorer: Scorer | None = None
 
-    def refresh(self) -> bool:
-        """Load the promoted (else newest) version if it differs from the loaded one; True if swapped."""
+    def _wanted(self) -> ModelVersion | None:
         try:
-            wanted = self.registry.live()
+            return self.registry.live()
         except ModelError as exc:
             log.warning("no model to load", extra={"error": str(exc)})
-            return False
+            return None
+
+    def _announce(self, scorer: Scorer) -> None:
+        MODEL_INFO.info({"version": scorer.version, "features_hash": scorer.meta["features_hash"]})
+        MODEL_LOADED.set(1)
+        log.info("model loaded", extra={"version": scorer.version})
+
+    def _on_nothing_wanted(self) -> bool:
+        # A live model is kept when the registry is momentarily unreadable: scoring must not stop.
+        return False
+
+    def refresh(self) -> bool:
+        """Load the wanted version if it differs from the loaded one; True if swapped."""
+        wanted = self._wanted()
+        if wanted is None:
+            return self._on_nothing_wanted()
         if self.scorer is not None and self.scorer.version == wanted.version:
             return False
         try:
@@ -34,7 +48,21 @@ class LiveModel:
             log.error("model rejected", extra={"version": wanted.version, "error": str(exc)})
             return False
         self.scorer = scorer
-        MODEL_INFO.info({"version": scorer.version, "features_hash": scorer.meta["features_hash"]})
-        MODEL_LOADED.set(1)
-        log.info("model loaded", extra={"version": scorer.version})
+        self._announce(scorer)
         return True
+
+
+class ShadowModel(LiveModel):
+    """The registry's shadow version: scored beside the live model, its decisions only logged."""
+
+    def _wanted(self) -> ModelVersion | None:
+        version = self.registry.shadow_version()
+        return self.registry.get(version) if version else None
+
+    def _announce(self, scorer: Scorer) -> None:
+        log.info("shadow model loaded", extra={"version": scorer.version})
+
+    def _on_nothing_wanted(self) -> bool:
+        stopped = self.scorer is not None
+        self.scorer = None
+        return stopped

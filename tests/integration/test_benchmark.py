@@ -1,0 +1,36 @@
+"""The benchmark runs end to end in tiny mode (figures come from the full run, not from here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark
+from fraudwatch.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
+    result = run_benchmark(Settings(data_dir=trained_data_dir), BenchConfig.tiny())
+    assert result["worker"]["events"] == result["backlog_events"] > 0
+    assert result["naive_agent"]["events"] == result["backlog_events"]
+    assert result["worker"]["events_per_s"] > 0 and result["naive_agent"]["events_per_s"] > 0
+    assert result["worker"]["peak_rss_mb"] > 0
+    for figures in result["latency_event_to_decision"].values():
+        assert figures["count"] > 0
+        assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+    assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
+    assert result["ratios"]["worker_vs_naive_agent"] > 0
+
+
+@pytest.mark.unit
+def test_histogram_quantiles_interpolate_within_buckets() -> None:
+    name = "h"
+    before = {f"{name}_bucket{{le=0.01}}": 0.0, f"{name}_bucket{{le=0.1}}": 0.0, f"{name}_bucket{{le=+Inf}}": 0.0}
+    after = {f"{name}_bucket{{le=0.01}}": 50.0, f"{name}_bucket{{le=0.1}}": 100.0, f"{name}_bucket{{le=+Inf}}": 100.0}
+    q = histogram_quantiles(before, after, name)
+    assert q["p50_ms"] == pytest.approx(10.0)
+    assert q["p99_ms"] == pytest.approx(98.2)
+    assert q["count"] == 100
