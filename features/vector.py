@@ -10,6 +10,8 @@ import hashlib
 import math
 from dataclasses import dataclass
 
+import orjson
+
 from features.clock import WINDOW_NAMES, local_hour
 from features.state import (
     CHANNEL_CODES,
@@ -108,6 +110,14 @@ class FeatureRow:
     values: tuple[float, ...]
     lat: float | None
     lon: float | None
+
+
+def encode_row(row: FeatureRow) -> bytes:
+    """JSON of a feature row (NaN as null), for audits and training-serving comparisons."""
+    values = [None if v != v else v for v in row.values]
+    return orjson.dumps(
+        {"event_id": row.event_id, "subscriber": row.subscriber, "avail_ms": row.avail_ms, "values": values}
+    )
 
 
 def available_at(event: Event) -> int:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         20, ge=1, description="Longest a consumer fetch waits for data; Faust's fixed 1.5 s adds latency per hop."
     )
+    publish_features: bool = Field(
+        False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
+    )
     score_batch_max: int = Field(200, ge=1, description="Most events scored in one model call.")
     score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")

@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerting.decision import Decision
 from features.state import CallerSnapshot, CallerState, SubscriberState
-from features.vector import FeatureRow, caller_step, subscriber_step
+from features.vector import FeatureRow, caller_step, encode_row, subscriber_step
 from fraudwatch.pseudonym import pseudonymise
 from fraudwatch.settings import get_settings
 from models.explain import reasons
@@ -79,6 +79,7 @@ input_topic = _raw_topic(settings.calls_topic, settings.transfers_topic)
 caller_topic = _raw_topic(internal_topic(settings, settings.caller_calls_topic))
 subscriber_topic = _raw_topic(internal_topic(settings, settings.enriched_calls_topic))
 dead_letter_topic = _raw_topic(settings.dead_letter_topic)
+feature_topic = _raw_topic(internal_topic(settings, "features"))
 
 # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
 caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
@@ -186,6 +187,9 @@ async def score(stream: Any) -> None:
             ingest_s.append(envelope.get("t"))
         if not rows:
             continue
+        if settings.publish_features:
+            for row in rows:
+                await feature_topic.send(key=row.subscriber.encode(), value=encode_row(row))
         scorer = live_model.scorer or await _wait_for_model()
         started = time.perf_counter()
         risks = scorer.score([r.values for r in rows])

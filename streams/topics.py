@@ -27,6 +27,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.transfers_topic,
         internal_topic(settings, settings.caller_calls_topic),
         internal_topic(settings, settings.enriched_calls_topic),
+        internal_topic(settings, "features"),
         settings.dead_letter_topic,
         settings.tasks_topic,
         settings.labels_topic,
