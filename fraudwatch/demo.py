@@ -76,9 +76,7 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
         return ModelRegistry(settings.models_path).live().version
     except NoModel:
         pass
-    _say(
-        f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)"
-    )
+    _say(f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)")
     city = simulate(
         CityConfig(
             subscribers=config.subscribers,

@@ -70,6 +70,11 @@ def reasons(row: Sequence[float], contributions: np.ndarray, top: int = 3) -> li
     for idx in order:
         if contributions[idx] <= 0 or len(out) >= top:
             break
+        value = row[idx]
+        if value != value:
+            # Missing (e.g. a call's fields on a transfer row): nothing to say about it in words,
+            # and wording it would claim "a 0 min call" or "a suspicious call 0 min ago".
+            continue
         name = FEATURE_NAMES[idx]
         render = _SENTENCES.get(name)
         sentence = render(row) if render else _generic(name, row)

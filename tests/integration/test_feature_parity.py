@@ -27,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 def _same(a: list[float | None], b: tuple[float, ...]) -> bool:
     return len(a) == len(b) and all(
-        (x is None and math.isnan(y)) or (x is not None and (x == y or math.isclose(x, y, rel_tol=0, abs_tol=0)))
+        (x is None and math.isnan(y)) or x == y
         for x, y in zip(a, b, strict=True)
     )
 
