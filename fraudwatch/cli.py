@@ -117,9 +117,9 @@ def replay(
 
 
 @app.command()
-def worker(loglevel: str = "info") -> None:
+def worker() -> None:
     """Run one stream worker (needs FW_BROKER_URL and FW_REDIS_URL)."""
-    from fraudwatch.logs import configure
+    from fraudwatch.logs import configure, dict_config
 
     settings = get_settings()
     if not settings.broker_url or not settings.redis_url:
@@ -130,7 +130,9 @@ def worker(loglevel: str = "info") -> None:
     from streams.app import app as faust_app
 
     sys.argv = [sys.argv[0]]
-    Worker(faust_app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    Worker(
+        faust_app, loglevel=settings.log_level, quiet=True, logging_config=dict_config(settings.log_level)
+    ).execute_from_commandline()
 
 
 @app.command()

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     labels_topic: str = "labels.v1"
     broker_session_timeout_s: float = Field(6.0, description="Short, so a Tansu group join takes seconds.")
     broker_heartbeat_interval_s: float = 1.0
+    worker_web_bind: str = Field("127.0.0.1", description="Interface of the worker's web port; 0.0.0.0 in pods.")
     worker_web_port: int = Field(6066, description="Faust web port: /metrics, /healthz, /readyz.")
     consumer_fetch_max_wait_ms: int = Field(
         20, ge=1, description="Longest a consumer fetch waits for data; Faust's fixed 1.5 s adds latency per hop."
