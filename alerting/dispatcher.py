@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -13,6 +14,7 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from alerting import keys
+from alerting.audit import publish_change
 from alerting.cases import Case, CaseStore
 from alerting.decision import Decision
 from alerting.errors import InvalidDecision
@@ -67,7 +69,7 @@ class Dispatcher:
     ) -> None:
         self._redis = redis
         self._settings = settings
-        self.registry = registry or ResponderRegistry(redis)
+        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s)
         self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
         self._unit_hint = unit_hint
 
@@ -111,6 +113,19 @@ class Dispatcher:
         TASKS.labels(level=str(decision.level)).inc()
         if decision.level == FACE_TO_FACE_LEVEL and task["responder_id"] is None:
             log.warning("task %s: no responder available, sent to the dispatch queue", task["task_id"])
+        # After the commit and never raising: live consoles re-read on the notice; ids only, no phone number.
+        await publish_change(
+            self._redis,
+            {
+                "type": "task",
+                "task_id": task["task_id"],
+                "case_key": task["case_key"],
+                "level": task["level"],
+                "state": "assigned" if task["responder_id"] else "created",
+                "responder_id": task["responder_id"],
+                "at_ms": int(time.time() * 1000),
+            },
+        )
         return task
 
     async def _claim(self, d: Decision, case: Case) -> dict[str, Any] | None:

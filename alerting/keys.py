@@ -8,6 +8,11 @@ OUTBOX = "fw:outbox"  # stream of tasks awaiting delivery
 OUTBOX_DEAD = "fw:outbox:dead"  # stream of tasks that could not be delivered
 OUTBOX_GROUP = "delivery"
 WARNINGS = "fw:warnings"  # stream of level-1 warning records (for the SMS/in-app sender)
+TASKS_OPEN = "fw:tasks:open"  # sorted set: task id -> wall ms it was opened; resolved tasks leave it
+TASKS_AWAITING_ACK = "fw:tasks:awaiting-ack"  # sorted set: task id -> wall ms of its (re)assignment
+LABELS = "fw:labels"  # stream of outcome labels of resolved tasks (for training)
+AUDIT = "fw:audit"  # stream of who viewed or changed what in the console
+CONSOLE_CHANNEL = "fw:console"  # pub/sub channel of changes the console shows live (ids and states only)
 
 
 def responder(responder_id: str) -> str:
@@ -38,6 +43,11 @@ def task(task_id: str) -> str:
 def task_events(task_id: str) -> str:
     """List of the task's state transitions (JSON, oldest first)."""
     return f"fw:task-events:{task_id}"
+
+
+def task_state(task_id: str) -> str:
+    """Hash of the task's lifecycle: state, responder_id, since_ms, opened_ms, tried, level, case_key."""
+    return f"fw:task-state:{task_id}"
 
 
 def text(value: bytes | str | None) -> str | None:

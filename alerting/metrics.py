@@ -18,3 +18,19 @@ DECISION_TO_DELIVERY = Histogram(
     "Wall time from the outbox write to the 2xx answer of the dispatch endpoint.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+
+TASK_TRANSITIONS = Counter("fw_task_transitions_total", "Task lifecycle transitions, by the state reached.", ["state"])
+ACK_SECONDS = Histogram(
+    "fw_ack_seconds",
+    "Wall time from a task's (re)assignment to its acknowledgement by the responder.",
+    buckets=(1, 5, 10, 20, 30, 60, 90, 120, 180, 300, 600, 1800),
+)
+ESCALATIONS = Counter("fw_escalations_total", "Tasks escalated for missing their acknowledgement deadline.")
+ESCALATION_POST_FAILURES = Counter(
+    "fw_escalation_post_failures_total",
+    "Escalation POSTs to the supervisor endpoint that failed (logged, not retried).",
+)
+LABEL_PUBLISH_FAILURES = Counter(
+    "fw_label_publish_failures_total", "Outcome labels stored in fw:labels whose Kafka publish failed."
+)
+CONSOLE_DENIED = Counter("fw_console_denied_total", "Console requests refused, by reason.", ["reason"])

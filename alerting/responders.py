@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -49,6 +49,26 @@ return 1
 """
 
 
+# A position report from the field: move the responder, stamp it seen, and apply the app's duty status.
+# ``busy`` belongs to the task lifecycle, so the app may only toggle available <-> off_duty.
+# KEYS: hash, police geo, grid_worker geo. ARGV: lat, lon, id, seen_ms, wanted status ('' = keep).
+_HEARTBEAT = """
+local kind = redis.call('HGET', KEYS[1], 'kind')
+if not kind then return false end
+redis.call('HSET', KEYS[1], 'lat', ARGV[1], 'lon', ARGV[2], 'seen_ms', ARGV[4])
+local geo = KEYS[3]
+if kind == 'police' then geo = KEYS[2] end
+redis.call('GEOADD', geo, ARGV[2], ARGV[1], ARGV[3])
+local current = redis.call('HGET', KEYS[1], 'status')
+local wanted = ARGV[5]
+if (wanted == 'off_duty' and current == 'available') or (wanted == 'available' and current == 'off_duty') then
+  redis.call('HSET', KEYS[1], 'status', wanted, 'status_ms', ARGV[4])
+  current = wanted
+end
+return current
+"""
+
+
 def _now_ms() -> str:
     return str(int(time.time() * 1000))
 
@@ -88,12 +108,14 @@ def _validate(record: Mapping[str, Any]) -> dict[Any, str]:
         "lon": repr(lon),
         "status": status,
         "status_ms": _now_ms(),
+        # Loading counts as being seen: a roster responder is fresh until responder_stale_s after the load.
+        "seen_ms": _now_ms(),
     }
 
 
 def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
     fields = {keys.text(k): keys.text(v) for k, v in raw.items()}
-    return {
+    out: dict[str, Any] = {
         "responder_id": fields.get("responder_id"),
         "kind": fields.get("kind"),
         "unit": fields.get("unit"),
@@ -101,16 +123,29 @@ def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
         "lon": float(fields.get("lon") or "nan"),
         "status": fields.get("status"),
     }
+    if fields.get("seen_ms"):
+        out["seen_ms"] = int(fields["seen_ms"] or 0)
+    return out
+
+
+def _is_stale(seen_ms: str | None, now_ms: int, stale_s: float | None) -> bool:
+    """Whether a responder last seen at ``seen_ms`` is too quiet to be sent anywhere."""
+    if stale_s is None or not seen_ms:
+        return False  # no staleness policy, or a record written before heartbeats existed
+    return now_ms - int(seen_ms) > stale_s * 1000
 
 
 class ResponderRegistry:
     """Responders in Redis: one hash each plus a geo set per kind for nearest-first search."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, stale_s: float | None = None) -> None:
         self._redis = redis
+        # None = never stale (the old behaviour); the dispatcher passes settings.responder_stale_s.
+        self.stale_s = stale_s
         self._cas = redis.register_script(_CAS_STATUS)
         self._set_status = redis.register_script(_SET_STATUS)
         self._move = redis.register_script(_MOVE)
+        self._heartbeat = redis.register_script(_HEARTBEAT)
 
     async def load(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Register or overwrite responder.v1 records (status included); returns how many were loaded."""
@@ -151,6 +186,31 @@ class ResponderRegistry:
         if not done:
             raise UnknownResponder(responder_id)
 
+    async def heartbeat(
+        self, responder_id: str, lat: float, lon: float, status: str | None = None, now_ms: int | None = None
+    ) -> str:
+        """Record a position report (moves and marks the responder seen); returns the status after it.
+
+        ``status`` may toggle available <-> off_duty; ``busy`` is set and cleared only by task assignment.
+        """
+        flat, flon = _check_coords(lat, lon)
+        if status is not None and status not in STATUSES:
+            raise InvalidResponder(f"status must be one of {STATUSES}, got {status!r}")
+        seen = str(now_ms) if now_ms is not None else _now_ms()
+        after = await self._heartbeat(
+            keys=[keys.responder(responder_id), keys.responders_geo("police"), keys.responders_geo("grid_worker")],
+            args=[repr(flat), repr(flon), responder_id, seen, status or ""],
+        )
+        if after is None:
+            raise UnknownResponder(responder_id)
+        return keys.text(after) or ""
+
+    def is_stale(self, responder: Mapping[str, Any], now_ms: int | None = None) -> bool:
+        """Whether a responder dict (from :meth:`get`) is too quiet to be assigned."""
+        seen = responder.get("seen_ms")
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        return _is_stale(str(seen) if seen else None, now, self.stale_s)
+
     async def claim(self, responder_id: str) -> dict[str, Any]:
         """Claim one named responder (available -> busy) or raise NoResponderAvailable."""
         if not await self._try_claim(responder_id):
@@ -167,16 +227,25 @@ class ResponderRegistry:
         return bool(await self._cas(keys=[keys.responder(responder_id)], args=["busy", "available", _now_ms()]))
 
     async def claim_nearest(
-        self, lat: float, lon: float, unit_hint: str | None, radii_km: Sequence[float]
+        self,
+        lat: float,
+        lon: float,
+        unit_hint: str | None,
+        radii_km: Sequence[float],
+        *,
+        exclude: Collection[str] = (),
+        now_ms: int | None = None,
     ) -> dict[str, Any] | None:
-        """Claim the nearest available responder within the first radius that has one; None if none.
+        """Claim the nearest available, non-stale responder within the first radius that has one; None if none.
 
         Within one radius ring a responder of ``unit_hint`` is preferred over a nearer one of another unit.
+        ``exclude`` names responders never to pick (e.g. those a task was already given to).
         """
         flat, flon = _check_coords(lat, lon)
-        tried: set[str] = set()
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        tried: set[str] = set(exclude)
         for radius in sorted(radii_km):
-            candidates = await self._candidates(flat, flon, radius, tried)
+            candidates = await self._candidates(flat, flon, radius, tried, now)
             # Stable sort: unit match first, then distance (candidates arrive nearest first).
             candidates.sort(key=lambda c: (unit_hint is None or c[2] != unit_hint, c[1]))
             for rid, dist, _unit in candidates:
@@ -189,9 +258,9 @@ class ResponderRegistry:
         return None
 
     async def _candidates(
-        self, lat: float, lon: float, radius_km: float, tried: set[str]
+        self, lat: float, lon: float, radius_km: float, tried: set[str], now_ms: int
     ) -> list[tuple[str, float, str | None]]:
-        """Responders of every kind within the radius that look available now: (id, km, unit)."""
+        """Responders of every kind within the radius that look available and fresh now: (id, km, unit)."""
         found: list[tuple[str, float]] = []
         for kind in KINDS:
             hits: list[Any] = await self._redis.geosearch(
@@ -213,12 +282,14 @@ class ResponderRegistry:
         # Pre-filter by status in one round trip; the Lua claim re-checks, so this is only a shortcut.
         pipe = self._redis.pipeline(transaction=False)
         for rid, _ in found:
-            pipe.hmget(keys.responder(rid), ["status", "unit"])
+            pipe.hmget(keys.responder(rid), ["status", "unit", "seen_ms"])
         rows = await pipe.execute()
+        # Staleness is checked here only: one that goes quiet between this read and the claim is a
+        # race of milliseconds against a policy of minutes.
         return [
             (rid, dist, keys.text(row[1]))
             for (rid, dist), row in zip(found, rows, strict=True)
-            if keys.text(row[0]) == "available"
+            if keys.text(row[0]) == "available" and not _is_stale(keys.text(row[2]), now_ms, self.stale_s)
         ]
 
     async def _try_claim(self, responder_id: str) -> bool:

@@ -11,10 +11,13 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from alerting import keys
+from alerting.audit import SYSTEM, Actor, stage_audit
 from alerting.cases import Case, merge_reasons
 from alerting.decision import Decision
 
 CREATED, DELIVERED, DELIVERY_FAILED = "created", "delivered", "delivery_failed"
+ASSIGNED = "assigned"
+DISPATCH_ACTOR = "dispatcher"  # the automatic dispatch path, as named in task history and audit
 MAX_TASK_REASONS = 10  # what a responder can read on a phone before knocking on a door
 
 
@@ -50,13 +53,47 @@ def task_event(state: str, at_ms: int | None = None, **detail: Any) -> bytes:
     return orjson.dumps({"state": state, "at_ms": at_ms if at_ms is not None else int(time.time() * 1000), **detail})
 
 
-def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes) -> None:
-    """Queue the writes that create a task (inside the caller's MULTI): the task, its first event, indexes."""
+def initial_state(task: dict[str, Any], now_ms: int) -> dict[Any, str]:
+    """The lifecycle hash of a new task: ``assigned`` when dispatch claimed a responder, else ``created``."""
+    rid = task.get("responder_id")
+    fields: dict[Any, str] = {
+        "state": ASSIGNED if rid else CREATED,
+        "responder_id": rid or "",
+        "since_ms": str(now_ms),
+        "opened_ms": str(now_ms),
+        "tried": orjson.dumps([rid] if rid else []).decode(),
+        "level": str(task["level"]),
+        "case_key": str(task["case_key"]),
+    }
+    if rid:
+        fields["assigned_ms"] = str(now_ms)
+    return fields
+
+
+def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes, now_ms: int | None = None) -> None:
+    """Queue the writes that create a task (inside the caller's MULTI): the task, its first event, state, indexes."""
     task_id, level = task["task_id"], task["level"]
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    rid = task.get("responder_id")
     pipe.set(keys.task(task_id), body)
-    pipe.rpush(keys.task_events(task_id), task_event(CREATED))
+    # A responder claimed at dispatch is named in this first entry: created and assigned happen in one commit.
+    pipe.rpush(keys.task_events(task_id), task_event(CREATED, now, actor=DISPATCH_ACTOR, responder_id=rid))
     pipe.hset(keys.case(task["case_key"]), f"task:L{level}", task_id)
     pipe.hincrby(keys.STATS, f"tasks:L{level}", 1)
+    pipe.hset(keys.task_state(task_id), mapping=initial_state(task, now))
+    pipe.zadd(keys.TASKS_OPEN, {task_id: now})
+    if rid:
+        pipe.zadd(keys.TASKS_AWAITING_ACK, {task_id: now})
+    stage_audit(
+        pipe,
+        Actor(DISPATCH_ACTOR, SYSTEM),
+        "create",
+        case_key=task["case_key"],
+        task_id=task_id,
+        at_ms=now,
+        level=level,
+        responder_id=rid,
+    )
 
 
 class TaskStore:

@@ -545,12 +545,6 @@ def test_compose_env_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.unit
-@pytest.mark.xfail(
-    "worker_web_bind" not in Settings.model_fields,
-    reason="streams/app.py binds the worker web server to 127.0.0.1: probes and Prometheus cannot reach it "
-    "from outside the container until a worker_web_bind setting (FW_WORKER_WEB_BIND) is passed to web_bind",
-    strict=True,
-)
 def test_worker_web_bind_setting_is_read() -> None:
     assert "worker_web_bind" in Settings.model_fields
     assert "web_bind=settings.worker_web_bind" in (ROOT / "streams" / "app.py").read_text()
