@@ -142,8 +142,11 @@ def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, 
     path_s = best_of(lambda: [scorer.score(X[i : i + 200]) for i in range(0, len(X), 200)])
     sample = X[: min(len(X), 2000)]
     single_s = best_of(lambda: [scorer.score(sample[i : i + 1]) for i in range(len(sample))], repeat=3)
+    lgb_scores = scorer.calibrate(scorer.booster.predict(X, num_threads=1))
     return {
         "rows": len(rows),
+        "scoring_uses_compiled_model": scorer.is_compiled,
+        "max_abs_diff_scoring_path_vs_lightgbm": float(np.max(np.abs(scorer.score(X) - lgb_scores))) if len(X) else 0.0,
         "feature_path_events_per_s": round(len(events) / feature_s, 1),
         "raw_batched_predict_rows_per_s": round(len(X) / raw_s, 1),
         "scoring_path_batched_rows_per_s": round(len(X) / path_s, 1),

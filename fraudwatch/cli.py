@@ -202,6 +202,16 @@ def models_shadow(
     _print_json({"shadow": version})
 
 
+@models_app.command("compile")
+def models_compile(version: str) -> None:
+    """Compile VERSION with lleaves (cached next to it); workers use it at their next model load."""
+    from models.compiled import compile_version
+    from models.registry import ModelRegistry
+
+    path = compile_version(ModelRegistry(get_settings().models_path).get(version))
+    _print_json({"version": version, "compiled": str(path)})
+
+
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Go back to the previously promoted version."""

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
 
     model_dir: Path | None = Field(None, description="Model registry folder; default data_dir/models.")
+    compile_models: bool = Field(True, description="Compile each trained model with lleaves (cached per version).")
     model_reload_s: float = Field(10.0, description="How often a worker checks the registry for a promoted model.")
     budget_tasks_per_10k_per_day: float = Field(
         3.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."

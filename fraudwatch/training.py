@@ -7,6 +7,7 @@ from typing import Any
 
 from fraudwatch.settings import Settings
 from models.budget import threshold_for_budget
+from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
 from models.evaluate import evaluate
 from models.registry import ModelRegistry, ModelVersion
@@ -33,6 +34,8 @@ def train_from_files(
         config,
         {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected},
     )
+    if settings.compile_models:
+        compile_version(version)
     if promote:
         registry.promote(version.version)
     return version

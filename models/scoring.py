@@ -9,6 +9,7 @@ import lightgbm as lgb
 import numpy as np
 
 from features.vector import FEATURE_NAMES, FEATURES_HASH
+from models.compiled import load_compiled
 from models.errors import FeatureMismatch
 from models.registry import ModelRegistry, ModelVersion
 
@@ -18,7 +19,7 @@ Rows: TypeAlias = Sequence[Sequence[float]] | np.ndarray
 class Scorer:
     """One model version ready to score: booster, isotonic calibration and per-level thresholds."""
 
-    def __init__(self, model: ModelVersion) -> None:
+    def __init__(self, model: ModelVersion, compiled: bool = True) -> None:
         meta = model.meta
         if meta.get("features_hash") != FEATURES_HASH:
             raise FeatureMismatch(
@@ -30,6 +31,8 @@ class Scorer:
         self.booster = lgb.Booster(model_file=str(model.path / "model.txt"))
         self._calib_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
         self._calib_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
+        # The compiled model (when one was built for this version) scores identically and faster.
+        self._compiled = load_compiled(model) if compiled else None
         # thresholds[i] is the lowest calibrated score of level i + 1
         self.thresholds: tuple[float, ...] = tuple(meta["thresholds"])
 
@@ -38,7 +41,14 @@ class Scorer:
 
     def raw(self, rows: Rows) -> np.ndarray:
         """Uncalibrated model probabilities; one thread, so the event loop keeps the other core."""
+        if self._compiled is not None:
+            return self._compiled(self._matrix(rows))
         return np.asarray(self.booster.predict(self._matrix(rows), num_threads=1), dtype=np.float64)
+
+    @property
+    def is_compiled(self) -> bool:
+        """True when predictions come from the compiled model."""
+        return self._compiled is not None
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
         """Map raw probabilities through the isotonic calibration fitted at training time."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -323,3 +324,17 @@ def test_fixture_model_is_saved_in_the_registry(trained: Trained) -> None:
     version = trained.registry.get(trained.version)
     assert (version.path / "model.txt").exists()
     assert version.meta["features_hash"] == FEATURES_HASH
+
+
+def test_compiled_model_scores_identically(trained: Trained, tmp_path: Path) -> None:
+    """lleaves-compiled predictions match LightGBM's to float precision, and the Scorer uses them."""
+    from models.compiled import compile_version, compiled_path
+
+    registry = ModelRegistry(tmp_path / "reg")
+    version = registry.register(trained.model_text, trained.meta)
+    plain = Scorer(version, compiled=False)
+    compile_version(version)
+    assert compiled_path(version).exists()
+    fast = Scorer(version)
+    assert fast.is_compiled and not plain.is_compiled
+    assert np.max(np.abs(fast.raw(trained.X) - plain.raw(trained.X))) < 1e-9
