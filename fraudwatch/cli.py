@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,6 +16,11 @@ from fraudwatch.settings import get_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back.")
 app.add_typer(models_app, name="models")
+
+
+def _stop_cleanly_on_sigterm() -> None:
+    # Commands that start services stop them in ``finally`` blocks; SIGTERM must unwind, not just die.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
 def _print_json(obj: object) -> None:
@@ -145,6 +151,7 @@ def run(
     """The whole service on loopback: broker, Redis, a simulated day, a model, a worker, a dispatch receiver."""
     from fraudwatch.demo import DemoConfig, run_demo
 
+    _stop_cleanly_on_sigterm()
     summary = run_demo(
         get_settings(), DemoConfig(subscribers=subscribers, days=days, seed=seed, replay_seconds=replay_seconds)
     )
@@ -158,6 +165,7 @@ def benchmark(
     """Throughput, latency and baselines of a real worker on the embedded broker; prints one JSON object."""
     from fraudwatch.benchmark import BenchConfig, run_benchmark
 
+    _stop_cleanly_on_sigterm()
     _print_json(run_benchmark(get_settings(), BenchConfig.tiny() if tiny else BenchConfig()))
 
 
