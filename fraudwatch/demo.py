@@ -46,7 +46,7 @@ class DemoConfig:
     seed: int = 101
     victims_per_10k_per_day: float = 30.0
     # Same city size, more days: fan-out and other per-city counts then mean the same at training and serving.
-    train_days: float = 10.0
+    train_days: float = 14.0
     train_seed: int = 7
     train_victims_per_10k_per_day: float = 40.0
     replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this

@@ -13,11 +13,25 @@ from models.compiled import load_compiled
 from models.errors import FeatureMismatch
 from models.registry import ModelRegistry, ModelVersion
 
+_EPS = 1e-12
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Log-odds of probabilities, clipped away from 0 and 1."""
+    q = np.clip(p, _EPS, 1 - _EPS)
+    return np.asarray(np.log(q / (1 - q)))
+
+
+def sigmoid_calibrate(raw: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Platt scaling on the log-odds of the raw model probability."""
+    return np.asarray(1.0 / (1.0 + np.exp(-(slope * logit(raw) + intercept))))
+
+
 Rows: TypeAlias = Sequence[Sequence[float]] | np.ndarray
 
 
 class Scorer:
-    """One model version ready to score: booster, isotonic calibration and per-level thresholds."""
+    """One model version ready to score: booster, probability calibration and per-level thresholds."""
 
     def __init__(self, model: ModelVersion, compiled: bool = True) -> None:
         meta = model.meta
@@ -29,8 +43,13 @@ class Scorer:
         self.version = model.version
         self.meta = meta
         self.booster = lgb.Booster(model_file=str(model.path / "model.txt"))
-        self._calib_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
-        self._calib_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
+        calibration = meta["calibration"]
+        self._sigmoid: tuple[float, float] | None = None
+        if calibration.get("method") == "sigmoid":
+            self._sigmoid = (float(calibration["slope"]), float(calibration["intercept"]))
+        else:  # isotonic, as stored by older versions
+            self._calib_x = np.asarray(calibration["x"], dtype=np.float64)
+            self._calib_y = np.asarray(calibration["y"], dtype=np.float64)
         # The compiled model (when one was built for this version) scores identically and faster.
         self._compiled = load_compiled(model) if compiled else None
         # thresholds[i] is the lowest calibrated score of level i + 1
@@ -51,7 +70,9 @@ class Scorer:
         return self._compiled is not None
 
     def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Map raw probabilities through the isotonic calibration fitted at training time."""
+        """Map raw probabilities through the calibration fitted at training time."""
+        if self._sigmoid is not None:
+            return sigmoid_calibrate(raw, *self._sigmoid)
         return np.interp(raw, self._calib_x, self._calib_y)
 
     def score(self, rows: Rows) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training: time-ordered split, LightGBM with early stopping, isotonic calibration, budget thresholds."""
+"""Training: time-ordered split, LightGBM with early stopping, sigmoid calibration, budget thresholds."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.clock import DAY_MS
@@ -17,6 +17,7 @@ from models.dataset import Dataset
 from models.episodes import count_tasks
 from models.errors import TrainingDataError
 from models.registry import ModelRegistry, ModelVersion
+from models.scoring import logit, sigmoid_calibrate
 
 # Real cities see about one victim per 30,000 people per day; their tasks come out of the same budget.
 REAL_VICTIMS_PER_10K_PER_DAY = 1 / 3
@@ -128,9 +129,12 @@ def train_model(
         valid_sets=[dstop],
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
     )
-    raw_calib = booster.predict(data.X[calib], num_iteration=booster.best_iteration, num_threads=1)
-    iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw_calib, y[calib])
-    calibrated = iso.predict(raw_calib)
+    raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=booster.best_iteration, num_threads=1))
+    # Sigmoid (Platt) rather than isotonic calibration: with a few hundred positives isotonic is a
+    # staircase whose ties erase the ranking at the top, exactly where the task thresholds sit.
+    platt = LogisticRegression(C=1e4).fit(logit(raw_calib).reshape(-1, 1), y[calib])
+    slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    calibrated = sigmoid_calibrate(raw_calib, slope, intercept)
     subs = data.subscribers
     calib_subs = [subs[i] for i in np.nonzero(calib)[0]]
     calib_avail = data.avail_ms[calib]
@@ -169,7 +173,7 @@ def train_model(
             "to_ms": int(data.avail_ms.max()),
             "data_hash": hashlib.sha256(data.X.tobytes()).hexdigest()[:16],
         },
-        "calibration": {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()},
+        "calibration": {"method": "sigmoid", "slope": slope, "intercept": intercept},
         "thresholds": thresholds,
         "budget_thresholds": budget_grid,
         "metrics": metrics,
