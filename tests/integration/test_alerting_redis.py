@@ -9,7 +9,6 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -27,11 +26,12 @@ from alerting.receiver import ReceiverServer
 from alerting.responders import ResponderRegistry
 from alerting.tasks import TaskStore
 from fraudwatch.settings import Settings
+from tests.contract import SCHEMAS
 
 pytestmark = pytest.mark.integration
 
 REDIS_SERVER = "/usr/bin/redis-server"
-TASK_SCHEMA = Path("/work/shared/schemas/task.v1.json")
+TASK_SCHEMA = SCHEMAS / "task.v1.json"
 HOME = (31.2304, 121.4737)  # (lat, lon) of the subscribers in these tests
 KM_LAT = 1 / 111.2  # degrees of latitude per km
 EPISODE_MS = 24 * 3600 * 1000
