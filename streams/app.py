@@ -252,7 +252,9 @@ async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
         lat=row.lat,
         lon=row.lon,
     )
-    log.info("alert", extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "level": level})
+    log.info(
+        "alert", extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "risk_level": level}
+    )
     try:
         await _alerting.handle(decision)
     except Exception as exc:

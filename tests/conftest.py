@@ -12,9 +12,10 @@ from fraudwatch.settings import Settings
 from fraudwatch.simulate import CityConfig, simulate, write_city
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tansu() -> Iterator[RunningService]:
-    """A real Kafka-API broker (Tansu) on a free loopback port."""
+    """A real Kafka-API broker (Tansu) on a free loopback port, fresh per test module: the input topics
+    are shared by every app id, so a module must not see another module's events."""
     service = start_tansu()
     yield service
     service.stop()
