@@ -203,6 +203,7 @@ async def score(stream: Any) -> None:
         risks = scorer.score([r.values for r in rows])
         SCORE_SECONDS.observe(time.perf_counter() - started)
         SCORE_BATCH.observe(len(rows))
+        _watermark["ms"] = max(_watermark["ms"], max(r.avail_ms for r in rows))
         now = time.time()
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
@@ -267,6 +268,24 @@ async def reload_model() -> None:
     """Pick up a newly promoted (or shadowed) model without a restart."""
     live_model.refresh()
     shadow_model.refresh()
+
+
+_watermark = {"ms": 0}  # the newest event time this worker has scored
+
+
+@app.timer(interval=60.0)
+async def expire_idle_keys() -> None:
+    """Drop keys silent for longer than the longest window (event time), so memory follows live keys.
+
+    The deletes go to the changelog as tombstones, so a recovering worker does not bring them back.
+    """
+    now = _watermark["ms"]
+    for table in (caller_table, subscriber_table):
+        idle = [key for key, state in list(table.items()) if state.idle(now)]
+        for key in idle:
+            del table[key]
+        if idle:
+            log.info("expired idle keys", extra={"table": table.name, "keys": len(idle)})
 
 
 @app.timer(interval=5.0)
