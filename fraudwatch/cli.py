@@ -14,7 +14,7 @@ import typer
 from fraudwatch.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back.")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back, model cards.")
 app.add_typer(models_app, name="models")
 
 
@@ -218,6 +218,22 @@ def models_compile(version: str) -> None:
 
     path = compile_version(ModelRegistry(get_settings().models_path).get(version))
     _print_json({"version": version, "compiled": str(path)})
+
+
+@models_app.command("card")
+def models_card(
+    version: Annotated[str, typer.Argument(help="A registry version or a model folder")],
+    events: Path,
+    cases: Path,
+    budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder for the card (default: the model's folder)")] = None,
+) -> None:
+    """Evaluate VERSION on EVENTS/CASES and write its model card (card.md and plots); print the card's path."""
+    from fraudwatch.training import resolve_model, write_card_for
+
+    settings = get_settings()
+    card = write_card_for(resolve_model(settings, version), events, cases, settings, budget=budget, out_dir=out)
+    sys.stdout.write(f"{card}\n")
 
 
 @models_app.command("rollback")

@@ -68,7 +68,7 @@ def _service(service: RunningService | None) -> Iterator[RunningService | None]:
 
 def ensure_model(settings: Settings, config: DemoConfig) -> str:
     """The live model's version, training one on a separate simulated city if the registry is empty."""
-    from fraudwatch.training import train_from_files
+    from fraudwatch.training import holdout_city, train_from_files
     from models.errors import NoModel
     from models.registry import ModelRegistry
 
@@ -77,17 +77,18 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
     except NoModel:
         pass
     _say(f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)")
-    city = simulate(
-        CityConfig(
-            subscribers=config.subscribers,
-            days=config.train_days,
-            seed=config.train_seed,
-            victims_per_10k_per_day=config.train_victims_per_10k_per_day,
-        )
+    train_city = CityConfig(
+        subscribers=config.subscribers,
+        days=config.train_days,
+        seed=config.train_seed,
+        victims_per_10k_per_day=config.train_victims_per_10k_per_day,
     )
-    paths = write_city(city, settings.data_dir / "train-city")
-    _say("training")
-    version = train_from_files(paths["events"], paths["cases"], settings, promote=True)
+    paths = write_city(simulate(train_city), settings.data_dir / "train-city")
+    _say("training; then a model card from a hold-out city")
+    version = train_from_files(
+        paths["events"], paths["cases"], settings, promote=True, card_city=holdout_city(train_city)
+    )
+    _say(f"model card: {version.path / 'card.md'}")
     return version.version
 
 

@@ -2,23 +2,99 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from fraudwatch.settings import Settings
+from fraudwatch.simulate import DAY_MS, CityConfig, simulate, write_city
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import evaluate
+from models.evaluate import evaluate, evaluate_dataset
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
 
+HOLDOUT_DAYS = 2.0
+HOLDOUT_SEED_OFFSET = 1000
+CARD_EVALUATION_FILE = "card_evaluation.json"
+
+
+def holdout_city(train_city: CityConfig, days: float = HOLDOUT_DAYS) -> CityConfig:
+    """The hold-out city of a training city: same size and rates, another seed, the days right after it."""
+    return dataclasses.replace(
+        train_city,
+        seed=train_city.seed + HOLDOUT_SEED_OFFSET,
+        days=days,
+        start_ms=train_city.start_ms + math.ceil(train_city.days) * DAY_MS,
+    )
+
+
+def write_card_for(
+    version: ModelVersion,
+    events: Path,
+    cases: Path,
+    settings: Settings,
+    budget: float | None = None,
+    out_dir: Path | None = None,
+    source: str | None = None,
+) -> Path:
+    """Evaluate ``version`` on an events/cases pair and write its model card (and the evaluation JSON).
+
+    The card goes next to the model unless ``out_dir`` is given; ``source`` says in the card what the
+    files are (default: their paths). Returns the path of ``card.md``.
+    """
+    from models.card import write_model_card  # matplotlib only when a card is asked for
+
+    scorer = Scorer(version)
+    threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
+    case_list = read_jsonl(cases)
+    loaded = load_events(events)
+    data = build_dataset(loaded.events, case_list)
+    scores = scorer.score(data.X)
+    result = evaluate_dataset(data, case_list, scorer, settings.episode_ms, threshold, scores=scores)
+    result["rejected_lines"] = loaded.rejected
+    if budget is not None:
+        result["budget_tasks_per_10k_per_day"] = budget
+    card = write_model_card(
+        version, result, data, scores, out_dir, evaluation_source=source or f"`{events}` with cases `{cases}`"
+    )
+    tmp = card.with_name(CARD_EVALUATION_FILE + ".tmp")
+    tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    os.replace(tmp, card.with_name(CARD_EVALUATION_FILE))
+    return card
+
+
+def write_card_on_city(version: ModelVersion, city: CityConfig, settings: Settings) -> Path:
+    """Simulate ``city`` (in a temporary folder), evaluate ``version`` on it and write the model card."""
+    with tempfile.TemporaryDirectory(prefix="fw-card-city-") as tmp:
+        paths = write_city(simulate(city), Path(tmp))
+        source = (
+            f"a hold-out simulated city ({city.subscribers} subscribers x {city.days:g} days, seed {city.seed}, "
+            f"{city.victims_per_10k_per_day:g} victims per 10k per day)"
+        )
+        return write_card_for(version, paths["events"], paths["cases"], settings, source=source)
+
 
 def train_from_files(
-    events: Path, cases: Path, settings: Settings, budget: float | None = None, promote: bool = True
+    events: Path,
+    cases: Path,
+    settings: Settings,
+    budget: float | None = None,
+    promote: bool = True,
+    card_city: CityConfig | None = None,
 ) -> ModelVersion:
-    """Train on ``events``/``cases`` files and register (and by default promote) the model."""
+    """Train on ``events``/``cases`` files and register (and by default promote) the model.
+
+    With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
+    city and its model card written into its folder before it is promoted.
+    """
     case_list = read_jsonl(cases)
     loaded = load_events(events)
     data = build_dataset(loaded.events, case_list)
@@ -36,6 +112,8 @@ def train_from_files(
     )
     if settings.compile_models:
         compile_version(version)
+    if card_city is not None:
+        write_card_on_city(version, card_city, settings)
     if promote:
         registry.promote(version.version)
     return version

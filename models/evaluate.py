@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from features.clock import DAY_MS
-from models.dataset import build_dataset
+from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
 from streams.events import Event
@@ -19,12 +19,14 @@ from streams.events import Event
 TASK_LEVEL = 3
 
 
-def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, Any]:
-    with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
+def _lead_times(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> tuple[int, int, list[float]]:
+    """Cases (with a loss) flagged by the loss, flagged strictly before it, and those cases' lead times in s."""
     before = by = 0
     leads: list[float] = []
-    for case in with_loss:
-        loss = case["first_loss_ms"]
+    for case in cases:
+        loss = case.get("first_loss_ms")
+        if loss is None:
+            continue
         times = [t for t in alerts_by_sub.get(case["victim"], []) if case["first_contact_ms"] <= t <= loss]
         if times:
             by += 1
@@ -32,6 +34,12 @@ def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int
             if first < loss:
                 before += 1
                 leads.append((loss - first) / 1000)
+    return by, before, leads
+
+
+def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, Any]:
+    with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
+    by, before, leads = _lead_times(with_loss, alerts_by_sub)
     return {
         "cases": len(cases),
         "cases_with_loss": len(with_loss),
@@ -51,8 +59,20 @@ def evaluate(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold."""
-    data = build_dataset(events, cases)
-    scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
+    return evaluate_dataset(build_dataset(events, cases), cases, scorer, episode_ms, threshold)
+
+
+def evaluate_dataset(
+    data: Dataset,
+    cases: list[dict[str, Any]],
+    scorer: Scorer,
+    episode_ms: int = DAY_MS,
+    threshold: float | None = None,
+    scores: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate` over feature rows already built from the events (``scores``: already computed)."""
+    if scores is None:
+        scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
     subs = data.subscribers
     flagged = np.nonzero(scores >= task_threshold)[0]
@@ -82,5 +102,7 @@ def evaluate(
         "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
     }
     result.update(_case_figures(cases, alerts_by_sub))
+    # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
+    result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
     result["per_scenario"] = {name: _case_figures(group, alerts_by_sub) for name, group in sorted(by_scenario.items())}
     return result

@@ -1,0 +1,152 @@
+"""Model cards: written after training on a hold-out city, from the CLI, and robust to thin data."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from matplotlib.image import imread
+from typer.testing import CliRunner
+
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate, write_city
+from fraudwatch.training import CARD_EVALUATION_FILE, holdout_city, train_from_files
+from models.card import (
+    CARD_FILE,
+    METRIC_ROWS,
+    PLOT_FILES,
+    plot_lead_times,
+    plot_per_scenario,
+    plot_pr_curve,
+    write_model_card,
+)
+from models.dataset import build_dataset, load_events, read_jsonl
+from models.evaluate import evaluate_dataset
+from models.registry import ModelVersion
+from models.scoring import Scorer
+
+pytestmark = pytest.mark.unit
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TRAIN_CITY = CityConfig(subscribers=800, days=4.0, seed=11, victims_per_10k_per_day=80.0)
+CASE_FIGURE_KEYS = {
+    "cases",
+    "cases_with_loss",
+    "cases_flagged_before_loss",
+    "cases_flagged_by_loss",
+    "share_flagged_before_loss",
+    "share_flagged_by_loss",
+    "median_lead_time_s",
+}
+
+
+@dataclass(frozen=True)
+class Trained:
+    settings: Settings
+    version: ModelVersion
+    holdout_events: Path
+    holdout_cases: Path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A tiny model trained through ``train_from_files`` with a hold-out card city."""
+    root = tmp_path_factory.mktemp("card")
+    settings = Settings(data_dir=root, compile_models=False)
+    paths = write_city(simulate(TRAIN_CITY), root / "train-city")
+    version = train_from_files(
+        paths["events"], paths["cases"], settings, promote=True, card_city=holdout_city(TRAIN_CITY)
+    )
+    holdout = write_city(simulate(holdout_city(TRAIN_CITY)), root / "holdout-city")
+    return Trained(settings, version, holdout["events"], holdout["cases"])
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC, path
+    assert len(data) > 5_000, f"{path} is suspiciously small ({len(data)} bytes)"
+    image = imread(path)
+    assert image.shape[0] > 200 and image.shape[1] > 300
+    assert float(np.ptp(image)) > 0, f"{path} is a blank image"
+
+
+def assert_card(card: Path, scenarios: set[str]) -> str:
+    assert card.name == CARD_FILE
+    for name in PLOT_FILES:
+        assert_png(card.parent / name)
+    text = card.read_text()
+    assert "| metric | value | meaning |" in text
+    for key, _ in METRIC_ROWS:
+        assert f"| {key} |" in text
+    assert scenarios, "the evaluation city has no cases"
+    for scenario in scenarios:
+        assert f"| {scenario} |" in text
+    for name in PLOT_FILES:
+        assert f"({name})" in text
+    assert "## Thresholds per level" in text and "## Known limits" in text and "## Intended use" in text
+    return text
+
+
+def test_train_writes_card_from_holdout_city(trained: Trained) -> None:
+    version = trained.version
+    text = assert_card(version.path / CARD_FILE, {case["scenario"] for case in read_jsonl(trained.holdout_cases)})
+    held = holdout_city(TRAIN_CITY)
+    assert held.seed != TRAIN_CITY.seed and held.days == 2.0 and held.subscribers == TRAIN_CITY.subscribers
+    assert held.start_ms >= TRAIN_CITY.start_ms + TRAIN_CITY.days * 86_400_000
+    assert f"seed {held.seed}" in text
+    assert version.version in text and version.meta["features_hash"] in text
+    evaluation = orjson.loads((version.path / CARD_EVALUATION_FILE).read_bytes())
+    assert evaluation["model_version"] == version.version
+    # The card was written before promotion, and promotion still happened.
+    from models.registry import ModelRegistry
+
+    assert ModelRegistry(trained.settings.models_path).promoted_version() == version.version
+
+
+def test_write_model_card_direct(trained: Trained, tmp_path: Path) -> None:
+    cases = read_jsonl(trained.holdout_cases)
+    data = build_dataset(load_events(trained.holdout_events).events, cases)
+    scorer = Scorer(trained.version, compiled=False)
+    scores = scorer.score(data.X)
+    evaluation = evaluate_dataset(data, cases, scorer, scores=scores)
+
+    # lead_times_s is the list behind the median; per_scenario keeps exactly its figures.
+    leads = evaluation["lead_times_s"]
+    assert leads == sorted(leads) and len(leads) == evaluation["cases_flagged_before_loss"]
+    assert evaluation["median_lead_time_s"] == (statistics.median(leads) if leads else None)
+    for figures in evaluation["per_scenario"].values():
+        assert set(figures) == CASE_FIGURE_KEYS
+
+    out = tmp_path / "elsewhere"
+    card = write_model_card(trained.version, evaluation, data, scores, out)
+    assert card == out / CARD_FILE
+    assert_card(card, {case["scenario"] for case in cases})
+    with pytest.raises(ValueError):
+        write_model_card(trained.version, evaluation, data, scores[:-1], out)
+
+
+def test_cli_models_card(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fraudwatch.cli as cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: trained.settings)
+    out = tmp_path / "cli-card"
+    args = ["models", "card", trained.version.version, str(trained.holdout_events), str(trained.holdout_cases)]
+    result = CliRunner().invoke(cli.app, [*args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert Path(result.stdout.strip()) == out / CARD_FILE
+    assert_card(out / CARD_FILE, {case["scenario"] for case in read_jsonl(trained.holdout_cases)})
+
+
+def test_plots_survive_thin_data(tmp_path: Path) -> None:
+    plot_pr_curve(np.zeros(5, dtype=np.int64), np.linspace(0, 1, 5), [0.5], tmp_path / "pr.png")
+    plot_lead_times([], tmp_path / "lead.png")
+    plot_lead_times([30.0, 3_600.0, 200_000.0], tmp_path / "lead_log.png")
+    plot_per_scenario(
+        {"loan": {"cases": 1, "cases_with_loss": 0, "share_flagged_before_loss": None}}, tmp_path / "s.png"
+    )
+    for name in ("pr.png", "lead.png", "lead_log.png", "s.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
