@@ -57,7 +57,7 @@ def histogram_quantiles(before: dict[str, float], after: dict[str, float], name:
             out[f"p{int(q * 100)}_ms"] = None
             continue
         rank, lower, prev = q * count, 0.0, 0.0
-        value = None
+        value: float | None = None
         for bound, cumulative in buckets:
             if cumulative >= rank:
                 if bound == float("inf"):
@@ -142,7 +142,7 @@ def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, 
     path_s = best_of(lambda: [scorer.score(X[i : i + 200]) for i in range(0, len(X), 200)])
     sample = X[: min(len(X), 2000)]
     single_s = best_of(lambda: [scorer.score(sample[i : i + 1]) for i in range(len(sample))], repeat=3)
-    lgb_scores = scorer.calibrate(scorer.booster.predict(X, num_threads=1))
+    lgb_scores = scorer.calibrate(np.asarray(scorer.booster.predict(X, num_threads=1)))
     return {
         "rows": len(rows),
         "scoring_uses_compiled_model": scorer.is_compiled,
