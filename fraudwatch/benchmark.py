@@ -44,11 +44,11 @@ class BenchConfig:
 def histogram_quantiles(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, float | None]:
     """p50/p95/p99 of the observations a histogram gained between two scrapes (linear within buckets)."""
     buckets: list[tuple[float, float]] = []
-    for key, value in after.items():
+    for key, cumulative_now in after.items():
         if key.startswith(name + "_bucket{"):
             le = key.split("le=")[1].split(",")[0].rstrip("}")
             bound = float("inf") if le in ("+Inf", "inf") else float(le)
-            buckets.append((bound, value - before.get(key, 0.0)))
+            buckets.append((bound, cumulative_now - before.get(key, 0.0)))
     buckets.sort()
     count = buckets[-1][1] if buckets else 0.0
     out: dict[str, float | None] = {}
