@@ -1,0 +1,469 @@
+"""The console's aiohttp app: responder and dispatcher API, SSE change stream, and the browser page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from redis.asyncio import Redis
+
+from alerting.ackwatch import AckWatcher
+from alerting.audit import publish_change, record_audit
+from alerting.console import views
+from alerting.console.auth import ADMIN, DISPATCHER, RESPONDER, Principal, RateLimiter, TicketSigner, TokenStore
+from alerting.console.hub import ChangeHub
+from alerting.errors import (
+    AlertingError,
+    AuthenticationRequired,
+    ConsoleError,
+    InvalidResponder,
+    InvalidTransition,
+    NoResponderAvailable,
+    PermissionDenied,
+    RateLimited,
+    UnknownResponder,
+    UnknownTask,
+)
+from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
+from alerting.metrics import CONSOLE_DENIED
+from alerting.tasks import TaskStore
+from fraudwatch.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+RESPONDER_STATES = (ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED)  # what a responder may report on its own task
+SSE_KEEPALIVE_S = 15.0
+# The page loads only its own files and talks only to its own origin: no CDN, no tiles, no inline script.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Console:
+    """Everything the handlers share, stored once on the app."""
+
+    settings: Settings
+    redis: Redis
+    lifecycle: TaskLifecycle
+    tasks: TaskStore
+    tokens: TokenStore
+    tickets: TicketSigner
+    limiter: RateLimiter
+    hub: ChangeHub
+    page: bytes
+
+
+CONSOLE = web.AppKey("console", Console)
+
+
+class BadRequest(ConsoleError):
+    """A request body or parameter the API cannot use."""
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"error": message}, status=status, headers=headers or None)
+
+
+def _status_of(exc: AlertingError) -> int:
+    if isinstance(exc, ConsoleError):
+        return exc.status
+    if isinstance(exc, UnknownTask | UnknownResponder):
+        return 404
+    if isinstance(exc, InvalidTransition | NoResponderAvailable):
+        return 409
+    if isinstance(exc, InvalidResponder):
+        return 400
+    return 500
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Headers every response carries; API answers are never cached."""
+    response = await handler(request)
+    if not response.prepared:  # an SSE stream set its own before it started
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        if request.path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn the alerting errors into JSON answers; refused calls are counted (and audited when the caller is known)."""
+    console = request.app[CONSOLE]
+    try:
+        # Refuse a declared oversize body before reading it (and before any auth work).
+        if request.content_length is not None and request.content_length > console.settings.console_max_body_bytes:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=console.settings.console_max_body_bytes, actual_size=request.content_length
+            )
+        return await handler(request)
+    except RateLimited as exc:
+        CONSOLE_DENIED.labels(reason="rate_limited").inc()
+        return _error(429, str(exc), **{"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))})
+    except AuthenticationRequired as exc:
+        CONSOLE_DENIED.labels(reason="unauthenticated").inc()
+        return _error(401, str(exc) or "authentication required", **{"WWW-Authenticate": "Bearer"})
+    except PermissionDenied as exc:
+        CONSOLE_DENIED.labels(reason="forbidden").inc()
+        who = _principal_of(request)
+        if who is not None:
+            await record_audit(console.redis, who.actor, "denied", method=request.method, path=request.path)
+        return _error(403, str(exc) or "forbidden")
+    except AlertingError as exc:
+        status = _status_of(exc)
+        if status >= 500:
+            log.exception("console: %s %s failed", request.method, request.path)
+            return _error(500, "internal error")
+        return _error(status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            CONSOLE_DENIED.labels(reason="too_large").inc()
+        if exc.status >= 400:
+            return _error(exc.status, exc.reason)
+        raise
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token on every /api/ route but the SSE stream (which takes a ticket); responders are rate-limited."""
+    if not request.path.startswith("/api/") or request.path == "/api/events":
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationRequired("missing bearer token")
+    who = _principal_of(request)
+    if who is None:
+        raise AuthenticationRequired("unknown token")
+    if who.role == RESPONDER:
+        request.app[CONSOLE].limiter.take(who.token_id)
+    return await handler(request)
+
+
+def _principal_of(request: web.Request) -> Principal | None:
+    """The caller of a bearer-token request, or None.
+
+    Resolved again wherever needed instead of stored on the request: a hash and a few compares, and no
+    dependency on aiohttp's typed request keys (3.14+).
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return request.app[CONSOLE].tokens.authenticate(token.strip())
+
+
+def _who(request: web.Request) -> Principal:
+    who = _principal_of(request)
+    if who is None:
+        raise AuthenticationRequired()
+    return who
+
+
+def _require(who: Principal, *roles: str) -> None:
+    if who.role not in roles:
+        raise PermissionDenied(f"role {who.role} may not do this")
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object body (the size limit is enforced while reading, for chunked bodies too)."""
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("body must be a JSON object")
+    return data
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+# --- handlers -----------------------------------------------------------------------------------------------
+
+
+async def page(request: web.Request) -> web.Response:
+    """The one HTML page; it holds no data until the user logs in with a token."""
+    return web.Response(body=request.app[CONSOLE].page, content_type="text/html", charset="utf-8")
+
+
+async def me(request: web.Request) -> web.Response:
+    """Who the token belongs to (the page's login check)."""
+    return _json(_who(request).as_dict())
+
+
+async def list_cases(request: web.Request) -> web.Response:
+    """Open cases with their tasks (every view is audited)."""
+    console, who = request.app[CONSOLE], _who(request)
+    cases = await views.open_cases(console.redis, console.lifecycle, who)
+    await record_audit(console.redis, who.actor, "view_cases", count=len(cases))
+    return _json({"now_ms": int(time.time() * 1000), "cases": cases})
+
+
+async def list_responders(request: web.Request) -> web.Response:
+    """All responders with status, position and staleness (dispatchers and admins)."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, DISPATCHER, ADMIN)
+    found = await views.responders(console.redis, console.lifecycle.registry)
+    return _json({"now_ms": int(time.time() * 1000), "responders": found})
+
+
+async def get_task(request: web.Request) -> web.Response:
+    """One task's lifecycle state and history; a responder sees only its own tasks, without the clear number."""
+    console, who = request.app[CONSOLE], _who(request)
+    task_id = request.match_info["task_id"]
+    state = await console.lifecycle.get(task_id)
+    if who.role == RESPONDER and state.responder_id != who.responder_id:
+        raise PermissionDenied("not your task")
+    task = await console.tasks.get(task_id) or {}
+    if who.role == RESPONDER:
+        task = {k: v for k, v in task.items() if k != "subscriber"}
+    await record_audit(console.redis, who.actor, "view_task", case_key=state.case_key, task_id=task_id)
+    return _json({"task": task, "state": state.as_dict(), "events": await console.tasks.events(task_id)})
+
+
+async def assign(request: web.Request) -> web.Response:
+    """POST {responder_id}: (re)assign a task by hand (dispatchers and admins)."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, DISPATCHER, ADMIN)
+    body = await _body(request)
+    rid = body.get("responder_id")
+    if not isinstance(rid, str) or not rid:
+        raise BadRequest("responder_id must be a non-empty string")
+    state = await console.lifecycle.assign(request.match_info["task_id"], rid, who.actor)
+    return _json(state.as_dict())
+
+
+async def transition(request: web.Request) -> web.Response:
+    """POST {state, outcome?}: report progress; responders only on their own tasks."""
+    console, who = request.app[CONSOLE], _who(request)
+    task_id = request.match_info["task_id"]
+    body = await _body(request)
+    state, outcome = body.get("state"), body.get("outcome")
+    if not isinstance(state, str) or (outcome is not None and not isinstance(outcome, str)):
+        raise BadRequest("state (and outcome, if given) must be strings")
+    if who.role == RESPONDER:
+        if state not in RESPONDER_STATES:
+            raise PermissionDenied(f"a responder may report only {', '.join(RESPONDER_STATES)}")
+        current = await console.lifecycle.get(task_id)
+        if current.responder_id != who.responder_id:
+            raise PermissionDenied("not your task")
+    after = await console.lifecycle.transition(task_id, state, who.actor, outcome=outcome)
+    return _json(after.as_dict())
+
+
+async def heartbeat(request: web.Request) -> web.Response:
+    """POST {lat, lon, status?}: a responder's position report (its own id) or an admin's correction."""
+    console, who = request.app[CONSOLE], _who(request)
+    rid = request.match_info["responder_id"]
+    if not (who.role == ADMIN or (who.role == RESPONDER and who.responder_id == rid)):
+        raise PermissionDenied("only the responder itself (or an admin) reports its position")
+    body = await _body(request)
+    status = body.get("status")
+    if status is not None and not isinstance(status, str):
+        raise BadRequest("status must be a string")
+    registry = console.lifecycle.registry
+    before = await registry.get(rid)
+    if before is None:
+        raise UnknownResponder(rid)
+    lat, lon = body.get("lat"), body.get("lon")
+    if not isinstance(lat, int | float) or not isinstance(lon, int | float) or isinstance(lat, bool):
+        raise BadRequest("lat and lon must be numbers")
+    after = await registry.heartbeat(rid, float(lat), float(lon), status)
+    if after != before["status"]:
+        # Position reports are telemetry; a change of duty status is a decision and goes to the audit log.
+        await record_audit(console.redis, who.actor, "responder_status", responder_id=rid, status=after)
+    fresh = await registry.get(rid) or {}
+    await publish_change(
+        console.redis,
+        {
+            "type": "responder",
+            "responder_id": rid,
+            "lat": fresh.get("lat"),
+            "lon": fresh.get("lon"),
+            "status": after,
+            "at_ms": int(time.time() * 1000),
+        },
+    )
+    return _json({"responder_id": rid, "status": after})
+
+
+async def ticket(request: web.Request) -> web.Response:
+    """A short-lived signed ticket for the SSE URL."""
+    console, who = request.app[CONSOLE], _who(request)
+    value, expires = console.tickets.issue(who)
+    return _json({"ticket": value, "expires_ms": expires, "url": f"/api/events?ticket={value}"})
+
+
+def _visible(who: Principal, raw: bytes) -> bool:
+    """Dispatchers and admins see every change; a responder only those about itself."""
+    if who.role != RESPONDER:
+        return True
+    try:
+        change = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False
+    return who.responder_id in (change.get("responder_id"), change.get("previous_responder_id"))
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: one ``data:`` line per change notice, comments as keep-alives."""
+    console = request.app[CONSOLE]
+    who = console.tickets.verify(request.query.get("ticket", ""))
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # a reverse proxy must not hold the stream back
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    queue = console.hub.subscribe()
+    try:
+        await response.prepare(request)
+        await response.write(b"retry: 3000\n: connected\n\n")
+        while True:
+            try:
+                raw = await asyncio.wait_for(queue.get(), SSE_KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if raw is None:
+                break  # the console is shutting down
+            if _visible(who, raw):
+                await response.write(b"data: " + raw + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the browser went away
+    finally:
+        console.hub.unsubscribe(queue)
+    return response
+
+
+# --- app ----------------------------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings, redis: Redis, *, label_sink: LabelSink | None = None) -> web.Application:
+    """The console application over an existing Redis client (the caller owns and closes the client)."""
+    key = settings.console_ticket_key.get_secret_value().encode() if settings.console_ticket_key else os.urandom(32)
+    lifecycle = TaskLifecycle(redis, settings, label_sink=label_sink)
+    console = Console(
+        settings=settings,
+        redis=redis,
+        lifecycle=lifecycle,
+        tasks=TaskStore(redis),
+        tokens=TokenStore.from_file(settings.console_tokens_file),
+        tickets=TicketSigner(key, settings.console_ticket_ttl_s),
+        limiter=RateLimiter(settings.console_responder_rate_per_s, settings.console_responder_burst),
+        hub=ChangeHub(redis),
+        page=(STATIC_DIR / "index.html").read_bytes(),
+    )
+    if not len(console.tokens):
+        log.warning("console: no tokens configured (FW_CONSOLE_TOKENS_FILE); every API call will be refused")
+    app = web.Application(
+        middlewares=[security_headers, errors, authenticate], client_max_size=settings.console_max_body_bytes
+    )
+    app[CONSOLE] = console
+    app.router.add_get("/", page)
+    app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/api/cases", list_cases)
+    app.router.add_get("/api/responders", list_responders)
+    app.router.add_get("/api/tasks/{task_id}", get_task)
+    app.router.add_post("/api/tasks/{task_id}/assign", assign)
+    app.router.add_post("/api/tasks/{task_id}/transition", transition)
+    app.router.add_post("/api/responders/{responder_id}/heartbeat", heartbeat)
+    app.router.add_post("/api/events/ticket", ticket)
+    app.router.add_get("/api/events", events)
+
+    async def start_hub(app: web.Application) -> None:
+        await console.hub.start()
+
+    async def close_hub(app: web.Application) -> None:
+        await console.hub.close()  # ends open SSE streams before aiohttp waits for handlers
+
+    app.on_startup.append(start_hub)
+    app.on_shutdown.append(close_hub)
+    return app
+
+
+class ConsoleServer:
+    """A running console: ``url`` is its base URL; :meth:`stop` stops the server, the watcher and Redis."""
+
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        redis: Redis,
+        url: str,
+        watcher: AckWatcher | None,
+        watcher_task: asyncio.Task[None] | None,
+        stop_event: asyncio.Event,
+    ) -> None:
+        self.url = url
+        self.app = runner.app
+        self._runner = runner
+        self._redis = redis
+        self._watcher = watcher
+        self._watcher_task = watcher_task
+        self._stop = stop_event
+
+    async def stop(self) -> None:
+        """Stop serving (open SSE streams end), stop the ack watcher, close the Redis client."""
+        self._stop.set()
+        if self._watcher_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._watcher_task, 10)
+        if self._watcher is not None:
+            await self._watcher.aclose()
+        await self._runner.cleanup()
+        await self._redis.aclose()
+
+
+async def start_console(
+    settings: Settings,
+    redis_url: str,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    label_sink: LabelSink | None = None,
+    watch_acks: bool = True,
+) -> ConsoleServer:
+    """Serve the console on ``host:port`` (0 = any free port) and, unless told not to, run the ack watcher."""
+    redis = Redis.from_url(redis_url)
+    app = create_app(settings, redis, label_sink=label_sink)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        await redis.aclose()
+        raise
+    bound_host, bound_port = runner.addresses[0][:2]
+    url = f"http://{bound_host}:{bound_port}"
+    stop = asyncio.Event()
+    watcher = watcher_task = None
+    if watch_acks:
+        watcher = AckWatcher(app[CONSOLE].lifecycle)
+        watcher_task = asyncio.create_task(watcher.run(stop), name="ack-watcher")
+    log.info("console at %s", url)
+    return ConsoleServer(runner, redis, url, watcher, watcher_task, stop)

@@ -1,0 +1,285 @@
+// fraudwatch dispatch console. Plain browser JS, no build step, no external resources.
+// Every value from the server is put into the page with textContent (never innerHTML).
+"use strict";
+
+const TOKEN_KEY = "fw_console_token";
+const OUTCOMES = ["dissuaded", "money_lost", "false_alarm", "unreachable"];
+// Forward steps a button offers, per current state (the server checks them again).
+const NEXT = { assigned: ["acknowledged"], acknowledged: ["en_route"], en_route: ["on_scene"] };
+const STEP_LABEL = { acknowledged: "Acknowledge", en_route: "En route", on_scene: "On scene" };
+const ASSIGNABLE = new Set(["created", "assigned", "acknowledged", "en_route"]);
+const RESOLVABLE = new Set(["created", "assigned", "acknowledged", "en_route", "on_scene"]);
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+const state = { me: null, cases: [], responders: [], clockOffset: 0, source: null, refreshTimer: null };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) if (c) node.append(c);
+  return node;
+}
+
+function say(message) {
+  const s = $("status");
+  s.textContent = message;
+  s.classList.add("show");
+  clearTimeout(say.timer);
+  say.timer = setTimeout(() => s.classList.remove("show"), 3000);
+}
+
+function token() { return sessionStorage.getItem(TOKEN_KEY); }
+
+async function api(path, options = {}) {
+  const headers = { Authorization: "Bearer " + token() };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+    cache: "no-store",
+  });
+  let data = null;
+  try { data = await response.json(); } catch (_) { data = null; }
+  if (response.status === 401) { logout("Session not valid any more: log in again."); throw new Error("unauthenticated"); }
+  if (!response.ok) throw new Error((data && data.error) || "HTTP " + response.status);
+  return data;
+}
+
+// --- login ----------------------------------------------------------------------------------------------
+
+async function login(value) {
+  sessionStorage.setItem(TOKEN_KEY, value);
+  try {
+    state.me = await api("/api/me");
+  } catch (err) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    $("login-error").textContent = "Login failed: " + err.message;
+    return;
+  }
+  $("login-error").textContent = "";
+  $("login").hidden = true;
+  $("console").hidden = false;
+  $("logout").hidden = false;
+  $("who").textContent = state.me.name + " (" + state.me.role + ")";
+  await refresh();
+  connectEvents();
+}
+
+function logout(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  if (state.source) { state.source.close(); state.source = null; }
+  state.me = null;
+  $("console").hidden = true;
+  $("logout").hidden = true;
+  $("login").hidden = false;
+  $("who").textContent = "";
+  setLive(false);
+  if (message) $("login-error").textContent = message;
+}
+
+// --- data -----------------------------------------------------------------------------------------------
+
+async function refresh() {
+  if (!state.me) return;
+  try {
+    const cases = await api("/api/cases");
+    state.clockOffset = cases.now_ms - Date.now();
+    state.cases = cases.cases;
+    if (state.me.role !== "responder") state.responders = (await api("/api/responders")).responders;
+    render();
+  } catch (err) {
+    if (err.message !== "unauthenticated") say("Refresh failed: " + err.message);
+  }
+}
+
+function scheduleRefresh() {
+  // Bursts of changes (a replay, many heartbeats) become one re-read.
+  if (state.refreshTimer) return;
+  state.refreshTimer = setTimeout(() => { state.refreshTimer = null; refresh(); }, 250);
+}
+
+function setLive(on) {
+  const live = $("live");
+  live.textContent = on ? "live" : "offline";
+  live.className = "live " + (on ? "on" : "off");
+}
+
+async function connectEvents() {
+  if (!state.me) return;
+  if (state.source) state.source.close();
+  let ticket;
+  try {
+    ticket = await api("/api/events/ticket", { method: "POST", body: {} });
+  } catch (err) {
+    setLive(false);
+    setTimeout(connectEvents, 5000);
+    return;
+  }
+  const source = new EventSource(ticket.url);
+  state.source = source;
+  source.onopen = () => { setLive(true); scheduleRefresh(); };
+  source.onmessage = () => scheduleRefresh();
+  source.onerror = () => {
+    setLive(false);
+    // The browser retries by itself with the same URL; once the ticket has expired that fails for good.
+    if (source.readyState === EventSource.CLOSED && state.source === source) setTimeout(connectEvents, 3000);
+  };
+}
+
+async function act(taskId, path, body, label) {
+  try {
+    await api("/api/tasks/" + encodeURIComponent(taskId) + path, { method: "POST", body });
+    say(label + ": done");
+  } catch (err) {
+    say(label + " failed: " + err.message);
+  }
+  await refresh();
+}
+
+// --- rendering ------------------------------------------------------------------------------------------
+
+function ageText(openedMs) {
+  const s = Math.max(0, Math.round((Date.now() + state.clockOffset - openedMs) / 1000));
+  if (s < 60) return s + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + (s % 60) + " s";
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+function taskActions(task) {
+  const box = el("div", { class: "actions" });
+  const role = state.me.role;
+  const own = role !== "responder" || task.responder_id === state.me.responder_id;
+  if (!own) return box;
+  for (const next of NEXT[task.state] || []) {
+    box.append(el("button", {
+      type: "button", class: "primary", text: STEP_LABEL[next],
+      "data-action": next, "data-task": task.task_id,
+      onclick: () => act(task.task_id, "/transition", { state: next }, STEP_LABEL[next]),
+    }));
+  }
+  if (role !== "responder" && ASSIGNABLE.has(task.state)) {
+    const pick = el("select", { "data-role": "assign-select", "data-task": task.task_id });
+    pick.append(el("option", { value: "", text: "assign to…" }));
+    for (const r of state.responders) {
+      if (r.status !== "available" || r.responder_id === task.responder_id) continue;
+      pick.append(el("option", { value: r.responder_id, text: r.responder_id + " · " + r.unit + (r.stale ? " (stale)" : "") }));
+    }
+    const go = el("button", { type: "button", text: "Assign", "data-action": "assign", "data-task": task.task_id });
+    go.onclick = () => { if (pick.value) act(task.task_id, "/assign", { responder_id: pick.value }, "Assign"); };
+    box.append(el("div", { class: "group" }, pick, go));
+  }
+  if (RESOLVABLE.has(task.state) && (role !== "responder" || task.state !== "assigned")) {
+    const outcome = el("select", { "data-role": "outcome-select", "data-task": task.task_id });
+    for (const o of OUTCOMES) outcome.append(el("option", { value: o, text: o.replace("_", " ") }));
+    const done = el("button", { type: "button", text: "Record outcome", "data-action": "resolve", "data-task": task.task_id });
+    done.onclick = () => act(task.task_id, "/transition", { state: "resolved", outcome: outcome.value }, "Outcome");
+    box.append(el("div", { class: "group" }, outcome, done));
+  }
+  return box;
+}
+
+function renderQueue() {
+  const body = $("queue-body");
+  body.replaceChildren();
+  $("case-count").textContent = "(" + state.cases.length + ")";
+  $("empty").hidden = state.cases.length > 0;
+  for (const c of state.cases) {
+    const reasons = el("ul", { class: "reasons" });
+    for (const r of c.reasons) reasons.append(el("li", { text: r }));
+    const taskCell = el("td");
+    const actionCell = el("td");
+    for (const t of c.tasks) {
+      taskCell.append(el("div", { class: "task", "data-task-id": t.task_id },
+        el("span", { class: "task-state state-" + t.state, text: t.state.replace("_", " ") }),
+        el("div", { class: "muted", text: "L" + t.level + " · " + (t.responder_id || "nobody assigned") })));
+      actionCell.append(taskActions(t));
+    }
+    const row = el("tr", { "data-case-key": c.case_key },
+      el("td", {}, el("span", { class: "level level-" + c.level, text: String(c.level) })),
+      el("td", { class: "age", "data-opened": String(c.opened_ms), text: ageText(c.opened_ms) }),
+      el("td", { class: "subscriber", text: c.subscriber }),
+      el("td", {}, reasons),
+      taskCell,
+      actionCell);
+    body.append(row);
+  }
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return node;
+}
+
+function renderMap() {
+  const map = $("map");
+  map.replaceChildren();
+  const pts = [];
+  for (const c of state.cases) if (c.lat != null && c.lon != null) pts.push([c.lat, c.lon]);
+  for (const r of state.responders) if (Number.isFinite(r.lat) && Number.isFinite(r.lon)) pts.push([r.lat, r.lon]);
+  const W = 600, H = 600, PAD = 24;
+  map.append(svg("rect", { x: 1, y: 1, width: W - 2, height: H - 2, class: "frame" }));
+  if (!pts.length) return;
+  let [minLat, maxLat, minLon, maxLon] = [Infinity, -Infinity, Infinity, -Infinity];
+  for (const [la, lo] of pts) { minLat = Math.min(minLat, la); maxLat = Math.max(maxLat, la); minLon = Math.min(minLon, lo); maxLon = Math.max(maxLon, lo); }
+  // Equirectangular with the longitude shrunk by cos(latitude), one scale for both axes: a city keeps its shape.
+  const kx = Math.cos(((minLat + maxLat) / 2) * Math.PI / 180);
+  const spanX = Math.max((maxLon - minLon) * kx, 1e-4), spanY = Math.max(maxLat - minLat, 1e-4);
+  const scale = Math.min((W - 2 * PAD) / spanX, (H - 2 * PAD) / spanY);
+  const ox = (W - spanX * scale) / 2, oy = (H - spanY * scale) / 2;
+  const xy = (la, lo) => [ox + (lo - minLon) * kx * scale, H - (oy + (la - minLat) * scale)];
+  const where = new Map(state.responders.map((r) => [r.responder_id, r]));
+  for (const c of state.cases) {
+    if (c.lat == null || c.lon == null) continue;
+    const [x, y] = xy(c.lat, c.lon);
+    for (const t of c.tasks) {
+      const r = t.responder_id && where.get(t.responder_id);
+      if (r) { const [rx, ry] = xy(r.lat, r.lon); map.append(svg("line", { x1: x, y1: y, x2: rx, y2: ry, class: "link" })); }
+    }
+  }
+  for (const r of state.responders) {
+    if (!Number.isFinite(r.lat)) continue;
+    const [x, y] = xy(r.lat, r.lon);
+    const dot = svg("circle", { cx: x, cy: y, r: 4, class: "responder " + r.status + (r.stale ? " stale" : ""), "data-responder": r.responder_id });
+    const title = svg("title", {});
+    title.textContent = r.responder_id + " · " + r.kind + " · " + r.unit + " · " + r.status + (r.stale ? " (no heartbeat)" : "");
+    dot.append(title);
+    map.append(dot);
+  }
+  for (const c of state.cases) {
+    if (c.lat == null || c.lon == null) continue;
+    const [x, y] = xy(c.lat, c.lon);
+    const dot = svg("circle", { cx: x, cy: y, r: 4 + 2 * c.level, class: "case level-" + c.level, "data-case": c.case_key });
+    const title = svg("title", {});
+    title.textContent = "L" + c.level + " · " + c.subscriber + " · " + (c.reasons[0] || "");
+    dot.append(title);
+    map.append(dot);
+  }
+}
+
+function render() {
+  renderQueue();
+  renderMap();
+}
+
+// --- start ----------------------------------------------------------------------------------------------
+
+$("login-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = $("token").value.trim();
+  $("token").value = "";
+  if (value) login(value);
+});
+$("logout").addEventListener("click", () => logout(""));
+setInterval(() => {
+  for (const cell of document.querySelectorAll("td.age")) cell.textContent = ageText(Number(cell.dataset.opened));
+}, 1000);
+setInterval(scheduleRefresh, 30000); // a safety net should a notice be lost
+if (token()) login(token());

@@ -1,0 +1,101 @@
+"""What the console shows: open cases with their tasks, and the responders, read from Redis per request."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from alerting import keys
+from alerting.cases import Case
+from alerting.console.auth import RESPONDER, Principal
+from alerting.lifecycle import TaskLifecycle
+from alerting.responders import ResponderRegistry
+
+MAX_OPEN_TASKS = 2000  # a console lists a city's open work, not its history; bounds one request's cost
+
+
+async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal) -> list[dict[str, Any]]:
+    """Cases with at least one unresolved task, highest level first, then oldest first.
+
+    Dispatchers and admins see the subscriber's number; a responder sees only its own tasks' cases, pseudonymised.
+    """
+    now = int(time.time() * 1000)
+    raw_ids = await redis.zrange(keys.TASKS_OPEN, 0, MAX_OPEN_TASKS - 1)
+    task_ids = [t.decode() if isinstance(t, bytes) else str(t) for t in raw_ids]
+    states = await lifecycle.get_many(task_ids)
+    if who.role == RESPONDER:
+        states = {tid: st for tid, st in states.items() if st.responder_id == who.responder_id}
+    ordered = [tid for tid in task_ids if tid in states]
+    pipe = redis.pipeline(transaction=False)
+    for tid in ordered:
+        pipe.get(keys.task(tid))
+    bodies = await pipe.execute()
+    tasks = {tid: orjson.loads(b) for tid, b in zip(ordered, bodies, strict=True) if b is not None}
+    case_keys = list(dict.fromkeys(states[tid].case_key for tid in tasks))
+    pipe = redis.pipeline(transaction=False)
+    for ck in case_keys:
+        pipe.hgetall(keys.case(ck))
+    raw_cases = await pipe.execute()
+    cases = {ck: Case.from_fields(raw) for ck, raw in zip(case_keys, raw_cases, strict=True) if raw}
+
+    out: dict[str, dict[str, Any]] = {}
+    for tid, task in tasks.items():
+        st = states[tid]
+        case = cases.get(st.case_key)
+        entry = out.get(st.case_key)
+        if entry is None:
+            lat = case.lat if case and case.lat is not None else task.get("lat")
+            lon = case.lon if case and case.lon is not None else task.get("lon")
+            entry = out[st.case_key] = {
+                "case_key": st.case_key,
+                "level": case.level if case else st.level,
+                "score": case.score if case else task.get("score"),
+                "reasons": list(case.reasons) if case else list(task.get("reasons", [])),
+                # Responders get the keyed pseudonym: enough to tell cases apart, useless outside the service.
+                "subscriber": (case.subscriber if case else "") if who.role == RESPONDER else task["subscriber"],
+                "start_ms": case.start_ms if case else task.get("created_ms"),
+                "opened_ms": st.opened_ms,
+                "lat": lat,
+                "lon": lon,
+                "tasks": [],
+            }
+        entry["opened_ms"] = min(entry["opened_ms"], st.opened_ms)
+        entry["level"] = max(entry["level"], st.level)
+        entry["tasks"].append({**st.as_dict(), "model_version": task.get("model_version")})
+    result = sorted(out.values(), key=lambda c: (-int(c["level"]), c["opened_ms"]))
+    for c in result:
+        c["age_s"] = round(max(0, now - c["opened_ms"]) / 1000, 1)
+        c["tasks"].sort(key=lambda t: -int(t["level"]))
+    return result
+
+
+async def responders(redis: Redis, registry: ResponderRegistry) -> list[dict[str, Any]]:
+    """Every registered responder with its status, position and whether it is stale."""
+    now = int(time.time() * 1000)
+    ids = sorted(keys.text(r) or "" for r in await redis.smembers(keys.RESPONDER_IDS))
+    pipe = redis.pipeline(transaction=False)
+    for rid in ids:
+        pipe.hgetall(keys.responder(rid))
+    rows = await pipe.execute()
+    out = []
+    for raw in rows:
+        if not raw:
+            continue
+        r = {keys.text(k): keys.text(v) for k, v in raw.items()}
+        seen_raw = r.get("seen_ms")
+        seen = int(seen_raw) if seen_raw else None
+        item: dict[str, Any] = {
+            "responder_id": r.get("responder_id"),
+            "kind": r.get("kind"),
+            "unit": r.get("unit"),
+            "lat": float(r.get("lat") or "nan"),
+            "lon": float(r.get("lon") or "nan"),
+            "status": r.get("status"),
+            "seen_ms": seen,
+        }
+        item["stale"] = registry.is_stale(item, now)
+        out.append(item)
+    return out

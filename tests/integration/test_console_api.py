@@ -1,0 +1,347 @@
+"""The console's HTTP API against a real redis-server: auth, roles, limits, SSE and the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from alerting import keys
+from alerting.console import ConsoleServer, start_console, write_demo_tokens
+from alerting.console.auth import Principal, RateLimiter, TicketSigner, TokenStore
+from alerting.decision import Decision
+from alerting.dispatcher import Dispatcher
+from alerting.errors import InvalidTokensFile, RateLimited
+from fraudwatch.services import RunningService, start_redis
+from fraudwatch.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+HOME = (31.2304, 121.4737)
+KM_LAT = 1 / 111.2
+T0 = 1_700_000_000_000
+BURST = 6
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RunningService]:
+    service = start_redis()
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+async def r(redis_server: RunningService) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> dict[str, str]:
+    made = write_demo_tokens(tmp_path, ["p1", "p2"])
+    return {
+        "path": str(made.path),
+        "dispatcher": made.dispatcher,
+        "admin": made.admin,
+        "p1": made.responders["p1"],
+        "p2": made.responders["p2"],
+    }
+
+
+@pytest.fixture
+def settings(tokens: dict[str, str]) -> Settings:
+    return Settings(
+        console_tokens_file=Path(tokens["path"]),
+        console_responder_burst=BURST,
+        console_responder_rate_per_s=0.5,
+        responder_search_radii_km=(2.0, 5.0),
+    )
+
+
+@pytest.fixture
+async def console(r: aioredis.Redis, redis_server: RunningService, settings: Settings) -> AsyncIterator[ConsoleServer]:
+    server = await start_console(settings, redis_server.url, watch_acks=False)
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def http(console: ConsoleServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=console.url, timeout=5) as client:
+        yield client
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _responder(rid: str, km_north: float) -> dict[str, Any]:
+    lat = HOME[0] + km_north * KM_LAT
+    return {"responder_id": rid, "kind": "police", "unit": "U1", "lat": lat, "lon": HOME[1], "status": "available"}
+
+
+async def _task(r: aioredis.Redis, settings: Settings, phone: str) -> dict[str, Any]:
+    d = Dispatcher(r, settings)
+    task = await d.handle(
+        Decision(phone, f"e-{phone}", T0, 0.95, 3, "m-1", ("asked to move savings to a 'safe account'",), *HOME)
+    )
+    assert task is not None
+    return task
+
+
+async def test_page_and_static_files(http: httpx.AsyncClient) -> None:
+    page = await http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="/static/console.js"' in page.text and "http" not in page.text.split("<body>")[1]
+    js = await http.get("/static/console.js")
+    assert js.status_code == 200 and "EventSource" in js.text
+    assert (await http.get("/static/../server.py")).status_code in (403, 404)
+
+
+async def test_authentication_and_roles(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings
+) -> None:
+    no_token = await http.get("/api/cases")
+    assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"
+    assert (await http.get("/api/cases", headers=auth("x" * 43))).status_code == 401
+    assert (await http.get("/api/cases", headers={"Authorization": tokens["dispatcher"]})).status_code == 401
+    assert (await http.get("/api/me", headers=auth(tokens["dispatcher"]))).json() == {
+        "name": "demo-dispatcher",
+        "role": "dispatcher",
+        "responder_id": None,
+    }
+
+    await Dispatcher(r, settings).registry.load([_responder("p1", 0.3), _responder("p2", 0.9)])
+    task = await _task(r, settings, "+8613800003001")
+    tid = task["task_id"]
+    assert task["responder_id"] == "p1"
+
+    # Wrong role: 403.
+    p1 = auth(tokens["p1"])
+    assert (await http.get("/api/responders", headers=p1)).status_code == 403
+    assert (await http.post(f"/api/tasks/{tid}/assign", headers=p1, json={"responder_id": "p2"})).status_code == 403
+    beat = {"lat": HOME[0], "lon": HOME[1]}
+    assert (
+        await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["dispatcher"]), json=beat)
+    ).status_code == 403
+
+    # A responder cannot touch (or read) another responder's task.
+    p2 = auth(tokens["p2"])
+    assert (
+        await http.post(f"/api/tasks/{tid}/transition", headers=p2, json={"state": "acknowledged"})
+    ).status_code == 403
+    assert (await http.get(f"/api/tasks/{tid}", headers=p2)).status_code == 403
+    assert (await http.post("/api/responders/p1/heartbeat", headers=p2, json=beat)).status_code == 403
+    ok = await http.post(f"/api/tasks/{tid}/transition", headers=p1, json={"state": "acknowledged"})
+    assert ok.status_code == 200 and ok.json()["state"] == "acknowledged"
+    # Invalid transition: 409; bad body: 400; unknown task: 404.
+    again = await http.post(f"/api/tasks/{tid}/transition", headers=p1, json={"state": "acknowledged"})
+    assert again.status_code == 409
+    assert (await http.post(f"/api/tasks/{tid}/transition", headers=p1, content=b"[1,")).status_code == 400
+    assert (await http.post("/api/tasks/nope/transition", headers=p1, json={"state": "en_route"})).status_code == 404
+
+    denied = [f for _, f in await r.xrange(keys.AUDIT) if f[b"action"] == b"denied"]
+    assert {keys.text(f[b"actor"]) for f in denied} == {"responder-p1", "responder-p2", "demo-dispatcher"}
+
+
+async def test_no_tokens_file_refuses_everything(r: aioredis.Redis, redis_server: RunningService) -> None:
+    server = await start_console(Settings(), redis_server.url, watch_acks=False)
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/api/cases", headers=auth("a" * 43))).status_code == 401
+            assert (await client.get("/")).status_code == 200
+    finally:
+        await server.stop()
+
+
+async def test_tokens_file_is_validated(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    for content in (
+        {"short": {"role": "admin", "name": "x"}},
+        {"y" * 30: {"role": "root", "name": "x"}},
+        {"z" * 30: {"role": "responder", "name": "no id"}},
+        ["not", "an", "object"],
+    ):
+        bad.write_text(json.dumps(content))
+        with pytest.raises(InvalidTokensFile):
+            TokenStore.from_file(bad)
+    made = write_demo_tokens(tmp_path / "demo", ["p9"])
+    assert made.path.stat().st_mode & 0o777 == 0o600
+    store = TokenStore.from_file(made.path)
+    assert len(store) == 3 and store.authenticate(made.responders["p9"]).responder_id == "p9"  # type: ignore[union-attr]
+    assert store.authenticate(made.admin[:-1]) is None
+
+
+async def test_body_too_large(http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings) -> None:
+    big = {"responder_id": "p1", "padding": "x" * (settings.console_max_body_bytes + 10)}
+    declared = await http.post("/api/tasks/t1/assign", headers=auth(tokens["dispatcher"]), json=big)
+    assert declared.status_code == 413
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit applies while reading
+        for _ in range(40):
+            yield b"x" * 1024
+
+    streamed = await http.post("/api/tasks/t1/assign", headers=auth(tokens["dispatcher"]), content=chunks())
+    assert streamed.status_code == 413
+
+
+async def test_responder_rate_limit(r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
+    await Dispatcher(r, Settings()).registry.load([_responder("p1", 0.3)])
+    beat = {"lat": HOME[0], "lon": HOME[1], "status": "available"}
+    codes = [
+        (await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)).status_code
+        for _ in range(BURST + 2)
+    ]
+    assert codes[:BURST] == [200] * BURST and codes[BURST:] == [429, 429]
+    limited = await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    # Buckets are per token: another responder and the dispatcher are unaffected.
+    assert (await http.get("/api/me", headers=auth(tokens["p2"]))).status_code == 200
+    assert (await http.get("/api/cases", headers=auth(tokens["dispatcher"]))).status_code == 200
+
+
+def test_token_bucket_refills() -> None:
+    limiter = RateLimiter(rate_per_s=2.0, burst=2)
+    limiter.take("k", now=0.0)
+    limiter.take("k", now=0.0)
+    with pytest.raises(RateLimited) as caught:
+        limiter.take("k", now=0.1)
+    assert caught.value.retry_after_s == pytest.approx(0.4)  # 0.2 tokens refilled, 0.8 to go at 2/s
+    limiter.take("k", now=0.6)
+
+
+async def test_cases_views_assign_and_outcome(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings
+) -> None:
+    d = Dispatcher(r, settings)
+    await d.registry.load([_responder("p1", 0.3), _responder("p2", 0.9)])
+    phone = "+8613800003002"
+    task = await _task(r, settings, phone)
+    tid = task["task_id"]
+
+    desk = auth(tokens["dispatcher"])
+    listed = (await http.get("/api/cases", headers=desk)).json()
+    (case,) = listed["cases"]
+    assert case["subscriber"] == phone and case["level"] == 3 and case["age_s"] >= 0
+    assert case["reasons"] == ["asked to move savings to a 'safe account'"]
+    assert [(t["task_id"], t["state"], t["responder_id"]) for t in case["tasks"]] == [(tid, "assigned", "p1")]
+    # A responder sees its own case, pseudonymised; another responder sees nothing.
+    (own,) = (await http.get("/api/cases", headers=auth(tokens["p1"]))).json()["cases"]
+    assert own["subscriber"].startswith("p_") and phone not in json.dumps(own)
+    assert (await http.get("/api/cases", headers=auth(tokens["p2"]))).json()["cases"] == []
+    detail = (await http.get(f"/api/tasks/{tid}", headers=auth(tokens["p1"]))).json()
+    assert "subscriber" not in detail["task"] and detail["state"]["state"] == "assigned"
+
+    # The desk moves the task to p2 by hand; p1 is free again.
+    moved = await http.post(f"/api/tasks/{tid}/assign", headers=desk, json={"responder_id": "p2"})
+    assert moved.status_code == 200 and moved.json()["responder_id"] == "p2"
+    assert (await d.registry.get("p1"))["status"] == "available"  # type: ignore[index]
+    busy = await http.post(f"/api/tasks/{tid}/assign", headers=desk, json={"responder_id": "p2"})
+    assert busy.status_code == 409
+    ghost = await http.post(f"/api/tasks/{tid}/assign", headers=desk, json={"responder_id": "ghost"})
+    assert ghost.status_code == 404
+
+    p2 = auth(tokens["p2"])
+    for state in ("acknowledged", "en_route", "on_scene"):
+        assert (await http.post(f"/api/tasks/{tid}/transition", headers=p2, json={"state": state})).status_code == 200
+    done = await http.post(
+        f"/api/tasks/{tid}/transition", headers=p2, json={"state": "resolved", "outcome": "money_lost"}
+    )
+    assert done.status_code == 200 and done.json()["outcome"] == "money_lost"
+    assert (await http.get("/api/cases", headers=desk)).json()["cases"] == []
+    label = orjson.loads((await r.xrange(keys.LABELS))[0][1][b"label"])
+    assert label["outcome"] == "money_lost" and label["subscriber"] == phone
+
+    # Responders list for the desk, with staleness.
+    listed_r = (await http.get("/api/responders", headers=desk)).json()["responders"]
+    assert {x["responder_id"]: (x["status"], x["stale"]) for x in listed_r} == {
+        "p1": ("available", False),
+        "p2": ("available", False),
+    }
+
+    audit = [
+        (keys.text(f[b"actor"]), keys.text(f[b"role"]), keys.text(f[b"action"])) for _, f in await r.xrange(keys.AUDIT)
+    ]
+    assert ("demo-dispatcher", "dispatcher", "view_cases") in audit
+    assert ("responder-p1", "responder", "view_cases") in audit
+    assert ("demo-dispatcher", "dispatcher", "assign") in audit
+    assert ("responder-p2", "responder", "transition:resolved") in audit
+    entry = next(f for _, f in await r.xrange(keys.AUDIT) if f[b"action"] == b"assign")
+    assert keys.text(entry[b"task_id"]) == tid and keys.text(entry[b"case_key"]) == task["case_key"]
+    assert abs(int(entry[b"at_ms"]) - time.time() * 1000) < 60_000
+
+
+async def test_heartbeat_moves_and_validates(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str]
+) -> None:
+    await Dispatcher(r, Settings()).registry.load([_responder("p1", 0.3)])
+    p1 = auth(tokens["p1"])
+    ok = await http.post("/api/responders/p1/heartbeat", headers=p1, json={"lat": 31.3, "lon": 121.5})
+    assert ok.status_code == 200 and ok.json() == {"responder_id": "p1", "status": "available"}
+    stored = await r.hgetall(keys.responder("p1"))
+    assert float(stored[b"lat"]) == 31.3 and abs(int(stored[b"seen_ms"]) - time.time() * 1000) < 10_000
+    off = await http.post(
+        "/api/responders/p1/heartbeat", headers=p1, json={"lat": 31.3, "lon": 121.5, "status": "off_duty"}
+    )
+    assert off.json()["status"] == "off_duty"
+    assert any(f[b"action"] == b"responder_status" for _, f in await r.xrange(keys.AUDIT))
+    bad = await http.post("/api/responders/p1/heartbeat", headers=p1, json={"lat": "north", "lon": 121.5})
+    assert bad.status_code == 400
+    far = await http.post("/api/responders/p1/heartbeat", headers=p1, json={"lat": 95.0, "lon": 121.5})
+    assert far.status_code == 400
+    admin = auth(tokens["admin"])
+    assert (
+        await http.post("/api/responders/p9/heartbeat", headers=admin, json={"lat": 1, "lon": 1})
+    ).status_code == 404
+
+
+async def test_sse_ticket_and_stream(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, console: ConsoleServer
+) -> None:
+    assert (await http.get("/api/events")).status_code == 401
+    assert (await http.get("/api/events", params={"ticket": "forged.ticket"})).status_code == 401
+    assert (await http.post("/api/events/ticket")).status_code == 401
+    expired, _ = TicketSigner(b"k" * 32, ttl_s=1).issue(Principal("someone", "dispatcher", None, "0" * 16), now_ms=0)
+    assert (await http.get("/api/events", params={"ticket": expired})).status_code == 401
+
+    got = (await http.post("/api/events/ticket", headers=auth(tokens["dispatcher"]))).json()
+    assert got["expires_ms"] > time.time() * 1000
+    received: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        async with http.stream("GET", got["url"]) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    received.append(json.loads(line[6:]))
+                    return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.3)  # the stream is open and the hub subscribed
+    await Dispatcher(r, settings).registry.load([_responder("p1", 0.3)])
+    task = await _task(r, settings, "+8613800003003")
+    await asyncio.wait_for(listener, 5)
+    assert received == [
+        {
+            "type": "task",
+            "task_id": task["task_id"],
+            "case_key": task["case_key"],
+            "level": 3,
+            "state": "assigned",
+            "responder_id": "p1",
+            "at_ms": received[0]["at_ms"],
+        }
+    ]
+    assert "+86" not in json.dumps(received)  # change notices never carry the subscriber's number
