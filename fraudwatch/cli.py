@@ -147,15 +147,24 @@ def run(
     days: float = 2.0,
     seed: int = 101,
     replay_seconds: Annotated[float, typer.Option(help="Compress the simulated days into this many seconds")] = 60.0,
+    hold: Annotated[bool, typer.Option(help="Keep the dispatch console up after the summary, until Ctrl-C")] = False,
+    console_port: Annotated[int, typer.Option(help="Port of the dispatch console (0 = any free port)")] = 0,
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated day, a model, a worker, a dispatch receiver."""
     from fraudwatch.demo import DemoConfig, run_demo
 
     _stop_cleanly_on_sigterm()
-    summary = run_demo(
-        get_settings(), DemoConfig(subscribers=subscribers, days=days, seed=seed, replay_seconds=replay_seconds)
+    config = DemoConfig(
+        subscribers=subscribers,
+        days=days,
+        seed=seed,
+        replay_seconds=replay_seconds,
+        hold=hold,
+        console_port=console_port,
     )
-    _print_json(summary)
+    summary = run_demo(get_settings(), config)
+    if not hold:  # with --hold the summary was printed before the wait
+        _print_json(summary)
 
 
 @app.command()

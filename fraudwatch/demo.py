@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from fraudwatch.services import RunningService, free_port, start_redis, start_ta
 from fraudwatch.settings import Settings
 from fraudwatch.simulate import CityConfig, simulate, write_city
 
+DEMO_STALE_S = 7 * 86_400
 # A few broken lines ride along with the replay so the dead-letter path is exercised every run.
 BAD_LINES = (
     b"{not json",
@@ -51,6 +53,8 @@ class DemoConfig:
     train_victims_per_10k_per_day: float = 40.0
     replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this
     timeout_s: float = 300.0
+    hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
+    console_port: int = 0
 
 
 def _say(message: str) -> None:
@@ -204,6 +208,7 @@ async def _replay_and_wait(
 
 def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     """Run the whole service once over a simulated city and return the summary."""
+    from alerting.console import start_console, write_demo_tokens
     from alerting.receiver import ReceiverServer
     from alerting.responders import ResponderRegistry
     from streams.topics import ensure_topics
@@ -245,13 +250,25 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
             receiver_url = await server.start()
             dispatch_url = settings.dispatch_url or server.tasks_url
             port = free_port()
+            tokens = write_demo_tokens(data, [r["responder_id"] for r in city.responders])
             run_settings = settings.model_copy(
-                update={**overrides, "dispatch_url": dispatch_url, "worker_web_port": port}
+                update={
+                    **overrides,
+                    "dispatch_url": dispatch_url,
+                    "worker_web_port": port,
+                    "console_tokens_file": tokens.path,
+                    # Simulated responders send no heartbeats; the roster load is their last sign of life.
+                    "responder_stale_s": DEMO_STALE_S,
+                }
             )
             await ensure_topics(run_settings)
             redis = Redis.from_url(run_settings.redis_url or "")
             await ResponderRegistry(redis).load(city.responders)
             await redis.aclose()
+            console = await start_console(
+                run_settings, run_settings.redis_url or "", port=config.console_port, watch_acks=config.hold
+            )
+            _say(f"dispatch console {console.url}/  (dispatcher token: {tokens.dispatcher})")
             env = {
                 "FW_BROKER_URL": run_settings.broker_url or "",
                 "FW_REDIS_URL": run_settings.redis_url or "",
@@ -259,6 +276,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 "FW_DATA_DIR": str(data),
                 "FW_WORKER_WEB_PORT": str(port),
                 "FW_PARTITIONS": str(settings.partitions),
+                "FW_RESPONDER_STALE_S": str(DEMO_STALE_S),
             }
             proc = start_worker(run_settings, env, logs / "worker.log")
             try:
@@ -269,16 +287,39 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 )
                 result["tasks"] = list(server.receiver.tasks)
                 result["receiver_url"] = receiver_url
+                result["console_url"] = console.url + "/"
+                if config.hold:
+                    _say("summary below; the console stays up for the dispatchers until Ctrl-C")
+                    print(
+                        orjson.dumps(
+                            summarise(result, paths["cases"], model_version, started), option=orjson.OPT_INDENT_2
+                        ).decode(),
+                        flush=True,
+                    )
+                    await _until_interrupted()
                 return result
             finally:
                 stop_worker(proc)
+                await console.stop()
                 await server.stop()
 
         result = asyncio.run(main())
+    return summarise(result, paths["cases"], model_version, started)
 
+
+async def _until_interrupted() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def summarise(result: dict[str, Any], cases_path: Path, model_version: str, started: float) -> dict[str, Any]:
+    """The human summary of a run: what flowed, what was alerted, who was reached before the money left."""
     samples = result["samples"]
     tasks = result["tasks"]
-    cases = [orjson.loads(line) for line in paths["cases"].read_bytes().splitlines() if line.strip()]
+    cases = [orjson.loads(line) for line in cases_path.read_bytes().splitlines() if line.strip()]
     return {
         "events_sent": result["replay"].sent,
         "events_processed": int(total(samples, "fw_events_scored_total")),
@@ -292,6 +333,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
         "face_to_face": caught_before_loss(tasks, cases, level=3),
         "any_task": caught_before_loss(tasks, cases, level=2),
         "model_version": model_version,
+        "console": result.get("console_url"),
         "elapsed_s": round(time.monotonic() - started, 1),
-        "logs": str(logs),
+        "logs": str(Path(cases_path).parent.parent / "logs"),
     }
