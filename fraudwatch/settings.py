@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     compile_models: bool = Field(True, description="Compile each trained model with lleaves (cached per version).")
     model_reload_s: float = Field(10.0, description="How often a worker checks the registry for a promoted model.")
     budget_tasks_per_10k_per_day: float = Field(
-        3.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."
+        1.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
 

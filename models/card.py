@@ -251,7 +251,8 @@ def _card_text(
             ],
         ),
         "",
-        "Split by event time: first 60 % train, next 15 % early stopping, last 25 % calibration and thresholds.",
+        "Split by event time: first 60 % train, next 15 % early stopping, last 25 % calibration; thresholds "
+        "are chosen on the last 40 % (both held-out slices).",
         "",
         "## Parameters",
         "",

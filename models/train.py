@@ -135,25 +135,21 @@ def train_model(
     platt = LogisticRegression(C=1e4).fit(logit(raw_calib).reshape(-1, 1), y[calib])
     slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     calibrated = sigmoid_calibrate(raw_calib, slope, intercept)
+    # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
+    # a rare event per subscriber-day, and a short slice makes the budget's threshold a coin toss.
+    held_out = stop | calib
+    raw_held = np.asarray(booster.predict(data.X[held_out], num_iteration=booster.best_iteration, num_threads=1))
+    held_scores = sigmoid_calibrate(raw_held, slope, intercept)
     subs = data.subscribers
-    calib_subs = [subs[i] for i in np.nonzero(calib)[0]]
-    calib_avail = data.avail_ms[calib]
-    thresholds = sorted(
-        choose_threshold(
-            calibrated,
-            calib_subs,
-            calib_avail,
-            victims,
-            config.budget_tasks_per_10k_per_day * factor,
-            config.episode_ms,
-        )
-        for factor in LEVEL_BUDGET_FACTORS
-    )
+    held_subs = [subs[i] for i in np.nonzero(held_out)[0]]
+    held_avail = data.avail_ms[held_out]
+
+    def threshold_for(budget: float) -> float:
+        return choose_threshold(held_scores, held_subs, held_avail, victims, budget, config.episode_ms)
+
+    thresholds = sorted(threshold_for(config.budget_tasks_per_10k_per_day * f) for f in LEVEL_BUDGET_FACTORS)
     # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
-    budget_grid = [
-        [budget, choose_threshold(calibrated, calib_subs, calib_avail, victims, budget, config.episode_ms)]
-        for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)
-    ]
+    budget_grid = [[budget, threshold_for(budget)] for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)]
     model_text = booster.model_to_string(num_iteration=booster.best_iteration)
     metrics = {
         "calibration_pr_auc": float(average_precision_score(y[calib], calibrated)),
