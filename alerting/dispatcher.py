@@ -132,7 +132,8 @@ class Dispatcher:
         lat, lon = (d.lat, d.lon) if d.lat is not None and d.lon is not None else (case.lat, case.lon)
         if lat is None or lon is None:
             return None  # nowhere to search from: the dispatch desk assigns someone by hand
-        hint = self._unit_hint(d) if self._unit_hint else None
+        # Prefer the victim's own grid: its workers know the family and the street.
+        hint = self._unit_hint(d) if self._unit_hint else await self.registry.home_unit(lat, lon)
         return await self.registry.claim_nearest(lat, lon, hint, self._settings.responder_search_radii_km)
 
     async def stats(self) -> dict[str, Any]:

@@ -257,6 +257,24 @@ class ResponderRegistry:
                         return found
         return None
 
+    async def home_unit(self, lat: float, lon: float, within_km: float = 25.0) -> str | None:
+        """The grid a location belongs to: the unit of the nearest grid worker on the roster, whatever
+        their status (the grid is about where the victim lives, not who is free)."""
+        flat, flon = _check_coords(lat, lon)
+        hits: list[Any] = await self._redis.geosearch(
+            keys.responders_geo("grid_worker"),
+            longitude=flon,
+            latitude=flat,
+            radius=within_km,
+            unit="km",
+            sort="ASC",
+            count=1,
+        )
+        if not hits:
+            return None
+        rid = keys.text(hits[0])
+        return keys.text(await self._redis.hget(keys.responder(rid), "unit")) if rid else None
+
     async def _candidates(
         self, lat: float, lon: float, radius_km: float, tried: set[str], now_ms: int
     ) -> list[tuple[str, float, str | None]]:

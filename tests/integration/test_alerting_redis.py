@@ -455,3 +455,18 @@ async def test_registry_rejects_bad_input(r: aioredis.Redis) -> None:
         await reg.claim("p")
     await reg.release("p")
     assert (await reg.claim("p"))["status"] == "busy"
+
+
+async def test_dispatch_prefers_the_victims_own_grid(r: aioredis.Redis, settings: Settings) -> None:
+    """Within a search ring, a free worker of the grid the victim lives in beats a nearer one of another."""
+    reg = ResponderRegistry(r)
+    await reg.load(
+        [
+            _responder("home-grid-busy", 0.2, kind="grid_worker", unit="G1", status="busy"),
+            _responder("other-grid", 0.8, kind="grid_worker", unit="G2"),
+            _responder("home-grid-free", 1.5, kind="grid_worker", unit="G1"),
+        ]
+    )
+    assert await reg.home_unit(*HOME) == "G1"
+    task = await Dispatcher(r, settings, registry=reg).handle(_decision("+8613800000777", 1_000_000, 3))
+    assert task is not None and task["responder_id"] == "home-grid-free"
