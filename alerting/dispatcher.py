@@ -77,6 +77,9 @@ class Dispatcher:
         """Act on one decision; the new task.v1 dict, or None (warning only, or the case already had it)."""
         _validate(decision)
         ALERTS.labels(level=str(decision.level)).inc()
+        action = self._settings.level_actions.get(decision.level, "none")
+        if action == "none":
+            return None
         task_id = uuid.uuid4().hex  # fixed across optimistic-lock retries
         claimed: dict[str, Any] | None = None
         claim_tried = False
@@ -85,10 +88,10 @@ class Dispatcher:
         async def on_escalation(case: Case, pipe: Pipeline) -> None:
             nonlocal claimed, claim_tried, created
             created = None  # a retried transaction must not report the previous attempt's task
-            if decision.level == WARNING_LEVEL:
+            if action == "warning":
                 _stage_warning(pipe, case, decision)
                 return
-            if decision.level == FACE_TO_FACE_LEVEL and not claim_tried:
+            if action == "face_to_face" and not claim_tried:
                 # The claim cannot join the MULTI (it searches and locks other keys), so it happens first
                 # and is kept across retries; it is released below if no task ends up using it.
                 claim_tried = True
@@ -111,7 +114,7 @@ class Dispatcher:
         if task is None:
             return None
         TASKS.labels(level=str(decision.level)).inc()
-        if decision.level == FACE_TO_FACE_LEVEL and task["responder_id"] is None:
+        if action == "face_to_face" and task["responder_id"] is None:
             log.warning("task %s: no responder available, sent to the dispatch queue", task["task_id"])
         # After the commit and never raising: live consoles re-read on the notice; ids only, no phone number.
         await publish_change(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,11 @@ class Settings(BaseSettings):
     model_reload_s: float = Field(10.0, description="How often a worker checks the registry for a promoted model.")
     budget_tasks_per_10k_per_day: float = Field(
         1.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."
+    )
+    level_actions: dict[int, Literal["none", "warning", "call_centre", "face_to_face"]] = Field(
+        {1: "warning", 2: "call_centre", 3: "face_to_face"},
+        description="What each risk level does: an SMS/in-app warning record, a call-centre task, or a "
+        "face-to-face dissuasion task with the nearest available responder (JSON, e.g. {\"2\": \"none\"}).",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
 

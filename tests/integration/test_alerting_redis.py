@@ -470,3 +470,12 @@ async def test_dispatch_prefers_the_victims_own_grid(r: aioredis.Redis, settings
     assert await reg.home_unit(*HOME) == "G1"
     task = await Dispatcher(r, settings, registry=reg).handle(_decision("+8613800000777", 1_000_000, 3))
     assert task is not None and task["responder_id"] == "home-grid-free"
+
+
+async def test_level_actions_come_from_settings(r: aioredis.Redis, settings: Settings) -> None:
+    """A deployment can turn level 2 into no action and level 1 into a call-centre task by settings alone."""
+    custom = settings.model_copy(update={"level_actions": {1: "call_centre", 2: "none", 3: "face_to_face"}})
+    d = Dispatcher(r, custom)
+    assert await d.handle(_decision("+8613800000888", 1_000_000, 2)) is None
+    task = await d.handle(_decision("+8613800000889", 1_000_000, 1))
+    assert task is not None and task["responder_id"] is None and int(task["level"]) == 1
