@@ -85,10 +85,13 @@ feature_topic = _raw_topic(internal_topic(settings, "features"))
 caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
 subscriber_table = app.Table("subscriber-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
 # Faust derives serializers from key/value types (json for anything but bytes); the state objects need
-# their own codec, and it must be set before the changelog topic is first built from these attributes.
+# their own codec. Registering the table (app.Table) already built its changelog topic with the derived
+# json serializers: writes pass the table's serializers explicitly, but recovery and standbys decode with
+# the topic's, so the topic is rebuilt here from the corrected attributes (else no restart can recover).
 for _table, _codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, codecs.SUBSCRIBER_CODEC)):
     _table.key_serializer = "raw"  # type: ignore[attr-defined]
     _table.value_serializer = _codec  # type: ignore[attr-defined]
+    _table.changelog_topic = _table._new_changelog_topic()  # type: ignore[attr-defined]
 
 
 live_model = LiveModel(ModelRegistry(settings.models_path))

@@ -85,7 +85,10 @@ class TokenStore:
 
     def authenticate(self, presented: str) -> Principal | None:
         """The principal of a presented token, or None."""
-        wanted = _digest(presented)
+        try:
+            wanted = _digest(presented)
+        except UnicodeEncodeError:  # bytes that are not UTF-8 (aiohttp keeps them as surrogates): no token of ours
+            return None
         found: Principal | None = None
         # Every entry is compared, with no early exit, so timing says nothing about which token (if any) matched.
         for digest, principal in self._entries:

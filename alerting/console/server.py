@@ -115,6 +115,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             raise web.HTTPRequestEntityTooLarge(
                 max_size=console.settings.console_max_body_bytes, actual_size=request.content_length
             )
+        # Bodies are small JSON and no client compresses them; refuse compressed ones unread (aiohttp 3.14 can
+        # leave a handler waiting forever on a broken deflate body that arrives after its headers).
+        if request.body_exists and request.headers.get("Content-Encoding", "identity").strip().lower() != "identity":
+            raise web.HTTPUnsupportedMediaType(text="compressed request bodies are not accepted")
         return await handler(request)
     except RateLimited as exc:
         CONSOLE_DENIED.labels(reason="rate_limited").inc()
@@ -184,7 +188,10 @@ def _require(who: Principal, *roles: str) -> None:
 
 async def _body(request: web.Request) -> dict[str, Any]:
     """The JSON object body (the size limit is enforced while reading, for chunked bodies too)."""
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the bytes do not match, a broken chunk
+        raise BadRequest("body cannot be read") from exc
     try:
         data = orjson.loads(raw or b"{}")
     except orjson.JSONDecodeError as exc:
