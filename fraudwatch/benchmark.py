@@ -30,7 +30,7 @@ from fraudwatch.simulate import CityConfig, simulate, write_city
 class BenchConfig:
     """How much to run: ``tiny`` proves the machinery in seconds; the full run gives the figures."""
 
-    backlog_subscribers: int = 20_000
+    backlog_subscribers: int = 8_000
     rates: tuple[int, ...] = (1000, 5000)
     seconds_per_rate: float = 20.0
     model_subscribers: int = 3000
