@@ -178,6 +178,19 @@ def benchmark(
     _print_json(run_benchmark(get_settings(), BenchConfig.tiny() if tiny else BenchConfig()))
 
 
+@app.command()
+def soak(
+    minutes: Annotated[float, typer.Option(min=0.01, help="How long to offer events")] = 10.0,
+    rate: Annotated[float, typer.Option(min=0.1, help="Events per second offered, at a fixed pace")] = 300.0,
+    sample_s: Annotated[float, typer.Option(min=0.5, help="Seconds between sample lines")] = 10.0,
+) -> None:
+    """One worker under a steady load: a JSON line per sample (RSS, p50/p99, lag, keys), then a summary with slopes."""
+    from fraudwatch.soak import SoakConfig, run_soak
+
+    _stop_cleanly_on_sigterm()
+    run_soak(get_settings(), SoakConfig(minutes=minutes, rate=rate, sample_s=sample_s))
+
+
 @models_app.command("list")
 def models_list() -> None:
     """Every registered version with its metrics; the promoted one is marked."""

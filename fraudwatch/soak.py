@@ -1,0 +1,378 @@
+"""``soak``: one real worker under a steady offered load for a long time, watched for leaks and drift.
+
+It starts what the benchmark starts (Tansu, redis-server, a stand-in dispatch receiver, one worker
+process), then offers simulated events at a fixed rate for the given minutes. The events come from
+successive seeded cities (seed, seed + 1, ...), simulated while the previous one is being sent; each
+city starts where the previous one ended in event time, so the worker's windows move forward and idle
+keys expire as they would in production, and every event keeps a unique ``event_id`` (it carries the
+city's seed).
+
+Every ``sample_s`` seconds one JSON line goes to stdout: events sent and scored so far, the worker's
+resident memory (VmRSS), p50/p99 event-to-decision latency of that interval (histogram deltas),
+consumer lag and feature-state keys. At the end one ``{"summary": ...}`` line carries least-squares
+slopes (RSS in MB per minute, p99 in ms per minute, keys per minute): a leak shows as an RSS slope that
+does not flatten. Feature-state keys grow until event time has covered the longest window (7 days of
+simulated time, one city per day), so compare the RSS slope with the keys slope before calling a leak.
+
+Everything it starts is stopped again, also on Ctrl-C or SIGTERM (the first one ends the run early and
+still prints the summary; a second one aborts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from fraudwatch.benchmark import _wait_ready, histogram_quantiles
+from fraudwatch.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
+from fraudwatch.services import free_port, start_redis, start_tansu
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate
+from streams.replay import Routed, load_lines
+
+DAY_MS = 86_400_000
+EVENTS_PER_SUBSCRIBER_DAY = 5.8  # what the simulator produces on average (measured; only sizes the cities)
+LATENCY = "fw_event_to_decision_seconds"
+
+Emit = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    """How long and how hard to push; the tiny test run is ``SoakConfig(minutes=0.3, rate=200, sample_s=3)``."""
+
+    minutes: float = 10.0
+    rate: float = 300.0  # events offered per second
+    sample_s: float = 10.0
+    seed: int = 5000  # first city's seed; the next cities take seed + 1, seed + 2, ...
+    city_s: float = 30.0  # each simulated city holds about this many seconds of events at ``rate``
+    days_per_city: float = 1.0
+    max_city_subscribers: int = 20_000
+    model_subscribers: int = 1500  # size of the training city when the registry is empty
+    drain_s: float = 30.0  # after the last event, how long to wait for the worker to catch up
+    app_id: str = "soak"
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0 or self.rate <= 0 or self.sample_s <= 0:
+            raise ValueError("minutes, rate and sample_s must be positive")
+
+    def city_subscribers(self) -> int:
+        """Subscribers per city so that one city lasts about ``city_s`` at ``rate``."""
+        wanted = self.rate * self.city_s / (EVENTS_PER_SUBSCRIBER_DAY * self.days_per_city)
+        return int(min(self.max_city_subscribers, max(50, math.ceil(wanted))))
+
+
+def slope_per_minute(points: list[tuple[float, float | None]]) -> float | None:
+    """Least-squares slope of ``(elapsed_s, value)`` points in value per minute; None without two usable points."""
+    usable = [(x / 60.0, y) for x, y in points if y is not None]
+    if len(usable) < 2:
+        return None
+    mean_x = sum(x for x, _ in usable) / len(usable)
+    mean_y = sum(y for _, y in usable) / len(usable)
+    sxx = sum((x - mean_x) ** 2 for x, _ in usable)
+    if sxx == 0:
+        return None
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in usable)
+    return round(sxy / sxx, 4)
+
+
+def vm_rss_mb(pid: int) -> float | None:
+    """Current resident set size of a process in MB (``VmRSS``), or None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def _print_line(obj: dict[str, Any]) -> None:
+    sys.stdout.write(orjson.dumps(obj).decode() + "\n")
+    sys.stdout.flush()
+
+
+class CityFeed:
+    """Successive seeded cities, each later in event time than the last, as routed lines ready to send."""
+
+    def __init__(self, config: SoakConfig, settings: Settings, work: Path) -> None:
+        self._config = config
+        self._settings = settings
+        self._work = work
+        self._start_ms = CityConfig().start_ms
+        self.cities = 0
+
+    def next_city(self) -> list[Routed]:
+        """Simulate the next city and return its events in arrival order (the scratch file is removed)."""
+        i = self.cities
+        self.cities += 1
+        cfg = self._config
+        city = simulate(
+            CityConfig(
+                subscribers=cfg.city_subscribers(),
+                days=cfg.days_per_city,
+                seed=cfg.seed + i,
+                start_ms=self._start_ms + int(i * cfg.days_per_city * DAY_MS),
+            )
+        )
+        path = self._work / f"city-{cfg.seed + i}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(event) + b"\n" for event in city.events))
+        try:
+            return load_lines(path, self._settings)  # the replay's own routing: topic, key, arrival order
+        finally:
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Progress:
+    sent: int = 0
+    cities: int = 0
+
+
+async def _offer(feed: CityFeed, run: Settings, config: SoakConfig, stop: asyncio.Event, progress: _Progress) -> None:
+    """Send events at ``config.rate`` on one global schedule until the time is up (or ``stop``)."""
+    from aiokafka import AIOKafkaProducer
+
+    from streams.topics import bootstrap
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(run.broker_url or ""), linger_ms=5, acks=1)
+    await producer.start()
+    upcoming: asyncio.Future[list[Routed]] | None = None
+    pending: list[asyncio.Future[Any]] = []
+    try:
+        lines = await asyncio.to_thread(feed.next_city)
+        started = time.monotonic()
+        deadline = started + config.minutes * 60.0
+        while not stop.is_set():
+            progress.cities += 1
+            upcoming = asyncio.ensure_future(asyncio.to_thread(feed.next_city))  # simulated while this one is sent
+            for _arrival, topic, key, value in lines:
+                due = started + progress.sent / config.rate
+                if due >= deadline or stop.is_set():
+                    return
+                ahead = due - time.monotonic()
+                if ahead > 0.001:
+                    await asyncio.sleep(ahead)
+                pending.append(await producer.send(topic, value=value, key=key))
+                progress.sent += 1
+                if len(pending) >= 1000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            lines = await upcoming
+    finally:
+        try:
+            await asyncio.gather(*pending)
+        finally:
+            if upcoming is not None:
+                upcoming.cancel()  # a city still being simulated finishes in its thread; its result is dropped
+            await producer.stop()
+
+
+class _Sampler:
+    """Turns successive scrapes of the worker into sample lines."""
+
+    def __init__(self, metrics_url: str, pid: int, started: float) -> None:
+        self.metrics_url = metrics_url
+        self.pid = pid
+        self.started = started
+        self.previous: dict[str, float] = {}
+        self.samples: list[dict[str, Any]] = []
+
+    async def take(self, progress: _Progress, **extra: Any) -> dict[str, Any]:
+        now = await asyncio.to_thread(scrape, self.metrics_url)
+        latency = histogram_quantiles(self.previous, now, LATENCY)
+        self.previous = now
+        sample = {
+            "elapsed_s": round(time.monotonic() - self.started, 1),
+            "events_sent": progress.sent,
+            "events_scored": int(total(now, "fw_events_scored_total")),
+            "rss_mb": vm_rss_mb(self.pid),
+            "p50_ms": latency["p50_ms"],
+            "p99_ms": latency["p99_ms"],
+            "consumer_lag": int(total(now, "fw_consumer_lag_messages")),
+            "feature_state_keys": int(total(now, "fw_feature_state_keys")),
+            **extra,
+        }
+        self.samples.append(sample)
+        return sample
+
+
+def summarise(samples: list[dict[str, Any]], config: SoakConfig, **extra: Any) -> dict[str, Any]:
+    """The run's summary: totals, and the slopes that tell a leak (or creeping latency) from a plateau."""
+
+    def series(name: str, since_s: float = 0.0) -> list[tuple[float, float | None]]:
+        return [(s["elapsed_s"], s[name]) for s in samples if s["elapsed_s"] >= since_s]
+
+    rss = [s["rss_mb"] for s in samples if s["rss_mb"] is not None]
+    p99 = [s["p99_ms"] for s in samples if s["p99_ms"] is not None]
+    half = samples[-1]["elapsed_s"] / 2 if samples else 0.0
+    last = samples[-1] if samples else {}
+    return {
+        "minutes": config.minutes,
+        "rate": config.rate,
+        "samples": len(samples),
+        "events_sent": last.get("events_sent", 0),
+        "events_scored": last.get("events_scored", 0),
+        "rss_mb_first": rss[0] if rss else None,
+        "rss_mb_last": rss[-1] if rss else None,
+        "rss_mb_max": max(rss) if rss else None,
+        "rss_slope_mb_per_min": slope_per_minute(series("rss_mb")),
+        # Warm-up (model load, first allocations) inflates the whole-run slope; a leak keeps its slope here too.
+        "rss_slope_mb_per_min_second_half": slope_per_minute(series("rss_mb", half)),
+        "p99_ms_max": max(p99) if p99 else None,
+        "p99_slope_ms_per_min": slope_per_minute(series("p99_ms")),
+        "feature_state_keys_slope_per_min": slope_per_minute(
+            [(x, float(y) if y is not None else None) for x, y in series("feature_state_keys")]
+        ),
+        **extra,
+    }
+
+
+class _StopOnSignal:
+    """While active, the first SIGINT/SIGTERM sets ``stop`` (and puts the old handlers back for a second one)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+        self._loop = loop
+        self._stop = stop
+        self._previous: dict[int, Any] = {}
+        self.signalled = False
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous = signal.getsignal(sig)
+                self._previous[sig] = signal.SIG_DFL if previous is None else previous
+                signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signalled = True
+        self._restore()
+        self._loop.call_soon_threadsafe(self._stop.set)
+
+    def _restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def __exit__(self, *exc: object) -> None:
+        self._restore()
+
+
+async def _soak(
+    settings: Settings, config: SoakConfig, work: Path, broker_url: str, redis_url: str, emit: Emit
+) -> dict[str, Any]:
+    from alerting.receiver import ReceiverServer
+    from streams.topics import ensure_topics
+
+    stop = asyncio.Event()
+    receiver = ReceiverServer()
+    await receiver.start()
+    port = free_port()
+    run = settings.model_copy(
+        update={
+            "broker_url": broker_url,
+            "redis_url": redis_url,
+            "dispatch_url": receiver.tasks_url,
+            "app_id": config.app_id,
+            "worker_web_port": port,
+        }
+    )
+    env = {
+        "FW_BROKER_URL": broker_url,
+        "FW_REDIS_URL": redis_url,
+        "FW_DISPATCH_URL": receiver.tasks_url,
+        "FW_DATA_DIR": str(settings.data_dir),
+        "FW_WORKER_WEB_PORT": str(port),
+        "FW_APP_ID": config.app_id,
+        "FW_PARTITIONS": str(settings.partitions),
+        "FW_LOG_LEVEL": "WARNING",
+    }
+    proc = None
+    try:
+        await ensure_topics(run)
+        proc = start_worker(run, env, work / "worker.log")
+        with _StopOnSignal(asyncio.get_running_loop(), stop) as signals:
+            await _wait_ready(port, proc)
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            feed = CityFeed(config, run, work)
+            progress = _Progress()
+            sampler = _Sampler(metrics_url, proc.pid, time.monotonic())
+            sampler.previous = await asyncio.to_thread(scrape, metrics_url)
+            sender = asyncio.create_task(_offer(feed, run, config, stop, progress), name="soak-offer")
+            next_at = sampler.started + config.sample_s
+            while not sender.done():
+                # Wake at the next sample time or as soon as sending ends, whichever comes first.
+                await asyncio.wait({sender}, timeout=max(0.0, next_at - time.monotonic()))
+                if proc.poll() is not None:
+                    raise RuntimeError(f"soak worker exited with {proc.returncode}; see {work / 'worker.log'}")
+                if time.monotonic() >= next_at:
+                    emit(await sampler.take(progress))
+                    next_at += config.sample_s
+            await sender  # re-raises a failed send
+            drained = await _drain(metrics_url, progress.sent, config.drain_s, stop)
+            emit(await sampler.take(progress, final=True))
+        summary = summarise(
+            sampler.samples,
+            config,
+            elapsed_s=round(time.monotonic() - sampler.started, 1),
+            cities=progress.cities,
+            drained=drained,
+            interrupted=signals.signalled,
+            tasks_received=receiver.receiver.stats()["received"],
+            logs=str(work),
+        )
+        emit({"summary": summary})
+        return {"samples": sampler.samples, "summary": summary}
+    finally:
+        if proc is not None:
+            await asyncio.to_thread(stop_worker, proc)
+        await receiver.stop()
+
+
+async def _drain(metrics_url: str, sent: int, timeout_s: float, stop: asyncio.Event) -> bool:
+    """Wait until the worker has accounted for every event sent (scored, duplicate or dead-lettered)."""
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set():
+        samples = await asyncio.to_thread(scrape, metrics_url)
+        done = sum(
+            total(samples, name)
+            for name in ("fw_events_scored_total", "fw_duplicate_events_total", "fw_dead_letters_total")
+        )
+        if done >= sent:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(0.5)
+    return False
+
+
+def run_soak(settings: Settings, config: SoakConfig, emit: Emit | None = None) -> dict[str, Any]:
+    """Start broker and Redis, make sure a model exists, soak one worker, stop everything.
+
+    Each sample (and at the end ``{"summary": ...}``) is passed to ``emit`` (default: one JSON line on
+    stdout); the return value holds the samples and the summary.
+    """
+    work = settings.data_dir / "soak"
+    work.mkdir(parents=True, exist_ok=True)
+    ensure_model(settings, DemoConfig(subscribers=config.model_subscribers))
+    broker = start_tansu(log_path=work / "tansu.log")
+    try:
+        redis = start_redis(log_path=work / "redis.log")
+        try:
+            return asyncio.run(_soak(settings, config, work, broker.url, redis.url, emit or _print_line))
+        finally:
+            redis.stop()
+    finally:
+        broker.stop()
