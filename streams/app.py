@@ -193,11 +193,8 @@ async def score(stream: Any) -> None:
             touched[event.subscriber] = state
             rows.append(row)
             ingest_s.append(envelope.get("t"))
-        # One changelog write per key and batch, before the batch's events are acknowledged.
-        for subscriber, state in touched.items():
-            subscriber_table[subscriber] = state
         if not rows:
-            continue
+            continue  # nothing new (``touched`` is empty too)
         if settings.publish_features:
             for row in rows:
                 await feature_topic.send(key=row.subscriber.encode(), value=encode_row(row))
@@ -219,6 +216,11 @@ async def score(stream: Any) -> None:
                 await _alert(scorer, row, risk, level)
         if shadow_model.scorer is not None:
             _score_shadow(shadow_model.scorer, rows, risks)
+        # One changelog write per key and batch, before the batch's events are acknowledged, and only after
+        # their feature rows, decisions and alerts: once the state holds an event id, a replay after a
+        # crash skips that event as a duplicate, so state written first would lose its alert for good.
+        for subscriber, state in touched.items():
+            subscriber_table[subscriber] = state
 
 
 def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
