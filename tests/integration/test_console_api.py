@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from alerting.console.auth import Principal, RateLimiter, TicketSigner, TokenSto
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.errors import InvalidTokensFile, RateLimited
-from fraudwatch.services import RunningService, start_redis
+from fraudwatch.services import RunningService
 from fraudwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,21 +29,6 @@ HOME = (31.2304, 121.4737)
 KM_LAT = 1 / 111.2
 T0 = 1_700_000_000_000
 BURST = 6
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RunningService]:
-    service = start_redis()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-async def r(redis_server: RunningService) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

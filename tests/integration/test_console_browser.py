@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from alerting.console import ConsoleServer, start_console, write_demo_tokens
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import TaskLifecycle
-from fraudwatch.services import RunningService, start_redis
+from fraudwatch.services import RunningService
 from fraudwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -41,21 +40,6 @@ if not Path(CHROMIUM).exists():
 playwright_api = pytest.importorskip(
     "playwright.async_api", reason="playwright is not installed (pip install -e .[dev])"
 )
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RunningService]:
-    service = start_redis()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-async def r(redis_server: RunningService) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 async def test_dispatcher_acknowledges_a_task_in_the_browser(

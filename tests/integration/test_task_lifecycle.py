@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -22,7 +22,6 @@ from alerting.errors import InvalidTransition, UnknownTask
 from alerting.lifecycle import TaskLifecycle
 from alerting.receiver import ReceiverServer
 from alerting.tasks import TaskStore
-from fraudwatch.services import RunningService, start_redis
 from fraudwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -37,21 +36,6 @@ LIFECYCLE_STATES = {"created", "assigned", "acknowledged", "en_route", "on_scene
 
 def _metric(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RunningService]:
-    service = start_redis()
-    yield service
-    service.stop()
-
-
-@pytest.fixture
-async def r(redis_server: RunningService) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_server.url)
-    await client.flushdb()
-    yield client
-    await client.aclose()
 
 
 class Supervisor:
