@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     level_actions: dict[int, Literal["none", "warning", "call_centre", "face_to_face"]] = Field(
         {1: "warning", 2: "call_centre", 3: "face_to_face"},
         description="What each risk level does: an SMS/in-app warning record, a call-centre task, or a "
-        "face-to-face dissuasion task with the nearest available responder (JSON, e.g. {\"2\": \"none\"}).",
+        'face-to-face dissuasion task with the nearest available responder (JSON, e.g. {"2": "none"}).',
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
 

@@ -26,10 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def _same(a: list[float | None], b: tuple[float, ...]) -> bool:
-    return len(a) == len(b) and all(
-        (x is None and math.isnan(y)) or x == y
-        for x, y in zip(a, b, strict=True)
-    )
+    return len(a) == len(b) and all((x is None and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
 
 
 async def test_stream_rows_equal_offline_rows(
