@@ -19,21 +19,11 @@ from fraudwatch.settings import Settings
 from fraudwatch.simulate import CityConfig, simulate, write_city
 from streams.replay import replay
 from streams.topics import bootstrap, ensure_topics
+from tests.contract import SCHEMAS
 
 pytestmark = pytest.mark.integration
 
-TASK_FIELDS = {
-    "task_id",
-    "case_key",
-    "subscriber",
-    "level",
-    "score",
-    "reasons",
-    "responder_id",
-    "created_ms",
-    "model_version",
-    "idempotency_key",
-}
+TASK_FIELDS = set(orjson.loads((SCHEMAS / "task.v1.json").read_bytes())["required"])
 
 
 async def _wait_for(predicate, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
