@@ -138,6 +138,8 @@ class Deliverer:
             except RedisError as exc:
                 # Redis down: entries are safe in the stream; wait and try again rather than die.
                 log.warning("outbox read failed: %s", exc)
+                if "NOGROUP" in str(exc):
+                    self._group_ready = False  # the stream or group is gone (an emptied Redis): create it again
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 1.0)
         if inflight:

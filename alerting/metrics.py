@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ALERTS = Counter("fw_alerts_total", "Decisions handed to alerting, by level.", ["level"])
 TASKS = Counter("fw_tasks_total", "Tasks created (one per case and level), by level.", ["level"])
@@ -34,3 +34,11 @@ LABEL_PUBLISH_FAILURES = Counter(
     "fw_label_publish_failures_total", "Outcome labels stored in fw:labels whose Kafka publish failed."
 )
 CONSOLE_DENIED = Counter("fw_console_denied_total", "Console requests refused, by reason.", ["reason"])
+RETRY_QUEUE = Gauge(
+    "fw_alerting_retry_queue", "Decisions waiting in the worker's memory for Redis to come back (see alerting.runtime)."
+)
+DECISIONS_DROPPED = Counter(
+    "fw_alerting_dropped_total",
+    "Decisions alerting gave up on: retry queue full, failed for a reason other than Redis, or worker stopped.",
+    ["reason"],
+)
