@@ -576,6 +576,24 @@ async def outcome(cluster: Cluster, receiver: TaskReceiver) -> Outcome:
     )
 
 
+def subscriber_level(task_key: str) -> str:
+    """``<pseudonym>-<opening ms>:L<level>`` -> ``<pseudonym>:L<level>``."""
+    case, _, level = task_key.rpartition(":")
+    return f"{case.rpartition('-')[0]}:{level}"
+
+
+def _multiset_minus(left: set[str], right: set[str]) -> set[str]:
+    """Keys of ``left`` whose (subscriber, level) occurs more often in ``left`` than in ``right``."""
+    surplus = Counter(map(subscriber_level, left)) - Counter(map(subscriber_level, right))
+    picked: set[str] = set()
+    for key in sorted(left):
+        name = subscriber_level(key)
+        if surplus[name] > 0 and key not in right:
+            surplus[name] -= 1
+            picked.add(key)
+    return picked
+
+
 @dataclass
 class FaultReport:
     """The per-fault table: what went in, what was scored, what was expected and what arrived."""
@@ -587,13 +605,22 @@ class FaultReport:
     reference: Outcome
     notes: dict[str, Any] = field(default_factory=dict)
 
+    # Tasks are compared by (subscriber, level), counted, not by idempotency key: the key carries the
+    # episode's opening time, the time of its first decision, and under CPU load a level-1 decision near
+    # its threshold can move by an event when the caller hop runs behind (order across partitions changes
+    # a few rows). The same subscriber tasked at the same level is the same warning for a responder.
     @property
     def lost_tasks(self) -> set[str]:
-        return self.reference.keys - self.run.keys
+        return _multiset_minus(self.reference.keys, self.run.keys)
 
     @property
     def extra_tasks(self) -> set[str]:
-        return self.run.keys - self.reference.keys
+        return _multiset_minus(self.run.keys, self.reference.keys)
+
+    @property
+    def reopened(self) -> int:
+        """Tasks matched by subscriber and level whose episode opened at another event than the reference's."""
+        return len(self.run.keys - self.reference.keys) - len(self.extra_tasks)
 
     @property
     def unscored(self) -> set[str]:
@@ -621,6 +648,7 @@ class FaultReport:
             "doubled": len(self.run.doubled),
             "dead": self.run.dead_tasks,
             "rows differing": self.rows_differing,
+            "opened at another event": self.reopened,
         }
         widths = {k: max(len(k), len(str(v))) for k, v in cells.items()}
         head = " | ".join(k.rjust(widths[k]) for k in cells)
