@@ -10,6 +10,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from alerting.webutil import answer_and_close
+
 # The task.v1 fields a real endpoint would refuse a task without.
 REQUIRED = (
     "task_id",
@@ -28,7 +30,10 @@ REQUIRED = (
 class Receiver:
     """The endpoint's in-memory state and handlers; ``ReceiverServer`` serves it over HTTP."""
 
-    def __init__(self) -> None:
+    def __init__(self, body_timeout_s: float = 10.0) -> None:
+        """``body_timeout_s``: a POST body not fully received in this time gets 408 and a closed connection."""
+        self.body_timeout_s = body_timeout_s
+        self.timed_out = 0
         self.tasks: list[dict[str, Any]] = []
         self.keys: set[str] = set()
         self.requests = 0
@@ -53,12 +58,19 @@ class Receiver:
             "duplicates": self.duplicates,
             "requests": self.requests,
             "failed": self.failed,
+            "timed_out": self.timed_out,
         }
 
     async def post_task(self, request: web.Request) -> web.Response:
         """Store a task once per Idempotency-Key: 201 first time, 200 for a repeat."""
         self.requests += 1
-        body = await request.read()
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
+                body = await request.read()
+        except TimeoutError:  # headers came, the body stalled: do not hold this handler until the client leaves
+            self.timed_out += 1
+            response = web.json_response({"error": "request body not received in time"}, status=408)
+            return await answer_and_close(request, response)
         if self._delay_s > 0:  # after reading the body: a slow backend, not a slow network
             await asyncio.sleep(self._delay_s)
         if self._fail_next > 0:

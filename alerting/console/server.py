@@ -37,6 +37,7 @@ from alerting.errors import (
 from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
 from alerting.metrics import CONSOLE_DENIED
 from alerting.tasks import TaskStore
+from alerting.webutil import answer_and_close
 from fraudwatch.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,14 +96,18 @@ def _status_of(exc: AlertingError) -> int:
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Headers every response carries; API answers are never cached."""
     response = await handler(request)
-    if not response.prepared:  # an SSE stream set its own before it started
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        if request.path.startswith("/api/"):
-            response.headers.setdefault("Cache-Control", "no-store")
+    if not response.prepared:  # an SSE stream (or a 408, see errors) set its own before it started
+        _secure(request, response)
     return response
+
+
+def _secure(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
 
 
 @web.middleware
@@ -141,6 +146,11 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status == 413:
             CONSOLE_DENIED.labels(reason="too_large").inc()
+        if exc.status == 408:
+            CONSOLE_DENIED.labels(reason="body_timeout").inc()
+            response = _error(408, exc.reason)
+            _secure(request, response)
+            return await answer_and_close(request, response)
         if exc.status >= 400:
             return _error(exc.status, exc.reason)
         raise
@@ -187,9 +197,13 @@ def _require(who: Principal, *roles: str) -> None:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object body (the size limit is enforced while reading, for chunked bodies too)."""
+    """The JSON object body (the size limit is enforced while reading, for chunked bodies too, and the
+    whole body must arrive within ``console_body_timeout_s``)."""
     try:
-        raw = await request.read()
+        async with asyncio.timeout(request.app[CONSOLE].settings.console_body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="request body not received in time") from None
     except web.RequestPayloadError as exc:  # e.g. a Content-Encoding the bytes do not match, a broken chunk
         raise BadRequest("body cannot be read") from exc
     try:

@@ -181,6 +181,68 @@ async def test_body_too_large(http: httpx.AsyncClient, tokens: dict[str, str], s
     assert streamed.status_code == 413
 
 
+async def _stalled_chunked_post(url: str, path: str, headers: str, wait_s: float) -> tuple[bytes, float, bytes]:
+    """POST with chunked encoding: the headers and one chunk, then nothing. The status line (b"" if the
+    server closed without answering), the seconds it took, and whatever followed it before the close."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    started = time.monotonic()
+    try:
+        writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n{headers}"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        )
+        await writer.drain()
+        await asyncio.sleep(0.2)  # a segment of its own: the handler is already reading the body
+        writer.write(b'10\r\n{"responder_id": ')  # a 16-byte chunk announced, 15 bytes sent: stalled
+        await writer.drain()
+        async with asyncio.timeout(wait_s):
+            status_line = await reader.readline()
+            rest = await reader.read()  # to the close: the server must hang up, not wait for more body
+        return status_line.rstrip(), time.monotonic() - started, rest
+    finally:
+        writer.close()
+
+
+async def test_stalled_request_body_gets_408_and_a_closed_connection(
+    r: aioredis.Redis, redis_server: RunningService, tokens: dict[str, str]
+) -> None:
+    from alerting.metrics import CONSOLE_DENIED
+
+    settings = Settings(console_tokens_file=Path(tokens["path"]), console_body_timeout_s=1.0)
+    denied = CONSOLE_DENIED.labels(reason="body_timeout")
+    before = denied._value.get()
+    server = await start_console(settings, redis_server.url, watch_acks=False)
+    try:
+        status_line, took, rest = await _stalled_chunked_post(
+            server.url, "/api/tasks/t1/assign", f"Authorization: Bearer {tokens['dispatcher']}\r\n", wait_s=10
+        )
+        # The console answers while the client is still connected and sending nothing.
+        async with httpx.AsyncClient(base_url=server.url, timeout=5) as http:
+            assert (await http.get("/api/me", headers=auth(tokens["dispatcher"]))).status_code == 200
+    finally:
+        await server.stop()
+    assert status_line.split()[1:2] == [b"408"], status_line
+    assert 1.0 <= took < 5.0, took
+    assert rest.endswith(b'{"error": "Request Timeout"}'), rest  # then the server hung up
+    assert denied._value.get() == before + 1
+
+
+async def test_receiver_answers_a_stalled_body_with_408() -> None:
+    from alerting.receiver import Receiver, ReceiverServer
+
+    server = ReceiverServer(Receiver(body_timeout_s=1.0))
+    await server.start()
+    try:
+        assert server.base_url is not None
+        status_line, took, _ = await _stalled_chunked_post(server.base_url, "/tasks", "", wait_s=10)
+    finally:
+        await server.stop()
+    assert status_line.split()[1:2] == [b"408"], status_line
+    assert 1.0 <= took < 5.0, took
+    assert server.receiver.stats()["timed_out"] == 1 and not server.receiver.tasks
+
+
 async def test_responder_rate_limit(r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
     await Dispatcher(r, Settings()).registry.load([_responder("p1", 0.3)])
     beat = {"lat": HOME[0], "lon": HOME[1], "status": "available"}
