@@ -161,7 +161,7 @@ def _serving(events: list[Event], hop_events: int) -> tuple[list[FeatureRow], di
     in_flight: list[tuple[int, Feedback]] = []
     rows: list[FeatureRow] = []
     for n, event in enumerate(events):
-        for due, fb in [f for f in in_flight if f[0] <= n]:
+        for _due, fb in [f for f in in_flight if f[0] <= n]:
             apply_feedback(
                 keyed.setdefault(fb.key, PayeeState() if fb.key.startswith(PAYEE_PREFIX) else CallerState()), fb
             )
