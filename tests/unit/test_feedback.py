@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import numpy as np
 import orjson
 import pytest
 
@@ -22,7 +23,10 @@ from features.state import (
     state_from_obj,
 )
 from features.vector import (
+    CALLER_FEATURES,
     FEATURE_INDEX,
+    FEATURE_NAMES,
+    PAYEE_FEATURES,
     FeatureRow,
     apply_feedback,
     available_at,
@@ -31,6 +35,7 @@ from features.vector import (
     subscriber_step,
     transfer_feedback,
 )
+from models.explain import reasons
 from streams.events import CallEvent, Event, TransferEvent
 
 pytestmark = pytest.mark.unit
@@ -290,3 +295,27 @@ def test_caller_table_values_round_trip_by_kind() -> None:
     old = caller.to_obj()
     del old["q"]
     assert isinstance(state_from_obj(old), CallerState)
+
+
+# -- explanations -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*PAYEE_FEATURES, *CALLER_FEATURES[-3:], "suspicious_caller_paid_callees_7d"])
+def test_new_features_read_as_sentences_with_their_values(name: str) -> None:
+    row = [0.0] * len(FEATURE_NAMES)
+    row[FEATURE_INDEX[name]] = 0.25 if name.endswith("share_7d") else 7 * 3600.0 if name == "payee_age_s" else 7.0
+    contrib = np.zeros(len(FEATURE_NAMES))
+    contrib[FEATURE_INDEX[name]] = 1.0
+    (sentence,) = reasons(row, contrib)
+    assert not sentence.startswith("unusual"), sentence  # a written sentence, not the generic fallback
+    assert ("25%" if name.endswith("share_7d") else "7") in sentence, sentence
+
+
+def test_payee_age_sentence_says_at_least_at_the_cap() -> None:
+    row = [0.0] * len(FEATURE_NAMES)
+    contrib = np.zeros(len(FEATURE_NAMES))
+    contrib[FEATURE_INDEX["payee_age_s"]] = 1.0
+    row[FEATURE_INDEX["payee_age_s"]] = 2 * HOUR_MS / 1000
+    assert reasons(row, contrib) == ["the receiving account first appeared 2 h ago"]
+    row[FEATURE_INDEX["payee_age_s"]] = PAYEE_AGE_CAP_S
+    assert reasons(row, contrib) == ["the receiving account first appeared at least 3 days ago"]
