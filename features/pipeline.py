@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from features.state import CallerState, SubscriberState
-from features.vector import FeatureRow, available_at, caller_step, subscriber_step
-from streams.events import CallEvent, Event
+from features.state import PAYEE_PREFIX, CallerState, PayeeState, SubscriberState
+from features.vector import (
+    FeatureRow,
+    apply_feedback,
+    available_at,
+    caller_step,
+    payee_step,
+    subscriber_step,
+    transfer_feedback,
+)
+from streams.events import CallEvent, Event, TransferEvent
 
 
 def in_arrival_order(events: Iterable[Event]) -> list[Event]:
@@ -15,26 +23,53 @@ def in_arrival_order(events: Iterable[Event]) -> list[Event]:
 
 
 class FeatureEngine:
-    """Holds every key's state in memory and turns events into feature rows, one at a time."""
+    """Holds every key's state in memory and turns events into feature rows, one at a time.
+
+    The order per event is the agents' order: caller step (calls) or payee step (transfers), subscriber step,
+    then a transfer's feedback applied to the callers and payee it names. The stream applies feedback a hop
+    later; since feedback only counts from ``FEEDBACK_DELAY_MS`` of event time on, that makes no difference
+    while the hop is faster than the delay (see ``features.state``).
+    """
 
     def __init__(self) -> None:
         self.callers: dict[str, CallerState] = {}
+        self.payees: dict[str, PayeeState] = {}
         self.subscribers: dict[str, SubscriberState] = {}
+
+    def _caller(self, number: str) -> CallerState:
+        caller = self.callers.get(number)
+        if caller is None:
+            caller = self.callers[number] = CallerState()
+        return caller
+
+    def _payee(self, key: str) -> PayeeState:
+        payee = self.payees.get(key)
+        if payee is None:
+            payee = self.payees[key] = PayeeState()
+        return payee
 
     def process(self, event: Event) -> FeatureRow | None:
         """Update state with one event; its feature row, or None for a duplicate."""
-        snap = None
+        snap = payee_snap = None
         if isinstance(event, CallEvent):
-            caller = self.callers.get(event.caller)
-            if caller is None:
-                caller = self.callers[event.caller] = CallerState()
-            snap = caller_step(caller, event)
+            snap = caller_step(self._caller(event.caller), event)
             if snap is None:
+                return None
+        else:
+            payee_snap = payee_step(self._payee(event.payee_account), event)
+            if payee_snap is None:
                 return None
         sub = self.subscribers.get(event.subscriber)
         if sub is None:
             sub = self.subscribers[event.subscriber] = SubscriberState()
-        return subscriber_step(sub, event, snap)
+        row = subscriber_step(sub, event, snap, payee_snap)
+        if row is not None and isinstance(event, TransferEvent):
+            for fb in transfer_feedback(sub, event, row):
+                if fb.key.startswith(PAYEE_PREFIX):
+                    apply_feedback(self._payee(fb.key[len(PAYEE_PREFIX) :]), fb)
+                else:
+                    apply_feedback(self._caller(fb.key), fb)
+        return row
 
     def run(self, events: Iterable[Event]) -> Iterator[FeatureRow]:
         """Feature rows of the events, processed in arrival order."""

@@ -12,7 +12,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from features.clock import DAY_MS, WINDOW_SPANS_MS
+from features.clock import DAY_MS, MINUTE_MS, WINDOW_SPANS_MS
 from features.windows import SlidingWindows
 from streams.events import CallEvent, TransferEvent
 
@@ -25,6 +25,16 @@ SUSPICIOUS_TALK_S = 300
 DEDUP_IDS = 512
 MAX_CONTACTS = 512
 MAX_PAYEES = 256
+MAX_PAYERS = 512
+MAX_PENDING = 256
+# Feedback (a fact about a caller or payee learnt on a subscriber's partition) counts only from this much event
+# time after the transfer that produced it. The feedback takes a hop through the broker; as long as that hop is
+# faster than this delay, every worker sees it at the same event time as the offline engine, so rows match
+# exactly. A slower hop (a backlog) only delays it: the entry is then counted late and the state converges.
+FEEDBACK_DELAY_MS = 30 * MINUTE_MS
+FLAG_SPANS_MS: tuple[int, ...] = (DAY_MS, 7 * DAY_MS)
+PAYEE_AGE_CAP_S = 3 * DAY_MS / 1000
+PAYEE_PREFIX = "payee:"
 
 
 class _Dedup:
@@ -58,6 +68,86 @@ def _prune_oldest(table: dict[str, list[int]], limit: int, last_seen_index: int)
     table.update(keep)
 
 
+class DelayedFlags:
+    """Distinct keys flagged by feedback from other partitions, counted from a fixed event-time delay on.
+
+    ``add`` (feedback arrival, whenever the broker delivers it) only queues the flag; ``advance`` (driven by
+    the owner's own events, i.e. by event time) moves due flags into the windows in effective-time order. So
+    what a feature reads at event time T depends only on flags effective at or before T, never on when the
+    feedback message happened to arrive. Flags are idempotent by the id of the transfer that raised them.
+    """
+
+    __slots__ = ("dedup", "pending", "windows")
+
+    def __init__(self) -> None:
+        self.windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=1000)
+        self.pending: list[tuple[int, str]] = []  # (effective_ms, flagged key)
+        self.dedup = _Dedup()
+
+    def add(self, flag_id: str, effective_ms: int, who: str) -> bool:
+        """Queue a flag; False when this flag id was seen before."""
+        if not self.dedup.first_time(flag_id):
+            return False
+        self.pending.append((effective_ms, who))
+        if len(self.pending) > MAX_PENDING:
+            self.pending.sort()
+            del self.pending[: len(self.pending) - MAX_PENDING]
+        return True
+
+    def advance(self, now_ms: int) -> None:
+        """Count every queued flag due at ``now_ms``, oldest first; move the windows' clock to ``now_ms``."""
+        if self.pending:
+            due = sorted(p for p in self.pending if p[0] <= now_ms)
+            if due:
+                self.pending = [p for p in self.pending if p[0] > now_ms]
+                for eff, who in due:
+                    self.windows.add(eff, (1,), who)
+        self.windows.advance(now_ms)
+
+    def distinct(self, window: int) -> int:
+        """Distinct flagged keys in window ``window`` of ``FLAG_SPANS_MS`` (as of the last ``advance``)."""
+        return self.windows.distinct(window)
+
+    def to_obj(self) -> list[Any]:
+        return [self.windows.to_obj(), [list(p) for p in self.pending], self.dedup.to_obj()]
+
+    @classmethod
+    def from_obj(cls, obj: list[Any] | None) -> DelayedFlags:
+        flags = cls()
+        if obj:
+            flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=1000)
+            flags.pending = [(int(e), str(w)) for e, w in obj[1]]
+            flags.dedup = _Dedup(obj[2])
+        return flags
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What a subscriber's transfer tells another key's state: ``key`` is a caller number or a payee key.
+
+    ``flag_id`` (the transfer's event id) makes it idempotent; ``who`` is the subscriber; ``effective_ms`` is
+    when it starts to count (the transfer time plus ``FEEDBACK_DELAY_MS``).
+    """
+
+    key: str
+    flag_id: str
+    who: str
+    effective_ms: int
+
+    def to_list(self) -> list[Any]:
+        return [self.key, self.flag_id, self.who, self.effective_ms]
+
+    @classmethod
+    def from_list(cls, values: list[Any]) -> Feedback:
+        key, flag_id, who, eff = values
+        return cls(str(key), str(flag_id), str(who), int(eff))
+
+
+def payee_key(account: str) -> str:
+    """The table/partition key of a payee account (beside calling numbers in the caller table)."""
+    return PAYEE_PREFIX + account
+
+
 # Caller-side channels: calls, answered, short-or-unanswered, talk seconds, long calls.
 CALLER_CHANNELS = 5
 
@@ -74,6 +164,10 @@ class CallerSnapshot:
     unanswered_ratio_24h: float
     long_calls_24h: int
     age_s: float
+    # Callees who, after talking with this number as a stranger, paid a new payee within a day (feedback).
+    paid_callees_24h: int = 0
+    paid_callees_7d: int = 0
+    paid_share_7d: float = 0.0
 
     def to_list(self) -> list[float]:
         return [
@@ -85,23 +179,43 @@ class CallerSnapshot:
             self.unanswered_ratio_24h,
             self.long_calls_24h,
             self.age_s,
+            self.paid_callees_24h,
+            self.paid_callees_7d,
+            self.paid_share_7d,
         ]
 
     @classmethod
     def from_list(cls, values: list[float]) -> CallerSnapshot:
-        f1, f24, f7, c24, sr, ur, lc, age = values
-        return cls(int(f1), int(f24), int(f7), int(c24), float(sr), float(ur), int(lc), float(age))
+        f1, f24, f7, c24, sr, ur, lc, age, p24, p7, ps = list(values) + [0, 0, 0.0][: 11 - len(values)]
+        return cls(
+            int(f1),
+            int(f24),
+            int(f7),
+            int(c24),
+            float(sr),
+            float(ur),
+            int(lc),
+            float(age),
+            int(p24),
+            int(p7),
+            float(ps),
+        )
 
 
 class CallerState:
     """Rolling behaviour of one calling number across all its callees."""
 
-    __slots__ = ("dedup", "first_seen_ms", "windows")
+    __slots__ = ("dedup", "first_seen_ms", "paid", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=4000)
         self.first_seen_ms: int | None = None
         self.dedup = _Dedup()
+        self.paid = DelayedFlags()  # callees who paid a new payee within a day of talking with this number
+
+    def feedback(self, fb: Feedback) -> bool:
+        """Queue a callee's "paid a new payee after our call"; False for a repeat of the same transfer."""
+        return self.paid.add(fb.flag_id, fb.effective_ms, fb.who)
 
     def update(self, call: CallEvent, avail_ms: int) -> bool:
         """Account one call; False for a duplicate event id."""
@@ -113,6 +227,7 @@ class CallerState:
         short = 1 if (not call.answered or dur < SHORT_CALL_S) else 0
         values = (1, 1 if call.answered else 0, short, dur, 1 if dur >= LONG_CALL_S else 0)
         self.windows.add(avail_ms, values, call.callee)
+        self.paid.advance(avail_ms)
         return True
 
     def snapshot(self) -> CallerSnapshot:
@@ -120,6 +235,8 @@ class CallerState:
         w = self.windows
         calls, answered, short, _talk, long_calls = w.sums(2)
         now = w.now
+        fanout_7d = w.distinct(3)
+        paid_7d = self.paid.distinct(1)
         return CallerSnapshot(
             fanout_1h=w.distinct(1),
             fanout_24h=w.distinct(2),
@@ -129,14 +246,17 @@ class CallerState:
             unanswered_ratio_24h=(calls - answered) / calls if calls else 0.0,
             long_calls_24h=long_calls,
             age_s=(now - self.first_seen_ms) / 1000 if self.first_seen_ms is not None else 0.0,
+            paid_callees_24h=self.paid.distinct(0),
+            paid_callees_7d=paid_7d,
+            paid_share_7d=min(1.0, paid_7d / fanout_7d) if fanout_7d else 0.0,
         )
 
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
-        return self.windows.now < now_ms - WINDOW_SPANS_MS[-1]
+        return self.windows.now < now_ms - WINDOW_SPANS_MS[-1] and not self.paid.pending
 
     def to_obj(self) -> dict[str, Any]:
-        return {"w": self.windows.to_obj(), "f": self.first_seen_ms, "d": self.dedup.to_obj()}
+        return {"w": self.windows.to_obj(), "f": self.first_seen_ms, "d": self.dedup.to_obj(), "q": self.paid.to_obj()}
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> CallerState:
@@ -144,7 +264,135 @@ class CallerState:
         state.windows = SlidingWindows.from_obj(obj["w"], WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=4000)
         state.first_seen_ms = obj["f"]
         state.dedup = _Dedup(obj["d"])
+        state.paid = DelayedFlags.from_obj(obj.get("q"))
         return state
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeSnapshot:
+    """The receiving account as seen across every payer, right after this transfer."""
+
+    payers_24h: int
+    payers_7d: int
+    new_payers_24h: int
+    new_payers_7d: int
+    amount_24h: float
+    age_s: float
+    flagged_payers_7d: int
+    flagged_share_7d: float
+
+    def to_list(self) -> list[float]:
+        return [
+            self.payers_24h,
+            self.payers_7d,
+            self.new_payers_24h,
+            self.new_payers_7d,
+            self.amount_24h,
+            self.age_s,
+            self.flagged_payers_7d,
+            self.flagged_share_7d,
+        ]
+
+    @classmethod
+    def from_list(cls, values: list[float]) -> PayeeSnapshot:
+        p24, p7, n24, n7, amt, age, fl, fs = values
+        return cls(int(p24), int(p7), int(n24), int(n7), float(amt), float(age), int(fl), float(fs))
+
+
+# Payee-side channels: transfers in, cents in.
+PAYEE_CHANNELS = 2
+
+
+class PayeeState:
+    """Rolling behaviour of one receiving account across all payers (mule accounts reused by a ring).
+
+    Lives in the caller table under ``payee_key(account)``: transfers take the caller-keyed hop keyed by payee.
+    """
+
+    __slots__ = ("dedup", "first_seen_ms", "flagged", "new_windows", "payers", "windows")
+
+    def __init__(self) -> None:
+        self.windows = SlidingWindows(FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=4000)
+        self.new_windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=1000)  # payers new to this payee
+        # payer subscriber -> [first_seen_ms, last_seen_ms]
+        self.payers: dict[str, list[int]] = {}
+        self.first_seen_ms: int | None = None
+        self.flagged = DelayedFlags()  # payers who paid it right after a suspicious or long stranger call
+        self.dedup = _Dedup()
+
+    def update(self, transfer: TransferEvent) -> bool:
+        """Account one incoming transfer; False for a duplicate event id."""
+        if not self.dedup.first_time(transfer.event_id):
+            return False
+        ts = transfer.ts_ms
+        if self.first_seen_ms is None or ts < self.first_seen_ms:
+            self.first_seen_ms = ts
+        payer = self.payers.get(transfer.subscriber)
+        new_payer = payer is None or payer[0] > ts - DAY_MS
+        if payer is None:
+            payer = self.payers[transfer.subscriber] = [ts, ts]
+            _prune_oldest(self.payers, MAX_PAYERS, 1)
+            self.payers[transfer.subscriber] = payer
+        payer[0] = min(payer[0], ts)
+        payer[1] = max(payer[1], ts)
+        self.windows.add(ts, (1, round(transfer.amount * 100)), transfer.subscriber)
+        if new_payer:
+            self.new_windows.add(ts, (1,), transfer.subscriber)
+        else:
+            self.new_windows.advance(ts)
+        self.flagged.advance(ts)
+        return True
+
+    def feedback(self, fb: Feedback) -> bool:
+        """Queue a payer's "paid right after a suspicious call"; False for a repeat of the same transfer."""
+        return self.flagged.add(fb.flag_id, fb.effective_ms, fb.who)
+
+    def snapshot(self) -> PayeeSnapshot:
+        w = self.windows
+        payers_7d = w.distinct(1)
+        flagged = self.flagged.distinct(1)
+        age_ms = w.now - self.first_seen_ms if self.first_seen_ms is not None else 0
+        return PayeeSnapshot(
+            payers_24h=w.distinct(0),
+            payers_7d=payers_7d,
+            new_payers_24h=self.new_windows.distinct(0),
+            new_payers_7d=self.new_windows.distinct(1),
+            amount_24h=w.sums(0)[1] / 100,
+            # Capped: a history shorter than the cap cannot tell a week-old account from a year-old one.
+            age_s=min(age_ms / 1000, PAYEE_AGE_CAP_S),
+            flagged_payers_7d=flagged,
+            flagged_share_7d=min(1.0, flagged / payers_7d) if payers_7d else 0.0,
+        )
+
+    def idle(self, now_ms: int) -> bool:
+        return self.windows.now < now_ms - FLAG_SPANS_MS[-1] and not self.flagged.pending
+
+    def to_obj(self) -> dict[str, Any]:
+        return {
+            "k": "payee",
+            "w": self.windows.to_obj(),
+            "n": self.new_windows.to_obj(),
+            "p": self.payers,
+            "f": self.first_seen_ms,
+            "q": self.flagged.to_obj(),
+            "d": self.dedup.to_obj(),
+        }
+
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> PayeeState:
+        state = cls()
+        state.windows = SlidingWindows.from_obj(obj["w"], FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=4000)
+        state.new_windows = SlidingWindows.from_obj(obj["n"], FLAG_SPANS_MS, 1, max_entries=1000)
+        state.payers = obj["p"]
+        state.first_seen_ms = obj["f"]
+        state.flagged = DelayedFlags.from_obj(obj["q"])
+        state.dedup = _Dedup(obj["d"])
+        return state
+
+
+def state_from_obj(obj: dict[str, Any]) -> CallerState | PayeeState:
+    """A caller-table value from its snapshot: calling numbers and payee accounts share that table."""
+    return PayeeState.from_obj(obj) if obj.get("k") == "payee" else CallerState.from_obj(obj)
 
 
 # Subscriber-side channels (index constants keep the feature code readable).
@@ -163,6 +411,7 @@ class SuspiciousContact:
     calls_with_sub: int
     talk_with_sub_s: int
     caller_fanout_24h: int
+    caller_paid_callees_7d: int = 0
 
     def to_list(self) -> list[Any]:
         return [
@@ -172,6 +421,7 @@ class SuspiciousContact:
             self.calls_with_sub,
             self.talk_with_sub_s,
             self.caller_fanout_24h,
+            self.caller_paid_callees_7d,
         ]
 
 
@@ -236,6 +486,7 @@ class SubscriberState:
                 calls_with_sub=contact[2],
                 talk_with_sub_s=contact[3],
                 caller_fanout_24h=caller.fanout_24h,
+                caller_paid_callees_7d=caller.paid_callees_7d,
             )
         return stranger
 

@@ -1,7 +1,9 @@
 """The feature vector: names, and the single function that builds a row from state and event.
 
-Training (``features.pipeline``) and serving (``streams.agents``) both call :func:`caller_step` and
-:func:`subscriber_step`; nothing else computes features.
+Training (``features.pipeline``) and serving (``streams.app``) both call :func:`caller_step`,
+:func:`payee_step`, :func:`subscriber_step`, :func:`transfer_feedback` and :func:`apply_feedback`; nothing else
+computes features. Per event, in this order: the caller (calls) or payee (transfers) step, the subscriber step,
+then for a transfer the feedback it raises is applied to the callers and the payee it names.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from features.clock import WINDOW_NAMES, local_hour
+from features.clock import DAY_MS, WINDOW_NAMES, local_hour
 from features.state import (
     CHANNEL_CODES,
+    FEEDBACK_DELAY_MS,
     KIND_CODES,
     S_AMOUNT,
     S_CALLS,
@@ -30,12 +33,24 @@ from features.state import (
     SUSPICIOUS_KINDS,
     CallerSnapshot,
     CallerState,
+    Feedback,
+    PayeeSnapshot,
+    PayeeState,
     SubscriberState,
+    payee_key,
 )
 from streams.events import CallEvent, Event, TransferEvent
 
 NAN = float("nan")
 SUSPICIOUS_FOLLOW_MS = 30 * 60_000
+# Feedback to a caller: a callee paid a new payee within this long after its last call with the caller,
+# the caller was a stranger at that call (first seen less than a day before it) and they talked this long.
+PAID_AFTER_CALL_MS = DAY_MS
+PAID_MIN_TALK_S = 60
+MAX_FEEDBACK_CALLERS = 4
+# Feedback to a payee: the payer had this much stranger talk in the last hour, or a suspicious call within
+# ``SUSPICIOUS_FOLLOW_MS``, before paying.
+FLAG_STRANGER_TALK_1H_S = 120
 
 _EVENT_FEATURES = ["is_call", "local_hour", "is_night"]
 _CALL_FEATURES = [
@@ -57,6 +72,9 @@ CALLER_FEATURES = [
     "caller_unanswered_ratio_24h",
     "caller_long_calls_24h",
     "caller_age_s",
+    "caller_paid_callees_24h",
+    "caller_paid_callees_7d",
+    "caller_paid_share_7d",
 ]
 _TRANSFER_FEATURES = [
     "amount",
@@ -67,6 +85,16 @@ _TRANSFER_FEATURES = [
     "channel",
     "prior_transfers",
     "transfer_after_suspicious_call",
+]
+PAYEE_FEATURES = [
+    "payee_payers_24h",
+    "payee_payers_7d",
+    "payee_new_payers_24h",
+    "payee_new_payers_7d",
+    "payee_amount_24h",
+    "payee_age_s",
+    "payee_flagged_payers_7d",
+    "payee_flagged_share_7d",
 ]
 _WINDOW_CHANNELS = [
     ("calls", S_CALLS),
@@ -89,14 +117,24 @@ _SUB_FEATURES = [
     "suspicious_caller_talk_s",
     "suspicious_caller_fanout_24h",
     "suspicious_caller_kind",
+    "suspicious_caller_paid_callees_7d",
 ]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
-    _EVENT_FEATURES + _CALL_FEATURES + CALLER_FEATURES + _TRANSFER_FEATURES + _WINDOW_FEATURES + _SUB_FEATURES
+    _EVENT_FEATURES
+    + _CALL_FEATURES
+    + CALLER_FEATURES
+    + _TRANSFER_FEATURES
+    + PAYEE_FEATURES
+    + _WINDOW_FEATURES
+    + _SUB_FEATURES
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 FEATURES_HASH = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:16]
 CATEGORICAL_FEATURES = ("call_kind", "channel", "suspicious_caller_kind")
+_PAYEE_NEW = FEATURE_INDEX["payee_new"]
+_AFTER_SUSPICIOUS = FEATURE_INDEX["transfer_after_suspicious_call"]
+_STRANGER_TALK_1H = FEATURE_INDEX["sub_stranger_talk_s_1h"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +172,46 @@ def caller_step(state: CallerState, call: CallEvent) -> CallerSnapshot | None:
     return state.snapshot()
 
 
+def payee_step(state: PayeeState, transfer: TransferEvent) -> PayeeSnapshot | None:
+    """Update the receiving account's state with a transfer; its snapshot, or None for a duplicate."""
+    if not state.update(transfer):
+        return None
+    return state.snapshot()
+
+
+def transfer_feedback(state: SubscriberState, transfer: TransferEvent, row: FeatureRow) -> list[Feedback]:
+    """What a (first-time) transfer tells other keys, from the subscriber's state right after its row.
+
+    To callers: each recent stranger this subscriber talked with, when the transfer goes to a new payee
+    ("a callee of yours paid a new payee within a day"). To the payee: when the payer had a suspicious call
+    or a long stranger talk just before paying. Feedback keys are table keys (a payee's is prefixed).
+    """
+    ts = transfer.ts_ms
+    effective = ts + FEEDBACK_DELAY_MS
+    out: list[Feedback] = []
+    if row.values[_PAYEE_NEW] == 1.0:
+        recent = [
+            (contact[1], caller)
+            for caller, contact in state.contacts.items()
+            if ts - PAID_AFTER_CALL_MS <= contact[1] <= ts
+            and contact[0] > contact[1] - DAY_MS
+            and contact[3] >= PAID_MIN_TALK_S
+        ]
+        recent.sort(reverse=True)
+        out += [
+            Feedback(caller, transfer.event_id, transfer.subscriber, effective)
+            for _, caller in recent[:MAX_FEEDBACK_CALLERS]
+        ]
+    if row.values[_AFTER_SUSPICIOUS] == 1.0 or row.values[_STRANGER_TALK_1H] >= FLAG_STRANGER_TALK_1H_S:
+        out.append(Feedback(payee_key(transfer.payee_account), transfer.event_id, transfer.subscriber, effective))
+    return out
+
+
+def apply_feedback(state: CallerState | PayeeState, fb: Feedback) -> bool:
+    """Queue feedback on the caller or payee state it names; False for a repeat (same transfer, same key)."""
+    return state.feedback(fb)
+
+
 def _common(state: SubscriberState, at_ms: int, is_call: bool) -> list[float]:
     hour = local_hour(at_ms)
     return [1.0 if is_call else 0.0, float(hour), 1.0 if hour < 6 else 0.0]
@@ -152,7 +230,7 @@ def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
     out.append(day[S_STRANGER_TALK] / day[S_TALK] if day[S_TALK] else 0.0)
     last = state.last_suspicious
     if last is None:
-        out += [NAN, 0.0, 0.0, 0.0, NAN]
+        out += [NAN, 0.0, 0.0, 0.0, NAN, 0.0]
     else:
         out += [
             max(0.0, (at_ms - last.end_ms) / 1000),
@@ -160,11 +238,17 @@ def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
             float(last.talk_with_sub_s),
             float(last.caller_fanout_24h),
             float(last.kind_code),
+            float(last.caller_paid_callees_7d),
         ]
     return out
 
 
-def subscriber_step(state: SubscriberState, event: Event, caller: CallerSnapshot | None = None) -> FeatureRow | None:
+def subscriber_step(
+    state: SubscriberState,
+    event: Event,
+    caller: CallerSnapshot | None = None,
+    payee: PayeeSnapshot | None = None,
+) -> FeatureRow | None:
     """Update the subscriber's state with an event and build its feature row; None for a duplicate."""
     at_ms = available_at(event)
     if isinstance(event, CallEvent):
@@ -186,6 +270,7 @@ def subscriber_step(state: SubscriberState, event: Event, caller: CallerSnapshot
         ]
         values += snap.to_list()
         values += [NAN] * len(_TRANSFER_FEATURES)
+        values += [NAN] * len(PAYEE_FEATURES)
         lat, lon = event.callee_lat, event.callee_lon
     else:
         assert isinstance(event, TransferEvent)
@@ -208,6 +293,7 @@ def subscriber_step(state: SubscriberState, event: Event, caller: CallerSnapshot
             n,
             1.0 if last is not None and 0 <= at_ms - last.end_ms <= SUSPICIOUS_FOLLOW_MS else 0.0,
         ]
+        values += payee.to_list() if payee is not None else [NAN] * len(PAYEE_FEATURES)
         lat, lon = event.lat, event.lon
     values += _subscriber_tail(state, at_ms)
     return FeatureRow(

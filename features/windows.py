@@ -92,6 +92,12 @@ class SlidingWindows:
         self._compact()
         return True
 
+    def advance(self, now: int) -> None:
+        """Move the clock forward without adding an entry (older entries leave their windows)."""
+        if now > self.now:
+            self._advance(now)
+            self._compact()
+
     def _count_in(self, pos: int, ts: int, values: tuple[int, ...], key: str | None, late: bool) -> None:
         now = max(self.now, ts)
         for w, span in enumerate(self.spans):

@@ -3,7 +3,10 @@
 Output is contract JSON: call.v1 / transfer.v1 events sorted by ``ts_ms``, case.v1 ground truth and
 responder.v1 records. Legitimate traffic deliberately contains look-alikes of every fraud signal (high
 fan-out callers, long overseas calls, large transfers to new payees, night activity) so that no single
-field separates fraud from normal life. case.v1 objects carry one optional extra field, ``loss_amount``
+field separates fraud from normal life. Mule accounts are reused across a ring's cases but rotate (each
+lives a few days); popular legitimate payees (clinics, ticketing, courier cash-on-delivery, shared landlords)
+receive from many, often new, payers, some of them right after a call from a stranger, so that fan-in alone
+is not fraud. case.v1 objects carry one optional extra field, ``loss_amount``
 (the sum of the case's fraudulent transfers, 0 when the victim never paid).
 """
 
@@ -81,6 +84,7 @@ _KIND_AGENT = _weighted([("mobile", 0.5), ("landline", 0.35), ("virtual", 0.15)]
 _KIND_LENDER = _weighted([("voip", 0.35), ("virtual", 0.25), ("landline", 0.2), ("mobile", 0.2)])
 _KIND_BANK = _weighted([("landline", 0.75), ("voip", 0.25)])
 _KIND_COURIER = _weighted([("mobile", 0.6), ("virtual", 0.4)])
+_KIND_SERVICE = _weighted([("landline", 0.45), ("voip", 0.25), ("virtual", 0.15), ("mobile", 0.15)])
 _KIND_WRONG = _weighted([("mobile", 0.8), ("landline", 0.1), ("unknown", 0.1)])
 _STATUS = _weighted([("available", 0.82), ("busy", 0.12), ("off_duty", 0.06)])
 
@@ -250,12 +254,28 @@ class _Caller:
 
 @dataclass
 class _Ring:
-    """A fraud ring: its phone lines, mule accounts, scenarios and working hours."""
+    """A fraud ring: its phone lines, mule accounts, scenarios and working hours.
+
+    ``mules`` holds slots; each slot is a sequence of (active from, active until, account): a ring keeps a few
+    mule accounts in use at once and replaces each one after a few days (frozen, or burnt by reports).
+    """
 
     lines: list[tuple[str, str]]
-    mules: list[str]
+    mules: list[list[tuple[int, int, str]]]
     scenarios: list[str]
     cum: list[float] = field(default_factory=list)
+
+    def active_mules(self, ts: int) -> list[str]:
+        """The mule accounts in use at ``ts`` (one per slot)."""
+        out = []
+        for slot in self.mules:
+            for start, end, account in slot:
+                if start <= ts < end:
+                    out.append(account)
+                    break
+            else:
+                out.append(slot[-1][2])
+        return out
 
 
 # A planned fraud call (ts, (number, kind), answered, duration_s) and transfer (ts, amount, payee, channel).
@@ -396,6 +416,14 @@ class _Sim:
         self.merchants = [self.ids.account() for _ in range(max(50, cfg.subscribers // 25))]
         self.utilities = [self.ids.account() for _ in range(8)]
         n = cfg.subscribers
+        # Landlords and letting agencies with several tenants each.
+        self.landlords = [self.ids.account() for _ in range(max(10, n // 60))]
+        # Popular payees many people pay once (clinics, ticketing, travel agencies, online checkouts), each with
+        # a customer-service line that sometimes calls first ("confirming your booking, please pay the deposit").
+        self.popular = [
+            _Caller(self.ids.number(k), k, self.ids.account())
+            for k in (self._pick(_KIND_SERVICE) for _ in range(max(8, n // 250)))
+        ]
         self.dealers = [
             _Caller(self.ids.number(k), k, self.ids.account())
             for k in (self._pick(_KIND_AGENT) for _ in range(max(5, n // 800)))
@@ -404,6 +432,8 @@ class _Sim:
             [_Caller(self.ids.number(k), k) for k in (self._pick(_KIND_COURIER) for _ in range(rng.randint(2, 5)))]
             for _ in range(n_grids)
         ]
+        # Cash-on-delivery payments go to a few courier company accounts, each serving several grids.
+        self.courier_accounts = [self.ids.account() for _ in range(max(2, n_grids // 4))]
         self.services = [
             self.ids.number("landline" if rng.random() < 0.7 else "mobile") for _ in range(max(50, n // 30))
         ]
@@ -457,7 +487,7 @@ class _Sim:
             payees.append(self.subs[j].accounts[0])
             pw.append(3.0)
         if rng.random() < 0.35:
-            sub.landlord = self.ids.account()
+            sub.landlord = rng.choice(self.landlords)
         for acc in rng.sample(self.utilities, 2):
             payees.append(acc)
             pw.append(1.0)
@@ -539,8 +569,13 @@ class _Sim:
             for _ in range(couriers[i]):
                 c = rng.choice(self.couriers[sub.grid])
                 dur = self._duration(25, 0.6, 4, 300)
-                self._call(clock.at(rng, day, self.office_cum), c.number, c.kind, sub.phone, sub,
-                           rng.random() < 0.8, dur)  # fmt: skip
+                ts = clock.at(rng, day, self.office_cum)
+                answered = rng.random() < 0.8
+                self._call(ts, c.number, c.kind, sub.phone, sub, answered, dur)
+                if answered and rng.random() < 0.05:  # cash on delivery, paid at the door
+                    account = self.courier_accounts[sub.grid % len(self.courier_accounts)]
+                    self._transfer(ts + dur * 1000 + self._mins(3, 40), sub, account, self._amount(260, 0.9, 0.3, 20),
+                                   "mobile_app")  # fmt: skip
             for _ in range(wrongs[i]):
                 kind = self._pick(_KIND_WRONG)
                 self._call(clock.at(rng, day, cum), self.ids.number(kind), kind, sub.phone, sub,
@@ -580,6 +615,21 @@ class _Sim:
                 ts += self._mins(10, 120)
         if sub.relative is not None and rng.random() < 0.35:
             self._relative_call(sub, day)
+        if rng.random() < 0.015:
+            self._popular_payment(sub, day)
+
+    def _popular_payment(self, sub: _Sub, day: int) -> None:
+        """A one-off payment to a popular payee; sometimes its service line calls first, at length."""
+        rng = self.rng
+        org = rng.choice(self.popular)
+        ts = self.clock.at(rng, day, sub.cum)
+        if rng.random() < 0.3:
+            dur = self._duration(240, 0.7, 60, 2400)
+            self._call(ts - dur * 1000 - self._mins(2, 45), org.number, org.kind, sub.phone, sub, True, dur)
+        channel = self._pick(_CH_LEGIT)
+        for _ in range(1 if rng.random() < 0.8 else 2):
+            self._transfer(ts, sub, org.account, self._amount(900, 1.0, 0.4, 30), channel)
+            ts += self._mins(1, 20)
 
     def _relative_call(self, sub: _Sub, day: int) -> None:
         rng = self.rng
@@ -668,8 +718,7 @@ class _Sim:
             kinds = ["mobile"] * n_mobile + [self._pick(_KIND_SUSPICIOUS) for _ in range(n_lines - n_mobile)]
             rng.shuffle(kinds)
             lines = [(self.ids.number(k), k) for k in kinds]
-            mules = [self.ids.account() for _ in range(rng.randint(6, 16))]
-            ring = _Ring(lines, mules, [], self.clock.profile(_RING, rng.randint(-1, 2)))
+            ring = _Ring(lines, self._mule_slots(rng.randint(3, 6)), [], self.clock.profile(_RING, rng.randint(-1, 2)))
             rings.append(ring)
         for j, scenario in enumerate(SCENARIOS):  # every scenario has a ring when there is any ring
             if rings:
@@ -680,6 +729,20 @@ class _Sim:
                 if extra not in ring.scenarios:
                     ring.scenarios.append(extra)
         return rings
+
+    def _mule_slots(self, n_slots: int) -> list[list[tuple[int, int, str]]]:
+        """Each slot: accounts back to back, each active for 1.5-6 days (median about 3)."""
+        rng, clock = self.rng, self.clock
+        slots = []
+        for _ in range(n_slots):
+            t = clock.start - int(rng.uniform(0, 4) * DAY_MS)
+            slot = []
+            while t < clock.end + 3 * DAY_MS:  # cases planned near the end may pay a little later
+                life = int(min(6.0, max(1.5, 3.0 * math.exp(rng.gauss(0, 0.4)))) * DAY_MS)
+                slot.append((t, t + life, self.ids.account()))
+                t += life
+            slots.append(slot)
+        return slots
 
     def _case_scenarios(self) -> list[str]:
         cfg, rng = self.cfg, self.rng
@@ -786,7 +849,8 @@ class _Sim:
         if not pays:
             calls.append((t, line, True, rng.randint(180, 1500)))
             return calls, []
-        safe, spare = rng.choice(ring.mules), rng.choice(ring.mules)
+        mules = ring.active_mules(t)
+        safe, spare = rng.choice(mules), rng.choice(mules)
         transfers: list[_PlanTransfer] = []
         # A second long 'verification' call sometimes follows and extracts more money.
         for round_ in range(2 if rng.random() < 0.35 else 1):
@@ -810,7 +874,8 @@ class _Sim:
         """An 'advisor' calls several times over hours or days; a small test deposit, then bigger ones."""
         rng = self.rng
         line = rng.choice(ring.lines)
-        platform = rng.sample(ring.mules, min(2, len(ring.mules)))
+        mules = ring.active_mules(t)
+        platform = rng.sample(mules, min(2, len(mules)))
         calls: list[_PlanCall] = []
         transfers: list[_PlanTransfer] = []
         n_calls = rng.randint(3, 7) if pays else rng.randint(2, 4)
@@ -855,7 +920,8 @@ class _Sim:
         during = rng.random() < 0.5
         tt = t + (int(rng.uniform(0.5, 0.95) * d * 1000) if during else d * 1000 + self._mins(0, 15))
         n = rng.randint(2, 5)
-        payees = rng.sample(ring.mules, min(n, len(ring.mules)))
+        mules = ring.active_mules(tt)
+        payees = rng.sample(mules, min(n, len(mules)))
         transfers: list[_PlanTransfer] = []
         for j in range(n):
             channel = "mobile_app" if rng.random() < 0.7 else self._pick(_CH_FRAUD)
@@ -877,7 +943,7 @@ class _Sim:
                 t = self._working_hours(t + d * 1000 + self._mins(30, 300))
         if not pays:
             return calls, []
-        mule = rng.choice(ring.mules)
+        mule = rng.choice(ring.active_mules(t))
         tt = t + d * 1000 + self._mins(10, 120)
         transfers: list[_PlanTransfer] = [(tt, self._amount(3000, 0.6, 0.5, 500, 9000), mule, self._pick(_CH_FRAUD))]
         if rng.random() < 0.4:
@@ -899,7 +965,7 @@ class _Sim:
             calls.append((t, self._other_line(ring, line, 0.9), True, d))
             if pays and i >= 2 and (rng.random() < 0.5 or not transfers):
                 tt = t + d * 1000 + self._mins(10, 240)
-                transfers.append((tt, self._amount(15_000, 0.8, 0.5, 1000), rng.choice(ring.mules),
+                transfers.append((tt, self._amount(15_000, 0.8, 0.5, 1000), rng.choice(ring.active_mules(tt)),
                                   self._pick(_CH_FRAUD)))  # fmt: skip
             t += d * 1000 + int(min(30 * HOUR_MS, max(5 * HOUR_MS, 14 * HOUR_MS * math.exp(rng.gauss(0, 0.4)))))
         return calls, transfers

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from features.state import KIND_CODES
+from features.state import KIND_CODES, PAYEE_AGE_CAP_S
 from features.vector import FEATURE_INDEX, FEATURE_NAMES
 
 _KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
@@ -19,6 +19,20 @@ def _v(row: Sequence[float], name: str) -> float:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min"
+
+
+def _people(n: float) -> str:
+    return "1 person" if round(n) == 1 else f"{n:.0f} people"
+
+
+def _age(seconds: float) -> str:
+    if seconds >= PAYEE_AGE_CAP_S:
+        return f"at least {PAYEE_AGE_CAP_S / 86_400:.0f} days"  # the feature is capped there
+    if seconds < 3600:
+        return _minutes(seconds)
+    if seconds < 86_400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86_400:.0f} days"
 
 
 def _kind(row: Sequence[float], name: str) -> str:
@@ -51,6 +65,38 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     ),
     "suspicious_caller_calls": lambda r: (
         f"took {_v(r, 'suspicious_caller_calls'):.0f} calls from the same unknown number"
+    ),
+    "caller_paid_callees_24h": lambda r: (
+        f"{_people(_v(r, 'caller_paid_callees_24h'))} who talked with the calling number today then paid someone new"
+    ),
+    "caller_paid_callees_7d": lambda r: (
+        f"{_people(_v(r, 'caller_paid_callees_7d'))} who talked with the calling number this week then paid someone new"
+    ),
+    "caller_paid_share_7d": lambda r: (
+        f"{_v(r, 'caller_paid_share_7d'):.0%} of the people the calling number rang this week "
+        "paid someone new soon after"
+    ),
+    "suspicious_caller_paid_callees_7d": lambda r: (
+        f"{_people(_v(r, 'suspicious_caller_paid_callees_7d'))} who talked with the same unknown number "
+        "this week then paid someone new"
+    ),
+    "payee_payers_24h": lambda r: f"the receiving account was paid by {_people(_v(r, 'payee_payers_24h'))} today",
+    "payee_payers_7d": lambda r: f"the receiving account was paid by {_people(_v(r, 'payee_payers_7d'))} this week",
+    "payee_new_payers_24h": lambda r: (
+        f"{_people(_v(r, 'payee_new_payers_24h'))} paid the receiving account for the first time today"
+    ),
+    "payee_new_payers_7d": lambda r: (
+        f"{_people(_v(r, 'payee_new_payers_7d'))} paid the receiving account for the first time this week"
+    ),
+    "payee_amount_24h": lambda r: f"the receiving account took in ¥{_v(r, 'payee_amount_24h'):,.0f} today",
+    "payee_age_s": lambda r: f"the receiving account first appeared {_age(_v(r, 'payee_age_s'))} ago",
+    "payee_flagged_payers_7d": lambda r: (
+        f"{_people(_v(r, 'payee_flagged_payers_7d'))} paid the receiving account this week "
+        "right after a call from an unknown number"
+    ),
+    "payee_flagged_share_7d": lambda r: (
+        f"{_v(r, 'payee_flagged_share_7d'):.0%} of this week's payers of the receiving account paid "
+        "right after a call from an unknown number"
     ),
     "sub_longest_stranger_call_24h_s": lambda r: (
         f"longest call with an unknown number today lasted {_minutes(_v(r, 'sub_longest_stranger_call_24h_s'))}"

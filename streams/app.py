@@ -1,9 +1,14 @@
 """The Faust app: topics, changelogged feature tables, and the three agents of the scoring path.
 
 Data path (every hop keyed so one key's events meet on one partition):
-  calls.v1 / transfers.v1 (raw bytes) --ingest--> calls-by-caller (calls by caller, transfers by subscriber)
-  --callers--> subscriber-events (key subscriber)
+  calls.v1 / transfers.v1 (raw bytes) --ingest--> calls-by-caller (calls by caller, transfers by payee account)
+  --callers--> subscriber-events (key subscriber; calls carry the caller's snapshot, transfers the payee's)
   subscriber-events --score--> decision --> alerting (Redis case/outbox, HTTP delivery)
+  score --feedback--> calls-by-caller (key caller or payee): "a callee of yours paid a new payee",
+  "a payer of yours paid right after a suspicious call"; ``callers`` queues it on that key's state, where
+  it counts from ``FEEDBACK_DELAY_MS`` of event time after the transfer (so the hop's latency does not
+  change any feature while it is shorter than that delay). Feedback is not an event: never counted, scored
+  or forwarded, and idempotent per (transfer event id, key).
 Bad input never reaches Faust's deserialisers: topics carry raw bytes and ``ingest`` validates them,
 sending failures to the dead-letter topic with their reason.
 """
@@ -20,15 +25,32 @@ import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerting.decision import Decision
-from features.state import CallerSnapshot, CallerState, SubscriberState
-from features.vector import FeatureRow, caller_step, encode_row, subscriber_step
+from features.state import (
+    PAYEE_PREFIX,
+    CallerSnapshot,
+    CallerState,
+    Feedback,
+    PayeeSnapshot,
+    PayeeState,
+    SubscriberState,
+    payee_key,
+)
+from features.vector import (
+    FeatureRow,
+    apply_feedback,
+    caller_step,
+    encode_row,
+    payee_step,
+    subscriber_step,
+    transfer_feedback,
+)
 from fraudwatch.pseudonym import pseudonymise
 from fraudwatch.settings import get_settings
 from models.explain import reasons
 from models.registry import ModelRegistry
 from streams import codecs, fetch_wait
 from streams.decode import InvalidEvent, decode, decode_obj
-from streams.events import CallEvent
+from streams.events import CallEvent, TransferEvent
 from streams.metrics import (
     ALERT_ERRORS,
     CONSUMER_LAG,
@@ -129,9 +151,11 @@ async def ingest(stream: Any) -> None:
         EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
         # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
         envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
-        # Transfers take the same two hops as calls (through ``callers`` untouched) so that, under load,
-        # a transfer does not overtake the call that came before it.
-        key = parsed.caller if isinstance(parsed, CallEvent) else parsed.subscriber
+        # Transfers take the same two hops as calls so that, under load, a transfer does not overtake the
+        # call that came before it. On this hop they are keyed by payee (``callers`` adds the payee's
+        # features): like a subscriber's calls from different numbers, its transfers to different payees
+        # may then reach ``score`` in another order than they were sent.
+        key = parsed.caller if isinstance(parsed, CallEvent) else payee_key(parsed.payee_account)
         await caller_topic.send(key=key.encode(), value=envelope)
 
 
@@ -143,14 +167,20 @@ async def callers(stream: Any) -> None:
     once per batch rather than once per call: its state is the largest there is.
     """
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
-        touched: dict[str, CallerState] = {}
+        touched: dict[str, CallerState | PayeeState] = {}
         for value in batch:
             envelope = orjson.loads(value)
+            if "f" in envelope:
+                _take_feedback(Feedback.from_list(envelope["f"]), touched)
+                continue
             call = decode_obj(envelope["e"])
             if not isinstance(call, CallEvent):
-                await subscriber_topic.send(key=call.subscriber.encode(), value=value)
+                if (payee_snap := _payee_step(call, touched)) is not None:
+                    envelope["p"] = payee_snap.to_list()
+                    await subscriber_topic.send(key=call.subscriber.encode(), value=orjson.dumps(envelope))
                 continue
             state = touched.get(call.caller) or caller_table.get(call.caller) or CallerState()
+            assert isinstance(state, CallerState)
             snap = caller_step(state, call)
             if snap is None:
                 DUPLICATES.labels(stage="caller").inc()
@@ -160,6 +190,29 @@ async def callers(stream: Any) -> None:
             await subscriber_topic.send(key=call.callee.encode(), value=orjson.dumps(envelope))
         for caller, state in touched.items():
             caller_table[caller] = state
+
+
+def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeState]) -> PayeeSnapshot | None:
+    """The receiving account's snapshot after this transfer; None (counted) for a duplicate."""
+    key = payee_key(transfer.payee_account)
+    state = touched.get(key) or caller_table.get(key) or PayeeState()
+    assert isinstance(state, PayeeState)
+    snap = payee_step(state, transfer)
+    if snap is None:
+        DUPLICATES.labels(stage="payee").inc()
+    else:
+        touched[key] = state
+    return snap
+
+
+def _take_feedback(fb: Feedback, touched: dict[str, CallerState | PayeeState]) -> None:
+    """Queue feedback on the caller or payee state it names (a repeat is dropped and counted)."""
+    new = PayeeState if fb.key.startswith(PAYEE_PREFIX) else CallerState
+    state = touched.get(fb.key) or caller_table.get(fb.key) or new()
+    if apply_feedback(state, fb):
+        touched[fb.key] = state
+    else:
+        DUPLICATES.labels(stage="feedback").inc()
 
 
 async def _wait_for_model() -> Any:
@@ -181,15 +234,19 @@ async def score(stream: Any) -> None:
         rows: list[FeatureRow] = []
         ingest_s: list[float | None] = []
         touched: dict[str, SubscriberState] = {}
+        feedback: list[Feedback] = []
         for value in batch:
             envelope = orjson.loads(value)
             event = decode_obj(envelope["e"])
             snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
+            payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
             state = touched.get(event.subscriber) or subscriber_table.get(event.subscriber) or SubscriberState()
-            row = subscriber_step(state, event, snap)
+            row = subscriber_step(state, event, snap, payee)
             if row is None:
                 DUPLICATES.labels(stage="subscriber").inc()
                 continue
+            if isinstance(event, TransferEvent):
+                feedback += transfer_feedback(state, event, row)
             touched[event.subscriber] = state
             rows.append(row)
             ingest_s.append(envelope.get("t"))
@@ -216,6 +273,9 @@ async def score(stream: Any) -> None:
                 await _alert(scorer, row, risk, level)
         if shadow_model.scorer is not None:
             _score_shadow(shadow_model.scorer, rows, risks)
+        # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
+        for fb in feedback:
+            await caller_topic.send(key=fb.key.encode(), value=orjson.dumps({"f": fb.to_list()}))
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
         # their feature rows, decisions and alerts: once the state holds an event id, a replay after a
         # crash skips that event as a duplicate, so state written first would lose its alert for good.

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from faust.serializers import codecs
 
-from features.state import CallerState, SubscriberState
+from features.state import SubscriberState, state_from_obj
 
 
 class _CallerCodec(codecs.Codec):
@@ -15,7 +15,7 @@ class _CallerCodec(codecs.Codec):
         return orjson.dumps(obj.to_obj())
 
     def _loads(self, s: bytes) -> Any:
-        return CallerState.from_obj(orjson.loads(s))
+        return state_from_obj(orjson.loads(s))  # calling numbers and payee accounts share the caller table
 
 
 class _SubscriberCodec(codecs.Codec):

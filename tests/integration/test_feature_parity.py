@@ -75,6 +75,10 @@ async def test_stream_rows_equal_offline_rows(
                     pass
                 await asyncio.sleep(0.5)
         # Half a day in 40 s: a call and the transfer minutes after it stay seconds apart on the wire.
+        # The comparison stays exact with the feedback edge (score -> callers/payee keys): feedback only counts
+        # FEEDBACK_DELAY_MS (30 min) of event time after its transfer, i.e. about 1.7 s of wall time here,
+        # far more than the hop takes, so every row is computed with the same feedback as offline. A hop
+        # slower than that (a backlog) would make rows differ until the late feedback is counted.
         await replay(paths["events"], settings, speedup=43_200 / 40)
         await consumer.start()
         streamed: dict[str, dict] = {}  # type: ignore[type-arg]

@@ -11,14 +11,17 @@ import pytest
 
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
 from features.pipeline import FeatureEngine, in_arrival_order
-from features.state import KIND_CODES, CallerState, SubscriberState
+from features.state import KIND_CODES, CallerState, PayeeState, SubscriberState, payee_key, state_from_obj
 from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
     FeatureRow,
+    apply_feedback,
     available_at,
     caller_step,
+    payee_step,
     subscriber_step,
+    transfer_feedback,
 )
 from fraudwatch.simulate import CityConfig, simulate
 from streams.decode import decode_obj
@@ -449,25 +452,46 @@ def city_events() -> list[Event]:
 
 
 def _through_changelog(events: Iterable[Event]) -> list[FeatureRow]:
-    """caller_step/subscriber_step on fresh states restored from their serialised form before every event."""
-    callers: dict[str, bytes] = {}
+    """The agents' steps on fresh states restored from their serialised form before every event and feedback.
+
+    Callers and payees share one store (as they share the caller table); feedback is applied after the
+    transfer's row, each through its own round trip.
+    """
+    keyed: dict[str, bytes] = {}
     subscribers: dict[str, bytes] = {}
     out: list[FeatureRow] = []
+
+    def load(key: str, new: type[CallerState] | type[PayeeState]) -> CallerState | PayeeState:
+        raw = keyed.get(key)
+        return state_from_obj(orjson.loads(raw)) if raw is not None else new()
+
     for event in in_arrival_order(events):
-        snap = None
+        snap = payee_snap = None
         if isinstance(event, CallEvent):
-            raw = callers.get(event.caller)
-            caller = CallerState.from_obj(orjson.loads(raw)) if raw is not None else CallerState()
+            caller = load(event.caller, CallerState)
+            assert isinstance(caller, CallerState)
             snap = caller_step(caller, event)
-            callers[event.caller] = orjson.dumps(caller.to_obj())
+            keyed[event.caller] = orjson.dumps(caller.to_obj())
             if snap is None:
+                continue
+        else:
+            payee = load(payee_key(event.payee_account), PayeeState)
+            assert isinstance(payee, PayeeState)
+            payee_snap = payee_step(payee, event)
+            keyed[payee_key(event.payee_account)] = orjson.dumps(payee.to_obj())
+            if payee_snap is None:
                 continue
         raw = subscribers.get(event.subscriber)
         sub = SubscriberState.from_obj(orjson.loads(raw)) if raw is not None else SubscriberState()
-        row = subscriber_step(sub, event, snap)
+        row = subscriber_step(sub, event, snap, payee_snap)
         subscribers[event.subscriber] = orjson.dumps(sub.to_obj())
         if row is not None:
             out.append(row)
+            if isinstance(event, TransferEvent):
+                for fb in transfer_feedback(sub, event, row):
+                    state = load(fb.key, PayeeState if fb.key.startswith("payee:") else CallerState)
+                    apply_feedback(state, fb)
+                    keyed[fb.key] = orjson.dumps(state.to_obj())
     return out
 
 
