@@ -136,9 +136,13 @@ def worker() -> None:
     from streams.app import app as faust_app
 
     sys.argv = [sys.argv[0]]
-    Worker(
+    worker = Worker(
         faust_app, loglevel=settings.log_level, quiet=True, logging_config=dict_config(settings.log_level)
-    ).execute_from_commandline()
+    )
+    # No terminal spinner in a service: at WARNING and above Faust would otherwise hook it to the root
+    # logger and lower the root to DEBUG, so every debug call in aiokafka/httpcore built a record per message.
+    worker.spinner = None
+    worker.execute_from_commandline()
 
 
 @app.command()
