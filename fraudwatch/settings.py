@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         20, ge=1, description="Longest a consumer fetch waits for data; Faust's fixed 1.5 s adds latency per hop."
     )
+    producer_linger_s: float = Field(
+        0.002, ge=0, description="How long the producer gathers messages into one request (fewer, larger writes)."
+    )
     publish_features: bool = Field(
         False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
     )

@@ -68,6 +68,7 @@ app = faust.App(
     web_bind=settings.worker_web_bind,
     web_tables_enabled=False,  # the built-in /table routes would expose subscriber state
     processing_guarantee="at_least_once",
+    producer_linger=settings.producer_linger_s,
 )
 
 
