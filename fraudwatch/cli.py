@@ -131,6 +131,10 @@ def worker() -> None:
     if not settings.broker_url or not settings.redis_url:
         raise typer.BadParameter("a worker needs FW_BROKER_URL and FW_REDIS_URL; `fraudwatch run` starts both")
     configure(settings.log_level)
+    if settings.uvloop:
+        import uvloop
+
+        uvloop.install()  # before Faust creates its loops (main and consumer thread)
     from faust import Worker
 
     from streams.app import app as faust_app

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     producer_linger_s: float = Field(
         0.002, ge=0, description="How long the producer gathers messages into one request (fewer, larger writes)."
     )
+    uvloop: bool = Field(True, description="Run the worker on uvloop (a faster event loop; sockets and callbacks).")
     publish_features: bool = Field(
         False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
     )
