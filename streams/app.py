@@ -44,6 +44,7 @@ from streams.metrics import (
     SCORE_SECONDS,
     SHADOW_DECISIONS,
 )
+from streams.produce import BatchSender
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic
 
@@ -115,25 +116,52 @@ async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition
     await dead_letter_topic.send(value=orjson.dumps(envelope))
 
 
+_to_callers = BatchSender(app, caller_topic.get_topic_name())
+_to_subscribers = BatchSender(app, subscriber_topic.get_topic_name())
+# Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
+_consumed: dict[tuple[str, str], Any] = {}
+_caller_duplicates = DUPLICATES.labels(stage="caller")
+_subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
+_scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
+_decisions: dict[int, Any] = {}
+
+
+def _count_consumed(topic: str, kind: str, n: int) -> None:
+    child = _consumed.get((topic, kind))
+    if child is None:
+        child = _consumed[(topic, kind)] = EVENTS_CONSUMED.labels(topic=topic, kind=kind)
+    child.inc(n)
+
+
 @app.agent(input_topic)
 async def ingest(stream: Any) -> None:
-    """Validate raw input; route calls to their caller's partition and transfers to the subscriber's."""
-    async for event in stream.events():
-        message = event.message
-        raw: bytes = event.value if event.value is not None else b""
-        try:
-            parsed = decode(raw, settings.max_event_bytes)
-        except InvalidEvent as exc:
-            await send_dead_letter(raw, exc, message.topic, message.partition, message.offset)
-            log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
-            continue
-        EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
-        # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
-        envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
-        # Transfers take the same two hops as calls (through ``callers`` untouched) so that, under load,
-        # a transfer does not overtake the call that came before it.
-        key = parsed.caller if isinstance(parsed, CallEvent) else parsed.subscriber
-        await caller_topic.send(key=key.encode(), value=envelope)
+    """Validate raw input; route calls to their caller's partition and transfers to the subscriber's.
+
+    Stateless, so it works in batches: one produce call per partition and batch instead of one per event.
+    Events are acknowledged after their batch is queued; Faust flushes the producer before it commits.
+    """
+    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
+        out: list[tuple[bytes, bytes]] = []
+        counts: dict[tuple[str, str], int] = {}
+        for event in events:
+            message = event.message
+            raw: bytes = event.value if event.value is not None else b""
+            try:
+                parsed = decode(raw, settings.max_event_bytes)
+            except InvalidEvent as exc:
+                await send_dead_letter(raw, exc, message.topic, message.partition, message.offset)
+                log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
+                continue
+            counts[(message.topic, parsed.schema)] = counts.get((message.topic, parsed.schema), 0) + 1
+            # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
+            envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
+            # Transfers take the same two hops as calls (through ``callers`` untouched) so that, under load,
+            # a transfer does not overtake the call that came before it.
+            key = parsed.caller if isinstance(parsed, CallEvent) else parsed.subscriber
+            out.append((key.encode(), envelope))
+        for (topic, kind), n in counts.items():
+            _count_consumed(topic, kind, n)
+        await _to_callers.send_many(out)
 
 
 @app.agent(caller_topic)
@@ -145,20 +173,22 @@ async def callers(stream: Any) -> None:
     """
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
         touched: dict[str, CallerState] = {}
+        out: list[tuple[bytes, bytes]] = []
         for value in batch:
             envelope = orjson.loads(value)
             call = decode_obj(envelope["e"])
             if not isinstance(call, CallEvent):
-                await subscriber_topic.send(key=call.subscriber.encode(), value=value)
+                out.append((call.subscriber.encode(), value))
                 continue
             state = touched.get(call.caller) or caller_table.get(call.caller) or CallerState()
             snap = caller_step(state, call)
             if snap is None:
-                DUPLICATES.labels(stage="caller").inc()
+                _caller_duplicates.inc()
                 continue
             touched[call.caller] = state
             envelope["c"] = snap.to_list()
-            await subscriber_topic.send(key=call.callee.encode(), value=orjson.dumps(envelope))
+            out.append((call.callee.encode(), orjson.dumps(envelope)))
+        await _to_subscribers.send_many(out)
         for caller, state in touched.items():
             caller_table[caller] = state
 
@@ -189,7 +219,7 @@ async def score(stream: Any) -> None:
             state = touched.get(event.subscriber) or subscriber_table.get(event.subscriber) or SubscriberState()
             row = subscriber_step(state, event, snap)
             if row is None:
-                DUPLICATES.labels(stage="subscriber").inc()
+                _subscriber_duplicates.inc()
                 continue
             touched[event.subscriber] = state
             rows.append(row)
@@ -208,8 +238,11 @@ async def score(stream: Any) -> None:
         now = time.time()
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
-            EVENTS_SCORED.labels(kind="call.v1" if row.is_call else "transfer.v1").inc()
-            DECISIONS.labels(level=str(level)).inc()
+            _scored[row.is_call].inc()
+            counter = _decisions.get(level)
+            if counter is None:
+                counter = _decisions[level] = DECISIONS.labels(level=str(level))
+            counter.inc()
             if t_s:
                 EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
