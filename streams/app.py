@@ -236,6 +236,7 @@ async def score(stream: Any) -> None:
         SCORE_BATCH.observe(len(rows))
         _watermark["ms"] = max(_watermark["ms"], max(r.avail_ms for r in rows))
         now = time.time()
+        alerts: list[tuple[FeatureRow, float, int]] = []
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
             _scored[row.is_call].inc()
@@ -247,7 +248,12 @@ async def score(stream: Any) -> None:
                 EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
             if level:
-                await _alert(scorer, row, risk, level)
+                alerts.append((row, risk, level))
+        if alerts:
+            # One SHAP call for the batch's alerts: LightGBM's per-call cost dominated one row's.
+            contributions = scorer.contributions_many([row.values for row, _, _ in alerts])
+            for (row, risk, level), contrib in zip(alerts, contributions, strict=True):
+                await _alert(scorer, row, risk, level, contrib)
         if shadow_model.scorer is not None:
             _score_shadow(shadow_model.scorer, rows, risks)
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
@@ -279,7 +285,7 @@ def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
             )
 
 
-async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
+async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int, contributions: Any) -> None:
     """Explain a risky event and hand it to alerting; a failed side effect never stops the stream."""
     decision = Decision(
         subscriber=row.subscriber,
@@ -288,7 +294,7 @@ async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
         score=risk,
         level=level,
         model_version=scorer.version,
-        reasons=tuple(reasons(row.values, scorer.contributions(row.values))),
+        reasons=tuple(reasons(row.values, contributions)),
         lat=row.lat,
         lon=row.lon,
     )
