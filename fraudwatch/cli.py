@@ -149,9 +149,7 @@ def worker() -> None:
         gc.set_threshold(settings.gc_gen0_threshold, 20, 50)
 
     sys.argv = [sys.argv[0]]
-    worker = Worker(
-        faust_app, loglevel=settings.log_level, quiet=True, logging_config=dict_config(settings.log_level)
-    )
+    worker = Worker(faust_app, loglevel=settings.log_level, quiet=True, logging_config=dict_config(settings.log_level))
     # No terminal spinner in a service: at WARNING and above Faust would otherwise hook it to the root
     # logger and lower the root to DEBUG, so every debug call in aiokafka/httpcore built a record per message.
     worker.spinner = None
