@@ -6,13 +6,19 @@ One run measures, on the same events:
 - event-to-decision latency of the batched worker at fixed offered rates -> p50/p95/p99;
 - in-process: raw batched ``Booster.predict`` on precomputed feature rows, the service's scoring path
   (calibrated batch score) on the same rows, and the feature path per event;
-- the worker's peak resident memory.
+- the worker's peak resident memory, and its CPU per event while draining;
+- where the worker's time goes while draining (``worker_profile``: a py-spy profile summarised by
+  function and package, when py-spy is installed) and a one-line ``limits``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
 import statistics
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +88,40 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def _cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+_FRAMEWORK = ("faust", "mode", "aiokafka", "asyncio", "uvloop", "selectors.py", "kafka")
+_FEATURES = ("features", "streams")
+_MODEL = ("lightgbm", "lleaves", "models", "numpy")
+
+
+def limits(result: dict[str, Any]) -> str:
+    """One sentence on what bounds the worker, from its CPU use and profile."""
+    worker = result.get("worker", {})
+    cpu = worker.get("cpu_share_of_one_core")
+    prof = result.get("worker_profile") or {}
+    pkgs: dict[str, float] = prof.get("by_package_pct", {})
+    if not pkgs:
+        return f"worker used {cpu} of one core while draining; no profile (install py-spy for one)"
+
+    def share(names: tuple[str, ...]) -> float:
+        return round(sum(v for k, v in pkgs.items() if k in names), 1)
+
+    return (
+        f"worker used {cpu} of one core while draining ({worker.get('cpu_us_per_event')} us CPU per event); "
+        f"of its samples ~{share(_FRAMEWORK)}% framework (Faust/mode/aiokafka/event loop and socket writes "
+        f"for three hops and two changelogs), ~{share(_FEATURES)}% feature and agent code, ~{share(_MODEL)}% "
+        f"model and explanations (top packages only). One process holds the GIL: the ceiling is one core."
+    )
+
+
 async def _wait_ready(port: int, proc: Any) -> None:
     import httpx
 
@@ -96,6 +136,68 @@ async def _wait_ready(port: int, proc: Any) -> None:
                 pass
             await asyncio.sleep(0.25)
     raise TimeoutError("benchmark worker not ready")
+
+
+def _frame_name(frame: str) -> tuple[str, str]:
+    """(``function file``, package) of one py-spy raw frame such as ``f (pkg/mod.py:12)``."""
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    return f"{name} {path.rsplit('/', 1)[-1]}", path.split("/", 1)[0] if "/" in path else path
+
+
+def summarize_profile(raw_text: str, top: int = 12) -> dict[str, Any]:
+    """Shares of a py-spy ``--format raw`` profile: top functions by own time, by inclusive time
+    (the agents and other landmarks), and by package (where the time goes: framework or our code)."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    packages: dict[str, int] = {}
+    n = 0
+    for line in raw_text.splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        count = int(count_s)
+        n += count
+        frames = [_frame_name(f) for f in stack.split(";")]
+        fn, pkg = frames[-1]
+        own[fn] = own.get(fn, 0) + count
+        packages[pkg] = packages.get(pkg, 0) + count
+        for name in {f for f, _ in frames}:
+            inclusive[name] = inclusive.get(name, 0) + count
+
+    def shares(counts: dict[str, int], k: int, keep: Any = None) -> dict[str, float]:
+        items = [(name, c) for name, c in counts.items() if keep is None or keep(name)]
+        items.sort(key=lambda kv: -kv[1])
+        return {name: round(100 * c / n, 1) for name, c in items[:k]}
+
+    landmarks = ("ingest ", "callers ", "score ", "_alert ", "send_changelog ", "BatchSender.send_many ")
+    return {
+        "samples": n,
+        "top_own_time_pct": shares(own, top) if n else {},
+        "by_package_pct": shares(packages, top) if n else {},
+        "agents_and_landmarks_pct": shares(inclusive, 20, lambda f: f.startswith(landmarks)) if n else {},
+    }
+
+
+async def _profile_worker(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    """Start py-spy on the worker (when installed); stopped and summarised by :func:`_profile_result`."""
+    binary = shutil.which("py-spy")
+    if binary is None:
+        return None
+    cmd = [binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--nonblocking", "-o", str(out)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _profile_result(spy: subprocess.Popen[bytes] | None, out: Path) -> dict[str, Any] | None:
+    if spy is None:
+        return None
+    spy.send_signal(signal.SIGINT)
+    try:
+        spy.wait(30)
+    except subprocess.TimeoutExpired:
+        spy.kill()
+        return None
+    return summarize_profile(out.read_text()) if out.exists() else None
 
 
 async def _drain_rate(metrics_url: str, target: float, timeout_s: float = 900) -> dict[str, float]:
@@ -193,7 +295,15 @@ async def _bench(
             proc = start_worker(run, env(f"bench-{label}", port, batch), work / f"{label}.log")
             try:
                 await _wait_ready(port, proc)
+                spy = await _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
+                cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
                 result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent)
+                cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
+                if cpu0 is not None and cpu1 is not None:
+                    result[label]["cpu_share_of_one_core"] = round((cpu1 - cpu0) / (t1 - t0), 2)
+                    result[label]["cpu_us_per_event"] = round((cpu1 - cpu0) / max(sent.sent, 1) * 1e6, 1)
+                if label == "worker":
+                    result["worker_profile"] = _profile_result(spy, work / f"{label}.pyspy.txt")
                 if label == "worker":
                     latency: dict[str, Any] = {}
                     for i, rate in enumerate(config.rates):
@@ -221,6 +331,7 @@ async def _bench(
         await receiver.stop()
     result["in_process"] = await asyncio.to_thread(_in_process, run, backlog["events"], 50_000)
     w, n = result["worker"]["events_per_s"], result["naive_agent"]["events_per_s"]
+    result["limits"] = limits(result)
     result["ratios"] = {
         "worker_vs_naive_agent": round(w / n, 2) if n else None,
         "scoring_path_vs_raw_predict": result["in_process"]["scoring_path_vs_raw_predict_time_ratio"],

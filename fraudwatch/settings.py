@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     consumer_fetch_max_wait_ms: int = Field(
         20, ge=1, description="Longest a consumer fetch waits for data; Faust's fixed 1.5 s adds latency per hop."
     )
+    producer_linger_s: float = Field(
+        0.002, ge=0, description="How long the producer gathers messages into one request (fewer, larger writes)."
+    )
+    uvloop: bool = Field(True, description="Run the worker on uvloop (a faster event loop; sockets and callbacks).")
+    gc_gen0_threshold: int = Field(
+        20_000, ge=0, description="Worker's gen-0 GC threshold (Python's default is 700; 0 leaves GC untouched)."
+    )
     publish_features: bool = Field(
         False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
     )

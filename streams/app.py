@@ -66,6 +66,7 @@ from streams.metrics import (
     SCORE_SECONDS,
     SHADOW_DECISIONS,
 )
+from streams.produce import BatchSender
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic
 
@@ -90,6 +91,7 @@ app = faust.App(
     web_bind=settings.worker_web_bind,
     web_tables_enabled=False,  # the built-in /table routes would expose subscriber state
     processing_guarantee="at_least_once",
+    producer_linger=settings.producer_linger_s,
 )
 
 
@@ -136,27 +138,56 @@ async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition
     await dead_letter_topic.send(value=orjson.dumps(envelope))
 
 
+_to_callers = BatchSender(app, caller_topic.get_topic_name())
+_to_subscribers = BatchSender(app, subscriber_topic.get_topic_name())
+# Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
+_consumed: dict[tuple[str, str], Any] = {}
+_caller_duplicates = DUPLICATES.labels(stage="caller")
+_subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
+_payee_duplicates = DUPLICATES.labels(stage="payee")
+_feedback_duplicates = DUPLICATES.labels(stage="feedback")
+_scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
+_decisions: dict[int, Any] = {}
+
+
+def _count_consumed(topic: str, kind: str, n: int) -> None:
+    child = _consumed.get((topic, kind))
+    if child is None:
+        child = _consumed[(topic, kind)] = EVENTS_CONSUMED.labels(topic=topic, kind=kind)
+    child.inc(n)
+
+
 @app.agent(input_topic)
 async def ingest(stream: Any) -> None:
-    """Validate raw input; route calls to their caller's partition and transfers to the subscriber's."""
-    async for event in stream.events():
-        message = event.message
-        raw: bytes = event.value if event.value is not None else b""
-        try:
-            parsed = decode(raw, settings.max_event_bytes)
-        except InvalidEvent as exc:
-            await send_dead_letter(raw, exc, message.topic, message.partition, message.offset)
-            log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
-            continue
-        EVENTS_CONSUMED.labels(topic=message.topic, kind=parsed.schema).inc()
-        # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
-        envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
-        # Transfers take the same two hops as calls so that, under load, a transfer does not overtake the
-        # call that came before it. On this hop they are keyed by payee (``callers`` adds the payee's
-        # features): like a subscriber's calls from different numbers, its transfers to different payees
-        # may then reach ``score`` in another order than they were sent.
-        key = parsed.caller if isinstance(parsed, CallEvent) else payee_key(parsed.payee_account)
-        await caller_topic.send(key=key.encode(), value=envelope)
+    """Validate raw input; route calls to their caller's partition and transfers to the payee's.
+
+    Stateless, so it works in batches: one produce call per partition and batch instead of one per event.
+    Events are acknowledged after their batch is queued; Faust flushes the producer before it commits.
+    """
+    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
+        out: list[tuple[bytes, bytes]] = []
+        counts: dict[tuple[str, str], int] = {}
+        for event in events:
+            message = event.message
+            raw: bytes = event.value if event.value is not None else b""
+            try:
+                parsed = decode(raw, settings.max_event_bytes)
+            except InvalidEvent as exc:
+                await send_dead_letter(raw, exc, message.topic, message.partition, message.offset)
+                log.warning("dead letter", extra={"reason": exc.reason, "topic": message.topic})
+                continue
+            counts[(message.topic, parsed.schema)] = counts.get((message.topic, parsed.schema), 0) + 1
+            # The broker timestamp (Faust gives seconds) rides along to measure ingest-to-decision latency.
+            envelope = orjson.dumps({"e": orjson.Fragment(raw), "t": message.timestamp})
+            # Transfers take the same two hops as calls so that, under load, a transfer does not overtake
+            # the call that came before it. On this hop they are keyed by payee (``callers`` adds the
+            # payee's features): like a subscriber's calls from different numbers, its transfers to
+            # different payees may then reach ``score`` in another order than they were sent.
+            key = parsed.caller if isinstance(parsed, CallEvent) else payee_key(parsed.payee_account)
+            out.append((key.encode(), envelope))
+        for (topic, kind), n in counts.items():
+            _count_consumed(topic, kind, n)
+        await _to_callers.send_many(out)
 
 
 @app.agent(caller_topic)
@@ -168,6 +199,7 @@ async def callers(stream: Any) -> None:
     """
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
         touched: dict[str, CallerState | PayeeState] = {}
+        out: list[tuple[bytes, bytes]] = []
         for value in batch:
             envelope = orjson.loads(value)
             if "f" in envelope:
@@ -177,17 +209,18 @@ async def callers(stream: Any) -> None:
             if not isinstance(call, CallEvent):
                 if (payee_snap := _payee_step(call, touched)) is not None:
                     envelope["p"] = payee_snap.to_list()
-                    await subscriber_topic.send(key=call.subscriber.encode(), value=orjson.dumps(envelope))
+                    out.append((call.subscriber.encode(), orjson.dumps(envelope)))
                 continue
             state = touched.get(call.caller) or caller_table.get(call.caller) or CallerState()
             assert isinstance(state, CallerState)
             snap = caller_step(state, call)
             if snap is None:
-                DUPLICATES.labels(stage="caller").inc()
+                _caller_duplicates.inc()
                 continue
             touched[call.caller] = state
             envelope["c"] = snap.to_list()
-            await subscriber_topic.send(key=call.callee.encode(), value=orjson.dumps(envelope))
+            out.append((call.callee.encode(), orjson.dumps(envelope)))
+        await _to_subscribers.send_many(out)
         for caller, state in touched.items():
             caller_table[caller] = state
 
@@ -199,7 +232,7 @@ def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeS
     assert isinstance(state, PayeeState)
     snap = payee_step(state, transfer)
     if snap is None:
-        DUPLICATES.labels(stage="payee").inc()
+        _payee_duplicates.inc()
     else:
         touched[key] = state
     return snap
@@ -212,7 +245,7 @@ def _take_feedback(fb: Feedback, touched: dict[str, CallerState | PayeeState]) -
     if apply_feedback(state, fb):
         touched[fb.key] = state
     else:
-        DUPLICATES.labels(stage="feedback").inc()
+        _feedback_duplicates.inc()
 
 
 async def _wait_for_model() -> Any:
@@ -243,7 +276,7 @@ async def score(stream: Any) -> None:
             state = touched.get(event.subscriber) or subscriber_table.get(event.subscriber) or SubscriberState()
             row = subscriber_step(state, event, snap, payee)
             if row is None:
-                DUPLICATES.labels(stage="subscriber").inc()
+                _subscriber_duplicates.inc()
                 continue
             if isinstance(event, TransferEvent):
                 feedback += transfer_feedback(state, event, row)
@@ -262,20 +295,28 @@ async def score(stream: Any) -> None:
         SCORE_BATCH.observe(len(rows))
         _watermark["ms"] = max(_watermark["ms"], max(r.avail_ms for r in rows))
         now = time.time()
+        alerts: list[tuple[FeatureRow, float, int]] = []
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
-            EVENTS_SCORED.labels(kind="call.v1" if row.is_call else "transfer.v1").inc()
-            DECISIONS.labels(level=str(level)).inc()
+            _scored[row.is_call].inc()
+            counter = _decisions.get(level)
+            if counter is None:
+                counter = _decisions[level] = DECISIONS.labels(level=str(level))
+            counter.inc()
             if t_s:
                 EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
             if level:
-                await _alert(scorer, row, risk, level)
+                alerts.append((row, risk, level))
+        if alerts:
+            # One SHAP call for the batch's alerts: LightGBM's per-call cost dominated one row's.
+            contributions = scorer.contributions_many([row.values for row, _, _ in alerts])
+            for (row, risk, level), contrib in zip(alerts, contributions, strict=True):
+                await _alert(scorer, row, risk, level, contrib)
         if shadow_model.scorer is not None:
             _score_shadow(shadow_model.scorer, rows, risks)
         # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
-        for fb in feedback:
-            await caller_topic.send(key=fb.key.encode(), value=orjson.dumps({"f": fb.to_list()}))
+        await _to_callers.send_many([(fb.key.encode(), orjson.dumps({"f": fb.to_list()})) for fb in feedback])
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
         # their feature rows, decisions and alerts: once the state holds an event id, a replay after a
         # crash skips that event as a duplicate, so state written first would lose its alert for good.
@@ -305,7 +346,7 @@ def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
             )
 
 
-async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
+async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int, contributions: Any) -> None:
     """Explain a risky event and hand it to alerting; a failed side effect never stops the stream."""
     decision = Decision(
         subscriber=row.subscriber,
@@ -314,7 +355,7 @@ async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int) -> None:
         score=risk,
         level=level,
         model_version=scorer.version,
-        reasons=tuple(reasons(row.values, scorer.contributions(row.values))),
+        reasons=tuple(reasons(row.values, contributions)),
         lat=row.lat,
         lon=row.lon,
     )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark
+from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark, summarize_profile
 from fraudwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -23,6 +23,7 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
     assert result["ratios"]["worker_vs_naive_agent"] > 0
+    assert result["worker"]["cpu_us_per_event"] > 0 and result["limits"]
 
 
 @pytest.mark.unit
@@ -34,3 +35,16 @@ def test_histogram_quantiles_interpolate_within_buckets() -> None:
     assert q["p50_ms"] == pytest.approx(10.0)
     assert q["p99_ms"] == pytest.approx(98.2)
     assert q["count"] == 100
+
+
+@pytest.mark.unit
+def test_profile_summary_shares_own_inclusive_and_package_time() -> None:
+    raw = (
+        "main (app/cli.py:1);score (streams/app.py:10);predict (lightgbm/basic.py:5) 3\n"
+        "main (app/cli.py:1);score (streams/app.py:10) 1\n"
+    )
+    summary = summarize_profile(raw)
+    assert summary["samples"] == 4
+    assert summary["top_own_time_pct"] == {"predict basic.py": 75.0, "score app.py": 25.0}
+    assert summary["by_package_pct"] == {"lightgbm": 75.0, "streams": 25.0}
+    assert summary["agents_and_landmarks_pct"] == {"score app.py": 100.0}
