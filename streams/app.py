@@ -16,8 +16,10 @@ sending failures to the dead-letter topic with their reason.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -38,6 +40,7 @@ from features.state import (
 from features.vector import (
     FeatureRow,
     apply_feedback,
+    available_at,
     caller_step,
     encode_row,
     payee_step,
@@ -50,7 +53,7 @@ from models.explain import reasons
 from models.registry import ModelRegistry
 from streams import codecs, fetch_wait
 from streams.decode import InvalidEvent, decode, decode_obj
-from streams.events import CallEvent, TransferEvent
+from streams.events import CallEvent, Event, TransferEvent
 from streams.metrics import (
     ALERT_ERRORS,
     CONSUMER_LAG,
@@ -190,6 +193,30 @@ async def ingest(stream: Any) -> None:
         await _to_callers.send_many(out)
 
 
+def _in_arrival_order(
+    batch: list[bytes], on_feedback: Callable[[Feedback], None] | None = None
+) -> list[tuple[Event, dict[str, Any]]]:
+    """A batch's events with their envelopes, sorted by the event time they became known (stable).
+
+    Why: a key's events reach this hop through different partitions of the previous one (a subscriber's
+    calls come from many callers), so two events a few event-time seconds apart can arrive swapped; the
+    offline engine processes them in availability order. Sorting each batch repairs the swaps that fall
+    into one batch; a swap across batches is handled as a late event (it lands in its windows, but rows
+    computed before it arrived do not see it). Feedback messages are handed to ``on_feedback`` first:
+    they only count from their own effective time, so their place in the batch does not matter.
+    """
+    decoded: list[tuple[Event, dict[str, Any]]] = []
+    for value in batch:
+        envelope = orjson.loads(value)
+        if "f" in envelope:
+            if on_feedback is not None:
+                on_feedback(Feedback.from_list(envelope["f"]))
+            continue
+        decoded.append((decode_obj(envelope["e"]), envelope))
+    decoded.sort(key=lambda pair: available_at(pair[0]))
+    return decoded
+
+
 @app.agent(caller_topic)
 async def callers(stream: Any) -> None:
     """Update the calling number's rolling state and pass its risk on to the callee's partition.
@@ -200,12 +227,7 @@ async def callers(stream: Any) -> None:
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
         touched: dict[str, CallerState | PayeeState] = {}
         out: list[tuple[bytes, bytes]] = []
-        for value in batch:
-            envelope = orjson.loads(value)
-            if "f" in envelope:
-                _take_feedback(Feedback.from_list(envelope["f"]), touched)
-                continue
-            call = decode_obj(envelope["e"])
+        for call, envelope in _in_arrival_order(batch, functools.partial(_take_feedback, touched=touched)):
             if not isinstance(call, CallEvent):
                 if (payee_snap := _payee_step(call, touched)) is not None:
                     envelope["p"] = payee_snap.to_list()
@@ -268,9 +290,7 @@ async def score(stream: Any) -> None:
         ingest_s: list[float | None] = []
         touched: dict[str, SubscriberState] = {}
         feedback: list[Feedback] = []
-        for value in batch:
-            envelope = orjson.loads(value)
-            event = decode_obj(envelope["e"])
+        for event, envelope in _in_arrival_order(batch):
             snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
             payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
             state = touched.get(event.subscriber) or subscriber_table.get(event.subscriber) or SubscriberState()

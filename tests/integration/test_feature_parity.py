@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from alerting.receiver import ReceiverServer
 from features.pipeline import FeatureEngine
+from features.vector import FEATURE_NAMES
 from fraudwatch.demo import start_worker, stop_worker
 from fraudwatch.services import RunningService, free_port
 from fraudwatch.settings import Settings
@@ -95,4 +96,12 @@ async def test_stream_rows_equal_offline_rows(
 
     assert set(streamed) == set(offline)
     different = [eid for eid, row in streamed.items() if not _same(row["values"], offline[eid].values)]
-    assert not different, f"{len(different)} of {len(offline)} rows differ, e.g. {different[:5]}"
+    detail = {
+        eid: [
+            n
+            for n, x, y in zip(FEATURE_NAMES, streamed[eid]["values"], offline[eid].values, strict=True)
+            if not _same([x], (y,))
+        ]
+        for eid in different[:5]
+    }
+    assert not different, f"{len(different)} of {len(offline)} rows differ, e.g. {detail}"
