@@ -144,20 +144,21 @@ async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition
 _to_callers = BatchSender(app, caller_topic.get_topic_name())
 _to_subscribers = BatchSender(app, subscriber_topic.get_topic_name())
 # Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
-_consumed: dict[tuple[str, str], Any] = {}
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 _caller_duplicates = DUPLICATES.labels(stage="caller")
 _subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
 _payee_duplicates = DUPLICATES.labels(stage="payee")
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
-_decisions: dict[int, Any] = {}
 
 
-def _count_consumed(topic: str, kind: str, n: int) -> None:
-    child = _consumed.get((topic, kind))
+def _child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per label set (for labels known only at run time)."""
+    key = (metric, values)
+    child = _children.get(key)
     if child is None:
-        child = _consumed[(topic, kind)] = EVENTS_CONSUMED.labels(topic=topic, kind=kind)
-    child.inc(n)
+        child = _children[key] = metric.labels(*values)
+    return child
 
 
 @app.agent(input_topic)
@@ -189,7 +190,7 @@ async def ingest(stream: Any) -> None:
             key = parsed.caller if isinstance(parsed, CallEvent) else payee_key(parsed.payee_account)
             out.append((key.encode(), envelope))
         for (topic, kind), n in counts.items():
-            _count_consumed(topic, kind, n)
+            _child(EVENTS_CONSUMED, topic, kind).inc(n)
         await _to_callers.send_many(out)
 
 
@@ -319,10 +320,7 @@ async def score(stream: Any) -> None:
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
             _scored[row.is_call].inc()
-            counter = _decisions.get(level)
-            if counter is None:
-                counter = _decisions[level] = DECISIONS.labels(level=str(level))
-            counter.inc()
+            _child(DECISIONS, str(level)).inc()
             if t_s:
                 EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
