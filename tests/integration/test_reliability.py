@@ -39,6 +39,7 @@ from tests.integration.cluster import (
     Outcome,
     PacedReplay,
     TaskReceiver,
+    Worker,
     outcome,
     start_receiver,
     wait_until,
@@ -59,6 +60,10 @@ class Scenario:
     valid_ids: frozenset[str]
     sent: int  # lines on the wire: valid events and the bad lines
     responders: list[Any]
+
+    def report(self, fault: str, run: Outcome, reference: Outcome, notes: dict[str, Any]) -> FaultReport:
+        """The fault table of a run of this city against the reference run."""
+        return FaultReport(fault, self.sent, set(self.valid_ids), run, reference, notes)
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +114,20 @@ async def running(
         await server.stop()
 
 
+def _replay(scenario: Scenario, feed: Feed) -> PacedReplay:
+    """The city's paced replay onto ``feed``, under way."""
+    replay = PacedReplay(scenario.events, feed, REPLAY_S)
+    replay.start()
+    return replay
+
+
+async def _worker_and_replay(cluster: Cluster, scenario: Scenario) -> tuple[Worker, PacedReplay]:
+    """One ready worker of ``cluster``, then the city's paced replay under way."""
+    worker = cluster.start()
+    await worker.wait_ready()
+    return worker, _replay(scenario, cluster.feed)
+
+
 async def _finish(cluster: Cluster, receiver: TaskReceiver, replay: PacedReplay, scenario: Scenario) -> Outcome:
     await replay.task  # type: ignore[misc]
     await cluster.settled(receiver, set(scenario.valid_ids), timeout_s=SETTLE_S)
@@ -139,10 +158,7 @@ def reference(
             cluster,
             receiver,
         ):
-            worker = cluster.start()
-            await worker.wait_ready()
-            replay = PacedReplay(scenario.events, feed, REPLAY_S)
-            replay.start()
+            _worker, replay = await _worker_and_replay(cluster, scenario)
             result = await _finish(cluster, receiver, replay, scenario)
         assert result.rows.keys() >= scenario.valid_ids, "the reference run itself lost events"
         assert result.keys, "the reference run created no task: the comparison would prove nothing"
@@ -170,10 +186,7 @@ async def test_worker_killed_mid_replay_recovers_state_and_loses_nothing(
         cluster,
         receiver,
     ):
-        first = cluster.start()
-        await first.wait_ready()
-        replay = PacedReplay(scenario.events, feed, REPLAY_S)
-        replay.start()
+        first, replay = await _worker_and_replay(cluster, scenario)
         await replay.reached(0.4)
         await first.kill()  # SIGKILL: no commit, no flush, no goodbye to the group
         replay.pause()  # the feed waits upstream (see the module docstring)
@@ -199,7 +212,7 @@ async def test_worker_killed_mid_replay_recovers_state_and_loses_nothing(
         notes["replayed events skipped as seen (recovered dedup state)"] = second.value("fw_duplicate_events_total")
         notes.update(await _dead_letters(feed))
 
-    report = FaultReport("crash: kill -9 at 40%", scenario.sent, set(scenario.valid_ids), run, reference, notes)
+    report = scenario.report("crash: kill -9 at 40%", run, reference, notes)
     report.check()
     recognised = second.value("fw_duplicate_events_total")
     assert recognised > 0, f"no replayed event was recognised: state not recovered?{report.table()}"
@@ -223,10 +236,7 @@ async def test_second_worker_joins_then_first_leaves_without_loss_or_doubles(
         cluster,
         receiver,
     ):
-        first = cluster.start()
-        await first.wait_ready()
-        replay = PacedReplay(scenario.events, feed, REPLAY_S)
-        replay.start()
+        first, replay = await _worker_and_replay(cluster, scenario)
         await replay.reached(0.3)
         replay.pause()  # while the group rebalances (see the module docstring)
         notes["second joined at line"] = replay.sent
@@ -250,7 +260,7 @@ async def test_second_worker_joins_then_first_leaves_without_loss_or_doubles(
         run = await _finish(cluster, receiver, replay, scenario)
         notes["scored by first, second"] = tuple(w.value("fw_events_scored_total") for w in (first, second))
 
-    report = FaultReport("scale-out 1->2->1 workers", scenario.sent, set(scenario.valid_ids), run, reference, notes)
+    report = scenario.report("scale-out 1->2->1 workers", run, reference, notes)
     report.check()
     assert first.value("fw_events_scored_total") > 0 and second.value("fw_events_scored_total") > 0, report.table()
 
@@ -280,10 +290,7 @@ async def test_redis_outage_scoring_continues_and_every_task_arrives(
     with contextlib.ExitStack() as stack:
         stack.enter_context(_redis_in(tmp_path, port))
         async with running("rel-redis", feed, url, trained_data_dir, tmp_path, scenario) as (cluster, receiver):
-            worker = cluster.start()
-            await worker.wait_ready()
-            replay = PacedReplay(scenario.events, feed, REPLAY_S)
-            replay.start()
+            worker, replay = await _worker_and_replay(cluster, scenario)
             await replay.reached(0.3)
             # A planned outage: SHUTDOWN SAVE writes the data set, the restart on the same port loads it
             # (a Redis that comes back empty is a different fault: cases and outbox would be gone).
@@ -307,7 +314,7 @@ async def test_redis_outage_scoring_continues_and_every_task_arrives(
             run = await _finish(cluster, receiver, replay, scenario)
             notes["dropped by alerting"] = worker.value("fw_alerting_dropped_total")
 
-    report = FaultReport(f"redis down {outage_s:.0f} s", scenario.sent, set(scenario.valid_ids), run, reference, notes)
+    report = scenario.report(f"redis down {outage_s:.0f} s", run, reference, notes)
     assert samples[-1] > samples[0] > scored_at_stop, f"scoring stalled while Redis was down: {samples}{report.table()}"
     report.check()
     assert worker.value("fw_alerting_errors_total") == 0, report.table()
@@ -333,10 +340,7 @@ async def test_dispatch_endpoint_down_then_slow_tasks_arrive_once(
         receiver,
     ):
         receiver.fail_next(failing, status=503)
-        worker = cluster.start()
-        await worker.wait_ready()
-        replay = PacedReplay(scenario.events, feed, REPLAY_S)
-        replay.start()
+        worker, replay = await _worker_and_replay(cluster, scenario)
         await wait_until(lambda: _true(receiver.failed >= failing), 60, "the 503 phase used up")
         receiver.slow_next(slow, delay_s)  # longer than the client's timeout: it retries what was stored
         await wait_until(lambda: _true(receiver.slowed >= slow), 60, "the slow phase used up")
@@ -346,7 +350,7 @@ async def test_dispatch_endpoint_down_then_slow_tasks_arrive_once(
         notes["delivery retries"] = worker.value("fw_delivery_retries_total")
         notes["requests at the receiver"] = receiver.requests
 
-    report = FaultReport("dispatch 503 then slow", scenario.sent, set(scenario.valid_ids), run, reference, notes)
+    report = scenario.report("dispatch 503 then slow", run, reference, notes)
     report.check()
     assert run.duplicates >= 1, f"a timed-out POST that was stored must come again as a duplicate{report.table()}"
 
@@ -393,13 +397,12 @@ async def test_worker_survives_broker_restart_and_then_processes_everything(
             await ensure_topics(cluster.settings)  # the topics are gone: declare them again
             notes["ready again after s"] = round(await worker.wait_ready(120), 1)
             assert worker.alive(), worker.log_tail()
-            replay = PacedReplay(scenario.events, feed, REPLAY_S)
-            replay.start()
+            replay = _replay(scenario, feed)
             run = await _finish(cluster, receiver, replay, scenario)
             notes.update(await _dead_letters(feed))
     finally:
         broker.stop()
 
     name = "broker restart (before replay)"
-    report = FaultReport(name, scenario.sent, set(scenario.valid_ids), run, reference, notes)
+    report = scenario.report(name, run, reference, notes)
     report.check()
