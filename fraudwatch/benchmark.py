@@ -179,7 +179,7 @@ def summarize_profile(raw_text: str, top: int = 12) -> dict[str, Any]:
     }
 
 
-async def _profile_worker(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+def _profile_worker(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     """Start py-spy on the worker (when installed); stopped and summarised by :func:`_profile_result`."""
     binary = shutil.which("py-spy")
     if binary is None:
@@ -295,7 +295,7 @@ async def _bench(
             proc = start_worker(run, env(f"bench-{label}", port, batch), work / f"{label}.log")
             try:
                 await _wait_ready(port, proc)
-                spy = await _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
+                spy = _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
                 cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
                 result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent)
                 cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
@@ -304,7 +304,6 @@ async def _bench(
                     result[label]["cpu_us_per_event"] = round((cpu1 - cpu0) / max(sent.sent, 1) * 1e6, 1)
                 if label == "worker":
                     result["worker_profile"] = _profile_result(spy, work / f"{label}.pyspy.txt")
-                if label == "worker":
                     latency: dict[str, Any] = {}
                     for i, rate in enumerate(config.rates):
                         n_subs = max(200, int(rate * config.seconds_per_rate / 6))
