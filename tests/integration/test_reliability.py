@@ -1,7 +1,7 @@
 """Reliability under faults: worker crash, scale-out and rebalance, Redis outage, dispatch endpoint down or
 slow, broker restart. Real workers, broker, Redis and HTTP receiver (harness: ``tests/integration/cluster.py``).
 
-Each fault run replays the same simulated city (event time compressed into ~20 s) and is compared with one
+Each fault run replays the same simulated city (event time compressed into ~40 s) and is compared with one
 reference run of a single, undisturbed worker on the same events (own app id, own Redis database): every
 task the reference created must reach the receiver exactly once (by idempotency key), no other task may,
 and every valid event must have been scored (its feature row is on ``<app_id>.features``).
@@ -48,7 +48,7 @@ from tests.integration.cluster import (
 pytestmark = pytest.mark.integration
 
 CITY = CityConfig(subscribers=800, days=1.0, seed=41, victims_per_10k_per_day=300)
-REPLAY_S = 20.0
+REPLAY_S = 40.0
 SETTLE_S = 120.0
 
 
