@@ -69,7 +69,7 @@ from streams.metrics import (
     SCORE_SECONDS,
     SHADOW_DECISIONS,
 )
-from streams.produce import BatchSender
+from streams.produce import BatchSender, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic
 
@@ -141,8 +141,10 @@ async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition
     await dead_letter_topic.send(value=orjson.dumps(envelope))
 
 
-_to_callers = BatchSender(app, caller_topic.get_topic_name())
-_to_subscribers = BatchSender(app, subscriber_topic.get_topic_name())
+# Internal hops carry packed records (many envelopes each): Faust's cost per consumed message is paid
+# once per partition and batch instead of once per event.
+_to_callers = BatchSender(app, caller_topic.get_topic_name(), packed=True)
+_to_subscribers = BatchSender(app, subscriber_topic.get_topic_name(), packed=True)
 # Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
 _children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 _caller_duplicates = DUPLICATES.labels(stage="caller")
@@ -197,7 +199,7 @@ async def ingest(stream: Any) -> None:
 def _in_arrival_order(
     batch: list[bytes], on_feedback: Callable[[Feedback], None] | None = None
 ) -> list[tuple[Event, dict[str, Any]]]:
-    """A batch's events with their envelopes, sorted by the event time they became known (stable).
+    """A batch's events (unpacked) with their envelopes, sorted by the event time they became known (stable).
 
     Why: a key's events reach this hop through different partitions of the previous one (a subscriber's
     calls come from many callers), so two events a few event-time seconds apart can arrive swapped; the
@@ -208,12 +210,12 @@ def _in_arrival_order(
     """
     decoded: list[tuple[Event, dict[str, Any]]] = []
     for value in batch:
-        envelope = orjson.loads(value)
-        if "f" in envelope:
-            if on_feedback is not None:
-                on_feedback(Feedback.from_list(envelope["f"]))
-            continue
-        decoded.append((decode_obj(envelope["e"]), envelope))
+        for envelope in unpack(value):
+            if "f" in envelope:
+                if on_feedback is not None:
+                    on_feedback(Feedback.from_list(envelope["f"]))
+                continue
+            decoded.append((decode_obj(envelope["e"]), envelope))
     decoded.sort(key=lambda pair: available_at(pair[0]))
     return decoded
 
