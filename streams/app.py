@@ -148,8 +148,8 @@ _to_callers = BatchSender(app, caller_topic.get_topic_name(), packed=True)
 _to_subscribers = BatchSender(app, subscriber_topic.get_topic_name(), packed=True)
 
 
-class _StateWriter:
-    """Writes a batch's changed states into a table, with their changelog records as one batch per partition.
+class _StateTable:
+    """Reads states from a table's store; writes a batch's changed states with one changelog batch per partition.
 
     Why not ``table[key] = state``: Faust sends each changelog record on its own (``send_soon`` with a
     callback per key), which cost as much per event as the hops themselves. The records are the same
@@ -163,6 +163,10 @@ class _StateWriter:
         self.codec = codec
         self.sender = BatchSender(app, table.changelog_topic.get_topic_name())
 
+    def get(self, key: str) -> Any:
+        """The key's state, or None (read from the store: ``Table.get`` raises and catches per new key)."""
+        return self.table.data.get(key)
+
     async def write(self, states: dict[str, Any]) -> None:
         """Store each state under its key and queue its changelog record."""
         if not states:
@@ -175,8 +179,8 @@ class _StateWriter:
         await self.sender.send_many(records)
 
 
-_caller_states = _StateWriter(caller_table, codecs.CALLER_CODEC)
-_subscriber_states = _StateWriter(subscriber_table, codecs.SUBSCRIBER_CODEC)
+_caller_states = _StateTable(caller_table, codecs.CALLER_CODEC)
+_subscriber_states = _StateTable(subscriber_table, codecs.SUBSCRIBER_CODEC)
 # Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
 _children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 _caller_duplicates = DUPLICATES.labels(stage="caller")
@@ -268,7 +272,7 @@ async def callers(stream: Any) -> None:
                     envelope["p"] = payee_snap.to_list()
                     out.append((call.subscriber.encode(), orjson.dumps(envelope)))
                 continue
-            state = touched.get(call.caller) or caller_table.get(call.caller) or CallerState()
+            state = touched.get(call.caller) or _caller_states.get(call.caller) or CallerState()
             assert isinstance(state, CallerState)
             snap = caller_step(state, call)
             if snap is None:
@@ -284,7 +288,7 @@ async def callers(stream: Any) -> None:
 def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeState]) -> PayeeSnapshot | None:
     """The receiving account's snapshot after this transfer; None (counted) for a duplicate."""
     key = payee_key(transfer.payee_account)
-    state = touched.get(key) or caller_table.get(key) or PayeeState()
+    state = touched.get(key) or _caller_states.get(key) or PayeeState()
     assert isinstance(state, PayeeState)
     snap = payee_step(state, transfer)
     if snap is None:
@@ -297,7 +301,7 @@ def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeS
 def _take_feedback(fb: Feedback, touched: dict[str, CallerState | PayeeState]) -> None:
     """Queue feedback on the caller or payee state it names (a repeat is dropped and counted)."""
     new = PayeeState if fb.key.startswith(PAYEE_PREFIX) else CallerState
-    state = touched.get(fb.key) or caller_table.get(fb.key) or new()
+    state = touched.get(fb.key) or _caller_states.get(fb.key) or new()
     if apply_feedback(state, fb):
         touched[fb.key] = state
     else:
@@ -327,7 +331,7 @@ async def score(stream: Any) -> None:
         for event, envelope in _in_arrival_order(batch):
             snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
             payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
-            state = touched.get(event.subscriber) or subscriber_table.get(event.subscriber) or SubscriberState()
+            state = touched.get(event.subscriber) or _subscriber_states.get(event.subscriber) or SubscriberState()
             row = subscriber_step(state, event, snap, payee)
             if row is None:
                 _subscriber_duplicates.inc()
