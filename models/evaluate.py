@@ -37,10 +37,33 @@ def _lead_times(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]
     return by, before, leads
 
 
-def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, Any]:
+def first_observable_ms(data: Dataset, cases: list[dict[str, Any]]) -> dict[str, int]:
+    """Per case id, when the first call of the case to its victim ended (its row became known).
+
+    That is the earliest moment the service can know of the scam from its calls; a loss at or before it is
+    beyond any model that scores calls (the transfer itself is still seen at ``first_loss_ms``).
+    """
+    call_end = {r.event_id: (r.subscriber, r.avail_ms) for r in data.rows if r.is_call}
+    out: dict[str, int] = {}
+    for case in cases:
+        ends = [call_end[eid][1] for eid in case["event_ids"] if eid in call_end and call_end[eid][0] == case["victim"]]
+        if ends:
+            out[case["case_id"]] = min(ends)
+    return out
+
+
+def _observable(case: dict[str, Any], first_seen: dict[str, int], strictly: bool) -> bool:
+    seen = first_seen.get(case["case_id"])
+    loss = case["first_loss_ms"]
+    return seen is not None and (seen < loss if strictly else seen <= loss)
+
+
+def _case_figures(
+    cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]], first_seen: dict[str, int] | None = None
+) -> dict[str, Any]:
     with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
     by, before, leads = _lead_times(with_loss, alerts_by_sub)
-    return {
+    figures: dict[str, Any] = {
         "cases": len(cases),
         "cases_with_loss": len(with_loss),
         "cases_flagged_before_loss": before,
@@ -49,6 +72,20 @@ def _case_figures(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int
         "share_flagged_by_loss": by / len(with_loss) if with_loss else None,
         "median_lead_time_s": statistics.median(leads) if leads else None,
     }
+    if first_seen is not None:
+        # Optional extras: the cases whose scam was observable (a case call had ended) by / before the loss,
+        # and how many of those were flagged by / before it: "flagged X of Y observable".
+        obs_by = [c for c in with_loss if _observable(c, first_seen, strictly=False)]
+        obs_before = [c for c in with_loss if _observable(c, first_seen, strictly=True)]
+        figures.update(
+            {
+                "cases_observable_by_loss": len(obs_by),
+                "cases_observable_before_loss": len(obs_before),
+                "observable_flagged_by_loss": _lead_times(obs_by, alerts_by_sub)[0],
+                "observable_flagged_before_loss": _lead_times(obs_before, alerts_by_sub)[1],
+            }
+        )
+    return figures
 
 
 def evaluate(
@@ -101,8 +138,11 @@ def evaluate_dataset(
         "false_tasks": sum(1 for sub, _ in tasks if sub not in victims),
         "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
     }
-    result.update(_case_figures(cases, alerts_by_sub))
+    first_seen = first_observable_ms(data, cases)
+    result.update(_case_figures(cases, alerts_by_sub, first_seen))
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
-    result["per_scenario"] = {name: _case_figures(group, alerts_by_sub) for name, group in sorted(by_scenario.items())}
+    result["per_scenario"] = {
+        name: _case_figures(group, alerts_by_sub, first_seen) for name, group in sorted(by_scenario.items())
+    }
     return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from features.clock import DAY_MS
 from features.vector import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH
 from models.dataset import Dataset
+from models.ensemble import average_models
 from models.episodes import count_tasks
 from models.errors import TrainingDataError
 from models.registry import ModelRegistry, ModelVersion
@@ -36,6 +38,11 @@ class TrainConfig:
     learning_rate: float = 0.05
     num_leaves: int = 31
     seed: int = 7
+    # Boosters averaged into the model (seeds seed, seed + 1, ...): one booster's top scores, and so the
+    # task threshold picked from a handful of held-out false tasks, swing with its seed.
+    n_models: int = 1
+    # Poisson standard deviations of the held-out false-task count kept in hand when picking thresholds.
+    threshold_margin_sd: float = 0.0
 
 
 def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -58,9 +65,13 @@ def false_task_rate(
     idx = np.nonzero(scores >= threshold)[0]
     alerts = [(subscribers[i], int(avail[i])) for i in idx if subscribers[i] not in victims]
     tasks = count_tasks(alerts, episode_ms)
+    return len(tasks) * _rate_of_one_task(subscribers, avail)
+
+
+def _rate_of_one_task(subscribers: list[str], avail: np.ndarray) -> float:
+    """What one task adds to a per-10k-subscribers-per-day rate over these rows."""
     days = max((int(avail.max()) - int(avail.min())) / DAY_MS, 1 / 24)
-    n_subs = len(set(subscribers))
-    return len(tasks) / max(n_subs, 1) * 10_000 / days
+    return 10_000 / max(len(set(subscribers)), 1) / days
 
 
 def choose_threshold(
@@ -70,9 +81,16 @@ def choose_threshold(
     victims: set[str],
     budget: float,
     episode_ms: int,
+    margin_sd: float = 0.0,
 ) -> float:
-    """Lowest score threshold whose false-task rate fits the budget left after real victims' tasks."""
+    """Lowest score threshold whose false-task rate fits the budget left after real victims' tasks.
+
+    With ``margin_sd`` the rate must fit with that many Poisson standard deviations of the held-out task
+    count added: a threshold that spends the budget exactly on the held-out days overspends it on about
+    half of all new ones, since the held-out days hold only a handful of false tasks.
+    """
     allowed = max(budget - REAL_VICTIMS_PER_10K_PER_DAY, 0.0)
+    unit = _rate_of_one_task(subscribers, avail) if len(avail) else 0.0
     candidates = np.unique(scores)[::-1]  # high to low
     best = float(candidates[0]) + 1e-9 if len(candidates) else 1.0
     lo, hi = 0, len(candidates) - 1
@@ -80,7 +98,7 @@ def choose_threshold(
     while lo <= hi:
         mid = (lo + hi) // 2
         rate = false_task_rate(scores, subscribers, avail, victims, float(candidates[mid]), episode_ms)
-        if rate <= allowed:
+        if rate + margin_sd * math.sqrt(rate * unit) <= allowed:
             best = float(candidates[mid])
             lo = mid + 1
         else:
@@ -122,14 +140,21 @@ def train_model(
     cat = [name for name in CATEGORICAL_FEATURES if name in FEATURE_NAMES]
     dtrain = lgb.Dataset(data.X[train], y[train], feature_name=list(FEATURE_NAMES), categorical_feature=cat)
     dstop = lgb.Dataset(data.X[stop], y[stop], reference=dtrain)
-    booster = lgb.train(
-        params,
-        dtrain,
-        num_boost_round=config.num_boost_round,
-        valid_sets=[dstop],
-        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-    )
-    raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=booster.best_iteration, num_threads=1))
+    members = [
+        lgb.train(
+            {**params, "seed": config.seed + k},
+            dtrain,
+            num_boost_round=config.num_boost_round,
+            valid_sets=[dstop],
+            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+        )
+        for k in range(max(config.n_models, 1))
+    ]
+    best_iterations = [int(m.best_iteration) for m in members]
+    model_text = average_models([m.model_to_string(num_iteration=m.best_iteration) for m in members])
+    booster = members[0] if len(members) == 1 else lgb.Booster(model_str=model_text)
+    best = booster.best_iteration if len(members) == 1 else booster.current_iteration()
+    raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
     # Sigmoid (Platt) rather than isotonic calibration: with a few hundred positives isotonic is a
     # staircase whose ties erase the ranking at the top, exactly where the task thresholds sit.
     platt = LogisticRegression(C=1e4).fit(logit(raw_calib).reshape(-1, 1), y[calib])
@@ -138,23 +163,25 @@ def train_model(
     # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
     # a rare event per subscriber-day, and a short slice makes the budget's threshold a coin toss.
     held_out = stop | calib
-    raw_held = np.asarray(booster.predict(data.X[held_out], num_iteration=booster.best_iteration, num_threads=1))
+    raw_held = np.asarray(booster.predict(data.X[held_out], num_iteration=best, num_threads=1))
     held_scores = sigmoid_calibrate(raw_held, slope, intercept)
     subs = data.subscribers
     held_subs = [subs[i] for i in np.nonzero(held_out)[0]]
     held_avail = data.avail_ms[held_out]
 
     def threshold_for(budget: float) -> float:
-        return choose_threshold(held_scores, held_subs, held_avail, victims, budget, config.episode_ms)
+        return choose_threshold(
+            held_scores, held_subs, held_avail, victims, budget, config.episode_ms, config.threshold_margin_sd
+        )
 
     thresholds = sorted(threshold_for(config.budget_tasks_per_10k_per_day * f) for f in LEVEL_BUDGET_FACTORS)
     # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
     budget_grid = [[budget, threshold_for(budget)] for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)]
-    model_text = booster.model_to_string(num_iteration=booster.best_iteration)
     metrics = {
         "calibration_pr_auc": float(average_precision_score(y[calib], calibrated)),
         "calibration_roc_auc": float(roc_auc_score(y[calib], calibrated)),
-        "best_iteration": int(booster.best_iteration),
+        "best_iteration": best_iterations[0],
+        "best_iterations": best_iterations,
         "positives": {"train": n_pos, "calibration": int(y[calib].sum())},
     }
     meta = {

@@ -41,6 +41,10 @@ CASE_FIGURE_KEYS = {
     "share_flagged_before_loss",
     "share_flagged_by_loss",
     "median_lead_time_s",
+    "cases_observable_by_loss",
+    "cases_observable_before_loss",
+    "observable_flagged_by_loss",
+    "observable_flagged_before_loss",
 }
 
 

@@ -1,0 +1,98 @@
+"""``evaluate``'s observable ceiling: a case counts only once one of its calls to the victim has ended."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.dataset import build_dataset
+from models.evaluate import evaluate_dataset, first_observable_ms
+from streams.events import CallEvent, Event, TransferEvent
+
+pytestmark = pytest.mark.unit
+
+T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
+MIN = 60_000
+FRAUD = "+8617000000001"
+FRIEND = "+8613900000009"
+
+
+def _call(eid: str, ts: int, callee: str, duration_s: int, caller: str = FRAUD) -> CallEvent:
+    kind = "voip" if caller == FRAUD else "mobile"
+    return CallEvent(eid, ts, caller, callee, duration_s > 0, float(duration_s), kind)
+
+
+def _pay(eid: str, ts: int, payer: str) -> TransferEvent:
+    return TransferEvent(eid, ts, payer, "acct-" + payer, "mule-1", 5_000.0, "CNY", "mobile_app")
+
+
+def _case(cid: str, victim: str, contact: int, loss: int | None, eids: list[str]) -> dict[str, Any]:
+    return {
+        "schema": "case.v1",
+        "case_id": cid,
+        "scenario": "refund" if cid in ("during", "tie") else "investment",
+        "victim": victim,
+        "fraud_numbers": [FRAUD],
+        "first_contact_ms": contact,
+        "first_loss_ms": loss,
+        "event_ids": eids,
+    }
+
+
+def _city() -> tuple[list[Event], list[dict[str, Any]]]:
+    a, b, c, d = (f"+86138000000{i:02d}" for i in range(1, 5))
+    events: list[Event] = [
+        # A pays 5 min into a 10 min scam call: the call's record only arrives after the loss.
+        _call("a-call", T0, a, 600),
+        _pay("a-pay", T0 + 5 * MIN, a),
+        # A friend's call to A ended before A's loss: not a case call, so it does not make A observable.
+        _call("a-friend", T0 - 30 * MIN, a, 120, caller=FRIEND),
+        # B pays 30 min after a 2 min scam call ended.
+        _call("b-call", T0, b, 120),
+        _pay("b-pay", T0 + 30 * MIN, b),
+        # C pays at the very millisecond its scam call ends: observable by the loss, not strictly before it.
+        _call("c-call", T0, c, 300),
+        _pay("c-pay", T0 + 5 * MIN, c),
+        # D talked and never paid: no loss, so in no ceiling.
+        _call("d-call", T0, d, 900),
+    ]
+    cases = [
+        _case("during", a, T0, T0 + 5 * MIN, ["a-call", "a-pay"]),
+        _case("after", b, T0, T0 + 30 * MIN, ["b-call", "b-pay"]),
+        _case("tie", c, T0, T0 + 5 * MIN, ["c-call", "c-pay"]),
+        _case("refused", d, T0, None, ["d-call"]),
+    ]
+    return events, cases
+
+
+def test_observable_counts_only_case_calls_that_ended_by_the_loss() -> None:
+    events, cases = _city()
+    data = build_dataset(events, cases)
+    seen = first_observable_ms(data, cases)
+    assert seen == {"during": T0 + 10 * MIN, "after": T0 + 2 * MIN, "tie": T0 + 5 * MIN, "refused": T0 + 15 * MIN}
+
+    # Alerts: B at its scam call's end (before its loss), A at its transfer (by its loss, not before).
+    high = {"b-call", "a-pay"}
+    scores = np.asarray([0.9 if r.event_id in high else 0.01 for r in data.rows])
+    scorer: Any = SimpleNamespace(version="test", thresholds=(0.1, 0.3, 0.5))
+    result = evaluate_dataset(data, cases, scorer, scores=scores)
+
+    assert result["cases_with_loss"] == 3
+    assert result["cases_observable_by_loss"] == 2  # B, C
+    assert result["cases_observable_before_loss"] == 1  # B
+    assert (result["cases_flagged_before_loss"], result["cases_flagged_by_loss"]) == (1, 2)
+    # A's alert at its own transfer counts as flagged by the loss, but A was never observable from its calls.
+    assert result["observable_flagged_by_loss"] == 1
+    assert result["observable_flagged_before_loss"] == 1
+    refund = result["per_scenario"]["refund"]
+    assert (refund["cases_with_loss"], refund["cases_observable_by_loss"], refund["cases_observable_before_loss"]) == (
+        2,
+        1,
+        0,
+    )
+    assert refund["observable_flagged_by_loss"] == 0
+    investment = result["per_scenario"]["investment"]
+    assert (investment["cases_observable_by_loss"], investment["observable_flagged_before_loss"]) == (1, 1)
