@@ -200,9 +200,15 @@ def _profile_result(spy: subprocess.Popen[bytes] | None, out: Path) -> dict[str,
     return summarize_profile(out.read_text()) if out.exists() else None
 
 
-async def _drain_rate(metrics_url: str, target: float, timeout_s: float = 900) -> dict[str, float]:
-    """Scored events/s while a worker works through a backlog, from its own counters (middle 80 %)."""
-    points: list[tuple[float, float]] = []
+async def _drain_rate(
+    metrics_url: str, target: float, timeout_s: float = 900, ready_at: float | None = None
+) -> dict[str, float]:
+    """Scored events/s while a worker works through a backlog, from its own counters (middle 80 %).
+
+    ``ready_at`` (monotonic time the worker turned ready, nothing scored yet) is the fallback start when
+    the backlog drains within one scrape interval, as in tiny runs.
+    """
+    points: list[tuple[float, float]] = [] if ready_at is None else [(ready_at, 0.0)]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         samples = await asyncio.to_thread(scrape, metrics_url)
@@ -213,6 +219,9 @@ async def _drain_rate(metrics_url: str, target: float, timeout_s: float = 900) -
         await asyncio.sleep(0.25)
     lo = next((p for p in points if p[1] >= 0.1 * target), points[0])
     hi = next((p for p in points if p[1] >= 0.9 * target), points[-1])
+    if hi[0] <= lo[0]:
+        # A backlog drained within one scrape interval (tiny runs): widen to the sample before it started.
+        lo, hi = points[max(points.index(lo) - 1, 0)], points[-1]
     rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0
     return {"events": points[-1][1], "events_per_s": round(rate, 1)}
 
@@ -295,9 +304,10 @@ async def _bench(
             proc = start_worker(run, env(f"bench-{label}", port, batch), work / f"{label}.log")
             try:
                 await _wait_ready(port, proc)
+                ready_at = time.monotonic()
                 spy = _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
                 cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
-                result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent)
+                result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent, ready_at=ready_at)
                 cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
                 if cpu0 is not None and cpu1 is not None:
                     result[label]["cpu_share_of_one_core"] = round((cpu1 - cpu0) / (t1 - t0), 2)
