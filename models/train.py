@@ -43,6 +43,13 @@ class TrainConfig:
     n_models: int = 1
     # Poisson standard deviations of the held-out false-task count kept in hand when picking thresholds.
     threshold_margin_sd: float = 0.0
+    # Subscriber folds for the thresholds (0: pick them on the final model's held-out days). With k folds,
+    # k more models are each fitted like the final one on the other folds' subscribers and score every day
+    # of their own fold's subscribers: the thresholds then rest on the whole history, and on subscribers no
+    # model had seen, as on a new city (the final model has seen every subscriber of its held-out days).
+    threshold_folds: int = 0
+    # The rate of the fold scores is counted per window of this length, as ``evaluate`` counts one city.
+    threshold_window_ms: int = 7 * DAY_MS
 
 
 def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,18 +67,39 @@ def false_task_rate(
     victims: set[str],
     threshold: float,
     episode_ms: int,
+    window_ms: int | None = None,
 ) -> float:
     """Tasks per 10k subscribers per day for subscribers who are in no case, at a threshold."""
+    tasks = _false_tasks(scores, subscribers, avail, victims, threshold, episode_ms)
+    return len(tasks) * _rate_of_one_task(subscribers, avail, window_ms)
+
+
+def _false_tasks(
+    scores: np.ndarray, subscribers: list[str], avail: np.ndarray, victims: set[str], threshold: float, episode_ms: int
+) -> list[tuple[str, int]]:
     idx = np.nonzero(scores >= threshold)[0]
-    alerts = [(subscribers[i], int(avail[i])) for i in idx if subscribers[i] not in victims]
-    tasks = count_tasks(alerts, episode_ms)
-    return len(tasks) * _rate_of_one_task(subscribers, avail)
+    return count_tasks([(subscribers[i], int(avail[i])) for i in idx if subscribers[i] not in victims], episode_ms)
 
 
-def _rate_of_one_task(subscribers: list[str], avail: np.ndarray) -> float:
-    """What one task adds to a per-10k-subscribers-per-day rate over these rows."""
-    days = max((int(avail.max()) - int(avail.min())) / DAY_MS, 1 / 24)
-    return 10_000 / max(len(set(subscribers)), 1) / days
+def _rate_of_one_task(subscribers: list[str], avail: np.ndarray, window_ms: int | None = None) -> float:
+    """What one task adds to a per-10k-subscribers-per-day rate over these rows.
+
+    ``evaluate`` divides by the distinct subscribers seen over a whole city, and more distinct numbers turn
+    up the longer a history runs; with ``window_ms`` the rows are cut into windows of about that length
+    and the subscriber-days of the windows are summed, so a long history counts like cities that long.
+    """
+    lo, hi = int(avail.min()), int(avail.max())
+    n_windows = max(round((hi - lo) / window_ms), 1) if window_ms else 1
+    if n_windows == 1:
+        days = max((hi - lo) / DAY_MS, 1 / 24)
+        return 10_000 / max(len(set(subscribers)), 1) / days
+    edges = np.linspace(lo, hi, n_windows + 1)
+    window = np.minimum(np.searchsorted(edges, avail, side="right") - 1, n_windows - 1)
+    seen: list[set[str]] = [set() for _ in range(n_windows)]
+    for sub, w in zip(subscribers, window.tolist(), strict=True):
+        seen[w].add(sub)
+    span_days = (hi - lo) / n_windows / DAY_MS
+    return 10_000 / max(sum(len(s) * span_days for s in seen), 1e-9)
 
 
 def choose_threshold(
@@ -82,6 +110,7 @@ def choose_threshold(
     budget: float,
     episode_ms: int,
     margin_sd: float = 0.0,
+    window_ms: int | None = None,
 ) -> float:
     """Lowest score threshold whose false-task rate fits the budget left after real victims' tasks.
 
@@ -90,20 +119,107 @@ def choose_threshold(
     half of all new ones, since the held-out days hold only a handful of false tasks.
     """
     allowed = max(budget - REAL_VICTIMS_PER_10K_PER_DAY, 0.0)
-    unit = _rate_of_one_task(subscribers, avail) if len(avail) else 0.0
+    unit = _rate_of_one_task(subscribers, avail, window_ms) if len(avail) else 0.0
     candidates = np.unique(scores)[::-1]  # high to low
     best = float(candidates[0]) + 1e-9 if len(candidates) else 1.0
     lo, hi = 0, len(candidates) - 1
     # false_task_rate grows as the threshold falls; binary search the first that exceeds the budget.
     while lo <= hi:
         mid = (lo + hi) // 2
-        rate = false_task_rate(scores, subscribers, avail, victims, float(candidates[mid]), episode_ms)
+        rate = len(_false_tasks(scores, subscribers, avail, victims, float(candidates[mid]), episode_ms)) * unit
         if rate + margin_sd * math.sqrt(rate * unit) <= allowed:
             best = float(candidates[mid])
             lo = mid + 1
         else:
             hi = mid - 1
     return best
+
+
+@dataclass(frozen=True)
+class _Fit:
+    booster: lgb.Booster
+    best: int
+    best_iterations: list[int]
+    model_text: str
+    slope: float
+    intercept: float
+
+
+def _fit(
+    data: Dataset,
+    y: np.ndarray,
+    train: np.ndarray,
+    stop: np.ndarray,
+    calib: np.ndarray,
+    params: dict[str, Any],
+    config: TrainConfig,
+) -> _Fit:
+    """Boosters on ``train`` with early stopping on ``stop``, averaged, and a Platt calibration on ``calib``."""
+    cat = [name for name in CATEGORICAL_FEATURES if name in FEATURE_NAMES]
+    dtrain = lgb.Dataset(data.X[train], y[train], feature_name=list(FEATURE_NAMES), categorical_feature=cat)
+    dstop = lgb.Dataset(data.X[stop], y[stop], reference=dtrain)
+    members = [
+        lgb.train(
+            {**params, "seed": config.seed + k},
+            dtrain,
+            num_boost_round=config.num_boost_round,
+            valid_sets=[dstop],
+            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+        )
+        for k in range(max(config.n_models, 1))
+    ]
+    model_text = average_models([m.model_to_string(num_iteration=m.best_iteration) for m in members])
+    booster = members[0] if len(members) == 1 else lgb.Booster(model_str=model_text)
+    best = booster.best_iteration if len(members) == 1 else booster.current_iteration()
+    raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
+    # Sigmoid (Platt) rather than isotonic calibration: with a few hundred positives isotonic is a
+    # staircase whose ties erase the ranking at the top, exactly where the task thresholds sit.
+    platt = LogisticRegression(C=1e4).fit(logit(raw_calib).reshape(-1, 1), y[calib])
+    return _Fit(
+        booster,
+        best,
+        [int(m.best_iteration) for m in members],
+        model_text,
+        float(platt.coef_[0, 0]),
+        float(platt.intercept_[0]),
+    )
+
+
+def subscriber_folds(subscribers: list[str], k: int) -> np.ndarray:
+    """A fold number in [0, k) per row, fixed per subscriber (a hash of the number, not of the run)."""
+    fold_of = {
+        sub: int.from_bytes(hashlib.blake2b(sub.encode(), digest_size=8).digest(), "big") % k
+        for sub in set(subscribers)
+    }
+    return np.asarray([fold_of[sub] for sub in subscribers], dtype=np.int64)
+
+
+def _fold_scores(
+    data: Dataset,
+    y: np.ndarray,
+    subs: list[str],
+    train: np.ndarray,
+    stop: np.ndarray,
+    calib: np.ndarray,
+    params: dict[str, Any],
+    config: TrainConfig,
+) -> np.ndarray | None:
+    """Calibrated scores of every row from a model fitted, like the final one, without the row's subscriber.
+
+    None when a fold would leave a time slice without positives (too small a history for folds).
+    """
+    folds = subscriber_folds(subs, config.threshold_folds)
+    out = np.zeros(len(y))
+    for k in range(config.threshold_folds):
+        if any(y[part & (folds != k)].sum() == 0 for part in (train, stop, calib)):
+            return None
+    for k in range(config.threshold_folds):
+        mine = folds == k
+        others = ~mine
+        fit = _fit(data, y, train & others, stop & others, calib & others, params, config)
+        raw = np.asarray(fit.booster.predict(data.X[mine], num_iteration=fit.best, num_threads=1))
+        out[mine] = sigmoid_calibrate(raw, fit.slope, fit.intercept)
+    return out
 
 
 def train_model(
@@ -137,41 +253,41 @@ def train_model(
         "num_threads": 2,
         "verbose": -1,
     }
-    cat = [name for name in CATEGORICAL_FEATURES if name in FEATURE_NAMES]
-    dtrain = lgb.Dataset(data.X[train], y[train], feature_name=list(FEATURE_NAMES), categorical_feature=cat)
-    dstop = lgb.Dataset(data.X[stop], y[stop], reference=dtrain)
-    members = [
-        lgb.train(
-            {**params, "seed": config.seed + k},
-            dtrain,
-            num_boost_round=config.num_boost_round,
-            valid_sets=[dstop],
-            callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
-        )
-        for k in range(max(config.n_models, 1))
-    ]
-    best_iterations = [int(m.best_iteration) for m in members]
-    model_text = average_models([m.model_to_string(num_iteration=m.best_iteration) for m in members])
-    booster = members[0] if len(members) == 1 else lgb.Booster(model_str=model_text)
-    best = booster.best_iteration if len(members) == 1 else booster.current_iteration()
+    fit = _fit(data, y, train, stop, calib, params, config)
+    booster, best, slope, intercept = fit.booster, fit.best, fit.slope, fit.intercept
     raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
-    # Sigmoid (Platt) rather than isotonic calibration: with a few hundred positives isotonic is a
-    # staircase whose ties erase the ranking at the top, exactly where the task thresholds sit.
-    platt = LogisticRegression(C=1e4).fit(logit(raw_calib).reshape(-1, 1), y[calib])
-    slope, intercept = float(platt.coef_[0, 0]), float(platt.intercept_[0])
     calibrated = sigmoid_calibrate(raw_calib, slope, intercept)
-    # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
-    # a rare event per subscriber-day, and a short slice makes the budget's threshold a coin toss.
-    held_out = stop | calib
-    raw_held = np.asarray(booster.predict(data.X[held_out], num_iteration=best, num_threads=1))
-    held_scores = sigmoid_calibrate(raw_held, slope, intercept)
     subs = data.subscribers
-    held_subs = [subs[i] for i in np.nonzero(held_out)[0]]
-    held_avail = data.avail_ms[held_out]
+    threshold_info: dict[str, Any]
+    fold_scores = (
+        _fold_scores(data, y, subs, train, stop, calib, params, config) if config.threshold_folds > 1 else None
+    )
+    if fold_scores is not None:
+        # Every row scored by a fold model that never saw its subscriber; all days count.
+        pick_scores, pick_subs, pick_avail, window = fold_scores, subs, data.avail_ms, config.threshold_window_ms
+        threshold_info = {"method": "subscriber_folds", "folds": config.threshold_folds, "window_ms": window}
+    else:
+        # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
+        # a rare event per subscriber-day, and a short slice makes the budget's threshold a coin toss.
+        held_out = stop | calib
+        raw_held = np.asarray(booster.predict(data.X[held_out], num_iteration=best, num_threads=1))
+        pick_scores = sigmoid_calibrate(raw_held, slope, intercept)
+        pick_subs = [subs[i] for i in np.nonzero(held_out)[0]]
+        pick_avail, window = data.avail_ms[held_out], None
+        threshold_info = {"method": "held_out_days"}
+        if config.threshold_folds > 1:
+            threshold_info["folds_skipped"] = "a fold left a time slice without positives"
 
     def threshold_for(budget: float) -> float:
         return choose_threshold(
-            held_scores, held_subs, held_avail, victims, budget, config.episode_ms, config.threshold_margin_sd
+            pick_scores,
+            pick_subs,
+            pick_avail,
+            victims,
+            budget,
+            config.episode_ms,
+            config.threshold_margin_sd,
+            window,
         )
 
     thresholds = sorted(threshold_for(config.budget_tasks_per_10k_per_day * f) for f in LEVEL_BUDGET_FACTORS)
@@ -180,8 +296,8 @@ def train_model(
     metrics = {
         "calibration_pr_auc": float(average_precision_score(y[calib], calibrated)),
         "calibration_roc_auc": float(roc_auc_score(y[calib], calibrated)),
-        "best_iteration": best_iterations[0],
-        "best_iterations": best_iterations,
+        "best_iteration": fit.best_iterations[0],
+        "best_iterations": fit.best_iterations,
         "positives": {"train": n_pos, "calibration": int(y[calib].sum())},
     }
     meta = {
@@ -199,9 +315,10 @@ def train_model(
         "calibration": {"method": "sigmoid", "slope": slope, "intercept": intercept},
         "thresholds": thresholds,
         "budget_thresholds": budget_grid,
+        "threshold_info": threshold_info,
         "metrics": metrics,
         "feature_importance_gain": dict(
             zip(FEATURE_NAMES, booster.feature_importance(importance_type="gain").tolist(), strict=True)
         ),
     }
-    return registry.register(model_text, meta)
+    return registry.register(fit.model_text, meta)
