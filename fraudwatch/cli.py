@@ -62,18 +62,25 @@ def train(
     cases: Path,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
     promote: bool = True,
+    models: Annotated[int, typer.Option(min=1, help="Boosters (seeds) averaged into the model")] = 1,
+    threshold_folds: Annotated[
+        int, typer.Option(min=0, help="Pick thresholds on K subscriber folds' out-of-fold scores (0: held-out days)")
+    ] = 0,
 ) -> None:
     """Train a model on a simulated (or real) history and register it; promote it by default."""
     from fraudwatch.training import train_from_files
 
     settings = get_settings()
-    version = train_from_files(events, cases, settings, budget=budget, promote=promote)
+    version = train_from_files(
+        events, cases, settings, budget=budget, promote=promote, n_models=models, threshold_folds=threshold_folds
+    )
     _print_json(
         {
             "version": version.version,
             "path": str(version.path),
             "metrics": version.meta["metrics"],
             "thresholds": version.meta["thresholds"],
+            "threshold_info": version.meta.get("threshold_info"),
             "promoted": promote,
         }
     )

@@ -89,11 +89,14 @@ def train_from_files(
     budget: float | None = None,
     promote: bool = True,
     card_city: CityConfig | None = None,
+    n_models: int = 1,
+    threshold_folds: int = 0,
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model.
 
     With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
-    city and its model card written into its folder before it is promoted.
+    city and its model card written into its folder before it is promoted. ``n_models`` and
+    ``threshold_folds`` are :class:`TrainConfig`'s opt-in seed ensemble and subscriber-fold thresholds.
     """
     case_list = read_jsonl(cases)
     loaded = load_events(events)
@@ -102,6 +105,8 @@ def train_from_files(
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         episode_ms=settings.episode_ms,
+        n_models=n_models,
+        threshold_folds=threshold_folds,
     )
     version = train_model(
         data,

@@ -1,0 +1,35 @@
+"""``train``'s opt-in options reach the training run and are recorded in the model's metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fraudwatch import cli
+from fraudwatch.settings import Settings
+from fraudwatch.simulate import CityConfig, simulate, write_city
+
+pytestmark = pytest.mark.unit
+
+
+def test_train_with_ensemble_and_fold_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = write_city(simulate(CityConfig(subscribers=800, days=4, seed=3, victims_per_10k_per_day=40)), tmp_path)
+    settings = Settings(data_dir=tmp_path / "data", compile_models=False)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    opts = ["--no-promote", "--models", "2", "--threshold-folds", "2"]
+    args = ["train", str(paths["events"]), str(paths["cases"]), *opts]
+    result = CliRunner().invoke(cli.app, args)
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["threshold_info"]["method"] == "subscriber_folds" and out["threshold_info"]["folds"] == 2
+    meta = json.loads((Path(out["path"]) / "meta.json").read_text())
+    assert meta["train_config"]["n_models"] == 2 and meta["train_config"]["threshold_folds"] == 2
+    assert not out["promoted"]
+
+
+def test_train_rejects_zero_models(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.app, ["train", "e.jsonl", "c.jsonl", "--models", "0"])
+    assert result.exit_code != 0
