@@ -47,11 +47,17 @@ class BenchConfig:
         return cls(backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500)
 
 
-def histogram_quantiles(before: dict[str, float], after: dict[str, float], name: str) -> dict[str, float | None]:
-    """p50/p95/p99 of the observations a histogram gained between two scrapes (linear within buckets)."""
+def histogram_quantiles(
+    before: dict[str, float], after: dict[str, float], name: str, **labels: str
+) -> dict[str, float | None]:
+    """p50/p95/p99 of the observations a histogram (with ``labels``) gained between two scrapes.
+
+    Linear within buckets.
+    """
+    want = [f"{k}={v}" for k, v in labels.items()]
     buckets: list[tuple[float, float]] = []
     for key, cumulative_now in after.items():
-        if key.startswith(name + "_bucket{"):
+        if key.startswith(name + "_bucket{") and all(w in key for w in want):
             le = key.split("le=")[1].split(",")[0].rstrip("}")
             bound = float("inf") if le in ("+Inf", "inf") else float(le)
             buckets.append((bound, cumulative_now - before.get(key, 0.0)))
@@ -200,6 +206,15 @@ def _profile_result(spy: subprocess.Popen[bytes] | None, out: Path) -> dict[str,
     return summarize_profile(out.read_text()) if out.exists() else None
 
 
+def _pack_arrival(before: dict[str, float], after: dict[str, float]) -> dict[str, list[float | None]]:
+    """[p50, p99] ms of packs' age since ingest on reaching ``callers`` and ``score``."""
+    out: dict[str, list[float | None]] = {}
+    for stage in ("callers", "score"):
+        q = histogram_quantiles(before, after, "fw_pack_arrival_seconds", stage=stage)
+        out[stage] = [q["p50_ms"], q["p99_ms"]]
+    return out
+
+
 async def _drain_rate(
     metrics_url: str, target: float, timeout_s: float = 900, ready_at: float | None = None
 ) -> dict[str, float]:
@@ -331,6 +346,8 @@ async def _bench(
                             "offered_events_per_s": rate,
                             "achieved_send_rate": round(stats.rate, 1),
                             **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
+                            # Where that latency builds up: age of the packs reaching each later hop.
+                            "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
                         }
                     result["latency_event_to_decision"] = latency
                 result[label]["peak_rss_mb"] = _peak_rss_mb(proc.pid)

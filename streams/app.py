@@ -66,6 +66,7 @@ from streams.metrics import (
     EVENTS_CONSUMED,
     EVENTS_SCORED,
     LIVE_KEYS,
+    PACK_ARRIVAL,
     SCORE_BATCH,
     SCORE_SECONDS,
     SHADOW_DECISIONS,
@@ -187,6 +188,8 @@ _caller_duplicates = DUPLICATES.labels(stage="caller")
 _subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
 _payee_duplicates = DUPLICATES.labels(stage="payee")
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
+_callers_arrival = PACK_ARRIVAL.labels(stage="callers")
+_score_arrival = PACK_ARRIVAL.labels(stage="score")
 _scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
 
 
@@ -233,7 +236,7 @@ async def ingest(stream: Any) -> None:
 
 
 def _in_arrival_order(
-    batch: list[bytes], on_feedback: Callable[[Feedback], None] | None = None
+    batch: list[bytes], on_feedback: Callable[[Feedback], None] | None = None, arrival: Any = None
 ) -> list[tuple[Event, dict[str, Any]]]:
     """A batch's events (unpacked) with their envelopes, sorted by the event time they became known (stable).
 
@@ -243,10 +246,15 @@ def _in_arrival_order(
     into one batch; a swap across batches is handled as a late event (it lands in its windows, but rows
     computed before it arrived do not see it). Feedback messages are handed to ``on_feedback`` first:
     they only count from their own effective time, so their place in the batch does not matter.
+    ``arrival`` (a histogram child) observes each pack's age since ingest.
     """
     decoded: list[tuple[Event, dict[str, Any]]] = []
+    now = time.time()
     for value in batch:
-        for envelope in unpack(value):
+        envelopes = unpack(value)
+        if arrival is not None and envelopes and (t_s := envelopes[0].get("t")):
+            arrival.observe(max(0.0, now - t_s))  # once per pack: per-hop latency at no per-event cost
+        for envelope in envelopes:
             if "f" in envelope:
                 if on_feedback is not None:
                     on_feedback(Feedback.from_list(envelope["f"]))
@@ -266,7 +274,9 @@ async def callers(stream: Any) -> None:
     async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
         touched: dict[str, CallerState | PayeeState] = {}
         out: list[tuple[bytes, bytes]] = []
-        for call, envelope in _in_arrival_order(batch, functools.partial(_take_feedback, touched=touched)):
+        for call, envelope in _in_arrival_order(
+            batch, functools.partial(_take_feedback, touched=touched), _callers_arrival
+        ):
             if not isinstance(call, CallEvent):
                 if (payee_snap := _payee_step(call, touched)) is not None:
                     envelope["p"] = payee_snap.to_list()
@@ -328,7 +338,7 @@ async def score(stream: Any) -> None:
         ingest_s: list[float | None] = []
         touched: dict[str, SubscriberState] = {}
         feedback: list[Feedback] = []
-        for event, envelope in _in_arrival_order(batch):
+        for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
             snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
             payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
             state = touched.get(event.subscriber) or _subscriber_states.get(event.subscriber) or SubscriberState()

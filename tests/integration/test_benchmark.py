@@ -21,9 +21,26 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
     for figures in result["latency_event_to_decision"].values():
         assert figures["count"] > 0
         assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"]
+        for stage in ("callers", "score"):
+            p50, p99 = figures["pack_arrival_p50_p99_ms"][stage]
+            assert p50 is not None and p99 is not None and 0 < p50 <= p99, figures
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
     assert result["ratios"]["worker_vs_naive_agent"] > 0
     assert result["worker"]["cpu_us_per_event"] > 0 and result["limits"]
+
+
+@pytest.mark.unit
+def test_histogram_quantiles_keep_to_the_labels_asked_for() -> None:
+    name = "h"
+    after = {
+        f"{name}_bucket{{le=0.01,stage=a}}": 10.0,
+        f"{name}_bucket{{le=+Inf,stage=a}}": 10.0,
+        f"{name}_bucket{{le=0.01,stage=b}}": 0.0,
+        f"{name}_bucket{{le=+Inf,stage=b}}": 10.0,
+    }
+    assert histogram_quantiles({}, after, name, stage="a")["p99_ms"] == pytest.approx(9.9)
+    assert histogram_quantiles({}, after, name, stage="b")["p50_ms"] == pytest.approx(10.0)  # all above 10 ms
+    assert histogram_quantiles({}, after, name, stage="a")["count"] == 10
 
 
 @pytest.mark.unit
