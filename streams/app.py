@@ -353,9 +353,10 @@ async def score(stream: Any) -> None:
             ingest_s.append(envelope.get("t"))
         if not rows:
             continue  # nothing new (``touched`` is empty too)
+        published: list[Any] = []
         if settings.publish_features:
             for row in rows:
-                await feature_topic.send(key=row.subscriber.encode(), value=encode_row(row))
+                published.append(await feature_topic.send(key=row.subscriber.encode(), value=encode_row(row)))
         scorer = live_model.scorer or await _wait_for_model()
         started = time.perf_counter()
         risks = scorer.score([r.values for r in rows])
@@ -385,6 +386,11 @@ async def score(stream: Any) -> None:
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
         # their feature rows, decisions and alerts: once the state holds an event id, a replay after a
         # crash skips that event as a duplicate, so state written first would lose its alert for good.
+        if published:
+            # Rows delivered before the state that marks their events as seen: the state goes straight to
+            # the producer's accumulator, ahead of Faust's send buffer, and a kill -9 in between once left
+            # rows that a replay then skipped as duplicates.
+            await asyncio.gather(*published)
         await _subscriber_states.write(touched)
 
 
