@@ -375,8 +375,9 @@ async def score(stream: Any) -> None:
             if level:
                 alerts.append((row, risk, level))
         if alerts:
-            # One SHAP call for the batch's alerts: LightGBM's per-call cost dominated one row's.
-            contributions = scorer.contributions_many([row.values for row, _, _ in alerts])
+            # One SHAP call for the batch's alerts (LightGBM's per-call cost dominated one row's), in a
+            # thread: LightGBM releases the GIL, so the other agents keep the event loop busy meanwhile.
+            contributions = await asyncio.to_thread(scorer.contributions_many, [row.values for row, _, _ in alerts])
             for (row, risk, level), contrib in zip(alerts, contributions, strict=True):
                 await _alert(scorer, row, risk, level, contrib)
         if shadow_model.scorer is not None:
@@ -513,10 +514,30 @@ async def healthz(web: Any, request: Any) -> Any:
     return web.json({"status": "ok"})
 
 
+def in_group() -> bool:
+    """The consumer holds its assignment from a group coordinator it can reach (False while it re-joins).
+
+    Why: Faust's ``rebalancing`` turns true only once a re-join starts, but a lost coordinator (a broker
+    restart) is known earlier, at the failed heartbeat; events taken in between are the ones at risk.
+    Reads aiokafka internals (as ``fetch_wait`` does): re-check on each faust-streaming/aiokafka upgrade.
+    """
+    try:
+        consumer = app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]
+    except Exception:  # not started yet, or the consumer is being rebuilt
+        return False
+    coordinator = getattr(consumer, "_coordinator", None)
+    subscription = consumer._subscription.subscription
+    if coordinator is None or subscription is None:
+        return False
+    return coordinator.coordinator_id is not None and not coordinator.need_rejoin(subscription)
+
+
 def is_ready() -> bool:
-    """Ready once the tables are recovered, a model is loaded and alerting is up."""
+    """Ready once the tables are recovered, a model is loaded, alerting is up and the group is joined."""
     recovered = app.tables.recovery.completed.is_set() and not app.in_recovery  # type: ignore[attr-defined]
-    return bool(recovered and live_model.scorer is not None and _alerting is not None and not app.rebalancing)
+    return bool(
+        recovered and live_model.scorer is not None and _alerting is not None and not app.rebalancing and in_group()
+    )
 
 
 @app.page("/readyz")
@@ -527,5 +548,6 @@ async def readyz(web: Any, request: Any) -> Any:
         "model": live_model.scorer.version if live_model.scorer else None,
         "recovering": bool(app.in_recovery),
         "alerting": _alerting is not None,
+        "in_group": in_group(),
     }
     return web.json(body, status=200 if body["ready"] else 503)
