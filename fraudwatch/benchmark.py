@@ -3,7 +3,8 @@
 One run measures, on the same events:
 - a worker scoring in micro-batches (the service as deployed) and the same worker with batch size 1
   (a naive per-message agent: one ``predict`` per event), each draining a backlog -> events/s;
-- event-to-decision latency of the batched worker at fixed offered rates -> p50/p95/p99;
+- event-to-decision latency of the batched worker at fixed offered rates -> p50/p95/p99, and the last
+  rate again on ``scale_out_workers`` processes of one consumer group (``latency_scaled_out``);
 - in-process: raw batched ``Booster.predict`` on precomputed feature rows, the service's scoring path
   (calibrated batch score) on the same rows, and the feature path per event;
 - the worker's peak resident memory, and its CPU per event while draining;
@@ -20,6 +21,7 @@ import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +42,16 @@ class BenchConfig:
     rates: tuple[int, ...] = (1000, 5000)
     seconds_per_rate: float = 20.0
     model_subscribers: int = 3000
+    # The last offered rate again, on this many worker processes of one consumer group (0: skip): how far
+    # scaling out by partitions carries on this machine, beside the one-process figures.
+    scale_out_workers: int = 2
 
     @classmethod
     def tiny(cls) -> BenchConfig:
         """A run of a few seconds per phase."""
-        return cls(backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500)
+        return cls(
+            backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500, scale_out_workers=2
+        )
 
 
 def histogram_quantiles(
@@ -215,8 +222,17 @@ def _pack_arrival(before: dict[str, float], after: dict[str, float]) -> dict[str
     return out
 
 
+def scrape_sum(urls: list[str]) -> dict[str, float]:
+    """Samples of several workers' /metrics added up (counters and histogram buckets of one group)."""
+    out: dict[str, float] = {}
+    for url in urls:
+        for key, value in scrape(url).items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
 async def _drain_rate(
-    metrics_url: str, target: float, timeout_s: float = 900, ready_at: float | None = None
+    metrics_urls: list[str], target: float, timeout_s: float = 900, ready_at: float | None = None
 ) -> dict[str, float]:
     """Scored events/s while a worker works through a backlog, from its own counters (middle 80 %).
 
@@ -226,7 +242,7 @@ async def _drain_rate(
     points: list[tuple[float, float]] = [] if ready_at is None else [(ready_at, 0.0)]
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        samples = await asyncio.to_thread(scrape, metrics_url)
+        samples = await asyncio.to_thread(scrape_sum, metrics_urls)
         scored = total(samples, "fw_events_scored_total") + total(samples, "fw_duplicate_events_total")
         points.append((time.monotonic(), scored))
         if scored >= target:
@@ -322,7 +338,7 @@ async def _bench(
                 ready_at = time.monotonic()
                 spy = _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
                 cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
-                result[label] = await _drain_rate(f"http://127.0.0.1:{port}/metrics", sent.sent, ready_at=ready_at)
+                result[label] = await _drain_rate([f"http://127.0.0.1:{port}/metrics"], sent.sent, ready_at=ready_at)
                 cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
                 if cpu0 is not None and cpu1 is not None:
                     result[label]["cpu_share_of_one_core"] = round((cpu1 - cpu0) / (t1 - t0), 2)
@@ -337,7 +353,7 @@ async def _bench(
                         before = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
                         stats = await replay(path, run, rate=rate)
                         await _drain_rate(
-                            f"http://127.0.0.1:{port}/metrics",
+                            [f"http://127.0.0.1:{port}/metrics"],
                             total(before, "fw_events_scored_total") + stats.sent,
                             timeout_s=120,
                         )
@@ -353,6 +369,10 @@ async def _bench(
                 result[label]["peak_rss_mb"] = _peak_rss_mb(proc.pid)
             finally:
                 stop_worker(proc)
+        if config.scale_out_workers > 1:
+            result["latency_scaled_out"] = await _scaled_out(
+                run, config, work, lambda port: env("bench-worker", port, settings.score_batch_max)
+            )
     finally:
         await receiver.stop()
     result["in_process"] = await asyncio.to_thread(_in_process, run, backlog["events"], 50_000)
@@ -363,6 +383,52 @@ async def _bench(
         "scoring_path_vs_raw_predict": result["in_process"]["scoring_path_vs_raw_predict_time_ratio"],
     }
     return result
+
+
+async def _scaled_out(
+    run: Settings, config: BenchConfig, work: Path, env: Callable[[int], dict[str, str]]
+) -> dict[str, Any]:
+    """The last offered rate on ``scale_out_workers`` processes of the one-process phase's group.
+
+    They take over its committed offsets and recover its tables from the changelogs; the events are a
+    new city, so none is skipped as a duplicate. Latency is read from all workers' metrics together.
+    """
+    from streams.replay import replay
+
+    rate, n = config.rates[-1], config.scale_out_workers
+    ports = [free_port() for _ in range(n)]
+    procs = [start_worker(run, env(port), work / f"scaled-{i}.log") for i, port in enumerate(ports)]
+    urls = [f"http://127.0.0.1:{port}/metrics" for port in ports]
+    try:
+        # All ready, and still all ready a moment later: a late joiner's rebalance takes readiness away.
+        for _ in range(2):
+            for port, proc in zip(ports, procs, strict=True):
+                await _wait_ready(port, proc)
+            await asyncio.sleep(2.0)
+        n_subs = max(200, int(rate * config.seconds_per_rate / 6))
+        path = write_city(simulate(CityConfig(subscribers=n_subs, days=1.0, seed=930)), work / f"scaled-{rate}")
+        before = await asyncio.to_thread(scrape_sum, urls)
+        cpu0 = [_cpu_s(p.pid) for p in procs]
+        t0 = time.monotonic()
+        stats = await replay(path["events"], run, rate=rate)
+        await _drain_rate(urls, total(before, "fw_events_scored_total") + stats.sent, timeout_s=120)
+        cpu1 = [_cpu_s(p.pid) for p in procs]
+        elapsed = time.monotonic() - t0
+        after = await asyncio.to_thread(scrape_sum, urls)
+        return {
+            "workers": n,
+            "offered_events_per_s": rate,
+            "achieved_send_rate": round(stats.rate, 1),
+            **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
+            "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
+            "cpu_share_of_one_core_per_worker": [
+                round((b - a) / elapsed, 2) if a is not None and b is not None else None
+                for a, b in zip(cpu0, cpu1, strict=True)
+            ],
+        }
+    finally:
+        for proc in procs:
+            stop_worker(proc)
 
 
 def run_benchmark(settings: Settings, config: BenchConfig) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark, summarize_profile
+from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark, scrape_sum, summarize_profile
 from fraudwatch.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,11 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
         for stage in ("callers", "score"):
             p50, p99 = figures["pack_arrival_p50_p99_ms"][stage]
             assert p50 is not None and p99 is not None and 0 < p50 <= p99, figures
+    scaled = result["latency_scaled_out"]
+    assert scaled["workers"] == 2 and scaled["count"] > 0, scaled
+    assert 0 < scaled["p50_ms"] <= scaled["p99_ms"]
+    # Both processes took part: each owned partitions and burnt CPU on them.
+    assert all(share and share > 0 for share in scaled["cpu_share_of_one_core_per_worker"]), scaled
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
     assert result["ratios"]["worker_vs_naive_agent"] > 0
     assert result["worker"]["cpu_us_per_event"] > 0 and result["limits"]
@@ -65,3 +70,10 @@ def test_profile_summary_shares_own_inclusive_and_package_time() -> None:
     assert summary["top_own_time_pct"] == {"predict basic.py": 75.0, "score app.py": 25.0}
     assert summary["by_package_pct"] == {"lightgbm": 75.0, "streams": 25.0}
     assert summary["agents_and_landmarks_pct"] == {"score app.py": 100.0}
+
+
+@pytest.mark.unit
+def test_scrape_sum_adds_up_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    pages = {"a": {"c{}": 2.0, "h_bucket{le=1}": 1.0}, "b": {"c{}": 3.0, "only_b{}": 1.0}}
+    monkeypatch.setattr("fraudwatch.benchmark.scrape", lambda url: pages[url])
+    assert scrape_sum(["a", "b"]) == {"c{}": 5.0, "h_bucket{le=1}": 1.0, "only_b{}": 1.0}
