@@ -164,9 +164,12 @@ class _StateTable:
         self.codec = codec
         self.sender = BatchSender(app, table.changelog_topic.get_topic_name())
 
-    def get(self, key: str) -> Any:
-        """The key's state, or None (read from the store: ``Table.get`` raises and catches per new key)."""
-        return self.table.data.get(key)
+    def current(self, key: str, touched: dict[str, Any], new: Callable[[], Any]) -> Any:
+        """The key's newest state: changed earlier in this batch, else stored, else ``new()``.
+
+        Read from the store: ``Table.get`` raises and catches an exception per new key.
+        """
+        return touched.get(key) or self.table.data.get(key) or new()
 
     async def write(self, states: dict[str, Any]) -> None:
         """Store each state under its key and queue its changelog record."""
@@ -282,7 +285,7 @@ async def callers(stream: Any) -> None:
                     envelope["p"] = payee_snap.to_list()
                     out.append((call.subscriber.encode(), orjson.dumps(envelope)))
                 continue
-            state = touched.get(call.caller) or _caller_states.get(call.caller) or CallerState()
+            state = _caller_states.current(call.caller, touched, CallerState)
             assert isinstance(state, CallerState)
             snap = caller_step(state, call)
             if snap is None:
@@ -298,7 +301,7 @@ async def callers(stream: Any) -> None:
 def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeState]) -> PayeeSnapshot | None:
     """The receiving account's snapshot after this transfer; None (counted) for a duplicate."""
     key = payee_key(transfer.payee_account)
-    state = touched.get(key) or _caller_states.get(key) or PayeeState()
+    state = _caller_states.current(key, touched, PayeeState)
     assert isinstance(state, PayeeState)
     snap = payee_step(state, transfer)
     if snap is None:
@@ -311,7 +314,7 @@ def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeS
 def _take_feedback(fb: Feedback, touched: dict[str, CallerState | PayeeState]) -> None:
     """Queue feedback on the caller or payee state it names (a repeat is dropped and counted)."""
     new = PayeeState if fb.key.startswith(PAYEE_PREFIX) else CallerState
-    state = touched.get(fb.key) or _caller_states.get(fb.key) or new()
+    state = _caller_states.current(fb.key, touched, new)
     if apply_feedback(state, fb):
         touched[fb.key] = state
     else:
@@ -341,7 +344,7 @@ async def score(stream: Any) -> None:
         for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
             snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
             payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
-            state = touched.get(event.subscriber) or _subscriber_states.get(event.subscriber) or SubscriberState()
+            state = _subscriber_states.current(event.subscriber, touched, SubscriberState)
             row = subscriber_step(state, event, snap, payee)
             if row is None:
                 _subscriber_duplicates.inc()
