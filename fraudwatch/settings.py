@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     gc_gen0_threshold: int = Field(
         20_000, ge=0, description="Worker's gen-0 GC threshold (Python's default is 700; 0 leaves GC untouched)."
     )
+    table_standby_replicas: int = Field(
+        0,
+        ge=0,
+        description="Standby copies of each table partition on other workers (Faust's default is 1): faster "
+        "fail-over, but each worker then decodes every changelog record of the others' partitions.",
+    )
+    gil_switch_interval_s: float = Field(
+        0.0005, gt=0, description="Worker's sys.setswitchinterval (Python's default 0.005 s); see fraudwatch.cli."
+    )
     publish_features: bool = Field(
         False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
     )

@@ -97,6 +97,7 @@ app = faust.App(
     web_tables_enabled=False,  # the built-in /table routes would expose subscriber state
     processing_guarantee="at_least_once",
     producer_linger=settings.producer_linger_s,
+    table_standby_replicas=settings.table_standby_replicas,
 )
 
 
