@@ -8,6 +8,9 @@ cities 3000 x 7 days, all at 40 victims per 10k per day); it caches their featur
 hold the feature set of the code that built them: use a fresh OUT_DIR after changing features), registers the
 models under OUT_DIR/reg/LABEL (OUT_DIR/reg/LABEL-TRAIN_CITY for another train city) and appends one JSON line
 per (seed, city) to OUT_DIR/results.jsonl. Run it under ``nice``: each training run takes minutes.
+
+The JSON overrides TrainConfig's defaults: ``'{}'`` is the default setup (3 models, thresholds on 4 subscriber
+folds since detect4); ``'{"n_models": 1, "threshold_folds": 0}'`` is the earlier single-model, held-out-day one.
 """
 
 from __future__ import annotations
