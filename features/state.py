@@ -35,13 +35,6 @@ FEEDBACK_DELAY_MS = 30 * MINUTE_MS
 FLAG_SPANS_MS: tuple[int, ...] = (DAY_MS, 7 * DAY_MS)
 PAYEE_AGE_CAP_S = 3 * DAY_MS / 1000
 PAYEE_PREFIX = "payee:"
-# Risky stranger callers: an answered call from a number first seen less than a day before, whose earlier
-# callees had paid a new payee after its calls (``CallerSnapshot.paid_callees_7d`` at the call, so causal).
-# Unlike ``last_suspicious`` there is no kind/duration/fan-out gate: a short "opener" from a plain mobile
-# number counts. The subscriber remembers at most this many such callers (of the last 7 days).
-RISKY_CALLERS = 4
-RISKY_MIN_PAID_CALLEES = 1
-RISKY_SPAN_MS = 7 * DAY_MS
 
 
 class _Dedup:
@@ -432,15 +425,10 @@ class SuspiciousContact:
         ]
 
 
-# A remembered risky caller: [last call end ms, caller, max paid_callees_7d seen at its calls, paid_share_7d at
-# that call, fanout_24h at that call]. Plain lists: they go as they are into the state's JSON snapshot.
-RiskyCaller = list[Any]
-
-
 class SubscriberState:
     """Rolling behaviour of one subscriber (possible victim): calls received and transfers made."""
 
-    __slots__ = ("amount_stats", "contacts", "dedup", "last_suspicious", "payees", "risky", "windows")
+    __slots__ = ("amount_stats", "contacts", "dedup", "last_suspicious", "payees", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK)
@@ -451,41 +439,7 @@ class SubscriberState:
         # Welford running mean/variance of log(amount) over the subscriber's past transfers.
         self.amount_stats: list[float] = [0.0, 0.0, 0.0]
         self.last_suspicious: SuspiciousContact | None = None
-        # At most RISKY_CALLERS risky stranger callers of the last RISKY_SPAN_MS (see ``remember_risky``).
-        self.risky: list[RiskyCaller] = []
         self.dedup = _Dedup()
-
-    def remember_risky(self, caller: str, at_ms: int, snap: CallerSnapshot) -> None:
-        """Remember a stranger caller whose earlier callees paid someone new; O(RISKY_CALLERS)."""
-        for entry in self.risky:
-            if entry[1] == caller:
-                if at_ms >= entry[0]:
-                    entry[0] = at_ms
-                if snap.paid_callees_7d >= entry[2]:
-                    entry[2], entry[3], entry[4] = snap.paid_callees_7d, snap.paid_share_7d, snap.fanout_24h
-                break
-        else:
-            self.risky.append([at_ms, caller, snap.paid_callees_7d, snap.paid_share_7d, snap.fanout_24h])
-        newest = max(entry[0] for entry in self.risky)
-        self.risky = [entry for entry in self.risky if entry[0] > newest - RISKY_SPAN_MS]
-        if len(self.risky) > RISKY_CALLERS:
-            # Forget the least risky (fewest paid callees, then the oldest call).
-            self.risky.remove(min(self.risky, key=lambda entry: (entry[2], entry[0], entry[1])))
-
-    def riskiest(self, at_ms: int) -> tuple[RiskyCaller | None, int]:
-        """The remembered caller with the most paid callees among calls of the 7 days up to ``at_ms`` (ties:
-        the latest call), and how many remembered callers called in the 24 h up to ``at_ms``."""
-        best: RiskyCaller | None = None
-        day = 0
-        for entry in self.risky:
-            age = at_ms - entry[0]
-            if age < 0 or age >= RISKY_SPAN_MS:
-                continue
-            if age < DAY_MS:
-                day += 1
-            if best is None or (entry[2], entry[0]) > (best[2], best[0]):
-                best = entry
-        return best, day
 
     def is_stranger(self, caller: str, at_ms: int) -> bool:
         """A number first seen with this subscriber less than a day ago (or never)."""
@@ -534,8 +488,6 @@ class SubscriberState:
                 caller_fanout_24h=caller.fanout_24h,
                 caller_paid_callees_7d=caller.paid_callees_7d,
             )
-        if stranger and call.answered and caller.paid_callees_7d >= RISKY_MIN_PAID_CALLEES:
-            self.remember_risky(call.caller, avail_ms, caller)
         return stranger
 
     def update_transfer(self, transfer: TransferEvent) -> tuple[bool, bool, list[float]]:
@@ -575,7 +527,6 @@ class SubscriberState:
             "p": self.payees,
             "a": self.amount_stats,
             "s": self.last_suspicious.to_list() if self.last_suspicious else None,
-            "r": self.risky,
             "d": self.dedup.to_obj(),
         }
 
@@ -589,6 +540,5 @@ class SubscriberState:
         state.payees = obj["p"]
         state.amount_stats = obj["a"]
         state.last_suspicious = SuspiciousContact(*obj["s"]) if obj["s"] else None
-        state.risky = [list(entry) for entry in obj.get("r") or ()]  # absent in states written before it
         state.dedup = _Dedup(obj["d"])
         return state

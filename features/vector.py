@@ -119,18 +119,6 @@ _SUB_FEATURES = [
     "suspicious_caller_kind",
     "suspicious_caller_paid_callees_7d",
 ]
-# The riskiest stranger caller of the last 7 days whose earlier callees paid someone new (any call length or
-# number kind: see ``SubscriberState.remember_risky``), on every later row of the subscriber, calls and
-# transfers alike: an "opener" call keeps its caller's risk on the rows that follow it.
-RISKY_FEATURES = [
-    "risky_callers_24h",
-    "since_risky_call_s",
-    "risky_caller_paid_callees_7d",
-    "risky_caller_paid_share_7d",
-    "risky_caller_fanout_24h",
-    "risky_caller_calls",
-    "risky_caller_talk_s",
-]
 
 FEATURE_NAMES: tuple[str, ...] = tuple(
     _EVENT_FEATURES
@@ -140,7 +128,6 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
     + PAYEE_FEATURES
     + _WINDOW_FEATURES
     + _SUB_FEATURES
-    + RISKY_FEATURES
 )
 FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 FEATURES_HASH = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:16]
@@ -252,20 +239,6 @@ def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
             float(last.caller_fanout_24h),
             float(last.kind_code),
             float(last.caller_paid_callees_7d),
-        ]
-    risky, risky_24h = state.riskiest(at_ms)
-    if risky is None:
-        out += [0.0, NAN, 0.0, 0.0, 0.0, 0.0, 0.0]
-    else:
-        contact = state.contacts.get(risky[1])  # calls and talk with this subscriber up to now
-        out += [
-            float(risky_24h),
-            (at_ms - risky[0]) / 1000,
-            float(risky[2]),
-            float(risky[3]),
-            float(risky[4]),
-            float(contact[2]) if contact else 0.0,
-            float(contact[3]) if contact else 0.0,
         ]
     return out
 

@@ -35,22 +35,6 @@ def _age(seconds: float) -> str:
     return f"{seconds / 86_400:.0f} days"
 
 
-def _calls(n: float) -> str:
-    return "1 call" if round(n) == 1 else f"{n:.0f} calls"
-
-
-def _numbers(n: float) -> str:
-    return "1 unknown number" if round(n) == 1 else f"{n:.0f} unknown numbers"
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 3600:
-        return _minutes(seconds)
-    if seconds < 86_400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86_400:.0f} days"
-
-
 def _kind(row: Sequence[float], name: str) -> str:
     value = row[FEATURE_INDEX[name]]
     return _KIND_NAMES.get(int(value), "unknown") if value == value else "unknown"
@@ -95,33 +79,6 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "suspicious_caller_paid_callees_7d": lambda r: (
         f"{_people(_v(r, 'suspicious_caller_paid_callees_7d'))} who talked with the same unknown number "
         "this week then paid someone new"
-    ),
-    # The riskiest unknown number that called this person in the last 7 days (its earlier callees paid).
-    "risky_callers_24h": lambda r: (
-        f"took calls today from {_numbers(_v(r, 'risky_callers_24h'))} whose earlier callees paid someone new"
-    ),
-    "since_risky_call_s": lambda r: (
-        "a call from an unknown number whose earlier callees paid someone new ended "
-        f"{_ago(_v(r, 'since_risky_call_s'))} ago"
-    ),
-    "risky_caller_paid_callees_7d": lambda r: (
-        f"a recent unknown caller had already been followed by {_people(_v(r, 'risky_caller_paid_callees_7d'))} "
-        "paying someone new this week"
-    ),
-    "risky_caller_paid_share_7d": lambda r: (
-        f"{_v(r, 'risky_caller_paid_share_7d'):.0%} of the people a recent unknown caller rang this week "
-        "paid someone new soon after"
-    ),
-    "risky_caller_fanout_24h": lambda r: (
-        f"a recent unknown caller whose earlier callees paid someone new rang "
-        f"{_people(_v(r, 'risky_caller_fanout_24h'))} that day"
-    ),
-    "risky_caller_calls": lambda r: (
-        f"took {_calls(_v(r, 'risky_caller_calls'))} from an unknown number whose earlier callees paid someone new"
-    ),
-    "risky_caller_talk_s": lambda r: (
-        f"has talked {_minutes(_v(r, 'risky_caller_talk_s'))} in total with an unknown number whose earlier "
-        "callees paid someone new"
     ),
     "payee_payers_24h": lambda r: f"the receiving account was paid by {_people(_v(r, 'payee_payers_24h'))} today",
     "payee_payers_7d": lambda r: f"the receiving account was paid by {_people(_v(r, 'payee_payers_7d'))} this week",

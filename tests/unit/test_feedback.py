@@ -15,8 +15,6 @@ from features.state import (
     FEEDBACK_DELAY_MS,
     PAYEE_AGE_CAP_S,
     PAYEE_PREFIX,
-    RISKY_CALLERS,
-    CallerSnapshot,
     CallerState,
     Feedback,
     PayeeState,
@@ -29,7 +27,6 @@ from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
     PAYEE_FEATURES,
-    RISKY_FEATURES,
     FeatureRow,
     apply_feedback,
     available_at,
@@ -222,134 +219,6 @@ def test_feedback_hop_slower_than_the_delay_converges() -> None:
     late = keyed[RING]
     assert isinstance(late, CallerState)
     assert caller_step(late, probe) == caller_step(engine.callers[RING], probe)
-
-
-# -- risky stranger callers: an opener's risk on the subscriber's later rows ---------------------------------
-
-
-def _opener_story() -> list[Event]:
-    """RING's earlier callees paid new payees; it then opens on VICTIMS[3] with a short plain mobile call."""
-    events: list[Event] = []
-    for i in range(2):  # two earlier callees talked 10 min with RING and paid a new payee 20 min later
-        start = T0 + i * HOUR_MS
-        events.append(call(f"c-early{i}", start, VICTIMS[i], 600, kind="mobile"))
-        events.append(pay(f"t-early{i}", start + 30 * MINUTE_MS, VICTIMS[i], MULE))
-    events.append(call("c-miss", T0 + 2 * HOUR_MS, VICTIMS[2], 15, kind="mobile"))  # a third callee, 15 s
-    opener = T0 + 4 * HOUR_MS
-    events.append(call("c-open", opener, VICTIMS[3], 120, kind="mobile"))  # 2 min: not "suspicious"
-    events.append(call("c-other", opener + 3 * HOUR_MS, VICTIMS[3], 200, caller="+8613800001111", kind="mobile"))
-    events.append(call("c-again", opener + 5 * HOUR_MS, VICTIMS[3], 90, kind="mobile"))  # the opener calls back
-    events.append(pay("t-loss", opener + 6 * HOUR_MS, VICTIMS[3], "ACC-MULE-9", 30_000.0))
-    return events
-
-
-def test_an_opener_from_a_caller_whose_callees_paid_flows_into_later_rows() -> None:
-    rows = rows_by_id(_opener_story())
-    opener_end = T0 + 4 * HOUR_MS + 120_000
-    open_row = rows["c-open"]
-    assert value(open_row, "caller_paid_callees_7d") == 2  # the call itself carries its caller's risk ...
-    assert math.isnan(value(open_row, "since_suspicious_call_s"))  # ... but is no "suspicious" call
-    assert value(open_row, "risky_callers_24h") == 1
-    assert value(open_row, "since_risky_call_s") == 0
-    assert value(open_row, "risky_caller_paid_callees_7d") == 2
-    assert value(open_row, "risky_caller_paid_share_7d") == pytest.approx(2 / 4)  # 4 callees in 7 d, 2 paid
-    assert value(open_row, "risky_caller_fanout_24h") == 4
-    assert (value(open_row, "risky_caller_calls"), value(open_row, "risky_caller_talk_s")) == (1, 120)
-    # A later call from another, clean number: its own caller features say nothing, the memory does.
-    other = rows["c-other"]
-    assert value(other, "caller_paid_callees_7d") == 0
-    assert value(other, "since_risky_call_s") == (T0 + 7 * HOUR_MS + 200_000 - opener_end) / 1000
-    assert value(other, "risky_caller_paid_callees_7d") == 2
-    assert value(other, "risky_caller_calls") == 1
-    # The transfer follows a call back from the opener: calls and talk with the subscriber add up.
-    loss = rows["t-loss"]
-    assert value(loss, "transfer_after_suspicious_call") == 0  # the old gate never saw any of these calls
-    assert math.isnan(value(loss, "since_suspicious_call_s"))
-    assert value(loss, "since_risky_call_s") == (6 * HOUR_MS - 5 * HOUR_MS - 90_000) / 1000
-    assert value(loss, "risky_callers_24h") == 1
-    assert value(loss, "risky_caller_paid_callees_7d") == 2
-    assert (value(loss, "risky_caller_calls"), value(loss, "risky_caller_talk_s")) == (2, 210)
-    # Before any callee of RING had paid, its calls are not risky; once one had (fed back 30 min after the
-    # payment), the next callee's call is, whatever its length.
-    for eid in ("c-early0", "t-early0"):
-        assert value(rows[eid], "risky_callers_24h") == 0, eid
-        assert math.isnan(value(rows[eid], "since_risky_call_s")), eid
-    assert value(rows["c-early1"], "risky_caller_paid_callees_7d") == 1
-    assert value(rows["c-miss"], "risky_caller_paid_callees_7d") == 2  # even a 15 s call
-
-
-def test_the_risky_memory_is_bounded_and_forgets_after_a_week() -> None:
-    sub = SubscriberState()
-    for i in range(RISKY_CALLERS + 3):
-        sub.remember_risky(
-            f"+86170000000{i:02d}", T0 + i * MINUTE_MS, CallerSnapshot(1, 9, 9, 9, 0, 0, 0, 0, 1, i, 0.1)
-        )
-    assert len(sub.risky) == RISKY_CALLERS
-    best, day = sub.riskiest(T0 + HOUR_MS)
-    assert best is not None and best[2] == RISKY_CALLERS + 2 and day == RISKY_CALLERS  # the least risky went
-    assert sub.riskiest(T0 - MINUTE_MS) == (None, 0)  # nothing known before the calls
-    week_later = T0 + 7 * DAY_MS + (RISKY_CALLERS + 2) * MINUTE_MS
-    assert sub.riskiest(week_later - 1)[0] is not None
-    assert sub.riskiest(week_later) == (None, 0)
-    sub.remember_risky("+8617099999999", week_later, CallerSnapshot(1, 9, 9, 9, 0, 0, 0, 0, 1, 1, 0.1))
-    assert [entry[1] for entry in sub.risky] == ["+8617099999999"]  # the week-old callers are dropped
-
-
-def test_risky_memory_round_trips_and_an_old_state_without_it_loads() -> None:
-    events = _opener_story()
-    engine = FeatureEngine()
-    list(engine.run(events[:-1]))
-    sub = engine.subscribers[VICTIMS[3]]
-    assert sub.risky
-    back = SubscriberState.from_obj(orjson.loads(orjson.dumps(sub.to_obj())))
-    assert back.risky == sub.risky
-    assert orjson.dumps(back.to_obj()) == orjson.dumps(sub.to_obj())
-    # A state written before the memory existed (no "r") loads with an empty memory and keeps working.
-    old = orjson.loads(orjson.dumps(sub.to_obj()))
-    del old["r"]
-    legacy = SubscriberState.from_obj(old)
-    assert legacy.risky == []
-    row = subscriber_step(legacy, events[-1])
-    assert row is not None
-    assert value(row, "risky_callers_24h") == 0 and math.isnan(value(row, "since_risky_call_s"))
-    assert value(row, "amount") == 30_000.0
-
-
-def test_risky_features_read_as_sentences() -> None:
-    row = [0.0] * len(FEATURE_NAMES)
-    values = {
-        "risky_callers_24h": 2.0,
-        "since_risky_call_s": 3 * 3600.0,
-        "risky_caller_paid_callees_7d": 9.0,
-        "risky_caller_paid_share_7d": 0.25,
-        "risky_caller_fanout_24h": 40.0,
-        "risky_caller_calls": 1.0,
-        "risky_caller_talk_s": 240.0,
-    }
-    expected = {
-        "risky_callers_24h": "took calls today from 2 unknown numbers whose earlier callees paid someone new",
-        "since_risky_call_s": "a call from an unknown number whose earlier callees paid someone new ended 3 h ago",
-        "risky_caller_paid_callees_7d": (
-            "a recent unknown caller had already been followed by 9 people paying someone new this week"
-        ),
-        "risky_caller_paid_share_7d": (
-            "25% of the people a recent unknown caller rang this week paid someone new soon after"
-        ),
-        "risky_caller_fanout_24h": (
-            "a recent unknown caller whose earlier callees paid someone new rang 40 people that day"
-        ),
-        "risky_caller_calls": "took 1 call from an unknown number whose earlier callees paid someone new",
-        "risky_caller_talk_s": (
-            "has talked 4 min in total with an unknown number whose earlier callees paid someone new"
-        ),
-    }
-    assert set(values) == set(RISKY_FEATURES) == set(expected)
-    for name, v in values.items():
-        row[FEATURE_INDEX[name]] = v
-    for name in RISKY_FEATURES:
-        contrib = np.zeros(len(FEATURE_NAMES))
-        contrib[FEATURE_INDEX[name]] = 1.0
-        assert reasons(row, contrib) == [expected[name]]
 
 
 # -- payee side ----------------------------------------------------------------------------------------
