@@ -62,10 +62,17 @@ def train(
     cases: Path,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
     promote: bool = True,
-    models: Annotated[int, typer.Option(min=1, help="Boosters (seeds) averaged into the model")] = 1,
+    models: Annotated[
+        int | None, typer.Option(min=1, help="Boosters (seeds) averaged into the model [default: TrainConfig's, 3]")
+    ] = None,
     threshold_folds: Annotated[
-        int, typer.Option(min=0, help="Pick thresholds on K subscriber folds' out-of-fold scores (0: held-out days)")
-    ] = 0,
+        int | None,
+        typer.Option(
+            min=0,
+            help="Pick thresholds on K subscriber folds' out-of-fold scores (0: held-out days) "
+            "[default: TrainConfig's, 4]",
+        ),
+    ] = None,
 ) -> None:
     """Train a model on a simulated (or real) history and register it; promote it by default."""
     from fraudwatch.training import train_from_files

@@ -89,24 +89,25 @@ def train_from_files(
     budget: float | None = None,
     promote: bool = True,
     card_city: CityConfig | None = None,
-    n_models: int = 1,
-    threshold_folds: int = 0,
+    n_models: int | None = None,
+    threshold_folds: int | None = None,
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model.
 
     With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
     city and its model card written into its folder before it is promoted. ``n_models`` and
-    ``threshold_folds`` are :class:`TrainConfig`'s opt-in seed ensemble and subscriber-fold thresholds.
+    ``threshold_folds`` are :class:`TrainConfig`'s seed ensemble and subscriber-fold thresholds (None: its
+    defaults; ``n_models=1, threshold_folds=0`` trains about 3x faster, e.g. for tests).
     """
     case_list = read_jsonl(cases)
     loaded = load_events(events)
     data = build_dataset(loaded.events, case_list)
     registry = ModelRegistry(settings.models_path)
+    knobs = {"n_models": n_models, "threshold_folds": threshold_folds}
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         episode_ms=settings.episode_ms,
-        n_models=n_models,
-        threshold_folds=threshold_folds,
+        **{name: value for name, value in knobs.items() if value is not None},
     )
     version = train_model(
         data,

@@ -39,15 +39,17 @@ class TrainConfig:
     num_leaves: int = 31
     seed: int = 7
     # Boosters averaged into the model (seeds seed, seed + 1, ...): one booster's top scores, and so the
-    # task threshold picked from a handful of held-out false tasks, swing with its seed.
-    n_models: int = 1
+    # task threshold picked from a handful of held-out false tasks, swing with its seed. With
+    # ``threshold_folds=4`` the default since detect4 (scripts/threshold_study.py: trained on two cities x 4
+    # seeds, the face-to-face budget was overspent on new cities far less often than with 1 model, 0 folds).
+    n_models: int = 3
     # Poisson standard deviations of the held-out false-task count kept in hand when picking thresholds.
     threshold_margin_sd: float = 0.0
     # Subscriber folds for the thresholds (0: pick them on the final model's held-out days). With k folds,
     # k more models are each fitted like the final one on the other folds' subscribers and score every day
     # of their own fold's subscribers: the thresholds then rest on the whole history, and on subscribers no
     # model had seen, as on a new city (the final model has seen every subscriber of its held-out days).
-    threshold_folds: int = 0
+    threshold_folds: int = 4
     # The rate of the fold scores is counted per window of this length, as ``evaluate`` counts one city.
     threshold_window_ms: int = 7 * DAY_MS
 

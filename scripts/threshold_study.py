@@ -1,11 +1,16 @@
 """Does the face-to-face budget hold on new cities? Train with several seeds, evaluate each at ``--budget``.
 
-    python scripts/threshold_study.py OUT_DIR LABEL '{"threshold_folds": 4}' 7,8,9,10
+    python scripts/threshold_study.py OUT_DIR LABEL '{"threshold_folds": 4}' 7,8,9,10 [TRAIN_CITY]
 
-expects OUT_DIR/train21 and OUT_DIR/eval555, eval777, eval999 (``fraudwatch simulate`` folders: the train city
-3000 subscribers x 14 days seed 21, the eval cities 3000 x 7 days, all at 40 victims per 10k per day); it
-caches their feature rows in OUT_DIR, registers the models under OUT_DIR/reg/LABEL and appends one JSON line
+expects OUT_DIR/TRAIN_CITY (default train21) and OUT_DIR/eval555, eval777, eval999 (``fraudwatch simulate``
+folders: a train city 3000 subscribers x 14 days, e.g. seed 21 as train21 or seed 22 as train22, the eval
+cities 3000 x 7 days, all at 40 victims per 10k per day); it caches their feature rows in OUT_DIR (the caches
+hold the feature set of the code that built them: use a fresh OUT_DIR after changing features), registers the
+models under OUT_DIR/reg/LABEL (OUT_DIR/reg/LABEL-TRAIN_CITY for another train city) and appends one JSON line
 per (seed, city) to OUT_DIR/results.jsonl. Run it under ``nice``: each training run takes minutes.
+
+The JSON overrides TrainConfig's defaults: ``'{}'`` is the default setup (3 models, thresholds on 4 subscriber
+folds since detect4); ``'{"n_models": 1, "threshold_folds": 0}'`` is the earlier single-model, held-out-day one.
 """
 
 from __future__ import annotations
@@ -50,10 +55,12 @@ def city(root: Path, name: str) -> tuple[Dataset, list[dict[str, Any]]]:
     return data, cases
 
 
-def main(root: Path, label: str, config: dict[str, Any], seeds: list[int], budget: float = 1.0) -> None:
-    train_data, train_cases = city(root, "train21")
+def main(
+    root: Path, label: str, config: dict[str, Any], seeds: list[int], train: str = "train21", budget: float = 1.0
+) -> None:
+    train_data, train_cases = city(root, train)
     evals = {seed: city(root, f"eval{seed}") for seed in (555, 777, 999)}
-    registry = ModelRegistry(root / "reg" / label)
+    registry = ModelRegistry(root / "reg" / (label if train == "train21" else f"{label}-{train}"))
     for seed in seeds:
         start = time.time()
         version = train_model(
@@ -67,6 +74,7 @@ def main(root: Path, label: str, config: dict[str, Any], seeds: list[int], budge
             line = {key: result[key] for key in FIELDS}
             line.update(
                 label=label,
+                train=train,
                 seed=seed,
                 city=eval_seed,
                 threshold=threshold,
@@ -79,4 +87,5 @@ def main(root: Path, label: str, config: dict[str, Any], seeds: list[int], budge
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), [int(s) for s in sys.argv[4].split(",")])
+    args = sys.argv[1:]
+    main(Path(args[0]), args[1], json.loads(args[2]), [int(s) for s in args[3].split(",")], *args[4:5])

@@ -63,7 +63,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     settings = Settings(data_dir=root, compile_models=False)
     paths = write_city(simulate(TRAIN_CITY), root / "train-city")
     version = train_from_files(
-        paths["events"], paths["cases"], settings, promote=True, card_city=holdout_city(TRAIN_CITY)
+        paths["events"],
+        paths["cases"],
+        settings,
+        promote=True,
+        card_city=holdout_city(TRAIN_CITY),
+        n_models=1,  # the card, not the ensemble or fold thresholds, is under test: keep training cheap
+        threshold_folds=0,
     )
     holdout = write_city(simulate(holdout_city(TRAIN_CITY)), root / "holdout-city")
     return Trained(settings, version, holdout["events"], holdout["cases"])

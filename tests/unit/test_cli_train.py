@@ -1,4 +1,4 @@
-"""``train``'s opt-in options reach the training run and are recorded in the model's metadata."""
+"""``train``'s options reach the training run and are recorded in the model's metadata."""
 
 from __future__ import annotations
 
@@ -33,3 +33,23 @@ def test_train_with_ensemble_and_fold_thresholds(tmp_path: Path, monkeypatch: py
 def test_train_rejects_zero_models(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.app, ["train", "e.jsonl", "c.jsonl", "--models", "0"])
     assert result.exit_code != 0
+
+
+def test_train_defaults_are_train_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without --models / --threshold-folds the run gets TrainConfig's defaults (3 boosters, 4 folds).
+    from fraudwatch import training
+    from models.train import TrainConfig
+
+    seen: list[TrainConfig] = []
+
+    def fake_train(_data: object, _victims: object, _registry: object, config: TrainConfig, _meta: object) -> None:
+        seen.append(config)
+        raise SystemExit(0)
+
+    paths = write_city(simulate(CityConfig(subscribers=100, days=0.2, seed=3, victims_per_10k_per_day=40)), tmp_path)
+    monkeypatch.setattr(cli, "get_settings", lambda: Settings(data_dir=tmp_path / "data", compile_models=False))
+    monkeypatch.setattr(training, "train_model", fake_train)
+    CliRunner().invoke(cli.app, ["train", str(paths["events"]), str(paths["cases"]), "--no-promote"])
+    assert len(seen) == 1
+    assert (seen[0].n_models, seen[0].threshold_folds) == (TrainConfig().n_models, TrainConfig().threshold_folds)
+    assert (seen[0].n_models, seen[0].threshold_folds) == (3, 4)
