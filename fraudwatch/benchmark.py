@@ -231,6 +231,12 @@ def scrape_sum(urls: list[str]) -> dict[str, float]:
     return out
 
 
+def _gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
+    """Full (generation 2) collections between two scrapes: how many, and p99 of their pause in ms."""
+    q = histogram_quantiles(before, after, "fw_gc_pause_seconds", generation="2")
+    return {"full_collections": q["count"], "full_pause_p99_ms": q["p99_ms"]}
+
+
 async def _drain_rate(
     metrics_urls: list[str], target: float, timeout_s: float = 900, ready_at: float | None = None
 ) -> dict[str, float]:
@@ -364,6 +370,8 @@ async def _bench(
                             **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
                             # Where that latency builds up: age of the packs reaching each later hop.
                             "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
+                            # A full collection over the feature state stops every agent at once.
+                            "gc_pauses": _gc_pauses(before, after),
                         }
                     result["latency_event_to_decision"] = latency
                 result[label]["peak_rss_mb"] = _peak_rss_mb(proc.pid)

@@ -153,6 +153,7 @@ def worker() -> None:
     from faust import Worker
 
     from streams.app import app as faust_app
+    from streams.metrics import watch_gc_pauses
 
     if settings.gc_gen0_threshold:
         # Feature state is hundreds of thousands of small long-lived containers; the default young
@@ -161,6 +162,7 @@ def worker() -> None:
         gc.collect()
         gc.freeze()
         gc.set_threshold(settings.gc_gen0_threshold, 20, 50)
+    watch_gc_pauses()
 
     # The consumer runs in its own thread and alert explanations in another: a shorter GIL switch
     # interval hands them the GIL sooner while the agents compute, which trims the latency tail.

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 EVENTS_CONSUMED = Counter("fw_events_consumed_total", "Input events read from the broker", ["topic", "kind"])
@@ -66,3 +69,24 @@ MODEL_INFO = Info("fw_model", "The model version this worker scores with")
 MODEL_LOADED = Gauge("fw_model_loaded", "1 when a model is loaded")
 PRODUCE_ERRORS = Counter("fw_produce_errors_total", "Forwarded messages whose delivery failed", ["topic"])
 ALERT_ERRORS = Counter("fw_alerting_errors_total", "Decisions that alerting could not handle", ["error"])
+GC_PAUSE_SECONDS = Histogram(
+    "fw_gc_pause_seconds",
+    "Cyclic garbage collections by generation: each one stops every agent for its duration",
+    ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+_gc_started = {"at": 0.0}
+
+
+def _observe_gc(phase: str, info: dict[str, int]) -> None:
+    if phase == "start":
+        _gc_started["at"] = time.perf_counter()
+    else:
+        GC_PAUSE_SECONDS.labels(generation=str(info["generation"])).observe(time.perf_counter() - _gc_started["at"])
+
+
+def watch_gc_pauses() -> None:
+    """Time every cyclic GC run into ``fw_gc_pause_seconds`` (a full collection over feature state is long)."""
+    if _observe_gc not in gc.callbacks:
+        gc.callbacks.append(_observe_gc)
