@@ -49,9 +49,7 @@ class BenchConfig:
     @classmethod
     def tiny(cls) -> BenchConfig:
         """A run of a few seconds per phase."""
-        return cls(
-            backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500, scale_out_workers=2
-        )
+        return cls(backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500)
 
 
 def histogram_quantiles(
@@ -231,6 +229,25 @@ def scrape_sum(urls: list[str]) -> dict[str, float]:
     return out
 
 
+def _paced_city(config: BenchConfig, rate: int, seed: int, folder: Path) -> Path:
+    """Events of a simulated day sized so that ``rate`` events/s last about ``seconds_per_rate``."""
+    n_subs = max(200, int(rate * config.seconds_per_rate / 6))
+    return write_city(simulate(CityConfig(subscribers=n_subs, days=1.0, seed=seed)), folder)["events"]
+
+
+def _latency_figures(before: dict[str, float], after: dict[str, float], rate: int, achieved: float) -> dict[str, Any]:
+    """Event-to-decision quantiles at one offered rate, where the latency builds up, and full-GC pauses."""
+    return {
+        "offered_events_per_s": rate,
+        "achieved_send_rate": round(achieved, 1),
+        **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
+        # Where that latency builds up: age of the packs reaching each later hop.
+        "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
+        # A full collection over the feature state stops every agent at once.
+        "gc_pauses": _gc_pauses(before, after),
+    }
+
+
 def _gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
     """Full (generation 2) collections between two scrapes: how many, and p99 of their pause in ms."""
     q = histogram_quantiles(before, after, "fw_gc_pause_seconds", generation="2")
@@ -353,9 +370,7 @@ async def _bench(
                     result["worker_profile"] = _profile_result(spy, work / f"{label}.pyspy.txt")
                     latency: dict[str, Any] = {}
                     for i, rate in enumerate(config.rates):
-                        n_subs = max(200, int(rate * config.seconds_per_rate / 6))
-                        city = simulate(CityConfig(subscribers=n_subs, days=1.0, seed=910 + i))
-                        path = write_city(city, work / f"rate-{rate}")["events"]
+                        path = _paced_city(config, rate, 910 + i, work / f"rate-{rate}")
                         before = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
                         stats = await replay(path, run, rate=rate)
                         await _drain_rate(
@@ -364,15 +379,7 @@ async def _bench(
                             timeout_s=120,
                         )
                         after = await asyncio.to_thread(scrape, f"http://127.0.0.1:{port}/metrics")
-                        latency[str(rate)] = {
-                            "offered_events_per_s": rate,
-                            "achieved_send_rate": round(stats.rate, 1),
-                            **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
-                            # Where that latency builds up: age of the packs reaching each later hop.
-                            "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
-                            # A full collection over the feature state stops every agent at once.
-                            "gc_pauses": _gc_pauses(before, after),
-                        }
+                        latency[str(rate)] = _latency_figures(before, after, rate, stats.rate)
                     result["latency_event_to_decision"] = latency
                 result[label]["peak_rss_mb"] = _peak_rss_mb(proc.pid)
             finally:
@@ -413,22 +420,18 @@ async def _scaled_out(
             for port, proc in zip(ports, procs, strict=True):
                 await _wait_ready(port, proc)
             await asyncio.sleep(2.0)
-        n_subs = max(200, int(rate * config.seconds_per_rate / 6))
-        path = write_city(simulate(CityConfig(subscribers=n_subs, days=1.0, seed=930)), work / f"scaled-{rate}")
+        path = _paced_city(config, rate, 930, work / f"scaled-{rate}")
         before = await asyncio.to_thread(scrape_sum, urls)
         cpu0 = [_cpu_s(p.pid) for p in procs]
         t0 = time.monotonic()
-        stats = await replay(path["events"], run, rate=rate)
+        stats = await replay(path, run, rate=rate)
         await _drain_rate(urls, total(before, "fw_events_scored_total") + stats.sent, timeout_s=120)
         cpu1 = [_cpu_s(p.pid) for p in procs]
         elapsed = time.monotonic() - t0
         after = await asyncio.to_thread(scrape_sum, urls)
         return {
             "workers": n,
-            "offered_events_per_s": rate,
-            "achieved_send_rate": round(stats.rate, 1),
-            **histogram_quantiles(before, after, "fw_event_to_decision_seconds"),
-            "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
+            **_latency_figures(before, after, rate, stats.rate),
             "cpu_share_of_one_core_per_worker": [
                 round((b - a) / elapsed, 2) if a is not None and b is not None else None
                 for a, b in zip(cpu0, cpu1, strict=True)
