@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     transfers_topic: str = "transfers.v1"
     caller_calls_topic: str = "calls-by-caller.v1"
     enriched_calls_topic: str = "calls-enriched.v1"
+    pending_alerts_topic: str = "alerts-pending.v1"
     dead_letter_topic: str = "events.dlq"
     tasks_topic: str = "tasks.v1"
     labels_topic: str = "labels.v1"

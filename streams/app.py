@@ -57,6 +57,7 @@ from streams.decode import InvalidEvent, decode, decode_obj
 from streams.events import CallEvent, Event, TransferEvent
 from streams.metrics import (
     ALERT_ERRORS,
+    ALERT_HANDOFF_SECONDS,
     CONSUMER_LAG,
     DEAD_LETTERS,
     DECISIONS,
@@ -65,12 +66,14 @@ from streams.metrics import (
     EVENT_TO_DECISION,
     EVENTS_CONSUMED,
     EVENTS_SCORED,
+    EXPLAIN_SECONDS,
     LIVE_KEYS,
     PACK_ARRIVAL,
     SCORE_BATCH,
     SCORE_SECONDS,
     SHADOW_DECISIONS,
 )
+from streams.pending_alerts import MalformedPendingAlert, PendingAlert, decode_pending, encode_pending
 from streams.produce import BatchSender, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic
@@ -110,6 +113,7 @@ caller_topic = _raw_topic(internal_topic(settings, settings.caller_calls_topic))
 subscriber_topic = _raw_topic(internal_topic(settings, settings.enriched_calls_topic))
 dead_letter_topic = _raw_topic(settings.dead_letter_topic)
 feature_topic = _raw_topic(internal_topic(settings, "features"))
+pending_alert_topic = _raw_topic(internal_topic(settings, settings.pending_alerts_topic))
 
 # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
 caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
@@ -148,6 +152,7 @@ async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition
 # once per partition and batch instead of once per event.
 _to_callers = BatchSender(app, caller_topic.get_topic_name(), packed=True)
 _to_subscribers = BatchSender(app, subscriber_topic.get_topic_name(), packed=True)
+_to_explain = BatchSender(app, pending_alert_topic.get_topic_name())
 
 
 class _StateTable:
@@ -368,7 +373,7 @@ async def score(stream: Any) -> None:
         SCORE_BATCH.observe(len(rows))
         _watermark["ms"] = max(_watermark["ms"], max(r.avail_ms for r in rows))
         now = time.time()
-        alerts: list[tuple[FeatureRow, float, int]] = []
+        pending: list[tuple[bytes, bytes]] = []
         for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
             level = scorer.level(risk)
             _scored[row.is_call].inc()
@@ -377,26 +382,68 @@ async def score(stream: Any) -> None:
                 EVENT_TO_DECISION.observe(max(0.0, now - t_s))
             EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
             if level:
-                alerts.append((row, risk, level))
-        if alerts:
-            # One SHAP call for the batch's alerts (LightGBM's per-call cost dominated one row's), in a
-            # thread: LightGBM releases the GIL, so the other agents keep the event loop busy meanwhile.
-            contributions = await asyncio.to_thread(scorer.contributions_many, [row.values for row, _, _ in alerts])
-            for (row, risk, level), contrib in zip(alerts, contributions, strict=True):
-                await _alert(scorer, row, risk, level, contrib)
+                alert = PendingAlert(row, risk, level, scorer.version, now)
+                pending.append((row.subscriber.encode(), encode_pending(alert)))
+        # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
+        published += await _to_explain.send_many(pending)
         if shadow_model.scorer is not None:
             _score_shadow(shadow_model.scorer, rows, risks)
         # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
         await _to_callers.send_many([(fb.key.encode(), orjson.dumps({"f": fb.to_list()})) for fb in feedback])
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
-        # their feature rows, decisions and alerts: once the state holds an event id, a replay after a
-        # crash skips that event as a duplicate, so state written first would lose its alert for good.
+        # their feature rows and pending alerts are on the broker: once the state holds an event id, a replay
+        # after a crash skips that event as a duplicate, so state written first would lose its alert for good.
         if published:
-            # Rows delivered before the state that marks their events as seen: the state goes straight to
-            # the producer's accumulator, ahead of Faust's send buffer, and a kill -9 in between once left
-            # rows that a replay then skipped as duplicates.
+            # The state goes straight to the producer's accumulator, ahead of Faust's send buffer, and a
+            # kill -9 in between once left rows that a replay then skipped as duplicates.
             await asyncio.gather(*published)
         await _subscriber_states.write(touched)
+
+
+@app.agent(pending_alert_topic)
+async def explain(stream: Any) -> None:
+    """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""
+    async for raws in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
+        alerts: list[PendingAlert] = []
+        for raw in raws:
+            try:
+                alerts.append(decode_pending(raw))
+            except MalformedPendingAlert as exc:
+                # Only this service writes the topic: a bad record is a bug or a version skew, loudly counted.
+                ALERT_ERRORS.labels(error=type(exc).__name__).inc()
+                log.error("unreadable pending alert", extra={"error": str(exc)})
+        if not alerts:
+            continue
+        if live_model.scorer is None:
+            await _wait_for_model()
+        started = time.perf_counter()
+        contributions = await _contributions(alerts)
+        explained = time.perf_counter()
+        EXPLAIN_SECONDS.observe(explained - started)
+        for alert, contrib in zip(alerts, contributions, strict=True):
+            await _alert(alert, contrib)
+        ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
+
+
+async def _contributions(alerts: list[PendingAlert]) -> list[Any]:
+    """SHAP contributions of each alert's row under the model version that scored it (when still loaded).
+
+    One call per version (LightGBM's per-call cost dominated one row's), in a thread: LightGBM releases
+    the GIL, so the other agents keep the event loop busy meanwhile.
+    """
+    by_version: dict[str, list[int]] = {}
+    for i, alert in enumerate(alerts):
+        by_version.setdefault(alert.model_version, []).append(i)
+    out: list[Any] = [None] * len(alerts)
+    for version, idx in by_version.items():
+        scorer = live_model.scorer_of(version)
+        assert scorer is not None  # the caller waited for a model
+        if scorer.version != version:
+            log.warning("alerts explained by a newer model", extra={"version": version, "alerts": len(idx)})
+        contrib = await asyncio.to_thread(scorer.contributions_many, [alerts[i].row.values for i in idx])
+        for i, c in zip(idx, contrib, strict=True):
+            out[i] = c
+    return out
 
 
 def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
@@ -421,21 +468,23 @@ def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
             )
 
 
-async def _alert(scorer: Any, row: FeatureRow, risk: float, level: int, contributions: Any) -> None:
-    """Explain a risky event and hand it to alerting; a failed side effect never stops the stream."""
+async def _alert(alert: PendingAlert, contributions: Any) -> None:
+    """Word a risky event's reasons and hand it to alerting; a failed side effect never stops the stream."""
+    row = alert.row
     decision = Decision(
         subscriber=row.subscriber,
         event_id=row.event_id,
         ts_ms=row.avail_ms,
-        score=risk,
-        level=level,
-        model_version=scorer.version,
+        score=alert.score,
+        level=alert.level,
+        model_version=alert.model_version,
         reasons=tuple(reasons(row.values, contributions)),
         lat=row.lat,
         lon=row.lon,
     )
     log.info(
-        "alert", extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "risk_level": level}
+        "alert",
+        extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "risk_level": alert.level},
     )
     try:
         await _alerting.handle(decision)

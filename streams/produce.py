@@ -87,10 +87,14 @@ class BatchSender:
             PRODUCE_ERRORS.labels(topic=self.topic).inc()
             log.error("batch delivery failed", extra={"topic": self.topic, "error": repr(fut.exception())})
 
-    async def send_many(self, messages: list[tuple[bytes, bytes]]) -> None:
-        """Queue every message for delivery (order kept per partition); returns once all are queued."""
+    async def send_many(self, messages: list[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+        """Queue every message for delivery (order kept per partition); the batches' delivery futures.
+
+        Returns once all are queued; await the futures where a later write must not overtake them.
+        """
         if not messages:
-            return
+            return []
+        sent: list[asyncio.Future[Any]] = []
         producer = self.app.producer._ensure_producer()  # the aiokafka producer behind Faust's
         if not self._partitions:
             await producer.client._wait_on_metadata(self.topic)
@@ -105,10 +109,11 @@ class BatchSender:
             batch = producer.create_batch()
             for key, value in items:
                 if batch.append(key=key, value=value, timestamp=None) is None:  # full: send, start another
-                    (await producer.send_batch(batch, self.topic, partition=partition)).add_done_callback(
-                        self._on_delivered
-                    )
+                    sent.append(await producer.send_batch(batch, self.topic, partition=partition))
+                    sent[-1].add_done_callback(self._on_delivered)
                     batch = producer.create_batch()
                     if batch.append(key=key, value=value, timestamp=None) is None:
                         raise ValueError(f"message of {len(value)} bytes exceeds the producer's batch size")
-            (await producer.send_batch(batch, self.topic, partition=partition)).add_done_callback(self._on_delivered)
+            sent.append(await producer.send_batch(batch, self.topic, partition=partition))
+            sent[-1].add_done_callback(self._on_delivered)
+        return sent

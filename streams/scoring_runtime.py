@@ -18,6 +18,8 @@ class LiveModel:
     def __init__(self, registry: ModelRegistry) -> None:
         self.registry = registry
         self.scorer: Scorer | None = None
+        # The one swapped out last: alerts it scored may still wait to be explained by it.
+        self.previous: Scorer | None = None
 
     def _wanted(self) -> ModelVersion | None:
         try:
@@ -47,9 +49,16 @@ class LiveModel:
         except ModelError as exc:
             log.error("model rejected", extra={"version": wanted.version, "error": str(exc)})
             return False
-        self.scorer = scorer
+        self.previous, self.scorer = self.scorer, scorer
         self._announce(scorer)
         return True
+
+    def scorer_of(self, version: str) -> Scorer | None:
+        """The loaded scorer of ``version`` (the live one or the one it replaced), else the live one."""
+        for scorer in (self.scorer, self.previous):
+            if scorer is not None and scorer.version == version:
+                return scorer
+        return self.scorer
 
 
 class ShadowModel(LiveModel):

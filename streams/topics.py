@@ -28,6 +28,7 @@ def topic_names(settings: Settings) -> list[str]:
         internal_topic(settings, settings.caller_calls_topic),
         internal_topic(settings, settings.enriched_calls_topic),
         internal_topic(settings, "features"),
+        internal_topic(settings, settings.pending_alerts_topic),
         settings.dead_letter_topic,
         settings.tasks_topic,
         settings.labels_topic,

@@ -22,6 +22,7 @@ from models.explain import _SENTENCES, reasons
 from models.registry import ModelRegistry
 from models.scoring import Scorer, load_live
 from streams.decode import decode_obj
+from streams.scoring_runtime import LiveModel
 
 pytestmark = pytest.mark.unit
 
@@ -338,3 +339,20 @@ def test_compiled_model_scores_identically(trained: Trained, tmp_path: Path) -> 
     fast = Scorer(version)
     assert fast.is_compiled and not plain.is_compiled
     assert np.max(np.abs(fast.raw(trained.X) - plain.raw(trained.X))) < 1e-9
+
+
+def test_live_model_keeps_the_version_it_replaced_for_pending_explanations(trained: Trained, tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path / "models")
+    first = registry.register(trained.model_text, trained.meta)
+    second = registry.register(trained.model_text, trained.meta)
+    registry.promote(first.version)
+    live = LiveModel(registry)
+    assert live.refresh()
+    registry.promote(second.version)
+    assert live.refresh()
+    assert live.scorer is not None and live.scorer.version == second.version
+    old = live.scorer_of(first.version)
+    assert old is not None and old.version == first.version
+    # A version no longer loaded falls back to the live one rather than leaving an alert unexplained.
+    other = live.scorer_of("v-gone")
+    assert other is not None and other.version == second.version

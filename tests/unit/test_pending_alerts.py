@@ -1,0 +1,54 @@
+"""The score -> explain hand-off record: exact round trip (NaN features included) and a clear error."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from features.vector import FEATURE_NAMES, FeatureRow
+from streams.pending_alerts import MalformedPendingAlert, PendingAlert, decode_pending, encode_pending
+
+pytestmark = pytest.mark.unit
+
+_value = st.one_of(st.just(math.nan), st.floats(allow_nan=False, allow_infinity=False))
+_coord = st.one_of(st.none(), st.floats(-90, 90))
+
+
+@given(
+    values=st.lists(_value, min_size=len(FEATURE_NAMES), max_size=len(FEATURE_NAMES)),
+    lat=_coord,
+    lon=_coord,
+    score=st.floats(0, 1),
+    level=st.integers(1, 3),
+    is_call=st.booleans(),
+)
+def test_round_trip_is_exact(
+    values: list[float], lat: float | None, lon: float | None, score: float, level: int, is_call: bool
+) -> None:
+    row = FeatureRow("c-1-7", "+8613800001111", 1_700_000_000_000, is_call, tuple(values), lat, lon)
+    alert = PendingAlert(row, score, level, "v20261123-000000-001", 1_700_000_001.25)
+    back = decode_pending(encode_pending(alert))
+    assert [math.isnan(v) for v in back.row.values] == [math.isnan(v) for v in values]
+    assert [v for v in back.row.values if not math.isnan(v)] == [v for v in values if not math.isnan(v)]
+    assert (back.row.event_id, back.row.subscriber, back.row.avail_ms, back.row.is_call) == (
+        row.event_id,
+        row.subscriber,
+        row.avail_ms,
+        row.is_call,
+    )
+    assert (back.row.lat, back.row.lon) == (lat, lon)
+    assert (back.score, back.level, back.model_version, back.decided_at_s) == (
+        score,
+        level,
+        alert.model_version,
+        alert.decided_at_s,
+    )
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"{}", b'{"e": "x"}', b"[1, 2]"])
+def test_a_foreign_record_is_a_clear_error(raw: bytes) -> None:
+    with pytest.raises(MalformedPendingAlert):
+        decode_pending(raw)
