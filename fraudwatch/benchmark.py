@@ -213,11 +213,7 @@ def _profile_result(spy: subprocess.Popen[bytes] | None, out: Path) -> dict[str,
 
 def _pack_arrival(before: dict[str, float], after: dict[str, float]) -> dict[str, list[float | None]]:
     """[p50, p99] ms of packs' age since ingest on reaching ``callers`` and ``score``."""
-    out: dict[str, list[float | None]] = {}
-    for stage in ("callers", "score"):
-        q = histogram_quantiles(before, after, "fw_pack_arrival_seconds", stage=stage)
-        out[stage] = [q["p50_ms"], q["p99_ms"]]
-    return out
+    return {stage: _p50_p99(before, after, "fw_pack_arrival_seconds", stage=stage) for stage in ("callers", "score")}
 
 
 def scrape_sum(urls: list[str]) -> dict[str, float]:
@@ -245,7 +241,15 @@ def _latency_figures(before: dict[str, float], after: dict[str, float], rate: in
         "pack_arrival_p50_p99_ms": _pack_arrival(before, after),
         # A full collection over the feature state stops every agent at once.
         "gc_pauses": _gc_pauses(before, after),
+        # Off the score path since the explain agent, but still CPU the worker spends per alert batch.
+        "explain_per_alert_batch_p50_p99_ms": _p50_p99(before, after, "fw_explain_seconds"),
+        "alert_handoff_per_batch_p50_p99_ms": _p50_p99(before, after, "fw_alert_handoff_seconds"),
     }
+
+
+def _p50_p99(before: dict[str, float], after: dict[str, float], name: str, **labels: str) -> list[float | None]:
+    q = histogram_quantiles(before, after, name, **labels)
+    return [q["p50_ms"], q["p99_ms"]]
 
 
 def _gc_pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, float | None]:
