@@ -18,3 +18,4 @@ class Decision:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     lat: float | None = None
     lon: float | None = None
+    decided_at_s: float | None = None  # wall clock of the scoring decision; None: when alerting got it

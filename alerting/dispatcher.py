@@ -99,7 +99,7 @@ class Dispatcher:
             new_task = build_task(case, decision, claimed["responder_id"] if claimed else None, task_id)
             body = orjson.dumps(new_task)
             stage_task(pipe, new_task, body)
-            stage_outbox(pipe, new_task, body)
+            stage_outbox(pipe, new_task, body, enqueued_at=decision.decided_at_s)
             created = new_task
 
         outcome = None

@@ -15,7 +15,7 @@ DELIVERY_FAILURES = Counter(
 )
 DECISION_TO_DELIVERY = Histogram(
     "fw_decision_to_delivery_seconds",
-    "Wall time from the outbox write to the 2xx answer of the dispatch endpoint.",
+    "Wall time from the scoring decision (the outbox write for decisions without one) to the dispatch endpoint's 2xx.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 

@@ -481,6 +481,7 @@ async def _alert(alert: PendingAlert, contributions: Any) -> None:
         reasons=tuple(reasons(row.values, contributions)),
         lat=row.lat,
         lon=row.lon,
+        decided_at_s=alert.decided_at_s,
     )
     log.info(
         "alert",

@@ -125,6 +125,7 @@ def _decision(subscriber: str, ts_ms: int, level: int, score: float = 0.9, **kw:
         reasons=kw.pop("reasons", (f"level {level} evidence at {ts_ms}",)),
         lat=kw.pop("lat", HOME[0]),
         lon=kw.pop("lon", HOME[1]),
+        **kw,
     )
 
 
@@ -233,6 +234,18 @@ async def test_one_task_per_case_and_level(r: aioredis.Redis, settings: Settings
     assert stats["outbox"] == 4
     events = await TaskStore(r).events(t3["task_id"])
     assert [e["state"] for e in events] == ["created"]
+
+
+async def test_delivery_latency_starts_at_the_scoring_decision(r: aioredis.Redis, settings: Settings) -> None:
+    # The decision crosses a topic (score -> explain) before alerting sees it: that hop belongs in the figure.
+    d = Dispatcher(r, settings)
+    decided = time.time() - 2.5
+    assert await d.handle(_decision("+8613800005555", T0, 3, decided_at_s=decided)) is not None
+    assert await d.handle(_decision("+8613800006666", T0, 3)) is not None
+    entries = await r.xrange(keys.OUTBOX)
+    stamps = [float(fields[b"enqueued_at"]) for _, fields in entries]
+    assert stamps[0] == decided
+    assert stamps[1] > decided + 2.0  # no decision time: the outbox write's own clock
 
 
 async def test_replay_is_deterministic(r: aioredis.Redis, settings: Settings) -> None:
