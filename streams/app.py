@@ -336,7 +336,7 @@ async def _wait_for_model() -> Any:
 
 @app.agent(subscriber_topic)
 async def score(stream: Any) -> None:
-    """Update subscriber state per event, score in micro-batches, hand risky events to alerting.
+    """Update subscriber state per event, score in micro-batches, queue risky rows for ``explain``.
 
     ``take()`` batches the model call (one predict per batch costs ~1 us/row against ~40 us for one
     row); the tables use the producer's partitioner so they can be written inside ``take()`` (#497),
@@ -403,14 +403,18 @@ async def score(stream: Any) -> None:
 @app.agent(pending_alert_topic)
 async def explain(stream: Any) -> None:
     """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""
-    async for raws in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
+    async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
         alerts: list[PendingAlert] = []
-        for raw in raws:
+        for event in events:
+            raw: bytes = event.value if event.value is not None else b""
             try:
                 alerts.append(decode_pending(raw))
             except MalformedPendingAlert as exc:
-                # Only this service writes the topic: a bad record is a bug or a version skew, loudly counted.
-                ALERT_ERRORS.labels(error=type(exc).__name__).inc()
+                # Only this service writes the topic: a bad record is a bug or a version skew. Kept (dead
+                # letters) and counted, like bad input.
+                message = event.message
+                reason = InvalidEvent("malformed_pending_alert", str(exc))
+                await send_dead_letter(raw, reason, message.topic, message.partition, message.offset)
                 log.error("unreadable pending alert", extra={"error": str(exc)})
         if not alerts:
             continue

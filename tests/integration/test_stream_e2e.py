@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
 from alerting.receiver import ReceiverServer
@@ -18,7 +18,7 @@ from fraudwatch.services import RunningService, free_port
 from fraudwatch.settings import Settings
 from fraudwatch.simulate import CityConfig, simulate, write_city
 from streams.replay import replay
-from streams.topics import bootstrap, ensure_topics
+from streams.topics import bootstrap, ensure_topics, internal_topic
 from tests.contract import SCHEMAS
 
 pytestmark = pytest.mark.integration
@@ -113,9 +113,25 @@ async def test_events_become_tasks_over_http(
         assert total(samples, "fw_events_scored_total") == valid
         assert total(samples, "fw_dead_letters_total") == len(BAD_LINES)
 
-        dead = await _dead_letters(settings, len(BAD_LINES))
+        # A record on the internal score -> explain hop that this code did not write is kept, not dropped.
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings.broker_url or ""))
+        await producer.start()
+        try:
+            pending_topic = internal_topic(settings, settings.pending_alerts_topic)
+            await producer.send_and_wait(pending_topic, b'{"not": "a pending alert"}', key=b"+8613800009999")
+        finally:
+            await producer.stop()
+
+        async def internal_dead_lettered() -> bool:
+            samples = await asyncio.to_thread(scrape, metrics_url)
+            return total(samples, "fw_dead_letters_total") == len(BAD_LINES) + 1
+
+        await _wait_for(internal_dead_lettered, 30, "the foreign pending alert dead-lettered")
+        dead = await _dead_letters(settings, len(BAD_LINES) + 1)
         reasons = sorted(d["reason"] for d in dead)
-        assert reasons == sorted(["malformed_json", "missing_field", "bad_value", "unknown_schema", "malformed_json"])
+        expected = ["malformed_json", "missing_field", "bad_value", "unknown_schema", "malformed_json"]
+        assert reasons == sorted([*expected, "malformed_pending_alert"])
+        assert next(d for d in dead if d["reason"] == "malformed_pending_alert")["topic"] == pending_topic
 
         async def outbox_empty() -> bool:
             return int(await redis.xlen("fw:outbox")) == 0 or len(receiver.receiver.tasks) > 0
