@@ -52,10 +52,6 @@ class TrainConfig:
     threshold_folds: int = 4
     # The rate of the fold scores is counted per window of this length, as ``evaluate`` counts one city.
     threshold_window_ms: int = 7 * DAY_MS
-    # Features whose rise may only raise (or only lower) the score: evidence that means fraud in every city,
-    # so a booster cannot learn a training city's accidental dips in it.
-    monotone_increasing: tuple[str, ...] = ()
-    monotone_decreasing: tuple[str, ...] = ()
 
 
 def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -191,22 +187,6 @@ def _fit(
     )
 
 
-def _monotone_params(config: TrainConfig) -> dict[str, Any]:
-    """LightGBM monotone constraints for the configured features (none: no constraint parameters)."""
-    if not config.monotone_increasing and not config.monotone_decreasing:
-        return {}
-    unknown = set(config.monotone_increasing) | set(config.monotone_decreasing)
-    unknown -= set(FEATURE_NAMES)
-    if unknown:
-        raise ValueError(f"monotone constraints name unknown features: {sorted(unknown)}")
-    up, down = set(config.monotone_increasing), set(config.monotone_decreasing)
-    return {
-        "monotone_constraints": [1 if name in up else -1 if name in down else 0 for name in FEATURE_NAMES],
-        # "intermediate" constrains less than "basic" where the constrained feature is not on the path.
-        "monotone_constraints_method": "intermediate",
-    }
-
-
 def subscriber_folds(subscribers: list[str], k: int) -> np.ndarray:
     """A fold number in [0, k) per row, fixed per subscriber (a hash of the number, not of the run)."""
     fold_of = {
@@ -275,7 +255,6 @@ def train_model(
         "num_threads": 2,
         "verbose": -1,
     }
-    params.update(_monotone_params(config))
     fit = _fit(data, y, train, stop, calib, params, config)
     booster, best, slope, intercept = fit.booster, fit.best, fit.slope, fit.intercept
     raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
