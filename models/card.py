@@ -330,6 +330,37 @@ def _card_text(
             for name, fig in sorted(per_scenario.items())
         ],
     )
+    curve: list[dict[str, Any]] = evaluation.get("operating_curve") or []
+    if curve:
+        lines += [
+            "",
+            "### Cases reached at other false-task rates",
+            "",
+            "The task threshold matched on this evaluation history to each rate of false face-to-face tasks: how",
+            "much budget a target would take at this model's ranking (a live threshold is not matched this well).",
+            "",
+        ]
+        lines += _table(
+            (
+                "false tasks per 10k per day, at most",
+                "threshold",
+                "cases with loss",
+                "flagged before loss",
+                "flagged by loss",
+                "median lead (min)",
+            ),
+            [
+                (
+                    point["false_tasks_per_10k_per_day_at_most"],
+                    point["task_threshold"],
+                    point["cases_with_loss"],
+                    point["cases_flagged_before_loss"],
+                    point["cases_flagged_by_loss"],
+                    point["median_lead_time_s"] / 60 if point.get("median_lead_time_s") is not None else None,
+                )
+                for point in curve
+            ],
+        )
     top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:10]
     lines += [
         "",

@@ -14,9 +14,12 @@ from features.clock import DAY_MS
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
+from models.train import false_task_rate
 from streams.events import Event
 
 TASK_LEVEL = 3
+# False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.
+OPERATING_RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 def _lead_times(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> tuple[int, int, list[float]]:
@@ -35,6 +38,60 @@ def _lead_times(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]
                 before += 1
                 leads.append((loss - first) / 1000)
     return by, before, leads
+
+
+def _alerts_by_subscriber(data: Dataset, scores: np.ndarray, threshold: float) -> dict[str, list[int]]:
+    subs = data.subscribers
+    out: dict[str, list[int]] = defaultdict(list)
+    for i in np.nonzero(scores >= threshold)[0]:
+        out[subs[i]].append(int(data.avail_ms[i]))
+    return out
+
+
+def operating_curve(
+    data: Dataset,
+    cases: list[dict[str, Any]],
+    scores: np.ndarray,
+    episode_ms: int = DAY_MS,
+    rates: Iterable[float] = OPERATING_RATES,
+) -> list[dict[str, Any]]:
+    """Cases reached if the task threshold spent each false-task rate in ``rates`` on exactly this history.
+
+    The threshold is matched on the evaluated data itself (an oracle a live model never has), so the curve
+    tells separation from threshold choice: how much budget the targets would take at this ranking.
+    """
+    victims = {c["victim"] for c in cases}
+    subs = data.subscribers
+    candidates = np.unique(scores)  # ascending; more alerts never make fewer false tasks
+
+    def false_rate(threshold: float) -> float:
+        return false_task_rate(scores, subs, data.avail_ms, victims, threshold, episode_ms)
+
+    with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
+    out: list[dict[str, Any]] = []
+    for target in rates:
+        lo, hi = 0, len(candidates)  # hi: above every score, no alert at all
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if false_rate(float(candidates[mid])) <= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        threshold = float(candidates[lo]) if lo < len(candidates) else None
+        alerts = _alerts_by_subscriber(data, scores, threshold) if threshold is not None else {}
+        by, before, leads = _lead_times(with_loss, alerts)
+        out.append(
+            {
+                "false_tasks_per_10k_per_day_at_most": target,
+                "task_threshold": threshold,
+                "false_tasks_per_10k_per_day": false_rate(threshold) if threshold is not None else 0.0,
+                "cases_with_loss": len(with_loss),
+                "cases_flagged_before_loss": before,
+                "cases_flagged_by_loss": by,
+                "median_lead_time_s": statistics.median(leads) if leads else None,
+            }
+        )
+    return out
 
 
 def first_observable_ms(data: Dataset, cases: list[dict[str, Any]]) -> dict[str, int]:
@@ -112,11 +169,8 @@ def evaluate_dataset(
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
     subs = data.subscribers
-    flagged = np.nonzero(scores >= task_threshold)[0]
-    alerts = [(subs[i], int(data.avail_ms[i])) for i in flagged]
-    alerts_by_sub: dict[str, list[int]] = defaultdict(list)
-    for sub, at in alerts:
-        alerts_by_sub[sub].append(at)
+    alerts_by_sub = _alerts_by_subscriber(data, scores, task_threshold)
+    alerts = [(sub, at) for sub, times in alerts_by_sub.items() for at in times]
     tasks = count_tasks(alerts, episode_ms)
     victims = {c["victim"] for c in cases}
     n_subs = max(len(set(subs)), 1)
@@ -145,4 +199,6 @@ def evaluate_dataset(
     result["per_scenario"] = {
         name: _case_figures(group, alerts_by_sub, first_seen) for name, group in sorted(by_scenario.items())
     }
+    # Optional extra: the same history at other false-task rates (thresholds matched on it; see the function).
+    result["operating_curve"] = operating_curve(data, cases, scores, episode_ms) if len(subs) else []
     return result

@@ -25,7 +25,7 @@ from models.card import (
     write_model_card,
 )
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import evaluate_dataset
+from models.evaluate import OPERATING_RATES, evaluate_dataset
 from models.registry import ModelVersion
 from models.scoring import Scorer
 
@@ -98,6 +98,11 @@ def assert_card(card: Path, scenarios: set[str]) -> str:
     for name in PLOT_FILES:
         assert f"({name})" in text
     assert "## Thresholds per level" in text and "## Known limits" in text and "## Intended use" in text
+    # One row per operating-curve rate, each with its matched threshold's case counts.
+    assert "### Cases reached at other false-task rates" in text
+    curve = text.split("### Cases reached at other false-task rates")[1].split("\n\n")[2]
+    rows = [line for line in curve.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(OPERATING_RATES)  # the header and one row per rate
     return text
 
 

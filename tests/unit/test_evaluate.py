@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.dataset import build_dataset
-from models.evaluate import evaluate_dataset, first_observable_ms
+from models.evaluate import OPERATING_RATES, evaluate_dataset, first_observable_ms, operating_curve
 from streams.events import CallEvent, Event, TransferEvent
 
 pytestmark = pytest.mark.unit
@@ -96,3 +96,27 @@ def test_observable_counts_only_case_calls_that_ended_by_the_loss() -> None:
     assert refund["observable_flagged_by_loss"] == 0
     investment = result["per_scenario"]["investment"]
     assert (investment["cases_observable_by_loss"], investment["observable_flagged_before_loss"]) == (1, 1)
+
+
+def test_operating_curve_matches_each_false_task_rate_on_the_history() -> None:
+    events, cases = _city()
+    legit = [f"+86139000001{i:02d}" for i in range(3)]
+    events += [_call(f"x{i}", T0, sub, 60, caller=FRIEND) for i, sub in enumerate(legit)]
+    data = build_dataset(events, cases)
+    ranked = {"x0": 0.95, "b-call": 0.9, "x1": 0.85, "a-pay": 0.8, "x2": 0.75, "c-call": 0.7}
+    scores = np.asarray([ranked.get(r.event_id, 0.01) for r in data.rows])
+    days = max((data.avail_ms.max() - data.avail_ms.min()) / 86_400_000, 1 / 24)
+    one_task = 10_000 / len(set(data.subscribers)) / days  # what one false task adds to the rate
+    curve = operating_curve(data, cases, scores, rates=(0.0, one_task, 2 * one_task, 3 * one_task))
+
+    got = [(p["task_threshold"], p["cases_flagged_before_loss"], p["cases_flagged_by_loss"]) for p in curve]
+    # No false task at all: nothing may alert. One: down to B's call. Two: down to A's transfer. Three: every
+    # legitimate subscriber is already spent, so the threshold falls to the bottom and C counts by its loss.
+    assert got == [(None, 0, 0), (0.9, 1, 1), (0.8, 1, 2), (0.01, 1, 3)]
+    assert [round(p["false_tasks_per_10k_per_day"] / one_task) for p in curve] == [0, 1, 2, 3]
+    # evaluate carries the curve, and its own point agrees with it where the thresholds coincide.
+    scorer: Any = SimpleNamespace(version="test", thresholds=(0.1, 0.3, 0.8))
+    result = evaluate_dataset(data, cases, scorer, scores=scores)
+    assert (result["cases_flagged_before_loss"], result["cases_flagged_by_loss"]) == (1, 2)
+    assert result["false_tasks_per_10k_per_day"] == pytest.approx(2 * one_task)
+    assert [p["false_tasks_per_10k_per_day_at_most"] for p in result["operating_curve"]] == list(OPERATING_RATES)
