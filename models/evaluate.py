@@ -14,7 +14,7 @@ from features.clock import DAY_MS
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
-from models.train import false_task_rate
+from models.train import false_task_rate, lowest_threshold_within
 from streams.events import Event
 
 TASK_LEVEL = 3
@@ -62,29 +62,22 @@ def operating_curve(
     """
     victims = {c["victim"] for c in cases}
     subs = data.subscribers
-    candidates = np.unique(scores)  # ascending; more alerts never make fewer false tasks
-
-    def false_rate(threshold: float) -> float:
-        return false_task_rate(scores, subs, data.avail_ms, victims, threshold, episode_ms)
-
     with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
     out: list[dict[str, Any]] = []
     for target in rates:
-        lo, hi = 0, len(candidates)  # hi: above every score, no alert at all
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if false_rate(float(candidates[mid])) <= target:
-                hi = mid
-            else:
-                lo = mid + 1
-        threshold = float(candidates[lo]) if lo < len(candidates) else None
-        alerts = _alerts_by_subscriber(data, scores, threshold) if threshold is not None else {}
+        # None: even the highest score spends more than ``target``, so nothing may alert.
+        threshold = lowest_threshold_within(scores, subs, data.avail_ms, victims, target, episode_ms)
+        alerts: dict[str, list[int]] = {}
+        spent = 0.0
+        if threshold is not None:
+            alerts = _alerts_by_subscriber(data, scores, threshold)
+            spent = false_task_rate(scores, subs, data.avail_ms, victims, threshold, episode_ms)
         by, before, leads = _lead_times(with_loss, alerts)
         out.append(
             {
                 "false_tasks_per_10k_per_day_at_most": target,
                 "task_threshold": threshold,
-                "false_tasks_per_10k_per_day": false_rate(threshold) if threshold is not None else 0.0,
+                "false_tasks_per_10k_per_day": spent,
                 "cases_with_loss": len(with_loss),
                 "cases_flagged_before_loss": before,
                 "cases_flagged_by_loss": by,

@@ -121,15 +121,35 @@ def choose_threshold(
     half of all new ones, since the held-out days hold only a handful of false tasks.
     """
     allowed = max(budget - REAL_VICTIMS_PER_10K_PER_DAY, 0.0)
+    found = lowest_threshold_within(scores, subscribers, avail, victims, allowed, episode_ms, margin_sd, window_ms)
+    if found is not None:
+        return found
+    return float(np.max(scores)) + 1e-9 if len(scores) else 1.0  # above every score: no task at all
+
+
+def lowest_threshold_within(
+    scores: np.ndarray,
+    subscribers: list[str],
+    avail: np.ndarray,
+    victims: set[str],
+    rate: float,
+    episode_ms: int,
+    margin_sd: float = 0.0,
+    window_ms: int | None = None,
+) -> float | None:
+    """Lowest score (as a threshold) whose false-task rate, plus ``margin_sd`` Poisson SDs, is within ``rate``.
+
+    None when even the highest score spends more than ``rate``.
+    """
     unit = _rate_of_one_task(subscribers, avail, window_ms) if len(avail) else 0.0
     candidates = np.unique(scores)[::-1]  # high to low
-    best = float(candidates[0]) + 1e-9 if len(candidates) else 1.0
+    best: float | None = None
     lo, hi = 0, len(candidates) - 1
-    # false_task_rate grows as the threshold falls; binary search the first that exceeds the budget.
+    # false_task_rate grows as the threshold falls; binary search the first that exceeds the rate.
     while lo <= hi:
         mid = (lo + hi) // 2
-        rate = len(_false_tasks(scores, subscribers, avail, victims, float(candidates[mid]), episode_ms)) * unit
-        if rate + margin_sd * math.sqrt(rate * unit) <= allowed:
+        spent = len(_false_tasks(scores, subscribers, avail, victims, float(candidates[mid]), episode_ms)) * unit
+        if spent + margin_sd * math.sqrt(spent * unit) <= rate:
             best = float(candidates[mid])
             lo = mid + 1
         else:
