@@ -150,9 +150,14 @@ class FeatureRow:
     lon: float | None
 
 
+def json_values(values: tuple[float, ...]) -> list[float | None]:
+    """Feature values for JSON, which has no NaN: a missing value becomes null."""
+    return [None if v != v else v for v in values]
+
+
 def encode_row(row: FeatureRow) -> bytes:
     """JSON of a feature row (NaN as null), for audits and training-serving comparisons."""
-    values = [None if v != v else v for v in row.values]
+    values = json_values(row.values)
     return orjson.dumps(
         {"event_id": row.event_id, "subscriber": row.subscriber, "avail_ms": row.avail_ms, "values": values}
     )

@@ -418,8 +418,7 @@ async def explain(stream: Any) -> None:
                 log.error("unreadable pending alert", extra={"error": str(exc)})
         if not alerts:
             continue
-        if live_model.scorer is None:
-            await _wait_for_model()
+        await _wait_for_model()  # returns at once when a model is loaded
         started = time.perf_counter()
         contributions = await _contributions(alerts)
         explained = time.perf_counter()

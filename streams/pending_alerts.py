@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from features.vector import FeatureRow
+from features.vector import FeatureRow, json_values
 
 
 class MalformedPendingAlert(ValueError):
@@ -39,7 +39,7 @@ def encode_pending(alert: PendingAlert) -> bytes:
             "s": row.subscriber,
             "a": row.avail_ms,
             "c": row.is_call,
-            "v": [None if math.isnan(v) else v for v in row.values],
+            "v": json_values(row.values),
             "la": row.lat,
             "lo": row.lon,
             "r": alert.score,
