@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
 from models.dataset import Dataset
+from models.evaluate import MISS_REASONS
 from models.registry import ModelVersion
 from models.train import LEVEL_BUDGET_FACTORS
 
@@ -330,6 +331,30 @@ def _card_text(
             for name, fig in sorted(per_scenario.items())
         ],
     )
+    if "missed_before_loss" in evaluation:
+        lines += [
+            "",
+            "### Cases not reached before the loss, and why",
+            "",
+            "What the service had seen of each missed case by its loss: no case call had ended (the money moved",
+            "during the first scam call), only unanswered calls or calls under 2 min (what anybody a ring's lines",
+            "sweep gets), or an answered call of at least 2 min that the model scored below the task threshold.",
+            "Only the last column is the ranking's to win back.",
+            "",
+        ]
+        groups = [("all", evaluation), *sorted(per_scenario.items())]
+        lines += _table(
+            ("scenario", "with loss", "flagged before loss", *(r.replace("_", " ") for r in MISS_REASONS)),
+            [
+                (
+                    name,
+                    fig.get("cases_with_loss"),
+                    fig.get("cases_flagged_before_loss"),
+                    *(fig.get("missed_before_loss", {}).get(r) for r in MISS_REASONS),
+                )
+                for name, fig in groups
+            ],
+        )
     curve: list[dict[str, Any]] = evaluation.get("operating_curve") or []
     if curve:
         lines += [

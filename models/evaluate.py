@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from features.clock import DAY_MS
+from features.vector import FEATURE_INDEX
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
@@ -20,6 +21,15 @@ from streams.events import Event
 TASK_LEVEL = 3
 # False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.
 OPERATING_RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# A case call shorter than this, or unanswered, tells the victim apart from the many people a ring's lines
+# sweep every day (who hang up within seconds to a minute or so) no better than chance.
+WEAK_CALL_S = 120
+# Why a case with a loss was not flagged strictly before it, from the evidence the service had by then.
+MISS_REASONS = (
+    "no_case_call_before_loss",  # the money moved during the first scam call: its record arrives later
+    "only_short_or_unanswered_calls",  # what the victim had looks like any sweep call
+    "scored_below_threshold",  # an answered call of at least WEAK_CALL_S had ended: the ranking missed it
+)
 
 
 def _lead_times(cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> tuple[int, int, list[float]]:
@@ -102,6 +112,42 @@ def first_observable_ms(data: Dataset, cases: list[dict[str, Any]]) -> dict[str,
     return out
 
 
+def miss_reasons(data: Dataset, cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, str]:
+    """Per case id of a case with a loss that no alert reached strictly before it, one of ``MISS_REASONS``."""
+    calls = {r.event_id: i for i, r in enumerate(data.rows) if r.is_call}
+    duration, answered = FEATURE_INDEX["call_duration_s"], FEATURE_INDEX["call_answered"]
+    out: dict[str, str] = {}
+    for case in cases:
+        loss = case.get("first_loss_ms")
+        if loss is None:
+            continue
+        if any(case["first_contact_ms"] <= t < loss for t in alerts_by_sub.get(case["victim"], [])):
+            continue
+        before = [
+            calls[eid]
+            for eid in case["event_ids"]
+            if eid in calls
+            and data.rows[calls[eid]].subscriber == case["victim"]
+            and data.rows[calls[eid]].avail_ms < loss
+        ]
+        if not before:
+            out[case["case_id"]] = MISS_REASONS[0]
+        elif all(data.X[i, answered] != 1.0 or data.X[i, duration] < WEAK_CALL_S for i in before):
+            out[case["case_id"]] = MISS_REASONS[1]
+        else:
+            out[case["case_id"]] = MISS_REASONS[2]
+    return out
+
+
+def _reason_counts(cases: list[dict[str, Any]], reasons: dict[str, str]) -> dict[str, int]:
+    counts = dict.fromkeys(MISS_REASONS, 0)
+    for case in cases:
+        reason = reasons.get(case["case_id"])
+        if reason is not None:
+            counts[reason] += 1
+    return counts
+
+
 def _observable(case: dict[str, Any], first_seen: dict[str, int], strictly: bool) -> bool:
     seen = first_seen.get(case["case_id"])
     loss = case["first_loss_ms"]
@@ -109,7 +155,10 @@ def _observable(case: dict[str, Any], first_seen: dict[str, int], strictly: bool
 
 
 def _case_figures(
-    cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]], first_seen: dict[str, int] | None = None
+    cases: list[dict[str, Any]],
+    alerts_by_sub: dict[str, list[int]],
+    first_seen: dict[str, int] | None = None,
+    reasons: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
     by, before, leads = _lead_times(with_loss, alerts_by_sub)
@@ -135,6 +184,9 @@ def _case_figures(
                 "observable_flagged_before_loss": _lead_times(obs_before, alerts_by_sub)[1],
             }
         )
+    if reasons is not None:
+        # Optional extra: the cases not flagged strictly before the loss, by what the service had seen by then.
+        figures["missed_before_loss"] = _reason_counts(with_loss, reasons)
     return figures
 
 
@@ -186,11 +238,12 @@ def evaluate_dataset(
         "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
     }
     first_seen = first_observable_ms(data, cases)
-    result.update(_case_figures(cases, alerts_by_sub, first_seen))
+    reasons = miss_reasons(data, cases, alerts_by_sub)
+    result.update(_case_figures(cases, alerts_by_sub, first_seen, reasons))
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
     result["per_scenario"] = {
-        name: _case_figures(group, alerts_by_sub, first_seen) for name, group in sorted(by_scenario.items())
+        name: _case_figures(group, alerts_by_sub, first_seen, reasons) for name, group in sorted(by_scenario.items())
     }
     # Optional extra: the same history at other false-task rates (thresholds matched on it; see the function).
     result["operating_curve"] = operating_curve(data, cases, scores, episode_ms) if len(subs) else []

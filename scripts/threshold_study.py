@@ -39,6 +39,7 @@ FIELDS = (
     "cases_observable_by_loss",
     "observable_flagged_before_loss",
     "observable_flagged_by_loss",
+    "missed_before_loss",
     "pr_auc",
     "tasks",
 )

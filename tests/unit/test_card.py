@@ -25,7 +25,7 @@ from models.card import (
     write_model_card,
 )
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import OPERATING_RATES, evaluate_dataset
+from models.evaluate import MISS_REASONS, OPERATING_RATES, evaluate_dataset
 from models.registry import ModelVersion
 from models.scoring import Scorer
 
@@ -45,6 +45,7 @@ CASE_FIGURE_KEYS = {
     "cases_observable_before_loss",
     "observable_flagged_by_loss",
     "observable_flagged_before_loss",
+    "missed_before_loss",
 }
 
 
@@ -103,6 +104,13 @@ def assert_card(card: Path, scenarios: set[str]) -> str:
     curve = text.split("### Cases reached at other false-task rates")[1].split("\n\n")[2]
     rows = [line for line in curve.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(OPERATING_RATES)  # the header and one row per rate
+    # The missed cases by reason: an "all" row, then one per scenario, and each row's counts add up.
+    missed = text.split("### Cases not reached before the loss, and why")[1].split("\n\n")[2]
+    table = [line.strip("|").split("|") for line in missed.splitlines() if line.startswith("| ")][1:]
+    assert [cells[0].strip() for cells in table] == ["all", *sorted(scenarios)]
+    for cells in table:
+        with_loss, before, *reasons = (int(c) for c in cells[1:])
+        assert len(reasons) == len(MISS_REASONS) and before + sum(reasons) == with_loss, cells
     return text
 
 

@@ -120,3 +120,45 @@ def test_operating_curve_matches_each_false_task_rate_on_the_history() -> None:
     assert (result["cases_flagged_before_loss"], result["cases_flagged_by_loss"]) == (1, 2)
     assert result["false_tasks_per_10k_per_day"] == pytest.approx(2 * one_task)
     assert [p["false_tasks_per_10k_per_day_at_most"] for p in result["operating_curve"]] == list(OPERATING_RATES)
+
+
+def test_missed_cases_are_sorted_by_what_the_service_had_seen_before_the_loss() -> None:
+    events, cases = _city()
+    e, f, g = (f"+86138000000{i:02d}" for i in range(5, 8))
+    events += [
+        # E had a 30 s scam call and an unanswered one before paying: sweep-like evidence only.
+        _call("e-short", T0, e, 30),
+        _call("e-missed", T0 + 10 * MIN, e, 0),
+        _pay("e-pay", T0 + 60 * MIN, e),
+        # F talked 5 min with the ring an hour before paying: the ranking's miss.
+        _call("f-long", T0, f, 300),
+        _pay("f-pay", T0 + 65 * MIN, f),
+        # G also talked 5 min, but the model alerted on that call: flagged, so not a miss.
+        _call("g-long", T0, g, 300),
+        _pay("g-pay", T0 + 65 * MIN, g),
+    ]
+    cases += [
+        _case("short", e, T0, T0 + 60 * MIN, ["e-short", "e-missed", "e-pay"]),
+        _case("long", f, T0, T0 + 65 * MIN, ["f-long", "f-pay"]),
+        _case("caught", g, T0, T0 + 65 * MIN, ["g-long", "g-pay"]),
+    ]
+    data = build_dataset(events, cases)
+    scores = np.asarray([0.9 if r.event_id in {"g-long", "a-pay"} else 0.01 for r in data.rows])
+    scorer: Any = SimpleNamespace(version="test", thresholds=(0.1, 0.3, 0.5))
+    result = evaluate_dataset(data, cases, scorer, scores=scores)
+
+    # A paid during its first call, C at the millisecond its 5 min call ended (not strictly before), B's 2 min
+    # call (at the weak bound) was scored low, as was F's; E had only weak calls; G was caught; D never paid.
+    assert result["missed_before_loss"] == {
+        "no_case_call_before_loss": 2,
+        "only_short_or_unanswered_calls": 1,
+        "scored_below_threshold": 2,
+    }
+    assert result["cases_with_loss"] - result["cases_flagged_before_loss"] == sum(
+        result["missed_before_loss"].values()
+    )
+    assert result["per_scenario"]["refund"]["missed_before_loss"] == {
+        "no_case_call_before_loss": 2,
+        "only_short_or_unanswered_calls": 0,
+        "scored_below_threshold": 0,
+    }
