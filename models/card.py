@@ -420,6 +420,8 @@ def _card_text(
         "- A call is reported when it ends: a victim who pays during the first scam call cannot be warned before",
         "  the loss by any model (`cases_observable_before_loss` counts those who could; the transfer itself is",
         "  still seen at the loss, which is why `cases_flagged_by_loss` may exceed `cases_observable_by_loss`).",
+        "- A victim whose only calls before the loss were unanswered or under 2 min had what a ring's sweep gives",
+        "  many people who are in no case; the table of missed cases counts them apart from the model's misses.",
         "- Cases whose first contact lies before the data window, or whose loss lies after it (long romance and",
         "  investment scripts), are only partly seen; small scenarios make the per-scenario shares noisy.",
         "- New scripts (a scenario the simulator does not have, numbers from unseen ranges) are not covered.",
