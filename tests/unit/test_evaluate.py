@@ -154,9 +154,7 @@ def test_missed_cases_are_sorted_by_what_the_service_had_seen_before_the_loss() 
         "only_short_or_unanswered_calls": 1,
         "scored_below_threshold": 2,
     }
-    assert result["cases_with_loss"] - result["cases_flagged_before_loss"] == sum(
-        result["missed_before_loss"].values()
-    )
+    assert result["cases_with_loss"] - result["cases_flagged_before_loss"] == sum(result["missed_before_loss"].values())
     assert result["per_scenario"]["refund"]["missed_before_loss"] == {
         "no_case_call_before_loss": 2,
         "only_short_or_unanswered_calls": 0,
