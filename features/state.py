@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from features.clock import DAY_MS, MINUTE_MS, WINDOW_SPANS_MS
@@ -168,38 +168,39 @@ class CallerSnapshot:
     paid_callees_24h: int = 0
     paid_callees_7d: int = 0
     paid_share_7d: float = 0.0
+    # The week's habits: a line that sweeps with short calls all week and now talks for 20 minutes is acting
+    # out of character, which a bank or an agent (long calls every day) is not. The 24 h figures miss it on
+    # the days a ring line has not swept yet.
+    calls_7d: int = 0
+    short_ratio_7d: float = 0.0
+    answered_7d: int = 0
+    mean_talk_7d_s: float = 0.0
+    # Of the answered calls, the share under SHORT_CALL_S: a ring line's sweep (most who pick up hang up at
+    # once) against an office's (people who pick up talk). Unlike ``short_ratio`` it ignores the answer rate.
+    answered_short_share_7d: float = 0.0
+    answered_short_share_24h: float = 0.0
 
     def to_list(self) -> list[float]:
-        return [
-            self.fanout_1h,
-            self.fanout_24h,
-            self.fanout_7d,
-            self.calls_24h,
-            self.short_ratio_24h,
-            self.unanswered_ratio_24h,
-            self.long_calls_24h,
-            self.age_s,
-            self.paid_callees_24h,
-            self.paid_callees_7d,
-            self.paid_share_7d,
-        ]
+        return [float(getattr(self, name)) for name in _SNAPSHOT_FIELDS]
 
     @classmethod
     def from_list(cls, values: list[float]) -> CallerSnapshot:
-        f1, f24, f7, c24, sr, ur, lc, age, p24, p7, ps = list(values) + [0, 0, 0.0][: 11 - len(values)]
-        return cls(
-            int(f1),
-            int(f24),
-            int(f7),
-            int(c24),
-            float(sr),
-            float(ur),
-            int(lc),
-            float(age),
-            int(p24),
-            int(p7),
-            float(ps),
-        )
+        """Read a snapshot from the wire; a shorter list (an older worker's) leaves the newer fields at 0."""
+        typed: list[Any] = [_SNAPSHOT_TYPES[name](v) for name, v in zip(_SNAPSHOT_FIELDS, values, strict=False)]
+        return cls(*typed)
+
+    def usual_talk_ratio(self, duration_s: float) -> float:
+        """This call's length over the mean of the caller's other answered calls this week (NaN without any)."""
+        others = self.answered_7d - 1
+        if others <= 0:
+            return math.nan
+        other_mean = (self.mean_talk_7d_s * self.answered_7d - duration_s) / others
+        return duration_s / other_mean if other_mean > 0 else math.nan
+
+
+_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallerSnapshot))
+# With postponed annotations a field's type is its source text.
+_SNAPSHOT_TYPES = {f.name: int if f.type == "int" else float for f in fields(CallerSnapshot)}
 
 
 class CallerState:
@@ -234,6 +235,7 @@ class CallerState:
         """The caller's current risk profile."""
         w = self.windows
         calls, answered, short, _talk, long_calls = w.sums(2)
+        calls_7d, answered_7d, short_7d, talk_7d, _long = w.sums(3)
         now = w.now
         fanout_7d = w.distinct(3)
         paid_7d = self.paid.distinct(1)
@@ -249,6 +251,12 @@ class CallerState:
             paid_callees_24h=self.paid.distinct(0),
             paid_callees_7d=paid_7d,
             paid_share_7d=min(1.0, paid_7d / fanout_7d) if fanout_7d else 0.0,
+            calls_7d=calls_7d,
+            short_ratio_7d=short_7d / calls_7d if calls_7d else 0.0,
+            answered_7d=answered_7d,
+            mean_talk_7d_s=talk_7d / answered_7d if answered_7d else 0.0,
+            answered_short_share_7d=(short_7d - (calls_7d - answered_7d)) / answered_7d if answered_7d else 0.0,
+            answered_short_share_24h=(short - (calls - answered)) / answered if answered else 0.0,
         )
 
     def idle(self, now_ms: int) -> bool:

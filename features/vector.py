@@ -75,6 +75,13 @@ CALLER_FEATURES = [
     "caller_paid_callees_24h",
     "caller_paid_callees_7d",
     "caller_paid_share_7d",
+    "caller_calls_7d",
+    "caller_short_ratio_7d",
+    "caller_answered_7d",
+    "caller_mean_talk_7d_s",
+    "caller_answered_short_share_7d",
+    "caller_answered_short_share_24h",
+    "call_vs_caller_usual_talk",
 ]
 _TRANSFER_FEATURES = [
     "amount",
@@ -274,6 +281,7 @@ def subscriber_step(
             float(contact[3]),
         ]
         values += snap.to_list()
+        values.append(snap.usual_talk_ratio(event.duration_s) if event.answered else NAN)
         values += [NAN] * len(_TRANSFER_FEATURES)
         values += [NAN] * len(PAYEE_FEATURES)
         lat, lon = event.callee_lat, event.callee_lon

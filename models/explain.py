@@ -51,6 +51,24 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "caller_short_ratio_24h": lambda r: (
         f"{_v(r, 'caller_short_ratio_24h'):.0%} of the calling number's calls today were short or unanswered"
     ),
+    "caller_short_ratio_7d": lambda r: (
+        f"{_v(r, 'caller_short_ratio_7d'):.0%} of the calling number's calls this week were short or unanswered"
+    ),
+    "caller_calls_7d": lambda r: f"the calling number made {_v(r, 'caller_calls_7d'):.0f} calls this week",
+    "caller_mean_talk_7d_s": lambda r: (
+        f"the calling number's answered calls this week lasted {_v(r, 'caller_mean_talk_7d_s'):.0f} s on average"
+    ),
+    "caller_answered_short_share_7d": lambda r: (
+        f"{_v(r, 'caller_answered_short_share_7d'):.0%} of the people who answered the calling number this week "
+        "hung up within 30 s"
+    ),
+    "caller_answered_short_share_24h": lambda r: (
+        f"{_v(r, 'caller_answered_short_share_24h'):.0%} of the people who answered the calling number today "
+        "hung up within 30 s"
+    ),
+    "call_vs_caller_usual_talk": lambda r: (
+        f"the call was {_v(r, 'call_vs_caller_usual_talk'):.0f} times longer than the calling number's usual calls"
+    ),
     "amount": lambda r: (
         f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
     ),

@@ -373,6 +373,69 @@ def test_ordinary_transfers_have_no_suspicious_call() -> None:
     assert all(r.values[FEATURE_INDEX["payee_new"]] == 0.0 for r in rent[2:])
 
 
+# -- caller week habits ----------------------------------------------------------------------------
+
+
+def test_a_long_call_from_a_line_that_sweeps_all_week_is_out_of_character() -> None:
+    sweeper, office = "+8617012340000", "+862155551234"
+    feeder = Feeder()
+    # Day 1: the line rings 10 people, 8 hang up within seconds, 2 talk for 60 s. The office talks 5 min a call.
+    for i in range(10):
+        feeder.feed(call(f"s{i}", T0 + i * 60_000, sweeper, 60 if i < 2 else 10, "voip", callee=f"+86139{i:08d}"))
+        feeder.feed(call(f"o{i}", T0 + i * 60_000, office, 300, "landline", callee=f"+86138{i:08d}"))
+    # Two days later (nothing in the last 24 h), each talks 20 minutes with our subscriber.
+    later = T0 + 2 * DAY_MS
+    from_sweeper = feeder.feed(call("s-long", later, sweeper, 1200, "voip"))
+    from_office = feeder.feed(call("o-long", later + 1000, office, 1200, "landline"))
+    assert from_sweeper is not None and from_office is not None
+    week = {name: from_sweeper.values[FEATURE_INDEX[name]] for name in FEATURE_NAMES if "7d" in name or "usual" in name}
+    assert week["caller_calls_7d"] == 11
+    assert week["caller_short_ratio_7d"] == pytest.approx(8 / 11)
+    assert week["caller_answered_7d"] == 11
+    assert week["caller_mean_talk_7d_s"] == pytest.approx((2 * 60 + 8 * 10 + 1200) / 11)
+    # everyone answered; 8 of the 10 earlier ones hung up within 30 s, the 20-minute talk did not
+    assert week["caller_answered_short_share_7d"] == pytest.approx(8 / 11)
+    assert from_office.values[FEATURE_INDEX["caller_answered_short_share_7d"]] == 0.0
+    # 1200 s against the other calls' mean of 20 s; the office's usual call is 300 s.
+    assert from_sweeper.values[FEATURE_INDEX["call_vs_caller_usual_talk"]] == pytest.approx(1200 / 20)
+    assert from_office.values[FEATURE_INDEX["call_vs_caller_usual_talk"]] == pytest.approx(1200 / 300)
+    # the 24 h view has nothing to compare with: the line has been quiet since the sweep
+    assert from_sweeper.values[FEATURE_INDEX["caller_short_ratio_24h"]] == 0.0
+    assert from_sweeper.values[FEATURE_INDEX["caller_answered_short_share_24h"]] == 0.0
+
+
+def test_answered_short_share_ignores_the_answer_rate() -> None:
+    feeder = Feeder()
+    line = "+8617012349999"
+    # 6 unanswered, 3 answered and dropped within seconds, 1 answered 5 minutes
+    for i in range(10):
+        answered, dur = (False, 0) if i < 6 else (True, 5 if i < 9 else 300)
+        feeder.feed(call(f"z{i}", T0 + i * 60_000, line, dur, "voip", callee=f"+86137{i:08d}", answered=answered))
+    snap = feeder.callers[line].snapshot()
+    assert snap.short_ratio_7d == pytest.approx(9 / 10)  # unanswered count as short here
+    assert snap.answered_short_share_7d == pytest.approx(3 / 4)  # and not here
+    assert snap.answered_short_share_24h == pytest.approx(3 / 4)
+
+
+def test_usual_talk_ratio_needs_another_answered_call() -> None:
+    feeder = Feeder()
+    first = feeder.feed(call("x0", T0, STRANGER, 600, "overseas"))
+    unanswered = feeder.feed(call("x1", T0 + HOUR_MS, STRANGER, 0, "overseas", answered=False))
+    assert first is not None and unanswered is not None
+    assert math.isnan(first.values[FEATURE_INDEX["call_vs_caller_usual_talk"]])
+    assert math.isnan(unanswered.values[FEATURE_INDEX["call_vs_caller_usual_talk"]])
+    assert math.isnan(first.values[FEATURE_INDEX["amount"]])
+
+
+def test_caller_snapshot_from_an_older_worker_reads_with_the_week_fields_at_zero() -> None:
+    feeder = Feeder()
+    feeder.feed(call("y0", T0, STRANGER, 90, "overseas"))
+    snap = feeder.callers[STRANGER].snapshot()
+    assert type(snap).from_list(snap.to_list()) == snap
+    old = type(snap).from_list(snap.to_list()[:11])  # the wire format before the week fields
+    assert (old.fanout_24h, old.calls_7d, old.answered_7d, old.mean_talk_7d_s) == (1, 0, 0, 0.0)
+
+
 # -- caller fan-out --------------------------------------------------------------------------------
 
 

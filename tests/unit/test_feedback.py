@@ -23,7 +23,6 @@ from features.state import (
     state_from_obj,
 )
 from features.vector import (
-    CALLER_FEATURES,
     FEATURE_INDEX,
     FEATURE_NAMES,
     PAYEE_FEATURES,
@@ -300,15 +299,29 @@ def test_caller_table_values_round_trip_by_kind() -> None:
 # -- explanations -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [*PAYEE_FEATURES, *CALLER_FEATURES[-3:], "suspicious_caller_paid_callees_7d"])
+_FEEDBACK_CALLER_FEATURES = ["caller_paid_callees_24h", "caller_paid_callees_7d", "caller_paid_share_7d"]
+_WEEK_CALLER_FEATURES = [
+    "caller_calls_7d",
+    "caller_short_ratio_7d",
+    "caller_answered_short_share_7d",
+    "caller_answered_short_share_24h",
+    "call_vs_caller_usual_talk",
+]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [*PAYEE_FEATURES, *_FEEDBACK_CALLER_FEATURES, *_WEEK_CALLER_FEATURES, "suspicious_caller_paid_callees_7d"],
+)
 def test_new_features_read_as_sentences_with_their_values(name: str) -> None:
     row = [0.0] * len(FEATURE_NAMES)
-    row[FEATURE_INDEX[name]] = 0.25 if name.endswith("share_7d") else 7 * 3600.0 if name == "payee_age_s" else 7.0
+    fraction = name.endswith(("share_7d", "ratio_7d", "share_24h"))
+    row[FEATURE_INDEX[name]] = 0.25 if fraction else 7 * 3600.0 if name == "payee_age_s" else 7.0
     contrib = np.zeros(len(FEATURE_NAMES))
     contrib[FEATURE_INDEX[name]] = 1.0
     (sentence,) = reasons(row, contrib)
     assert not sentence.startswith("unusual"), sentence  # a written sentence, not the generic fallback
-    assert ("25%" if name.endswith("share_7d") else "7") in sentence, sentence
+    assert ("25%" if fraction else "7") in sentence, sentence
 
 
 def test_payee_age_sentence_says_at_least_at_the_cap() -> None:
