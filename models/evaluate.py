@@ -21,8 +21,8 @@ from streams.events import Event
 TASK_LEVEL = 3
 # False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.
 OPERATING_RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
-# A case call shorter than this, or unanswered, tells the victim apart from the many people a ring's lines
-# sweep every day (who hang up within seconds to a minute or so) no better than chance.
+# An unanswered case call, or one shorter than this, is what a ring's lines give many people every day in their
+# sweeps (most hang up within a minute); a victim who had nothing more is hard to tell from those people.
 WEAK_CALL_S = 120
 # Why a case with a loss was not flagged strictly before it, from the evidence the service had by then.
 MISS_REASONS = (
