@@ -164,6 +164,19 @@ for scenario, figures in evaluation["per_scenario"].items():
     )
 
 # %% [markdown]
+# ### Why cases were missed before the loss
+#
+# `missed_before_loss` sorts the cases that no alert reached strictly before the loss by what the service had
+# seen by then. Paid during the first scam call: that call's record only arrives after the money moved. Only
+# unanswered or short calls: what a ring's sweep gives many people who are in no case. Scored below the
+# threshold: a longer call from the ring had ended and the model ranked it low. Only the last is the
+# model's to win back.
+
+# %%
+for reason, count in evaluation["missed_before_loss"].items():
+    print(f"{reason:>32}: {count}")
+
+# %% [markdown]
 # ## 5. Precision-recall over events
 #
 # The curve ranks every test event by its calibrated score. The dotted line is the share of positive events,
