@@ -99,11 +99,19 @@ def evaluate(
     cases: Path,
     model: Annotated[str | None, typer.Option(help="A registry version or a model folder")] = None,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
+    warmup_days: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Compute features over all events but judge only what follows the first N days "
+            "(cases first contacted in them are left out)",
+        ),
+    ] = 0.0,
 ) -> None:
     """Run the serving features and scorer over EVENTS offline and print the contract's JSON object."""
     from fraudwatch.training import evaluate_files
 
-    _print_json(evaluate_files(events, cases, get_settings(), model=model, budget=budget))
+    _print_json(evaluate_files(events, cases, get_settings(), model=model, budget=budget, warmup_days=warmup_days))
 
 
 @app.command()

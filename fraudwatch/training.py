@@ -137,13 +137,18 @@ def resolve_model(settings: Settings, model: str | None) -> ModelVersion:
 
 
 def evaluate_files(
-    events: Path, cases: Path, settings: Settings, model: str | None = None, budget: float | None = None
+    events: Path,
+    cases: Path,
+    settings: Settings,
+    model: str | None = None,
+    budget: float | None = None,
+    warmup_days: float = 0.0,
 ) -> dict[str, Any]:
     """The contract's evaluation object for an events file and its cases."""
     scorer = Scorer(resolve_model(settings, model))
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
     loaded = load_events(events)
-    result = evaluate(loaded.events, read_jsonl(cases), scorer, settings.episode_ms, threshold)
+    result = evaluate(loaded.events, read_jsonl(cases), scorer, settings.episode_ms, threshold, warmup_days)
     result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget

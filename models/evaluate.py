@@ -190,15 +190,42 @@ def _case_figures(
     return figures
 
 
+def after_warmup(
+    data: Dataset, cases: list[dict[str, Any]], warmup_days: float
+) -> tuple[Dataset, list[dict[str, Any]]]:
+    """The rows and cases to judge once the features have ``warmup_days`` of history behind them.
+
+    Features are still computed over every event; only the judging starts later. A case whose first contact
+    falls in the warm-up is half-seen: its victim is judged neither as a victim nor as a false task.
+    """
+    if warmup_days <= 0 or not len(data.rows):
+        return data, cases
+    start = int(data.avail_ms.min()) + int(warmup_days * DAY_MS)
+    judged = [c for c in cases if c["first_contact_ms"] >= start]
+    half_seen = {c["victim"] for c in cases if c["first_contact_ms"] < start}
+    keep = np.asarray([r.avail_ms >= start and r.subscriber not in half_seen for r in data.rows], dtype=bool)
+    rows = [r for r, k in zip(data.rows, keep, strict=True) if k]
+    return Dataset(rows, data.X[keep], data.y[keep], data.avail_ms[keep]), judged
+
+
 def evaluate(
     events: Iterable[Event],
     cases: list[dict[str, Any]],
     scorer: Scorer,
     episode_ms: int = DAY_MS,
     threshold: float | None = None,
+    warmup_days: float = 0.0,
 ) -> dict[str, Any]:
-    """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold."""
-    return evaluate_dataset(build_dataset(events, cases), cases, scorer, episode_ms, threshold)
+    """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold.
+
+    ``warmup_days``: judge only what follows the first days, so that callers and subscribers have a history
+    (a live service has months of it; a simulated city starts from nothing).
+    """
+    data, judged = after_warmup(build_dataset(events, cases), cases, warmup_days)
+    result = evaluate_dataset(data, judged, scorer, episode_ms, threshold)
+    if warmup_days > 0:
+        result["warmup_days"] = warmup_days
+    return result
 
 
 def evaluate_dataset(

@@ -164,6 +164,29 @@ def test_cli_models_card(trained: Trained, tmp_path: Path, monkeypatch: pytest.M
     assert_card(out / CARD_FILE, {case["scenario"] for case in read_jsonl(trained.holdout_cases)})
 
 
+def test_cli_evaluate_with_warmup_judges_only_the_later_cases(
+    trained: Trained, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fraudwatch.cli as cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: trained.settings)
+    args = ["evaluate", str(trained.holdout_events), str(trained.holdout_cases), "--model", trained.version.version]
+    results = []
+    for warmup in ("0", "0.5"):
+        result = CliRunner().invoke(cli.app, [*args, "--warmup-days", warmup])
+        assert result.exit_code == 0, result.output
+        results.append(orjson.loads(result.stdout))
+    cold, warm = results
+    cases = read_jsonl(trained.holdout_cases)
+    start = min(int(line["ts_ms"]) for line in map(orjson.loads, trained.holdout_events.read_bytes().splitlines()))
+    later = [c for c in cases if c["first_contact_ms"] >= start + 43_200_000]
+    assert cold["cases"] == len(cases) and "warmup_days" not in cold
+    assert warm["cases"] == len(later) < len(cases) and warm["warmup_days"] == 0.5
+    assert warm["events"] < cold["events"]
+    bad = CliRunner().invoke(cli.app, [*args, "--warmup-days", "-1"])
+    assert bad.exit_code != 0
+
+
 def test_plots_survive_thin_data(tmp_path: Path) -> None:
     plot_pr_curve(np.zeros(5, dtype=np.int64), np.linspace(0, 1, 5), [0.5], tmp_path / "pr.png")
     plot_lead_times([], tmp_path / "lead.png")

@@ -8,14 +8,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from features.vector import FEATURE_INDEX
 from models.dataset import build_dataset
-from models.evaluate import OPERATING_RATES, evaluate_dataset, first_observable_ms, operating_curve
+from models.evaluate import OPERATING_RATES, evaluate, evaluate_dataset, first_observable_ms, operating_curve
 from streams.events import CallEvent, Event, TransferEvent
 
 pytestmark = pytest.mark.unit
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 MIN = 60_000
+HOUR = 60 * MIN
 FRAUD = "+8617000000001"
 FRIEND = "+8613900000009"
 
@@ -160,3 +162,46 @@ def test_missed_cases_are_sorted_by_what_the_service_had_seen_before_the_loss() 
         "only_short_or_unanswered_calls": 0,
         "scored_below_threshold": 0,
     }
+
+
+def test_warmup_days_compute_features_over_everything_but_judge_only_what_follows() -> None:
+    day = 86_400_000
+    early, late, bystander, quiet = (f"+86138000001{i:02d}" for i in range(4))
+    events: list[Event] = [
+        # Day 0 (warm-up): a case starts and pays; a bystander takes a long call; the ring sweeps 5 people.
+        _call("early-call", T0, early, 900),
+        _pay("early-pay", T0 + 30 * MIN, early),
+        _call("by-0", T0 + HOUR, bystander, 900, caller=FRIEND),
+        *(_call(f"sweep{i}", T0 + 2 * HOUR, f"+86137000000{i}", 10) for i in range(5)),
+        # Day 2: a new case, and the early victim's later rows; the bystander takes another long call.
+        _call("late-call", T0 + 2 * day, late, 900),
+        _pay("late-pay", T0 + 2 * day + 30 * MIN, late),
+        _call("early-again", T0 + 2 * day, early, 900),
+        _call("by-2", T0 + 2 * day + HOUR, bystander, 900, caller=FRIEND),
+        _call("quiet-2", T0 + 2 * day, quiet, 20, caller=FRIEND),
+    ]
+    cases = [
+        _case("early", early, T0, T0 + 30 * MIN, ["early-call", "early-pay", "early-again"]),
+        _case("late", late, T0 + 2 * day, T0 + 2 * day + 30 * MIN, ["late-call", "late-pay"]),
+    ]
+    seen_fanout: dict[str, float] = {}
+
+    def score(X: np.ndarray) -> np.ndarray:  # long calls alert; note what the ring's fan-out looked like
+        duration, fanout = FEATURE_INDEX["call_duration_s"], FEATURE_INDEX["caller_fanout_7d"]
+        seen_fanout["late"] = max((x[fanout] for x in X if x[duration] == 900 and x[fanout] > 1), default=0.0)
+        return np.where(X[:, duration] >= 600, 0.9, 0.01)
+
+    scorer: Any = SimpleNamespace(version="test", thresholds=(0.1, 0.3, 0.5), score=score)
+    cold = evaluate(events, cases, scorer)
+    warm = evaluate(events, cases, scorer, warmup_days=1)
+
+    assert (cold["cases_with_loss"], cold["cases_flagged_before_loss"]) == (2, 2)
+    assert cold["false_tasks"] == 2  # the bystander, on day 0 and on day 2
+    # After a day of warm-up only the late case is judged; the early victim is neither victim nor false task;
+    # the bystander's day-0 call is not judged, its day-2 one is.
+    assert (warm["cases"], warm["cases_with_loss"], warm["cases_flagged_before_loss"]) == (1, 1, 1)
+    assert warm["false_tasks"] == 1 and warm["tasks"] == 2
+    assert warm["warmup_days"] == 1 and "warmup_days" not in cold
+    assert warm["subscribers"] == 3  # late, bystander, quiet
+    # The features of the judged rows still carry the warm-up's history: the ring had rung 6 people by then.
+    assert seen_fanout["late"] == 7
