@@ -97,24 +97,38 @@ def operating_curve(
     return out
 
 
-def first_observable_ms(data: Dataset, cases: list[dict[str, Any]]) -> dict[str, int]:
+def victim_case_calls(data: Dataset, cases: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per case id, the row numbers of the case's calls to its victim (a case without any is left out)."""
+    calls = {r.event_id: i for i, r in enumerate(data.rows) if r.is_call}
+    out: dict[str, list[int]] = {}
+    for case in cases:
+        rows = [calls[e] for e in case["event_ids"] if e in calls and data.rows[calls[e]].subscriber == case["victim"]]
+        if rows:
+            out[case["case_id"]] = rows
+    return out
+
+
+def first_observable_ms(
+    data: Dataset, cases: list[dict[str, Any]], case_calls: dict[str, list[int]] | None = None
+) -> dict[str, int]:
     """Per case id, when the first call of the case to its victim ended (its row became known).
 
     That is the earliest moment the service can know of the scam from its calls; a loss at or before it is
     beyond any model that scores calls (the transfer itself is still seen at ``first_loss_ms``).
+    ``case_calls``: :func:`victim_case_calls` of the same data and cases, when already at hand.
     """
-    call_end = {r.event_id: (r.subscriber, r.avail_ms) for r in data.rows if r.is_call}
-    out: dict[str, int] = {}
-    for case in cases:
-        ends = [call_end[eid][1] for eid in case["event_ids"] if eid in call_end and call_end[eid][0] == case["victim"]]
-        if ends:
-            out[case["case_id"]] = min(ends)
-    return out
+    case_calls = victim_case_calls(data, cases) if case_calls is None else case_calls
+    return {case_id: min(data.rows[i].avail_ms for i in rows) for case_id, rows in case_calls.items()}
 
 
-def miss_reasons(data: Dataset, cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]]) -> dict[str, str]:
+def miss_reasons(
+    data: Dataset,
+    cases: list[dict[str, Any]],
+    alerts_by_sub: dict[str, list[int]],
+    case_calls: dict[str, list[int]] | None = None,
+) -> dict[str, str]:
     """Per case id of a case with a loss that no alert reached strictly before it, one of ``MISS_REASONS``."""
-    calls = {r.event_id: i for i, r in enumerate(data.rows) if r.is_call}
+    case_calls = victim_case_calls(data, cases) if case_calls is None else case_calls
     duration, answered = FEATURE_INDEX["call_duration_s"], FEATURE_INDEX["call_answered"]
     out: dict[str, str] = {}
     for case in cases:
@@ -123,13 +137,7 @@ def miss_reasons(data: Dataset, cases: list[dict[str, Any]], alerts_by_sub: dict
             continue
         if any(case["first_contact_ms"] <= t < loss for t in alerts_by_sub.get(case["victim"], [])):
             continue
-        before = [
-            calls[eid]
-            for eid in case["event_ids"]
-            if eid in calls
-            and data.rows[calls[eid]].subscriber == case["victim"]
-            and data.rows[calls[eid]].avail_ms < loss
-        ]
+        before = [i for i in case_calls.get(case["case_id"], []) if data.rows[i].avail_ms < loss]
         if not before:
             out[case["case_id"]] = MISS_REASONS[0]
         elif all(data.X[i, answered] != 1.0 or data.X[i, duration] < WEAK_CALL_S for i in before):
@@ -264,8 +272,9 @@ def evaluate_dataset(
         "false_tasks": sum(1 for sub, _ in tasks if sub not in victims),
         "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
     }
-    first_seen = first_observable_ms(data, cases)
-    reasons = miss_reasons(data, cases, alerts_by_sub)
+    case_calls = victim_case_calls(data, cases)  # one walk over the rows for both
+    first_seen = first_observable_ms(data, cases, case_calls)
+    reasons = miss_reasons(data, cases, alerts_by_sub, case_calls)
     result.update(_case_figures(cases, alerts_by_sub, first_seen, reasons))
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
