@@ -19,7 +19,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import faust
@@ -177,8 +177,15 @@ class _StateTable:
         """
         return touched.get(key) or self.table.data.get(key) or new()
 
-    async def write(self, states: dict[str, Any]) -> None:
-        """Store each state under its key and queue its changelog record."""
+    async def write(self, states: dict[str, Any], after: Sequence[asyncio.Future[Any]] = ()) -> None:
+        """Store each state under its key and queue its changelog record, once ``after`` has been delivered.
+
+        ``after``: the delivery futures of the messages that carry the events these states now hold as seen.
+        A replay after a crash skips those events as duplicates, so a state written before them was on the
+        broker would lose them for good after a kill -9 (seen in the reliability tests, in both agents).
+        """
+        if after:
+            await asyncio.gather(*after)
         if not states:
             return
         data = self.table.data
@@ -300,13 +307,7 @@ async def callers(stream: Any) -> None:
             touched[call.caller] = state
             envelope["c"] = snap.to_list()
             out.append((call.callee.encode(), orjson.dumps(envelope)))
-        delivered = await _to_subscribers.send_many(out)
-        # The rule ``score`` follows: the state records these event ids, so a replay after a crash skips them as
-        # duplicates; written before their messages are on the broker, a kill -9 in between lost them for good
-        # (seen once in the kill -9 reliability test: three calls never scored).
-        if delivered:
-            await asyncio.gather(*delivered)
-        await _caller_states.write(touched)
+        await _caller_states.write(touched, after=await _to_subscribers.send_many(out))
 
 
 def _payee_step(transfer: TransferEvent, touched: dict[str, CallerState | PayeeState]) -> PayeeSnapshot | None:
@@ -396,13 +397,9 @@ async def score(stream: Any) -> None:
         # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
         await _to_callers.send_many([(fb.key.encode(), orjson.dumps({"f": fb.to_list()})) for fb in feedback])
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
-        # their feature rows and pending alerts are on the broker: once the state holds an event id, a replay
-        # after a crash skips that event as a duplicate, so state written first would lose its alert for good.
-        if published:
-            # The state goes straight to the producer's accumulator, ahead of Faust's send buffer, and a
-            # kill -9 in between once left rows that a replay then skipped as duplicates.
-            await asyncio.gather(*published)
-        await _subscriber_states.write(touched)
+        # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
+        # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.
+        await _subscriber_states.write(touched, after=published)
 
 
 @app.agent(pending_alert_topic)
