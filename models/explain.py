@@ -6,10 +6,26 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from features.state import KIND_CODES, PAYEE_AGE_CAP_S
+from features.clock import WINDOW_NAMES
+from features.state import CHANNEL_CODES, KIND_CODES, PAYEE_AGE_CAP_S
 from features.vector import FEATURE_INDEX, FEATURE_NAMES
 
 _KIND_NAMES = {code: name for name, code in KIND_CODES.items()}
+_CHANNEL_PHRASES = {
+    "mobile_app": "the mobile banking app",
+    "online_bank": "online banking",
+    "atm": "an ATM",
+    "counter": "a bank counter",
+    "third_party": "a third-party payment service",
+}
+_CHANNEL_NAMES = {code: _CHANNEL_PHRASES.get(name, name.replace("_", " ")) for name, code in CHANNEL_CODES.items()}
+# "Suspicious kinds" in the features (SUSPICIOUS_KINDS), as an officer would say them.
+_SUSPICIOUS_KINDS = "overseas or internet numbers"
+# A "stranger" is a number first seen with this subscriber less than a day before the call.
+_NEW_NUMBERS = "numbers new to this person"
+_WINDOW_PHRASES = dict(
+    zip(WINDOW_NAMES, ("in the last 10 min", "in the last hour", "in the last 24 h", "in the last 7 days"), strict=True)
+)
 
 
 def _v(row: Sequence[float], name: str) -> float:
@@ -28,6 +44,10 @@ def _people(n: float) -> str:
 def _age(seconds: float) -> str:
     if seconds >= PAYEE_AGE_CAP_S:
         return f"at least {PAYEE_AGE_CAP_S / 86_400:.0f} days"  # the feature is capped there
+    return _span(seconds)
+
+
+def _span(seconds: float) -> str:
     if seconds < 3600:
         return _minutes(seconds)
     if seconds < 86_400:
@@ -36,8 +56,12 @@ def _age(seconds: float) -> str:
 
 
 def _kind(row: Sequence[float], name: str) -> str:
+    """The number kind in a feature, with its article: "an overseas", "a mobile"."""
     value = row[FEATURE_INDEX[name]]
-    return _KIND_NAMES.get(int(value), "unknown") if value == value else "unknown"
+    kind = _KIND_NAMES.get(int(value), "unknown") if value == value else "unknown"
+    if kind == "voip":
+        return "an internet (VoIP)"
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
 _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
@@ -45,7 +69,52 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
         f"took a {_minutes(_v(r, 'call_duration_s'))} call"
         + (" from a number first seen today" if _v(r, "caller_is_stranger") else "")
     ),
-    "call_kind": lambda r: f"was called from a {_kind(r, 'call_kind')} number",
+    "is_call": lambda r: (
+        "the warning rests on a phone call" if _v(r, "is_call") else ("the warning rests on a money transfer")
+    ),
+    "local_hour": lambda r: f"it happened at {_v(r, 'local_hour'):02.0f}:00 local time",
+    "is_night": lambda r: "it happened at night, before 6 am" if _v(r, "is_night") else "it happened in the daytime",
+    "call_answered": lambda r: "the call was answered" if _v(r, "call_answered") else "the call was not answered",
+    "call_kind_suspicious": lambda r: (
+        "the call came from an overseas or internet number"
+        if _v(r, "call_kind_suspicious")
+        else "the call came from an ordinary mobile or landline number"
+    ),
+    "caller_is_stranger": lambda r: (
+        "the calling number was new to this person"
+        if _v(r, "caller_is_stranger")
+        else "this person knew the calling number"
+    ),
+    "caller_known_for_s": lambda r: (
+        f"this person first heard from the calling number {_span(_v(r, 'caller_known_for_s'))} ago"
+    ),
+    "caller_calls_with_sub": lambda r: (
+        f"has had {_v(r, 'caller_calls_with_sub'):.0f} calls from the calling number so far"
+    ),
+    "caller_talk_with_sub_s": lambda r: (
+        f"has talked {_minutes(_v(r, 'caller_talk_with_sub_s'))} in total with the calling number"
+    ),
+    "caller_fanout_7d": lambda r: f"the calling number rang {_v(r, 'caller_fanout_7d'):.0f} different people this week",
+    "caller_calls_24h": lambda r: f"the calling number made {_v(r, 'caller_calls_24h'):.0f} calls today",
+    "caller_unanswered_ratio_24h": lambda r: (
+        f"{_v(r, 'caller_unanswered_ratio_24h'):.0%} of the calling number's calls today went unanswered"
+    ),
+    "caller_long_calls_24h": lambda r: (
+        f"the calling number had {_v(r, 'caller_long_calls_24h'):.0f} calls of 10 min or more today"
+    ),
+    "caller_age_s": lambda r: f"the calling number first appeared {_span(_v(r, 'caller_age_s'))} ago",
+    "sub_stranger_talk_share_24h": lambda r: (
+        f"{_v(r, 'sub_stranger_talk_share_24h'):.0%} of this person's talk time in the last 24 h was with "
+        f"{_NEW_NUMBERS}"
+    ),
+    "suspicious_caller_fanout_24h": lambda r: (
+        f"the last suspicious number to call this person rang {_v(r, 'suspicious_caller_fanout_24h'):.0f} "
+        "different people that day"
+    ),
+    "suspicious_caller_kind": lambda r: (
+        f"the last suspicious call came from {_kind(r, 'suspicious_caller_kind')} number"
+    ),
+    "call_kind": lambda r: f"was called from {_kind(r, 'call_kind')} number",
     "caller_fanout_24h": lambda r: f"the calling number rang {_v(r, 'caller_fanout_24h'):.0f} different people today",
     "caller_fanout_1h": lambda r: f"the calling number rang {_v(r, 'caller_fanout_1h'):.0f} people in the last hour",
     "caller_short_ratio_24h": lambda r: (
@@ -55,6 +124,9 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
         f"{_v(r, 'caller_short_ratio_7d'):.0%} of the calling number's calls this week were short or unanswered"
     ),
     "caller_calls_7d": lambda r: f"the calling number made {_v(r, 'caller_calls_7d'):.0f} calls this week",
+    "caller_answered_7d": lambda r: (
+        f"{_v(r, 'caller_answered_7d'):.0f} of the calling number's calls this week were answered"
+    ),
     "caller_mean_talk_7d_s": lambda r: (
         f"the calling number's answered calls this week lasted {_v(r, 'caller_mean_talk_7d_s'):.0f} s on average"
     ),
@@ -72,6 +144,11 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "amount": lambda r: (
         f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
     ),
+    "amount_log": lambda r: (
+        f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
+    ),
+    "channel": lambda r: f"the transfer was made through {_CHANNEL_NAMES.get(int(_v(r, 'channel')), 'a bank')}",
+    "prior_transfers": lambda r: f"had made {_v(r, 'prior_transfers'):.0f} transfers before this one",
     "amount_z": lambda r: "the transfer is far larger than this person's usual amounts",
     "amount_vs_usual": lambda r: "the transfer is far larger than this person's usual amounts",
     "payee_new": lambda r: "the payee account was never paid before",
@@ -79,7 +156,7 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "since_suspicious_call_s": lambda r: f"a suspicious call ended {_minutes(_v(r, 'since_suspicious_call_s'))} ago",
     "suspicious_caller_talk_s": lambda r: (
         f"has talked {_minutes(_v(r, 'suspicious_caller_talk_s'))} in total "
-        f"with a {_kind(r, 'suspicious_caller_kind')} number first seen today"
+        f"with {_kind(r, 'suspicious_caller_kind')} number first seen today"
     ),
     "suspicious_caller_calls": lambda r: (
         f"took {_v(r, 'suspicious_caller_calls'):.0f} calls from the same unknown number"
@@ -120,6 +197,38 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
         f"longest call with an unknown number today lasted {_minutes(_v(r, 'sub_longest_stranger_call_24h_s'))}"
     ),
 }
+
+
+def _window_sentences() -> dict[str, Callable[[Sequence[float]], str]]:
+    """Sentences for the subscriber's rolling windows (``sub_<channel>_<window>``), one per window."""
+    # Each template gets the feature's value and the window's phrase, e.g. "in the last hour".
+    templates: dict[str, Callable[[float, str], str]] = {
+        "calls": lambda v, w: f"received {v:.0f} calls {w}",
+        "suspicious_kind_calls": lambda v, w: f"received {v:.0f} calls from {_SUSPICIOUS_KINDS} {w}",
+        "stranger_calls": lambda v, w: f"received {v:.0f} calls from {_NEW_NUMBERS} {w}",
+        "stranger_talk_s": lambda v, w: f"talked {_minutes(v)} with {_NEW_NUMBERS} {w}",
+        "suspicious_kind_talk_s": lambda v, w: f"talked {_minutes(v)} with {_SUSPICIOUS_KINDS} {w}",
+        "long_stranger_calls": lambda v, w: f"had {v:.0f} calls of 10 min or more with {_NEW_NUMBERS} {w}",
+        "transfers": lambda v, w: f"made {v:.0f} transfers {w}",
+        "amount": lambda v, w: f"transferred ¥{v:,.0f} in all {w}",
+        "new_payees": lambda v, w: f"paid {v:.0f} new payees {w}",
+        "new_payee_amount": lambda v, w: f"sent ¥{v:,.0f} to new payees {w}",
+    }
+    out: dict[str, Callable[[Sequence[float]], str]] = {}
+    for window, phrase in _WINDOW_PHRASES.items():
+        for channel, template in templates.items():
+            name = f"sub_{channel}_{window}"
+
+            def render(
+                r: Sequence[float], name: str = name, t: Callable[[float, str], str] = template, w: str = phrase
+            ) -> str:
+                return t(_v(r, name), w)
+
+            out[name] = render
+    return out
+
+
+_SENTENCES.update(_window_sentences())
 
 
 def _generic(name: str, row: Sequence[float]) -> str:

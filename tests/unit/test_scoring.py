@@ -210,6 +210,24 @@ def test_every_mapped_feature_reads_as_plain_text(trained: Trained) -> None:
             assert "sub " not in out[0]
 
 
+def test_every_feature_has_its_own_sentence() -> None:
+    # Any feature can be among an alert's top three; a generic "unusual <name>: N" is no reason to an officer.
+    assert [name for name in FEATURE_NAMES if name not in _SENTENCES] == []
+
+
+def test_window_sentences_name_their_window() -> None:
+    row = [0.0] * len(FEATURE_NAMES)
+    row[FEATURE_INDEX["sub_stranger_talk_s_1h"]] = 47 * 60
+    row[FEATURE_INDEX["sub_new_payee_amount_10m"]] = 48_000
+    contrib = np.zeros(len(FEATURE_NAMES))
+    contrib[FEATURE_INDEX["sub_stranger_talk_s_1h"]] = 2.0
+    contrib[FEATURE_INDEX["sub_new_payee_amount_10m"]] = 1.0
+    assert reasons(row, contrib) == [
+        "talked 47 min with numbers new to this person in the last hour",
+        "sent ¥48,000 to new payees in the last 10 min",
+    ]
+
+
 def test_reasons_take_the_top_positive_contributors_in_order(trained: Trained) -> None:
     row = next(r.values for r in trained.rows if not r.is_call and r.values[FEATURE_INDEX["payee_new"]])
     contrib = np.zeros(len(FEATURE_NAMES))
