@@ -93,20 +93,23 @@ def train(
     )
 
 
+WarmupDays = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        help="Compute features over all events but judge only what follows the first N days "
+        "(cases first contacted in them are left out)",
+    ),
+]
+
+
 @app.command()
 def evaluate(
     events: Path,
     cases: Path,
     model: Annotated[str | None, typer.Option(help="A registry version or a model folder")] = None,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
-    warmup_days: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            help="Compute features over all events but judge only what follows the first N days "
-            "(cases first contacted in them are left out)",
-        ),
-    ] = 0.0,
+    warmup_days: WarmupDays = 0.0,
 ) -> None:
     """Run the serving features and scorer over EVENTS offline and print the contract's JSON object."""
     from fraudwatch.training import evaluate_files
@@ -291,12 +294,14 @@ def models_card(
     cases: Path,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for the card (default: the model's folder)")] = None,
+    warmup_days: WarmupDays = 0.0,
 ) -> None:
     """Evaluate VERSION on EVENTS/CASES and write its model card (card.md and plots); print the card's path."""
     from fraudwatch.training import resolve_model, write_card_for
 
     settings = get_settings()
-    card = write_card_for(resolve_model(settings, version), events, cases, settings, budget=budget, out_dir=out)
+    model = resolve_model(settings, version)
+    card = write_card_for(model, events, cases, settings, budget=budget, out_dir=out, warmup_days=warmup_days)
     sys.stdout.write(f"{card}\n")
 
 

@@ -16,7 +16,7 @@ from fraudwatch.simulate import DAY_MS, CityConfig, simulate, write_city
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import evaluate, evaluate_dataset
+from models.evaluate import after_warmup, evaluate, evaluate_dataset
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
@@ -44,11 +44,13 @@ def write_card_for(
     budget: float | None = None,
     out_dir: Path | None = None,
     source: str | None = None,
+    warmup_days: float = 0.0,
 ) -> Path:
     """Evaluate ``version`` on an events/cases pair and write its model card (and the evaluation JSON).
 
     The card goes next to the model unless ``out_dir`` is given; ``source`` says in the card what the
-    files are (default: their paths). Returns the path of ``card.md``.
+    files are (default: their paths). ``warmup_days`` judges only what follows them, as ``evaluate`` does.
+    Returns the path of ``card.md``.
     """
     from models.card import write_model_card  # matplotlib only when a card is asked for
 
@@ -56,9 +58,11 @@ def write_card_for(
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
     case_list = read_jsonl(cases)
     loaded = load_events(events)
-    data = build_dataset(loaded.events, case_list)
+    data, judged = after_warmup(build_dataset(loaded.events, case_list), case_list, warmup_days)
     scores = scorer.score(data.X)
-    result = evaluate_dataset(data, case_list, scorer, settings.episode_ms, threshold, scores=scores)
+    result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores)
+    if warmup_days > 0:
+        result["warmup_days"] = warmup_days
     result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget

@@ -256,8 +256,8 @@ def _card_text(
             ],
         ),
         "",
-        "Split by event time: first 60 % train, next 15 % early stopping, last 25 % calibration; thresholds "
-        "are chosen on the last 40 % (both held-out slices).",
+        "Split by event time: first 60 % train, next 15 % early stopping, last 25 % calibration. "
+        + _threshold_method(meta.get("threshold_info") or {}),
         "",
         "## Parameters",
         "",
@@ -292,6 +292,13 @@ def _card_text(
     lines += ["", "## Evaluation", ""]
     if evaluation_source:
         lines += [f"Evaluated on {evaluation_source}.", ""]
+    if evaluation.get("warmup_days"):
+        lines += [
+            f"Judged after a {evaluation['warmup_days']:g}-day warm-up: features run over every event, but only "
+            "rows after the warm-up and cases first contacted after it count (a live service's callers and "
+            "subscribers have a history; a simulated city starts from nothing).",
+            "",
+        ]
     lines += [
         f"{_fmt(evaluation.get('events'))} events, {_fmt(int(data.y.sum()))} of them positive "
         f"(listed in a case); model `{evaluation.get('model_version', version.version)}`.",
@@ -430,6 +437,20 @@ def _card_text(
         "",
     ]
     return "\n".join(lines)
+
+
+def _threshold_method(info: dict[str, Any]) -> str:
+    """How the thresholds were picked, from the model's ``threshold_info``."""
+    if info.get("method") == "subscriber_folds":
+        text = (
+            f"Thresholds are chosen on scores from {info.get('folds')} subscriber folds: each fold's subscribers "
+            "are scored, over every day, by a model fitted like this one without them."
+        )
+    else:
+        text = "Thresholds are chosen on the last 40 % (both held-out slices)."
+    if info.get("warmup_days"):
+        text += f" Only rows from day {info['warmup_days']:g} of the history on count for the thresholds."
+    return text
 
 
 def write_model_card(

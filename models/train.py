@@ -52,6 +52,11 @@ class TrainConfig:
     threshold_folds: int = 4
     # The rate of the fold scores is counted per window of this length, as ``evaluate`` counts one city.
     threshold_window_ms: int = 7 * DAY_MS
+    # Thresholds rest only on rows this many days into the training history (the models still learn from
+    # every row). A simulated history starts from nothing: in its first days every ring line and every
+    # relative abroad is a number first seen today, which a live service with months of history never
+    # meets, so a budget spent there is spent on false tasks the field does not produce.
+    threshold_warmup_days: float = 0.0
 
 
 def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -244,6 +249,16 @@ def _fold_scores(
     return out
 
 
+def _after_warmup(
+    scores: np.ndarray, subs: list[str], avail: np.ndarray, history_start_ms: int, warmup_days: float
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The threshold-picking rows that lie ``warmup_days`` or more into the history."""
+    keep = avail >= history_start_ms + int(warmup_days * DAY_MS)
+    if not keep.any():
+        raise TrainingDataError(f"no rows after a threshold warm-up of {warmup_days:g} days; simulate more days")
+    return scores[keep], [s for s, k in zip(subs, keep.tolist(), strict=True) if k], avail[keep]
+
+
 def train_model(
     data: Dataset,
     victims: set[str],
@@ -312,6 +327,11 @@ def train_model(
             window,
         )
 
+    if config.threshold_warmup_days > 0:
+        pick_scores, pick_subs, pick_avail = _after_warmup(
+            pick_scores, pick_subs, pick_avail, int(data.avail_ms.min()), config.threshold_warmup_days
+        )
+        threshold_info["warmup_days"] = config.threshold_warmup_days
     thresholds = sorted(threshold_for(config.budget_tasks_per_10k_per_day * f) for f in LEVEL_BUDGET_FACTORS)
     # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
     budget_grid = [[budget, threshold_for(budget)] for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)]

@@ -164,6 +164,19 @@ def test_cli_models_card(trained: Trained, tmp_path: Path, monkeypatch: pytest.M
     assert_card(out / CARD_FILE, {case["scenario"] for case in read_jsonl(trained.holdout_cases)})
 
 
+def test_cli_models_card_with_warmup(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fraudwatch.cli as cli
+
+    monkeypatch.setattr(cli, "get_settings", lambda: trained.settings)
+    args = ["models", "card", trained.version.version, str(trained.holdout_events), str(trained.holdout_cases)]
+    out = tmp_path / "warm-card"
+    result = CliRunner().invoke(cli.app, [*args, "--out", str(out), "--warmup-days", "0.5"])
+    assert result.exit_code == 0, result.output
+    warm = orjson.loads((out / CARD_EVALUATION_FILE).read_bytes())
+    assert warm["warmup_days"] == 0.5 and warm["cases"] < len(read_jsonl(trained.holdout_cases))
+    assert "Judged after a 0.5-day warm-up" in (out / CARD_FILE).read_text()
+
+
 def test_cli_evaluate_with_warmup_judges_only_the_later_cases(
     trained: Trained, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import models.train as train_mod
+from models.errors import TrainingDataError
 from models.train import TrainConfig, _rate_of_one_task, choose_threshold, subscriber_folds
 
 pytestmark = pytest.mark.unit
@@ -93,3 +94,14 @@ def test_too_small_a_history_for_folds_falls_back_to_none(monkeypatch: pytest.Mo
     monkeypatch.setattr(train_mod, "_fit", no_fit)
     config = TrainConfig(threshold_folds=4)
     assert train_mod._fold_scores(data, y, subs, train, stop, calib, {}, config) is None  # type: ignore[arg-type]
+
+
+def test_threshold_warmup_keeps_only_the_rows_after_it() -> None:
+    subs = ["a", "b", "c", "d"]
+    avail = np.asarray([0, DAY, 7 * DAY, 8 * DAY]) + 5 * DAY  # the history starts on day 5
+    scores = np.asarray([0.9, 0.8, 0.7, 0.6])
+    kept_scores, kept_subs, kept_avail = train_mod._after_warmup(scores, subs, avail, 5 * DAY, 7)
+    assert kept_subs == ["c", "d"] and kept_scores.tolist() == [0.7, 0.6]
+    assert kept_avail.tolist() == [12 * DAY, 13 * DAY]
+    with pytest.raises(TrainingDataError, match="warm-up of 9 days"):
+        train_mod._after_warmup(scores, subs, avail, 5 * DAY, 9)
