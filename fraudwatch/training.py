@@ -16,7 +16,7 @@ from fraudwatch.simulate import DAY_MS, CityConfig, simulate, write_city
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import after_warmup, evaluate, evaluate_dataset
+from models.evaluate import after_warmup, evaluate, evaluate_dataset, fraud_contacts
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
@@ -60,7 +60,8 @@ def write_card_for(
     loaded = load_events(events)
     data, judged = after_warmup(build_dataset(loaded.events, case_list), case_list, warmup_days)
     scores = scorer.score(data.X)
-    result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores)
+    contacts = fraud_contacts(loaded.events, case_list)
+    result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores, contacts=contacts)
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
     result["rejected_lines"] = loaded.rejected

@@ -54,6 +54,11 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("tasks", "tasks (one per subscriber episode)"),
     ("false_tasks", "tasks for subscribers who are no case's victim"),
     ("false_tasks_per_10k_per_day", "false tasks per 10k subscribers per day"),
+    (
+        "false_tasks_after_fraud_contact",
+        "of the false tasks, those for someone who had picked up a fraud number's call",
+    ),
+    ("false_tasks_after_fraud_contact_per_10k_per_day", "the same per 10k subscribers per day"),
 )
 
 

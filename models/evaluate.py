@@ -11,12 +11,12 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from features.clock import DAY_MS
-from features.vector import FEATURE_INDEX
+from features.vector import FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
 from models.train import false_task_rate, lowest_threshold_within
-from streams.events import Event
+from streams.events import CallEvent, Event
 
 TASK_LEVEL = 3
 # False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.
@@ -95,6 +95,20 @@ def operating_curve(
             }
         )
     return out
+
+
+def fraud_contacts(events: Iterable[Event], cases: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """Per subscriber, when each answered call from a number that some case names as a fraud number ended.
+
+    A ring's lines call many more people than become cases (its sweeps); those who picked up and talked are
+    in no case, so a task for them counts as false, yet it is a visit to someone a ring has spoken to.
+    """
+    numbers = {number for case in cases for number in case.get("fraud_numbers", ())}
+    out: dict[str, list[int]] = defaultdict(list)
+    for event in events:
+        if isinstance(event, CallEvent) and event.answered and event.caller in numbers:
+            out[event.callee].append(available_at(event))
+    return {sub: sorted(times) for sub, times in out.items()}
 
 
 def victim_case_calls(data: Dataset, cases: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -229,8 +243,9 @@ def evaluate(
     ``warmup_days``: judge only what follows the first days, so that callers and subscribers have a history
     (a live service has months of it; a simulated city starts from nothing).
     """
+    events = list(events)
     data, judged = after_warmup(build_dataset(events, cases), cases, warmup_days)
-    result = evaluate_dataset(data, judged, scorer, episode_ms, threshold)
+    result = evaluate_dataset(data, judged, scorer, episode_ms, threshold, contacts=fraud_contacts(events, cases))
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
     return result
@@ -243,8 +258,13 @@ def evaluate_dataset(
     episode_ms: int = DAY_MS,
     threshold: float | None = None,
     scores: np.ndarray | None = None,
+    contacts: dict[str, list[int]] | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate` over feature rows already built from the events (``scores``: already computed)."""
+    """:func:`evaluate` over feature rows already built from the events (``scores``: already computed).
+
+    With ``contacts`` (:func:`fraud_contacts` of the events), the false tasks are also counted apart for
+    subscribers who had already talked with a fraud number.
+    """
     if scores is None:
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
@@ -272,6 +292,11 @@ def evaluate_dataset(
         "false_tasks": sum(1 for sub, _ in tasks if sub not in victims),
         "false_tasks_per_10k_per_day": sum(1 for sub, _ in tasks if sub not in victims) * per_10k_day,
     }
+    if contacts is not None:
+        # Optional extra: false tasks whose subscriber had picked up a call from a fraud number by then.
+        contacted = sum(1 for sub, at in tasks if sub not in victims and contacts.get(sub) and contacts[sub][0] <= at)
+        result["false_tasks_after_fraud_contact"] = contacted
+        result["false_tasks_after_fraud_contact_per_10k_per_day"] = contacted * per_10k_day
     case_calls = victim_case_calls(data, cases)  # one walk over the rows for both
     first_seen = first_observable_ms(data, cases, case_calls)
     reasons = miss_reasons(data, cases, alerts_by_sub, case_calls)

@@ -205,3 +205,35 @@ def test_warmup_days_compute_features_over_everything_but_judge_only_what_follow
     assert warm["subscribers"] == 3  # late, bystander, quiet
     # The features of the judged rows still carry the warm-up's history: the ring had rung 6 people by then.
     assert seen_fanout["late"] == 7
+
+
+def test_false_tasks_after_fraud_contact_are_counted_apart() -> None:
+    swept, innocent, later = "+8613800000201", "+8613800000202", "+8613800000203"
+    victim = "+8613800000204"
+    events: list[Event] = [
+        # The ring's line sweeps: `swept` picks up and talks 4 min, then takes a long call from a friend.
+        _call("sweep-1", T0, swept, 240),
+        _call("swept-long", T0 + HOUR, swept, 900, caller=FRIEND),
+        # `innocent` only ever talks with the friend; the ring's call to `later` comes after its alert.
+        _call("inn-long", T0 + HOUR, innocent, 900, caller=FRIEND),
+        _call("later-long", T0 + HOUR, later, 900, caller=FRIEND),
+        _call("sweep-2", T0 + 3 * HOUR, later, 60),
+        # An unanswered ring call is no contact.
+        _call("sweep-3", T0, innocent, 0),
+        _call("v-call", T0, victim, 900),
+        _pay("v-pay", T0 + 30 * MIN, victim),
+    ]
+    cases = [_case("v", victim, T0, T0 + 30 * MIN, ["v-call", "v-pay"])]
+    scorer: Any = SimpleNamespace(
+        version="test",
+        thresholds=(0.1, 0.3, 0.5),
+        score=lambda X: np.where(X[:, FEATURE_INDEX["call_duration_s"]] >= 600, 0.9, 0.01),
+    )
+    result = evaluate(events, cases, scorer)
+    assert result["false_tasks"] == 3
+    assert result["false_tasks_after_fraud_contact"] == 1  # only `swept` had talked with the ring first
+    per_task = result["false_tasks_per_10k_per_day"] / 3
+    assert result["false_tasks_after_fraud_contact_per_10k_per_day"] == pytest.approx(per_task)
+    # Without the events' contacts the split is not claimed.
+    data = build_dataset(events, cases)
+    assert "false_tasks_after_fraud_contact" not in evaluate_dataset(data, cases, scorer)
