@@ -123,6 +123,9 @@ print("thresholds per level:", [round(t, 4) for t in version.meta["thresholds"]]
 # fraudulent transfer (`cases_flagged_by_loss`: before or at it); `median_lead_time_s` is how long before the
 # loss the first alert came; `false_tasks_per_10k_per_day` is the dispatch cost spent on people who were not
 # being defrauded. `lead_times_s` (an optional extra) lists every lead time behind the median.
+# `false_tasks_after_fraud_contact` (another extra) counts the false tasks for people who had picked up a call
+# from a number some case names: a ring's lines call far more people than become cases, and a visit to someone
+# who just talked with a ring is not the same waste as a visit to someone no ring has reached.
 
 # %%
 scorer = Scorer(version)
@@ -137,6 +140,7 @@ for key in (
     "pr_auc",
     "alerts_per_10k_per_day",
     "false_tasks_per_10k_per_day",
+    "false_tasks_after_fraud_contact",
     "tasks",
 ):
     print(f"{key:>28}: {evaluation[key]}")
