@@ -51,6 +51,9 @@ class DemoConfig:
     train_days: float = 14.0
     train_seed: int = 7
     train_victims_per_10k_per_day: float = 40.0
+    # The model card's hold-out city runs this many days before the judged ones, so that the card's main
+    # figures have a history behind their features, as a live service's do (it also shows the cold start).
+    card_warmup_days: float = 7.0
     replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this
     timeout_s: float = 300.0
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
@@ -89,8 +92,14 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
     )
     paths = write_city(simulate(train_city), settings.data_dir / "train-city")
     _say("training; then a model card from a hold-out city")
+    warmup = config.card_warmup_days
     version = train_from_files(
-        paths["events"], paths["cases"], settings, promote=True, card_city=holdout_city(train_city)
+        paths["events"],
+        paths["cases"],
+        settings,
+        promote=True,
+        card_city=holdout_city(train_city, warmup_days=warmup),
+        card_warmup_days=warmup,
     )
     _say(f"model card: {version.path / 'card.md'}")
     return version.version

@@ -26,12 +26,15 @@ HOLDOUT_SEED_OFFSET = 1000
 CARD_EVALUATION_FILE = "card_evaluation.json"
 
 
-def holdout_city(train_city: CityConfig, days: float = HOLDOUT_DAYS) -> CityConfig:
-    """The hold-out city of a training city: same size and rates, another seed, the days right after it."""
+def holdout_city(train_city: CityConfig, days: float = HOLDOUT_DAYS, warmup_days: float = 0.0) -> CityConfig:
+    """The hold-out city of a training city: same size and rates, another seed, the days right after it.
+
+    ``warmup_days`` more days come first, to be judged with that warm-up (``write_card_on_city``).
+    """
     return dataclasses.replace(
         train_city,
         seed=train_city.seed + HOLDOUT_SEED_OFFSET,
-        days=days,
+        days=days + warmup_days,
         start_ms=train_city.start_ms + math.ceil(train_city.days) * DAY_MS,
     )
 
@@ -52,18 +55,22 @@ def write_card_for(
     files are (default: their paths). ``warmup_days`` judges only what follows them, as ``evaluate`` does.
     Returns the path of ``card.md``.
     """
-    from models.card import write_model_card  # matplotlib only when a card is asked for
+    from models.card import COLD_START_KEYS, write_model_card  # matplotlib only when a card is asked for
 
     scorer = Scorer(version)
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
     case_list = read_jsonl(cases)
     loaded = load_events(events)
-    data, judged = after_warmup(build_dataset(loaded.events, case_list), case_list, warmup_days)
-    scores = scorer.score(data.X)
+    everything = build_dataset(loaded.events, case_list)
     contacts = fraud_contacts(loaded.events, case_list)
+    data, judged = after_warmup(everything, case_list, warmup_days)
+    scores = scorer.score(data.X)
     result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores, contacts=contacts)
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
+        # Both protocols in one card while the cold start is still the comparable series.
+        cold = evaluate_dataset(everything, case_list, scorer, settings.episode_ms, threshold, contacts=contacts)
+        result["cold_start"] = {key: cold.get(key) for key in COLD_START_KEYS}
     result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget
@@ -76,15 +83,20 @@ def write_card_for(
     return card
 
 
-def write_card_on_city(version: ModelVersion, city: CityConfig, settings: Settings) -> Path:
-    """Simulate ``city`` (in a temporary folder), evaluate ``version`` on it and write the model card."""
+def write_card_on_city(version: ModelVersion, city: CityConfig, settings: Settings, warmup_days: float = 0.0) -> Path:
+    """Simulate ``city`` (in a temporary folder), evaluate ``version`` on it and write the model card.
+
+    With ``warmup_days`` the card judges what follows them, beside the whole city from its first day.
+    """
     with tempfile.TemporaryDirectory(prefix="fw-card-city-") as tmp:
         paths = write_city(simulate(city), Path(tmp))
         source = (
             f"a hold-out simulated city ({city.subscribers} subscribers x {city.days:g} days, seed {city.seed}, "
             f"{city.victims_per_10k_per_day:g} victims per 10k per day)"
         )
-        return write_card_for(version, paths["events"], paths["cases"], settings, source=source)
+        return write_card_for(
+            version, paths["events"], paths["cases"], settings, source=source, warmup_days=warmup_days
+        )
 
 
 def train_from_files(
@@ -96,11 +108,13 @@ def train_from_files(
     card_city: CityConfig | None = None,
     n_models: int | None = None,
     threshold_folds: int | None = None,
+    card_warmup_days: float = 0.0,
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model.
 
     With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
-    city and its model card written into its folder before it is promoted. ``n_models`` and
+    city and its model card written into its folder before it is promoted (judged after
+    ``card_warmup_days``, e.g. those of ``holdout_city(training_city, warmup_days=...)``). ``n_models`` and
     ``threshold_folds`` are :class:`TrainConfig`'s seed ensemble and subscriber-fold thresholds (None: its
     defaults; ``n_models=1, threshold_folds=0`` trains about 3x faster, e.g. for tests).
     """
@@ -124,7 +138,7 @@ def train_from_files(
     if settings.compile_models:
         compile_version(version)
     if card_city is not None:
-        write_card_on_city(version, card_city, settings)
+        write_card_on_city(version, card_city, settings, card_warmup_days)
     if promote:
         registry.promote(version.version)
     return version

@@ -62,6 +62,19 @@ METRIC_ROWS: tuple[tuple[str, str], ...] = (
 )
 
 
+# The headline figures a warm-up card repeats for the same events judged from their first day.
+COLD_START_KEYS = (
+    "cases_with_loss",
+    "cases_flagged_before_loss",
+    "cases_flagged_by_loss",
+    "share_flagged_before_loss",
+    "share_flagged_by_loss",
+    "median_lead_time_s",
+    "false_tasks_per_10k_per_day",
+    "false_tasks_after_fraud_contact_per_10k_per_day",
+)
+
+
 def _atomic_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
@@ -302,6 +315,17 @@ def _card_text(
             f"Judged after a {evaluation['warmup_days']:g}-day warm-up: features run over every event, but only "
             "rows after the warm-up and cases first contacted after it count (a live service's callers and "
             "subscribers have a history; a simulated city starts from nothing).",
+            "",
+        ]
+    cold = evaluation.get("cold_start")
+    if cold:
+        lines += [
+            "The same events judged from their first day (cold start: every number is new at first):",
+            "",
+            *_table(
+                ("figure", "after the warm-up", "from the first day"),
+                [(key, evaluation.get(key), cold.get(key)) for key in COLD_START_KEYS],
+            ),
             "",
         ]
     lines += [

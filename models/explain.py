@@ -55,6 +55,10 @@ def _span(seconds: float) -> str:
     return f"{seconds / 86_400:.0f} days"
 
 
+def _transfer_started(row: Sequence[float]) -> str:
+    return f"started a ¥{_v(row, 'amount'):,.0f} transfer" + (" to a new payee" if _v(row, "payee_new") else "")
+
+
 def _kind(row: Sequence[float], name: str) -> str:
     """The number kind in a feature, with its article: "an overseas", "a mobile"."""
     value = row[FEATURE_INDEX[name]]
@@ -141,12 +145,8 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "call_vs_caller_usual_talk": lambda r: (
         f"the call was {_v(r, 'call_vs_caller_usual_talk'):.0f} times longer than the calling number's usual calls"
     ),
-    "amount": lambda r: (
-        f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
-    ),
-    "amount_log": lambda r: (
-        f"started a ¥{_v(r, 'amount'):,.0f} transfer" + (" to a new payee" if _v(r, "payee_new") else "")
-    ),
+    "amount": _transfer_started,
+    "amount_log": _transfer_started,  # the same amount on a log scale: the same sentence
     "channel": lambda r: f"the transfer was made through {_CHANNEL_NAMES.get(int(_v(r, 'channel')), 'a bank')}",
     "prior_transfers": lambda r: f"had made {_v(r, 'prior_transfers'):.0f} transfers before this one",
     "amount_z": lambda r: "the transfer is far larger than this person's usual amounts",

@@ -14,9 +14,10 @@ from typer.testing import CliRunner
 
 from fraudwatch.settings import Settings
 from fraudwatch.simulate import CityConfig, simulate, write_city
-from fraudwatch.training import CARD_EVALUATION_FILE, holdout_city, train_from_files
+from fraudwatch.training import CARD_EVALUATION_FILE, evaluate_files, holdout_city, train_from_files
 from models.card import (
     CARD_FILE,
+    COLD_START_KEYS,
     METRIC_ROWS,
     PLOT_FILES,
     plot_lead_times,
@@ -120,6 +121,8 @@ def test_train_writes_card_from_holdout_city(trained: Trained) -> None:
     held = holdout_city(TRAIN_CITY)
     assert held.seed != TRAIN_CITY.seed and held.days == 2.0 and held.subscribers == TRAIN_CITY.subscribers
     assert held.start_ms >= TRAIN_CITY.start_ms + TRAIN_CITY.days * 86_400_000
+    warm = holdout_city(TRAIN_CITY, warmup_days=7)  # the warm-up days come first; as many days are judged
+    assert warm.days == held.days + 7 and (warm.start_ms, warm.seed) == (held.start_ms, held.seed)
     assert f"seed {held.seed}" in text
     assert version.version in text and version.meta["features_hash"] in text
     evaluation = orjson.loads((version.path / CARD_EVALUATION_FILE).read_bytes())
@@ -175,6 +178,11 @@ def test_cli_models_card_with_warmup(trained: Trained, tmp_path: Path, monkeypat
     warm = orjson.loads((out / CARD_EVALUATION_FILE).read_bytes())
     assert warm["warmup_days"] == 0.5 and warm["cases"] < len(read_jsonl(trained.holdout_cases))
     assert "Judged after a 0.5-day warm-up" in (out / CARD_FILE).read_text()
+    # The same events judged from their first day: more cases, as `evaluate` without a warm-up counts them.
+    assert warm["cold_start"]["cases_with_loss"] > warm["cases_with_loss"]
+    cold = evaluate_files(trained.holdout_events, trained.holdout_cases, trained.settings, trained.version.version)
+    assert warm["cold_start"] == {key: cold.get(key) for key in COLD_START_KEYS}
+    assert "from the first day" in (out / CARD_FILE).read_text()
 
 
 def test_cli_evaluate_with_warmup_judges_only_the_later_cases(
