@@ -52,7 +52,8 @@ def _span(seconds: float) -> str:
         return _minutes(seconds)
     if seconds < 86_400:
         return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86_400:.0f} days"
+    days = round(seconds / 86_400)
+    return "1 day" if days == 1 else f"{days} days"
 
 
 def _transfer_started(row: Sequence[float]) -> str:
@@ -91,6 +92,8 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     ),
     "caller_known_for_s": lambda r: (
         f"this person first heard from the calling number {_span(_v(r, 'caller_known_for_s'))} ago"
+        if _v(r, "caller_known_for_s") >= 60
+        else "this was the first call this person had from the calling number"
     ),
     "caller_calls_with_sub": lambda r: (
         f"has had {_v(r, 'caller_calls_with_sub'):.0f} calls from the calling number so far"
@@ -106,7 +109,11 @@ _SENTENCES: dict[str, Callable[[Sequence[float]], str]] = {
     "caller_long_calls_24h": lambda r: (
         f"the calling number had {_v(r, 'caller_long_calls_24h'):.0f} calls of 10 min or more today"
     ),
-    "caller_age_s": lambda r: f"the calling number first appeared {_span(_v(r, 'caller_age_s'))} ago",
+    "caller_age_s": lambda r: (
+        f"the calling number first appeared {_span(_v(r, 'caller_age_s'))} ago"
+        if _v(r, "caller_age_s") >= 60
+        else "the calling number was never seen before this call"
+    ),
     "sub_stranger_talk_share_24h": lambda r: (
         f"{_v(r, 'sub_stranger_talk_share_24h'):.0%} of this person's talk time in the last 24 h was with "
         f"{_NEW_NUMBERS}"

@@ -228,6 +228,23 @@ def test_window_sentences_name_their_window() -> None:
     ]
 
 
+def test_a_number_seen_for_the_first_time_is_not_worded_as_0_min_ago() -> None:
+    row = [0.0] * len(FEATURE_NAMES)
+    contrib = np.zeros(len(FEATURE_NAMES))
+    contrib[FEATURE_INDEX["caller_known_for_s"]] = 2.0
+    contrib[FEATURE_INDEX["caller_age_s"]] = 1.0
+    assert reasons(row, contrib) == [
+        "this was the first call this person had from the calling number",
+        "the calling number was never seen before this call",
+    ]
+    row[FEATURE_INDEX["caller_known_for_s"]] = 3 * 3600
+    row[FEATURE_INDEX["caller_age_s"]] = 2 * 86_400
+    assert reasons(row, contrib) == [
+        "this person first heard from the calling number 3 h ago",
+        "the calling number first appeared 2 days ago",
+    ]
+
+
 def test_reasons_take_the_top_positive_contributors_in_order(trained: Trained) -> None:
     row = next(r.values for r in trained.rows if not r.is_call and r.values[FEATURE_INDEX["payee_new"]])
     contrib = np.zeros(len(FEATURE_NAMES))
