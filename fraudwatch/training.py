@@ -16,7 +16,7 @@ from fraudwatch.simulate import DAY_MS, CityConfig, simulate, write_city
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import after_warmup, evaluate, evaluate_dataset, fraud_contacts
+from models.evaluate import evaluate, evaluate_dataset, fraud_contacts, judged_after_warmup
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
@@ -63,13 +63,16 @@ def write_card_for(
     loaded = load_events(events)
     everything = build_dataset(loaded.events, case_list)
     contacts = fraud_contacts(loaded.events, case_list)
-    data, judged = after_warmup(everything, case_list, warmup_days)
-    scores = scorer.score(data.X)
+    all_scores = scorer.score(everything.X)  # once: the judged rows and the cold start share them
+    keep, judged = judged_after_warmup(everything, case_list, warmup_days)
+    data, scores = (everything.subset(keep), all_scores[keep]) if warmup_days > 0 else (everything, all_scores)
     result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores, contacts=contacts)
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
         # Both protocols in one card while the cold start is still the comparable series.
-        cold = evaluate_dataset(everything, case_list, scorer, settings.episode_ms, threshold, contacts=contacts)
+        cold = evaluate_dataset(
+            everything, case_list, scorer, settings.episode_ms, threshold, scores=all_scores, contacts=contacts
+        )
         result["cold_start"] = {key: cold.get(key) for key in COLD_START_KEYS}
     result["rejected_lines"] = loaded.rejected
     if budget is not None:

@@ -60,6 +60,11 @@ class Dataset:
         """The subscriber of each row."""
         return [r.subscriber for r in self.rows]
 
+    def subset(self, keep: np.ndarray) -> Dataset:
+        """The rows where the boolean mask ``keep`` is set, in the same order."""
+        rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
+        return Dataset(rows, self.X[keep], self.y[keep], self.avail_ms[keep])
+
 
 def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:
     """Run the feature engine over events; label rows whose event a case lists."""

@@ -222,12 +222,21 @@ def after_warmup(
     """
     if warmup_days <= 0 or not len(data.rows):
         return data, cases
+    keep, judged = judged_after_warmup(data, cases, warmup_days)
+    return data.subset(keep), judged
+
+
+def judged_after_warmup(
+    data: Dataset, cases: list[dict[str, Any]], warmup_days: float
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """:func:`after_warmup` as a row mask (to cut scores already computed) and the cases to judge."""
+    if warmup_days <= 0 or not len(data.rows):
+        return np.ones(len(data.rows), dtype=bool), cases
     start = int(data.avail_ms.min()) + int(warmup_days * DAY_MS)
     judged = [c for c in cases if c["first_contact_ms"] >= start]
     half_seen = {c["victim"] for c in cases if c["first_contact_ms"] < start}
     keep = np.asarray([r.avail_ms >= start and r.subscriber not in half_seen for r in data.rows], dtype=bool)
-    rows = [r for r, k in zip(data.rows, keep, strict=True) if k]
-    return Dataset(rows, data.X[keep], data.y[keep], data.avail_ms[keep]), judged
+    return keep, judged
 
 
 def evaluate(
