@@ -28,6 +28,7 @@ from faust.serializers import codecs as faust_codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerting.decision import Decision
+from alerting.runtime import AlertingStopped
 from features.state import (
     PAYEE_PREFIX,
     CallerSnapshot,
@@ -52,7 +53,7 @@ from fraudwatch.pseudonym import pseudonymise
 from fraudwatch.settings import get_settings
 from models.explain import reasons
 from models.registry import ModelRegistry
-from streams import codecs, fetch_wait
+from streams import codecs, consumer_patches
 from streams.decode import InvalidEvent, decode, decode_obj
 from streams.events import CallEvent, Event, TransferEvent
 from streams.metrics import (
@@ -81,7 +82,7 @@ from streams.topics import internal_topic
 log = logging.getLogger("fraudwatch.worker")
 settings = get_settings()
 codecs.register()
-fetch_wait.install(settings.consumer_fetch_max_wait_ms)
+consumer_patches.install(settings.consumer_fetch_max_wait_ms)
 
 app = faust.App(
     settings.app_id,
@@ -407,10 +408,12 @@ async def explain(stream: Any) -> None:
     """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""
     async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
         alerts: list[PendingAlert] = []
+        offsets: list[str] = []  # where each came from, for the log: an alert is traceable to its record
         for event in events:
             raw: bytes = event.value if event.value is not None else b""
             try:
                 alerts.append(decode_pending(raw))
+                offsets.append(f"{event.message.partition}:{event.message.offset}")
             except MalformedPendingAlert as exc:
                 # Only this service writes the topic: a bad record is a bug or a version skew. Kept (dead
                 # letters) and counted, like bad input.
@@ -425,8 +428,16 @@ async def explain(stream: Any) -> None:
         contributions = await _contributions(alerts)
         explained = time.perf_counter()
         EXPLAIN_SECONDS.observe(explained - started)
-        for alert, contrib in zip(alerts, contributions, strict=True):
-            await _alert(alert, contrib)
+        for i, (alert, contrib) in enumerate(zip(alerts, contributions, strict=True)):
+            try:
+                await _alert(alert, contrib, offsets[i])
+            except AlertingStopped:
+                # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go back
+                # on the hop first (durable there; the next worker handles them).
+                rest = [(a.row.subscriber.encode(), encode_pending(a)) for a in alerts[i:]]
+                await asyncio.gather(*await _to_explain.send_many(rest))
+                log.warning("stopped while redis was away: alerts put back", extra={"alerts": len(rest)})
+                return
         ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
 
 
@@ -473,7 +484,7 @@ def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
             )
 
 
-async def _alert(alert: PendingAlert, contributions: Any) -> None:
+async def _alert(alert: PendingAlert, contributions: Any, source: str) -> None:
     """Word a risky event's reasons and hand it to alerting; a failed side effect never stops the stream."""
     row = alert.row
     decision = Decision(
@@ -490,10 +501,17 @@ async def _alert(alert: PendingAlert, contributions: Any) -> None:
     )
     log.info(
         "alert",
-        extra={"case_subscriber": pseudonymise(row.subscriber), "event_id": row.event_id, "risk_level": alert.level},
+        extra={
+            "case_subscriber": pseudonymise(row.subscriber),
+            "event_id": row.event_id,
+            "risk_level": alert.level,
+            "source": source,  # partition:offset on the pending-alerts hop
+        },
     )
     try:
         await _alerting.handle(decision)
+    except AlertingStopped:
+        raise
     except Exception as exc:
         ALERT_ERRORS.labels(error=type(exc).__name__).inc()
         log.exception("alerting failed", extra={"event_id": row.event_id})
@@ -578,7 +596,7 @@ def in_group() -> bool:
 
     Why: Faust's ``rebalancing`` turns true only once a re-join starts, but a lost coordinator (a broker
     restart) is known earlier, at the failed heartbeat; events taken in between are the ones at risk.
-    Reads aiokafka internals (as ``fetch_wait`` does): re-check on each faust-streaming/aiokafka upgrade.
+    Reads aiokafka internals (as ``consumer_patches`` does): re-check on each faust-streaming/aiokafka upgrade.
     """
     try:
         consumer = app.consumer._thread._ensure_consumer()  # type: ignore[attr-defined]

@@ -79,6 +79,10 @@ CONSUMER_LAG = Gauge(
 )
 MODEL_INFO = Info("fw_model", "The model version this worker scores with")
 MODEL_LOADED = Gauge("fw_model_loaded", "1 when a model is loaded")
+SKIPPED_ACKS = Counter(
+    "fw_rebalance_unacked_total",
+    "Messages left unacknowledged because a rebalance took their partition mid-flight (read again later).",
+)
 PRODUCE_ERRORS = Counter("fw_produce_errors_total", "Forwarded messages whose delivery failed", ["topic"])
 ALERT_ERRORS = Counter("fw_alerting_errors_total", "Decisions that alerting could not handle", ["error"])
 GC_PAUSE_SECONDS = Histogram(

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -69,23 +71,50 @@ def unpack(value: bytes) -> list[Any]:
     return loaded if isinstance(loaded, list) else [loaded]
 
 
+EXIT_DELIVERY_FAILED = 75  # EX_TEMPFAIL: restart me
+
+
+def exit_before_commit(exc: BaseException) -> None:
+    """Stop the process at once, committing nothing (the default reaction to a failed delivery)."""
+    logging.shutdown()
+    os._exit(EXIT_DELIVERY_FAILED)
+
+
 class BatchSender:
     """Send ``(key, value)`` pairs to one topic, grouped into one record batch per partition.
 
     With ``packed`` the values must be JSON objects; each partition's values go out as :func:`pack` records.
+
+    A batch that cannot be delivered (the producer gave up after ``producer_request_timeout``, or the broker
+    refused it) carries events whose input offsets would otherwise be committed: Faust's commit waits for
+    the producer's batches but not for their success, and an agent that raised still acknowledges its
+    batch. So a failed delivery ends the process before any commit (``on_failure``), and its successor
+    re-reads from the last committed offset: a crash loses no event, a swallowed error would.
     """
 
-    def __init__(self, app: Any, topic: str, *, packed: bool = False) -> None:
+    def __init__(
+        self,
+        app: Any,
+        topic: str,
+        *,
+        packed: bool = False,
+        on_failure: Callable[[BaseException], None] = exit_before_commit,
+    ) -> None:
         self.app = app
         self.topic = topic
         self.packed = packed
         self._partitions: list[int] = []
+        self._on_failure = on_failure
 
     def _on_delivered(self, fut: asyncio.Future[Any]) -> None:
-        # Same reporting as Faust's own un-awaited sends (a warning there): count and log loudly.
-        if not fut.cancelled() and fut.exception() is not None:
+        # Runs before the commit's flush sees the batch done (callbacks run in the order they were added).
+        if not fut.cancelled() and (exc := fut.exception()) is not None:
             PRODUCE_ERRORS.labels(topic=self.topic).inc()
-            log.error("batch delivery failed", extra={"topic": self.topic, "error": repr(fut.exception())})
+            log.critical(
+                "batch delivery failed: stopping before any offset past it is committed",
+                extra={"topic": self.topic, "error": repr(exc)},
+            )
+            self._on_failure(exc)
 
     async def send_many(self, messages: list[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
         """Queue every message for delivery (order kept per partition); the batches' delivery futures.

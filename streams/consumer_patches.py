@@ -1,0 +1,127 @@
+"""Three corrections to the consumer Faust builds, in the one place that touches Faust's consumer internals.
+
+1. **Shorter fetch waits** than Faust's hard-coded 1.5 s. Faust builds its aiokafka consumer with
+   ``fetch_max_wait_ms=1500`` and no setting to change it. On a broker that answers an empty fetch only when
+   that wait expires (Tansu does), every idle hop then costs up to 1.5 s of latency; three hops put p50 near
+   a second at low rates. We wrap the factory and set the consumer's wait before it starts.
+2. **True end offsets for table recovery.** Faust ends a changelog's recovery at the end offset that
+   ListOffsets reports. Tansu 0.6 reports the last record batch's base offset + 1, short of the end whenever
+   that batch holds more than one record (our changelog batches hold many), so a restarted worker would
+   drop the newest state of every key in it. A fetch response's high watermark is right on Tansu and equal
+   to ListOffsets on Kafka, so each listed end is checked against one fetch just inside it: on Kafka this
+   changes nothing, on Tansu it is the difference between recovering every key and losing some.
+3. **No acknowledgement for a message skipped at a rebalance.** When partitions are being taken away, Faust
+   suspends flow control, and its stream loop *skips* every message it takes from then on (and every message
+   fetched under an older generation) but still acknowledges it; the commit made while the partitions are
+   revoked then covers offsets that no agent ever processed, and the new owner starts after them. That lost
+   whole runs of events whenever a worker joined or left mid-stream (found by the fault suite once its feed
+   stopped pausing around rebalances). An acknowledgement that arrives in that state is not recorded: the
+   message is read again from the committed offset (an event processed just before is then seen twice, which
+   every stage already recognises by its event id).
+
+Both read private attributes of the versions named in ``WRITTEN_FOR``; :func:`install` refuses others.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiokafka
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types.tuples import ack_lock
+
+from streams.metrics import SKIPPED_ACKS
+
+__all__ = ["WRITTEN_FOR", "PatchVersionError", "install", "verified_end_offsets"]
+
+WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.13.", "0.14.")}
+
+_originals: dict[str, Any] = {}
+_wait_ms = {"value": 1500}
+
+
+class PatchVersionError(RuntimeError):
+    """The installed Faust or aiokafka is not a version these patches were written and checked for."""
+
+
+def _check_versions() -> None:
+    installed = {"faust-streaming": faust.__version__, "aiokafka": aiokafka.__version__}
+    for package, version in installed.items():
+        if not version.startswith(WRITTEN_FOR[package]):
+            raise PatchVersionError(
+                f"{package} {version} is installed, but streams/consumer_patches.py was written for "
+                f"{' or '.join(v + 'x' for v in WRITTEN_FOR[package])}: re-check the private attributes it "
+                "reads, then extend WRITTEN_FOR"
+            )
+
+
+async def verified_end_offsets(
+    bootstrap_servers: Any, listed: Mapping[TopicPartition, int], timeout_s: float = 5.0
+) -> dict[TopicPartition, int]:
+    """Each partition's end offset: the listed one, raised to the high watermark of a fetch just inside it."""
+    wanted = [tp for tp, end in listed.items() if end and end > 0]
+    out = {tp: int(end) for tp, end in listed.items()}
+    if not wanted:
+        return out
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=100
+    )
+    await consumer.start()
+    try:
+        consumer.assign(wanted)
+        for tp in wanted:
+            consumer.seek(tp, out[tp] - 1)
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.highwater(tp) is None for tp in wanted):
+            if time.monotonic() > deadline:
+                missing = [tp for tp in wanted if consumer.highwater(tp) is None]
+                raise TimeoutError(f"no fetch answered for {missing} in {timeout_s} s")
+            await consumer.getmany(*wanted, timeout_ms=200)
+        for tp in wanted:
+            out[tp] = max(out[tp], consumer.highwater(tp) or 0)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def _ack(self: Any, message: Any) -> bool:
+    app = self.app
+    if not app.flow_control.is_active() or message.generation_id != app.consumer_generation_id:
+        with ack_lock:
+            message.acked = True  # nothing waits for it any more (wait_empty), and its offset stays uncommitted
+        SKIPPED_ACKS.inc()
+        return False
+    return bool(_originals["ack"](self, message))
+
+
+def _create_worker_consumer(self: Any, transport: Any) -> Any:
+    consumer = _originals["create"](self, transport)
+    consumer._fetch_max_wait_ms = _wait_ms["value"]  # read by aiokafka when the consumer starts
+    return consumer
+
+
+async def _highwaters(self: Any, partitions: Iterable[TopicPartition]) -> Mapping[TopicPartition, int]:
+    listed = await _originals["highwaters"](self, partitions)
+    if self.consumer.in_transaction:  # last stable offsets, not ListOffsets: nothing to verify
+        return listed
+    servers = self._ensure_consumer()._client._bootstrap_servers
+    return await verified_end_offsets(servers, listed)
+
+
+def install(fetch_max_wait_ms: int) -> None:
+    """Patch every Faust worker consumer created from now on (idempotent)."""
+    _check_versions()
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    _wait_ms["value"] = fetch_max_wait_ms
+    if not _originals:
+        _originals["create"] = thread._create_worker_consumer
+        _originals["highwaters"] = thread._highwaters
+        _originals["ack"] = FaustConsumer.ack
+    thread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
+    thread._highwaters = _highwaters  # type: ignore[method-assign]
+    FaustConsumer.ack = _ack  # type: ignore[method-assign]
