@@ -35,10 +35,6 @@ LABEL_PUBLISH_FAILURES = Counter(
 )
 CONSOLE_DENIED = Counter("fw_console_denied_total", "Console requests refused, by reason.", ["reason"])
 RETRY_QUEUE = Gauge(
-    "fw_alerting_retry_queue", "Decisions waiting in the worker's memory for Redis to come back (see alerting.runtime)."
-)
-DECISIONS_DROPPED = Counter(
-    "fw_alerting_dropped_total",
-    "Decisions alerting gave up on: retry queue full, failed for a reason other than Redis, or worker stopped.",
-    ["reason"],
+    "fw_alerting_retry_queue",
+    "1 while the worker retries a decision because Redis is away (the rest wait on the pending-alerts hop).",
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -241,12 +242,16 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
         fh.write(b"\n".join(BAD_LINES) + b"\n")
     _say(f"simulated {len(city.events)} events, {len(city.cases)} cases -> {paths['events']}")
 
+    # The embedded Redis is durable while it runs (append-only file: a Redis killed mid-run comes back with its
+    # cases and outbox) but starts empty, as the embedded broker does: a run's cases are its own.
+    redis_dir = data / "redis"
+    shutil.rmtree(redis_dir, ignore_errors=True)
     with ExitStack() as stack:
         broker = stack.enter_context(
             _service(None if settings.broker_url else start_tansu(log_path=logs / "tansu.log"))
         )
         redis_service = stack.enter_context(
-            _service(None if settings.redis_url else start_redis(log_path=logs / "redis.log"))
+            _service(None if settings.redis_url else start_redis(log_path=logs / "redis.log", data_dir=redis_dir))
         )
         overrides = {
             "broker_url": settings.broker_url or (broker.url if broker else None),

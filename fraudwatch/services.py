@@ -105,9 +105,14 @@ TANSU_STORAGE_SCHEMES = ("memory", "s3")
 
 
 def start_tansu(
-    port: int | None = None, log_path: Path | None = None, storage: BrokerStorage = MEMORY_STORAGE
+    port: int | None = None,
+    log_path: Path | None = None,
+    storage: BrokerStorage = MEMORY_STORAGE,
+    advertised_port: int | None = None,
 ) -> RunningService:
     """Start Tansu on loopback; returns once it accepts connections.
+
+    ``advertised_port``: the port clients are told to connect to (a proxy in front of it), if not its own.
 
     ``storage`` defaults to memory (everything is lost when the process ends); :func:`s3_storage` gives a
     durable one, so a broker restarted on the same port and storage finds its topics, committed offsets
@@ -125,7 +130,7 @@ def start_tansu(
         "--listener-url",
         f"tcp://127.0.0.1:{port}",
         "--advertised-listener-url",
-        f"tcp://127.0.0.1:{port}",
+        f"tcp://127.0.0.1:{advertised_port or port}",
         "--storage-engine",
         storage.url,
     ]
@@ -170,13 +175,22 @@ def s3_storage(s3: RunningService, bucket: str = "tansu") -> BrokerStorage:
     return BrokerStorage(f"s3://{bucket}/", env)
 
 
-def start_redis(port: int | None = None, log_path: Path | None = None) -> RunningService:
-    """Start a throw-away redis-server (no persistence) on loopback."""
+def start_redis(port: int | None = None, log_path: Path | None = None, data_dir: Path | None = None) -> RunningService:
+    """Start a redis-server on loopback: durable in ``data_dir`` when given, else a throw-away one.
+
+    Durable means what ``deploy/`` runs: an append-only file fsynced every second, so a kill -9 (or a lost
+    machine) costs at most the last second of writes, and a restart on the same folder loads the rest.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError("redis-server not found: apt-get install redis-server (scripts/setup.sh does)")
     port = port or free_port()
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    if data_dir is None:
+        cmd += ["--appendonly", "no"]
+    else:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cmd += ["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     wait_for_port(port, proc=proc)

@@ -492,3 +492,36 @@ async def test_level_actions_come_from_settings(r: aioredis.Redis, settings: Set
     assert await d.handle(_decision("+8613800000888", 1_000_000, 2)) is None
     task = await d.handle(_decision("+8613800000889", 1_000_000, 1))
     assert task is not None and task["responder_id"] is None and int(task["level"]) == 1
+
+
+# --- Redis away -------------------------------------------------------------------------------------------
+
+
+async def test_runtime_waits_for_redis_instead_of_queueing_and_stops_cleanly(tmp_path: Any) -> None:
+    from alerting.runtime import AlertingRuntime, AlertingStopped
+    from fraudwatch.services import start_redis
+
+    port = _free_port()
+    service = start_redis(port=port, data_dir=tmp_path)
+    settings = Settings(
+        redis_url=f"redis://127.0.0.1:{port}/0", dispatch_url="http://127.0.0.1:9/tasks", episode_ms=EPISODE_MS
+    )
+    runtime = AlertingRuntime(settings)
+    try:
+        service.kill()
+        handled = asyncio.create_task(runtime.handle(_decision("+8613800004444", T0, 2)))
+        await asyncio.sleep(1.0)
+        assert not handled.done() and runtime.retrying == 1  # in hand, retried; nothing queued behind it
+        service = start_redis(port=port, data_dir=tmp_path)  # back, same file
+        task = await asyncio.wait_for(handled, 15)
+        assert task is not None and task["level"] == 2 and runtime.retrying == 0
+        assert await runtime.redis.xlen(keys.OUTBOX) == 1
+
+        service.kill()
+        waiting = asyncio.create_task(runtime.handle(_decision("+8613800005555", T0, 3)))
+        await asyncio.sleep(0.5)
+        await runtime.stop()  # the caller learns it was not handled, so it can leave it on the broker
+        with pytest.raises(AlertingStopped):
+            await asyncio.wait_for(waiting, 10)
+    finally:
+        service.stop()
