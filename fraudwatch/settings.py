@@ -77,7 +77,12 @@ class Settings(BaseSettings):
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
 
     delivery_timeout_s: float = 5.0
-    delivery_max_attempts: int = 8
+    delivery_max_attempts: int = Field(
+        400,
+        ge=1,
+        description="Attempts before a task that keeps failing with a retryable error is dead-lettered: with the "
+        "10 s backoff cap about an hour, so an endpoint down for minutes delays tasks instead of losing them.",
+    )
     delivery_backoff_base_s: float = 0.2
     delivery_backoff_max_s: float = 10.0
     responder_search_radii_km: tuple[float, ...] = (2.0, 5.0, 10.0, 25.0, 100.0)

@@ -421,6 +421,7 @@ async def explain(stream: Any) -> None:
                 reason = InvalidEvent("malformed_pending_alert", str(exc))
                 await send_dead_letter(raw, reason, message.topic, message.partition, message.offset)
                 log.error("unreadable pending alert", extra={"error": str(exc)})
+        log.debug("pending alerts taken", extra={"sources": offsets})
         if not alerts:
             continue
         await _wait_for_model()  # returns at once when a model is loaded

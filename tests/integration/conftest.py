@@ -25,3 +25,12 @@ async def r(redis_server: RunningService) -> AsyncIterator[aioredis.Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One fault table for every fault run of the session (``tests/integration/test_reliability.py``)."""
+    from tests.integration.cluster import FAULT_TABLE, render_table
+
+    if FAULT_TABLE:
+        terminalreporter.section("fault table")
+        terminalreporter.write_line(render_table([r.cells() for r in FAULT_TABLE]))
