@@ -53,7 +53,7 @@ from streams.metrics import SKIPPED_ACKS
 
 __all__ = ["WRITTEN_FOR", "PatchVersionError", "install", "verified_end_offsets"]
 
-WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.13.", "0.14.")}  # mode: what faust 0.15 pins
+WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.13.", "0.14.")}
 
 _originals: dict[str, Any] = {}
 _wait_ms = {"value": 1500}
