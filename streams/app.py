@@ -27,7 +27,6 @@ import orjson
 from faust.serializers import codecs as faust_codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from alerting.decision import Decision
 from alerting.runtime import AlertingStopped
 from features.state import (
     PAYEE_PREFIX,
@@ -488,18 +487,7 @@ def _score_shadow(shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
 async def _alert(alert: PendingAlert, contributions: Any, source: str) -> None:
     """Word a risky event's reasons and hand it to alerting; a failed side effect never stops the stream."""
     row = alert.row
-    decision = Decision(
-        subscriber=row.subscriber,
-        event_id=row.event_id,
-        ts_ms=row.avail_ms,
-        score=alert.score,
-        level=alert.level,
-        model_version=alert.model_version,
-        reasons=tuple(reasons(row.values, contributions)),
-        lat=row.lat,
-        lon=row.lon,
-        decided_at_s=alert.decided_at_s,
-    )
+    decision = alert.decision(tuple(reasons(row.values, contributions)))
     log.info(
         "alert",
         extra={

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from alerting.decision import Decision
 from features.vector import FeatureRow, json_values
 
 
@@ -28,6 +29,22 @@ class PendingAlert:
     level: int
     model_version: str
     decided_at_s: float  # wall clock of the decision, for the hand-off's own latency
+
+    def decision(self, reasons: tuple[str, ...] = (), *, located: bool = True) -> Decision:
+        """The decision alerting acts on; ``located=False`` leaves out where the person is (no responder search)."""
+        row = self.row
+        return Decision(
+            subscriber=row.subscriber,
+            event_id=row.event_id,
+            ts_ms=row.avail_ms,
+            score=self.score,
+            level=self.level,
+            model_version=self.model_version,
+            reasons=reasons,
+            lat=row.lat if located else None,
+            lon=row.lon if located else None,
+            decided_at_s=self.decided_at_s,
+        )
 
 
 def encode_pending(alert: PendingAlert) -> bytes:

@@ -36,7 +36,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from alerting import keys as redis_keys
-from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.receiver import Receiver, ReceiverServer
 from alerting.responders import ResponderRegistry
@@ -541,18 +540,8 @@ class Cluster:
                 assert raw is not None
                 alert = decode_pending(raw)
                 self.pending_log.append((f"{partition}:{offset}", alert.row.event_id, alert.level, alert.row.avail_ms))
-                row = alert.row
-                decision = Decision(
-                    subscriber=row.subscriber,
-                    event_id=row.event_id,
-                    ts_ms=row.avail_ms,
-                    score=alert.score,
-                    level=alert.level,
-                    model_version=alert.model_version,
-                    reasons=(),
-                    lat=None,  # no responder search: the keys do not depend on who is sent
-                    lon=None,
-                )
+                # No responder search: the keys do not depend on who is sent.
+                decision = alert.decision(located=False)
                 task = await dispatcher.handle(decision)
                 if task is not None:
                     decided.add(str(task["idempotency_key"]))
