@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import signal
 import sys
 from pathlib import Path
@@ -14,9 +15,52 @@ import typer
 
 from fraudwatch.settings import get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back, model cards.")
 app.add_typer(models_app, name="models")
+
+
+_debug = {"on": False}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error, not only its line")] = False,
+) -> None:
+    """The fraudwatch command line."""
+    _debug["on"] = debug
+
+
+def _error_line(exc: BaseException) -> str | None:
+    """One line saying what happened and what to do, for the errors a user can act on; None for a bug."""
+    from alerting.errors import AlertingError
+    from fraudwatch.services import ServiceError
+    from models.errors import ModelError, NoModel, UnknownVersion
+    from streams.consumer_patches import PatchVersionError
+    from streams.decode import InvalidEvent
+
+    if isinstance(exc, NoModel):
+        return f"{exc}: train one with `fraudwatch train EVENTS CASES` (or run `fraudwatch run`, which trains one)"
+    if isinstance(exc, UnknownVersion):
+        return f"{exc}: `fraudwatch models list` shows the versions there are"
+    if isinstance(exc, FileNotFoundError):
+        return f"no such file or folder: {exc.filename or exc}"
+    if isinstance(exc, ModelError | AlertingError | ServiceError | PatchVersionError | InvalidEvent):
+        return str(exc)
+    return None
+
+
+def main() -> None:
+    """The ``fraudwatch`` entry point: a project error becomes one line on stderr and exit status 1
+    (``--debug`` or ``FW_DEBUG=1`` shows the traceback too); anything else is a bug and keeps its traceback."""
+    try:
+        app()
+    except Exception as exc:
+        line = _error_line(exc)
+        if line is None or _debug["on"] or os.environ.get("FW_DEBUG", "") not in ("", "0", "false"):
+            raise
+        sys.stderr.write(f"fraudwatch: {line}\n")
+        sys.exit(1)
 
 
 def _stop_cleanly_on_sigterm() -> None:
@@ -314,4 +358,4 @@ def models_rollback() -> None:
 
 
 if __name__ == "__main__":
-    app()
+    main()
