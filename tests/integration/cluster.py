@@ -255,7 +255,7 @@ class PacedReplay:
     """Produces a ``.jsonl`` file onto a feed in event-time order, compressed into ``seconds``.
 
     Unlike ``streams.replay.replay`` it reports progress (``sent``), so a fault can be injected at a known
-    point, and it can be paused: a pause shifts the rest of the schedule, keeping the gaps between events.
+    point (the feed itself never pauses: a fault meets the stream as it comes).
     The producer retries for a while, so a broker that is briefly away delays the feed rather than failing it.
     """
 
@@ -276,10 +276,6 @@ class PacedReplay:
         span = max(last - first, 1.0)
         self.due = [max(arrival - first, 0.0) / span * seconds for arrival, *_ in self.lines]
         self.sent = 0
-        self._running = asyncio.Event()
-        self._running.set()
-        self._paused_at: float | None = None
-        self._shift = 0.0
         self.task: asyncio.Task[int] | None = None
 
     @property
@@ -289,17 +285,6 @@ class PacedReplay:
     def start(self) -> asyncio.Task[int]:
         self.task = asyncio.create_task(self._run(), name="paced-replay")
         return self.task
-
-    def pause(self) -> None:
-        if self._paused_at is None:
-            self._paused_at = time.monotonic()
-            self._running.clear()
-
-    def resume(self) -> None:
-        if self._paused_at is not None:
-            self._shift += time.monotonic() - self._paused_at
-            self._paused_at = None
-            self._running.set()
 
     async def reached(self, fraction: float, timeout_s: float = 120.0) -> None:
         """Wait until ``fraction`` of the lines were handed to the producer."""
@@ -321,12 +306,9 @@ class PacedReplay:
         try:
             pending = []
             for i, (_arrival, topic, key, value) in enumerate(self.lines):
-                while True:
-                    await self._running.wait()
-                    ahead = started + self._shift + self.due[i] - time.monotonic()
-                    if ahead <= 0.001:
-                        break
-                    await asyncio.sleep(min(ahead, 0.05))  # short naps: a pause is noticed promptly
+                ahead = started + self.due[i] - time.monotonic()
+                if ahead > 0.001:
+                    await asyncio.sleep(ahead)
                 pending.append(await producer.send(topic, value=value, key=key))
                 self.sent = i + 1
                 if len(pending) >= 500:
