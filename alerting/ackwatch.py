@@ -13,10 +13,10 @@ from redis.exceptions import RedisError
 
 from alerting import keys
 from alerting.audit import SYSTEM, Actor, publish_change
-from alerting.errors import InvalidTransition, NoResponderAvailable, TransitionContention, UnknownTask
 from alerting.lifecycle import TaskLifecycle
 from alerting.metrics import ESCALATION_POST_FAILURES, ESCALATIONS
 from alerting.tasks import ASSIGNED, TaskStore
+from core.errors import InvalidTransition, NoResponderAvailable, TransitionContention, UnknownTask
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from redis.exceptions import WatchError
 
 from alerting import keys
 from alerting.decision import Decision
-from alerting.errors import CaseContention
-from fraudwatch.pseudonym import pseudonymise
+from core.errors import CaseContention
+from core.pseudonym import pseudonymise
 
 MAX_REASONS = 20  # enough to explain a case; bounded so a chatty subscriber cannot grow a case forever
 

@@ -18,10 +18,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from alerting.backoff import backoff_delay
-from alerting.errors import ConfigurationError, DeliveryFailed
 from alerting.metrics import DECISION_TO_DELIVERY, DELIVERY_FAILURES, DELIVERY_RETRIES, TASKS_DELIVERED
 from alerting.outbox import Outbox, OutboxEntry
-from fraudwatch.settings import Settings
+from core.errors import ConfigurationError, DeliveryFailed
+from core.settings import Settings
 
 __all__ = ["Deliverer", "backoff_delay"]
 

@@ -17,12 +17,12 @@ from alerting import keys
 from alerting.audit import publish_change
 from alerting.cases import Case, CaseStore
 from alerting.decision import Decision
-from alerting.errors import InvalidDecision
 from alerting.metrics import ALERTS, TASKS
 from alerting.outbox import stage_outbox
 from alerting.responders import ResponderRegistry
 from alerting.tasks import build_task, stage_task
-from fraudwatch.settings import Settings
+from core.errors import InvalidDecision
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,11 @@ from redis.exceptions import RedisError, WatchError
 
 from alerting import keys
 from alerting.audit import Actor, publish_change, stage_audit
-from alerting.errors import InvalidTransition, TransitionContention, UnknownTask
 from alerting.metrics import ACK_SECONDS, LABEL_PUBLISH_FAILURES, TASK_TRANSITIONS
 from alerting.responders import ResponderRegistry
 from alerting.tasks import ASSIGNED, CREATED, initial_state, task_event
-from fraudwatch.settings import Settings
+from core.errors import InvalidTransition, TransitionContention, UnknownTask
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from alerting import keys
-from alerting.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
+from core.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
 
 KINDS = ("police", "grid_worker")
 STATUSES = ("available", "busy", "off_duty")

@@ -21,19 +21,15 @@ from alerting.backoff import backoff_delay
 from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
-from alerting.errors import AlertingError, ConfigurationError
 from alerting.metrics import RETRY_QUEUE
-from fraudwatch.settings import Settings
+from core.errors import AlertingStopped, ConfigurationError
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_BASE_S = 0.2
 RETRY_BACKOFF_MAX_S = 5.0
 _REDIS_DOWN = (RedisError, OSError)  # OSError: a socket error redis-py did not wrap
-
-
-class AlertingStopped(AlertingError):
-    """The worker stopped while a decision waited for Redis: it stays unacknowledged on the broker."""
 
 
 class AlertingRuntime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
+from core.events import CallEvent, Event, TransferEvent
 from features.state import PAYEE_PREFIX, CallerState, PayeeState, SubscriberState
 from features.vector import (
     FeatureRow,
@@ -14,7 +15,6 @@ from features.vector import (
     subscriber_step,
     transfer_feedback,
 )
-from streams.events import CallEvent, Event, TransferEvent
 
 
 def in_arrival_order(events: Iterable[Event]) -> list[Event]:

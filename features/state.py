@@ -12,9 +12,9 @@ from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any
 
+from core.events import CallEvent, TransferEvent
 from features.clock import DAY_MS, MINUTE_MS, WINDOW_SPANS_MS
 from features.windows import SlidingWindows
-from streams.events import CallEvent, TransferEvent
 
 SUSPICIOUS_KINDS = frozenset({"overseas", "virtual", "voip", "unknown"})
 KIND_CODES = {"mobile": 0, "landline": 1, "overseas": 2, "virtual": 3, "voip": 4, "unknown": 5}

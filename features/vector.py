@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, WINDOW_NAMES, local_hour
 from features.state import (
     CHANNEL_CODES,
@@ -39,7 +40,6 @@ from features.state import (
     SubscriberState,
     payee_key,
 )
-from streams.events import CallEvent, Event, TransferEvent
 
 NAN = float("nan")
 SUSPICIOUS_FOLLOW_MS = 30 * 60_000

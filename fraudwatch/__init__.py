@@ -1,1 +1,1 @@
-"""Shared plumbing of the fraud early-warning service: settings, CLI, simulator, embedded services."""
+"""The fraudwatch command line (top floor)."""

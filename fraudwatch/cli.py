@@ -13,7 +13,7 @@ from typing import Annotated
 import orjson
 import typer
 
-from fraudwatch.settings import get_settings
+from core.settings import get_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back, model cards.")
@@ -33,11 +33,15 @@ def _options(
 
 def _error_line(exc: BaseException) -> str | None:
     """One line saying what happened and what to do, for the errors a user can act on; None for a bug."""
-    from alerting.errors import AlertingError
-    from fraudwatch.services import ServiceError
-    from models.errors import ModelError, NoModel, UnknownVersion
-    from streams.consumer_patches import PatchVersionError
-    from streams.decode import InvalidEvent
+    from core.errors import (
+        AlertingError,
+        InvalidEvent,
+        ModelError,
+        NoModel,
+        PatchVersionError,
+        ServiceError,
+        UnknownVersion,
+    )
 
     if isinstance(exc, NoModel):
         return f"{exc}: train one with `fraudwatch train EVENTS CASES` (or run `fraudwatch run`, which trains one)"
@@ -83,8 +87,8 @@ def simulate(
     victims_per_10k_per_day: float = 12.0,
 ) -> None:
     """Simulate a seeded city's calls, transfers, fraud cases and responders."""
-    from fraudwatch.simulate import CityConfig, write_city
-    from fraudwatch.simulate import simulate as run
+    from sandbox.simulate import CityConfig, write_city
+    from sandbox.simulate import simulate as run
 
     city = run(
         CityConfig(subscribers=subscribers, days=days, seed=seed, victims_per_10k_per_day=victims_per_10k_per_day)
@@ -119,7 +123,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a model on a simulated (or real) history and register it; promote it by default."""
-    from fraudwatch.training import train_from_files
+    from sandbox.training import train_from_files
 
     settings = get_settings()
     version = train_from_files(
@@ -156,7 +160,7 @@ def evaluate(
     warmup_days: WarmupDays = 0.0,
 ) -> None:
     """Run the serving features and scorer over EVENTS offline and print the contract's JSON object."""
-    from fraudwatch.training import evaluate_files
+    from sandbox.training import evaluate_files
 
     _print_json(evaluate_files(events, cases, get_settings(), model=model, budget=budget, warmup_days=warmup_days))
 
@@ -195,7 +199,7 @@ def replay(
 @app.command()
 def worker() -> None:
     """Run one stream worker (needs FW_BROKER_URL and FW_REDIS_URL)."""
-    from fraudwatch.logs import configure, dict_config
+    from core.logs import configure, dict_config
 
     settings = get_settings()
     if not settings.broker_url or not settings.redis_url:
@@ -240,7 +244,7 @@ def run(
     console_port: Annotated[int, typer.Option(help="Port of the dispatch console (0 = any free port)")] = 0,
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated day, a model, a worker, a dispatch receiver."""
-    from fraudwatch.demo import DemoConfig, run_demo
+    from sandbox.demo import DemoConfig, run_demo
 
     _stop_cleanly_on_sigterm()
     config = DemoConfig(
@@ -261,7 +265,7 @@ def benchmark(
     tiny: Annotated[bool, typer.Option(help="Seconds-long run that only proves the machinery works")] = False,
 ) -> None:
     """Throughput, latency and baselines of a real worker on the embedded broker; prints one JSON object."""
-    from fraudwatch.benchmark import BenchConfig, run_benchmark
+    from sandbox.benchmark import BenchConfig, run_benchmark
 
     _stop_cleanly_on_sigterm()
     _print_json(run_benchmark(get_settings(), BenchConfig.tiny() if tiny else BenchConfig()))
@@ -274,7 +278,7 @@ def soak(
     sample_s: Annotated[float, typer.Option(min=0.5, help="Seconds between sample lines")] = 10.0,
 ) -> None:
     """One worker under a steady load: a JSON line per sample (RSS, p50/p99, lag, keys), then a summary with slopes."""
-    from fraudwatch.soak import SoakConfig, run_soak
+    from sandbox.soak import SoakConfig, run_soak
 
     _stop_cleanly_on_sigterm()
     run_soak(get_settings(), SoakConfig(minutes=minutes, rate=rate, sample_s=sample_s))
@@ -341,7 +345,7 @@ def models_card(
     warmup_days: WarmupDays = 0.0,
 ) -> None:
     """Evaluate VERSION on EVENTS/CASES and write its model card (card.md and plots); print the card's path."""
-    from fraudwatch.training import resolve_model, write_card_for
+    from sandbox.training import resolve_model, write_card_for
 
     settings = get_settings()
     model = resolve_model(settings, version)

@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from core.decode import decode
+from core.errors import InvalidEvent
+from core.events import Event
 from features.pipeline import FeatureEngine
 from features.vector import FeatureRow
-from streams.decode import InvalidEvent, decode
-from streams.events import Event
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from core.events import CallEvent, Event
 from features.clock import DAY_MS
 from features.vector import FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer
 from models.train import false_task_rate, lowest_threshold_within
-from streams.events import CallEvent, Event
 
 TASK_LEVEL = 3
 # False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.

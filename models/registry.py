@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from models.errors import NoModel, UnknownVersion
+from core.errors import NoModel, UnknownVersion
 
 
 @dataclass(frozen=True)

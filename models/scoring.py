@@ -8,9 +8,9 @@ from typing import TypeAlias
 import lightgbm as lgb
 import numpy as np
 
+from core.errors import FeatureMismatch
 from features.vector import FEATURE_NAMES, FEATURES_HASH
 from models.compiled import load_compiled
-from models.errors import FeatureMismatch
 from models.registry import ModelRegistry, ModelVersion
 
 _EPS = 1e-12

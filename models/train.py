@@ -12,12 +12,12 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from core.errors import TrainingDataError
 from features.clock import DAY_MS
 from features.vector import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH
 from models.dataset import Dataset
 from models.ensemble import average_models
 from models.episodes import count_tasks
-from models.errors import TrainingDataError
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import logit, sigmoid_calibrate
 

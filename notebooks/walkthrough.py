@@ -38,15 +38,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.metrics import precision_recall_curve
 
-from fraudwatch.simulate import CityConfig, simulate
-from fraudwatch.training import holdout_city
+from core.decode import decode_obj
 from models.card import write_model_card
 from models.dataset import build_dataset
 from models.evaluate import TASK_LEVEL, evaluate
 from models.registry import ModelRegistry
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
-from streams.decode import decode_obj
+from sandbox.simulate import CityConfig, simulate
+from sandbox.training import holdout_city
 
 # %% [markdown]
 # ## 1. Two simulated cities

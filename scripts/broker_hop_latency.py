@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from fraudwatch.services import start_tansu
+from sandbox.services import start_tansu
 
 TOPIC = "hop-latency"
 

@@ -27,7 +27,11 @@ import orjson
 from faust.serializers import codecs as faust_codecs
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from alerting.runtime import AlertingStopped
+from core.decode import decode, decode_obj
+from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
+from core.events import CallEvent, Event, TransferEvent
+from core.pseudonym import pseudonymise
+from core.settings import get_settings
 from features.state import (
     PAYEE_PREFIX,
     CallerSnapshot,
@@ -48,13 +52,9 @@ from features.vector import (
     subscriber_step,
     transfer_feedback,
 )
-from fraudwatch.pseudonym import pseudonymise
-from fraudwatch.settings import get_settings
 from models.explain import reasons
 from models.registry import ModelRegistry
 from streams import codecs, consumer_patches
-from streams.decode import InvalidEvent, decode, decode_obj
-from streams.events import CallEvent, Event, TransferEvent
 from streams.metrics import (
     ALERT_ERRORS,
     ALERT_HANDOFF_SECONDS,
@@ -73,7 +73,7 @@ from streams.metrics import (
     SCORE_SECONDS,
     SHADOW_DECISIONS,
 )
-from streams.pending_alerts import MalformedPendingAlert, PendingAlert, decode_pending, encode_pending
+from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
 from streams.produce import BatchSender, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import internal_topic

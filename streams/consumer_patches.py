@@ -49,6 +49,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
 from mode.utils.queues import FlowControlEvent
 
+from core.errors import PatchVersionError
 from streams.metrics import SKIPPED_ACKS
 
 __all__ = ["WRITTEN_FOR", "PatchVersionError", "install", "verified_end_offsets"]
@@ -57,10 +58,6 @@ WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.
 
 _originals: dict[str, Any] = {}
 _wait_ms = {"value": 1500}
-
-
-class PatchVersionError(RuntimeError):
-    """The installed Faust or aiokafka is not a version these patches were written and checked for."""
 
 
 def _check_versions() -> None:

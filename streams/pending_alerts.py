@@ -13,11 +13,8 @@ from dataclasses import dataclass
 import orjson
 
 from alerting.decision import Decision
+from core.errors import MalformedPendingAlert
 from features.vector import FeatureRow, json_values
-
-
-class MalformedPendingAlert(ValueError):
-    """A record on the pending-alerts topic that this code did not write (or an older, incompatible one)."""
 
 
 @dataclass(frozen=True, slots=True)

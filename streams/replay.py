@@ -14,10 +14,11 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 
+from core.decode import decode
+from core.errors import InvalidEvent
+from core.events import CallEvent
+from core.settings import Settings
 from features.vector import available_at
-from fraudwatch.settings import Settings
-from streams.decode import InvalidEvent, decode
-from streams.events import CallEvent
 from streams.topics import bootstrap
 
 

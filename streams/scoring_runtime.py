@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from models.errors import ModelError
+from core.errors import ModelError
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from streams.metrics import MODEL_INFO, MODEL_LOADED

@@ -7,7 +7,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from fraudwatch.settings import Settings
+from core.settings import Settings
 
 
 def bootstrap(broker_url: str) -> str:

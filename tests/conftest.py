@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.services import RunningService, start_redis, start_tansu
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from core.settings import Settings
+from sandbox.services import RunningService, start_redis, start_tansu
+from sandbox.simulate import CityConfig, simulate, write_city
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def redis_service() -> Iterator[RunningService]:
 @pytest.fixture(scope="session")
 def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data folder whose registry holds one promoted model trained on a small simulated city."""
-    from fraudwatch.training import train_from_files
+    from sandbox.training import train_from_files
 
     data = tmp_path_factory.mktemp("data")
     city = simulate(CityConfig(subscribers=6000, days=3, seed=3, victims_per_10k_per_day=60))

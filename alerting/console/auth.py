@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from alerting.audit import Actor
-from alerting.errors import AuthenticationRequired, InvalidTokensFile, RateLimited
+from core.errors import AuthenticationRequired, InvalidTokensFile, RateLimited
 
 DISPATCHER, RESPONDER, ADMIN = "dispatcher", "responder", "admin"
 ROLES = (DISPATCHER, RESPONDER, ADMIN)

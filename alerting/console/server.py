@@ -22,9 +22,14 @@ from alerting.audit import publish_change, record_audit
 from alerting.console import views
 from alerting.console.auth import ADMIN, DISPATCHER, RESPONDER, Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.console.hub import ChangeHub
-from alerting.errors import (
+from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
+from alerting.metrics import CONSOLE_DENIED
+from alerting.tasks import TaskStore
+from alerting.webutil import answer_and_close
+from core.errors import (
     AlertingError,
     AuthenticationRequired,
+    BadRequest,
     ConsoleError,
     InvalidResponder,
     InvalidTransition,
@@ -34,11 +39,7 @@ from alerting.errors import (
     UnknownResponder,
     UnknownTask,
 )
-from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
-from alerting.metrics import CONSOLE_DENIED
-from alerting.tasks import TaskStore
-from alerting.webutil import answer_and_close
-from fraudwatch.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +71,6 @@ class Console:
 
 
 CONSOLE = web.AppKey("console", Console)
-
-
-class BadRequest(ConsoleError):
-    """A request body or parameter the API cannot use."""
 
 
 def _error(status: int, message: str, **headers: str) -> web.Response:

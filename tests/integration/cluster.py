@@ -37,11 +37,11 @@ from redis.asyncio import Redis
 
 from alerting import keys as redis_keys
 from alerting.dispatcher import Dispatcher
-from alerting.receiver import Receiver, ReceiverServer
 from alerting.responders import ResponderRegistry
-from fraudwatch.demo import scrape, total
-from fraudwatch.services import free_port
-from fraudwatch.settings import Settings
+from core.settings import Settings
+from sandbox.demo import scrape, total
+from sandbox.receiver import Receiver, ReceiverServer
+from sandbox.services import free_port
 from streams.consumer_patches import verified_end_offsets
 from streams.pending_alerts import decode_pending
 from streams.replay import load_lines

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio as aioredis
 
-from fraudwatch.services import RunningService, start_redis
+from sandbox.services import RunningService, start_redis
 
 
 @pytest.fixture(scope="module")

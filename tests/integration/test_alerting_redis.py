@@ -21,11 +21,11 @@ from alerting import keys
 from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
-from alerting.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
-from alerting.receiver import ReceiverServer
 from alerting.responders import ResponderRegistry
 from alerting.tasks import TaskStore
-from fraudwatch.settings import Settings
+from core.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
+from core.settings import Settings
+from sandbox.receiver import ReceiverServer
 from tests.contract import SCHEMAS
 
 pytestmark = pytest.mark.integration
@@ -498,8 +498,9 @@ async def test_level_actions_come_from_settings(r: aioredis.Redis, settings: Set
 
 
 async def test_runtime_waits_for_redis_instead_of_queueing_and_stops_cleanly(tmp_path: Any) -> None:
-    from alerting.runtime import AlertingRuntime, AlertingStopped
-    from fraudwatch.services import start_redis
+    from alerting.runtime import AlertingRuntime
+    from core.errors import AlertingStopped
+    from sandbox.services import start_redis
 
     port = _free_port()
     service = start_redis(port=port, data_dir=tmp_path)

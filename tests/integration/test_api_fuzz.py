@@ -33,8 +33,8 @@ from alerting.console.server import RESPONDER_STATES
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import OUTCOMES, STATES
-from fraudwatch.services import start_redis
-from fraudwatch.settings import Settings
+from core.settings import Settings
+from sandbox.services import start_redis
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.benchmark import BenchConfig, histogram_quantiles, run_benchmark, scrape_sum, summarize_profile
-from fraudwatch.settings import Settings
+from core.settings import Settings
+from sandbox.benchmark import BenchConfig, histogram_quantiles, run_benchmark, scrape_sum, summarize_profile
 
 pytestmark = pytest.mark.integration
 
@@ -75,5 +75,5 @@ def test_profile_summary_shares_own_inclusive_and_package_time() -> None:
 @pytest.mark.unit
 def test_scrape_sum_adds_up_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     pages = {"a": {"c{}": 2.0, "h_bucket{le=1}": 1.0}, "b": {"c{}": 3.0, "only_b{}": 1.0}}
-    monkeypatch.setattr("fraudwatch.benchmark.scrape", lambda url: pages[url])
+    monkeypatch.setattr("sandbox.benchmark.scrape", lambda url: pages[url])
     assert scrape_sum(["a", "b"]) == {"c{}": 5.0, "h_bucket{le=1}": 1.0, "only_b{}": 1.0}

@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from fraudwatch.services import (
+from sandbox.services import (
     MEMORY_STORAGE,
     BrokerStorage,
     RunningService,

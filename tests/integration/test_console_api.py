@@ -19,9 +19,9 @@ from alerting.console import ConsoleServer, start_console, write_demo_tokens
 from alerting.console.auth import Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
-from alerting.errors import InvalidTokensFile, RateLimited
-from fraudwatch.services import RunningService
-from fraudwatch.settings import Settings
+from core.errors import InvalidTokensFile, RateLimited
+from core.settings import Settings
+from sandbox.services import RunningService
 
 pytestmark = pytest.mark.integration
 
@@ -229,7 +229,7 @@ async def test_stalled_request_body_gets_408_and_a_closed_connection(
 
 
 async def test_receiver_answers_a_stalled_body_with_408() -> None:
-    from alerting.receiver import Receiver, ReceiverServer
+    from sandbox.receiver import Receiver, ReceiverServer
 
     server = ReceiverServer(Receiver(body_timeout_s=1.0))
     await server.start()

@@ -14,8 +14,8 @@ from alerting.console import ConsoleServer, start_console, write_demo_tokens
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import TaskLifecycle
-from fraudwatch.services import RunningService
-from fraudwatch.settings import Settings
+from core.settings import Settings
+from sandbox.services import RunningService
 
 pytestmark = pytest.mark.integration
 

@@ -12,14 +12,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from alerting.receiver import ReceiverServer
+from core.settings import Settings
 from features.pipeline import FeatureEngine
 from features.vector import FEATURE_NAMES
-from fraudwatch.demo import start_worker, stop_worker
-from fraudwatch.services import RunningService, free_port
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
 from models.dataset import load_events
+from sandbox.demo import start_worker, stop_worker
+from sandbox.receiver import ReceiverServer
+from sandbox.services import RunningService, free_port
+from sandbox.simulate import CityConfig, simulate, write_city
 from streams.replay import replay
 from streams.topics import bootstrap, ensure_topics, internal_topic
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from fraudwatch.services import RunningService
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from sandbox.services import RunningService
+from sandbox.simulate import CityConfig, simulate, write_city
 from streams.consumer_patches import verified_end_offsets
 from streams.topics import bootstrap
 from tests.integration.cluster import Cluster, Feed, PacedReplay, read_records, start_receiver, wait_until

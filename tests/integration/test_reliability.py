@@ -26,9 +26,9 @@ import pytest
 from redis.asyncio import Redis
 
 from alerting import keys as redis_keys
-from fraudwatch.demo import BAD_LINES
-from fraudwatch.services import RunningService, free_port, start_redis, start_tansu
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from sandbox.demo import BAD_LINES
+from sandbox.services import RunningService, free_port, start_redis, start_tansu
+from sandbox.simulate import CityConfig, simulate, write_city
 from streams.topics import ensure_topics
 from tests.integration.cluster import (
     Cluster,

@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from fraudwatch.settings import Settings
-from fraudwatch.soak import SoakConfig, run_soak, slope_per_minute
+from core.settings import Settings
+from sandbox.soak import SoakConfig, run_soak, slope_per_minute
 
 pytestmark = pytest.mark.integration
 

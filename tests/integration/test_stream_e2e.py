@@ -11,12 +11,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from alerting.receiver import ReceiverServer
 from alerting.responders import ResponderRegistry
-from fraudwatch.demo import BAD_LINES, scrape, start_worker, stop_worker, total
-from fraudwatch.services import RunningService, free_port
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from core.settings import Settings
+from sandbox.demo import BAD_LINES, scrape, start_worker, stop_worker, total
+from sandbox.receiver import ReceiverServer
+from sandbox.services import RunningService, free_port
+from sandbox.simulate import CityConfig, simulate, write_city
 from streams.replay import replay
 from streams.topics import bootstrap, ensure_topics, internal_topic
 from tests.contract import SCHEMAS

@@ -18,11 +18,11 @@ from alerting.audit import Actor
 from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
-from alerting.errors import InvalidTransition, UnknownTask
 from alerting.lifecycle import TaskLifecycle
-from alerting.receiver import ReceiverServer
 from alerting.tasks import TaskStore
-from fraudwatch.settings import Settings
+from core.errors import InvalidTransition, UnknownTask
+from core.settings import Settings
+from sandbox.receiver import ReceiverServer
 
 pytestmark = pytest.mark.integration
 

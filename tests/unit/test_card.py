@@ -12,9 +12,7 @@ import pytest
 from matplotlib.image import imread
 from typer.testing import CliRunner
 
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
-from fraudwatch.training import CARD_EVALUATION_FILE, evaluate_files, holdout_city, train_from_files
+from core.settings import Settings
 from models.card import (
     CARD_FILE,
     COLD_START_KEYS,
@@ -29,6 +27,8 @@ from models.dataset import build_dataset, load_events, read_jsonl
 from models.evaluate import MISS_REASONS, OPERATING_RATES, evaluate_dataset
 from models.registry import ModelVersion
 from models.scoring import Scorer
+from sandbox.simulate import CityConfig, simulate, write_city
+from sandbox.training import CARD_EVALUATION_FILE, evaluate_files, holdout_city, train_from_files
 
 pytestmark = pytest.mark.unit
 

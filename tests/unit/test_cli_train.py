@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import Settings
 from fraudwatch import cli
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from sandbox.simulate import CityConfig, simulate, write_city
 
 pytestmark = pytest.mark.unit
 
@@ -37,7 +37,7 @@ def test_train_rejects_zero_models(tmp_path: Path) -> None:
 
 def test_train_defaults_are_train_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Without --models / --threshold-folds the run gets TrainConfig's defaults (3 boosters, 4 folds).
-    from fraudwatch import training
+    from sandbox import training
     from models.train import TrainConfig
 
     seen: list[TrainConfig] = []

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.decode import MAX_EVENT_BYTES, InvalidEvent, decode, decode_obj, encode
-from streams.events import CALLER_KINDS, CHANNELS, CallEvent, TransferEvent
+from core.decode import MAX_EVENT_BYTES, decode, decode_obj, encode
+from core.errors import InvalidEvent
+from core.events import CALLER_KINDS, CHANNELS, CallEvent, TransferEvent
 
 pytestmark = pytest.mark.unit
 

@@ -21,7 +21,7 @@ from prometheus_client import REGISTRY
 
 import alerting.metrics  # noqa: F401  (importing registers the alerting metrics in REGISTRY)
 import streams.metrics  # noqa: F401  (and the stream workers' metrics)
-from fraudwatch.settings import Settings
+from core.settings import Settings
 from streams.topics import topic_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -209,7 +209,7 @@ def test_compose_has_the_stack() -> None:
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft, no ZooKeeper
     assert services["worker"]["command"] == ["fraudwatch", "worker"]
     receiver = " ".join(services["receiver"]["command"])
-    assert "-m alerting.receiver" in receiver and "--port 8080" in receiver
+    assert "-m sandbox.receiver" in receiver and "--port 8080" in receiver
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     assert "ensure_topics" in " ".join(services["topics"]["command"])  # the service's own topic list
 
@@ -498,7 +498,7 @@ def test_k8s_secret_is_a_placeholder_and_receiver_not_deployed() -> None:
     assert "placeholder" in values["FW_PSEUDONYM_KEY"].lower()
     assert "FW_PSEUDONYM_KEY" not in _configmap_env()
     for path in K8S_FILES:
-        assert "alerting.receiver" not in path.read_text(), path.name
+        assert "sandbox.receiver" not in path.read_text(), path.name
     assert not _configmap_env()["FW_DISPATCH_URL"].startswith("http://receiver")
 
 

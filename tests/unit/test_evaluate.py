@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from core.events import CallEvent, Event, TransferEvent
 from features.vector import FEATURE_INDEX
 from models.dataset import build_dataset
 from models.evaluate import OPERATING_RATES, evaluate, evaluate_dataset, first_observable_ms, operating_curve
-from streams.events import CallEvent, Event, TransferEvent
 
 pytestmark = pytest.mark.unit
 

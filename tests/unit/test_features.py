@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 import orjson
 import pytest
 
+from core.decode import decode_obj
+from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
 from features.pipeline import FeatureEngine, in_arrival_order
 from features.state import KIND_CODES, CallerState, PayeeState, SubscriberState, payee_key, state_from_obj
@@ -23,9 +25,7 @@ from features.vector import (
     subscriber_step,
     transfer_feedback,
 )
-from fraudwatch.simulate import CityConfig, simulate
-from streams.decode import decode_obj
-from streams.events import CallEvent, Event, TransferEvent
+from sandbox.simulate import CityConfig, simulate
 
 pytestmark = pytest.mark.unit
 

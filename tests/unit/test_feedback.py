@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 
+from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS
 from features.pipeline import FeatureEngine, in_arrival_order
 from features.state import (
@@ -35,7 +36,6 @@ from features.vector import (
     transfer_feedback,
 )
 from models.explain import reasons
-from streams.events import CallEvent, Event, TransferEvent
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from core.errors import MalformedPendingAlert
 from features.vector import FEATURE_NAMES, FeatureRow
-from streams.pending_alerts import MalformedPendingAlert, PendingAlert, decode_pending, encode_pending
+from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ModelError, NoModel, UnknownVersion
+from core.errors import ModelError, NoModel, UnknownVersion
 from models.registry import ModelRegistry, ModelVersion
 
 pytestmark = pytest.mark.unit

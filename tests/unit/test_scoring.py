@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
+from core.decode import decode_obj
+from core.errors import FeatureMismatch
 from features.clock import DAY_MS, HOUR_MS
 from features.pipeline import FeatureEngine
 from features.vector import CATEGORICAL_FEATURES, FEATURE_INDEX, FEATURE_NAMES, FEATURES_HASH, FeatureRow
-from fraudwatch.simulate import CityConfig, simulate
 from models.budget import threshold_for_budget
 from models.episodes import count_tasks
-from models.errors import FeatureMismatch
 from models.explain import _SENTENCES, reasons
 from models.registry import ModelRegistry
 from models.scoring import Scorer, load_live
-from streams.decode import decode_obj
+from sandbox.simulate import CityConfig, simulate
 from streams.scoring_runtime import LiveModel
 
 pytestmark = pytest.mark.unit

@@ -13,8 +13,8 @@ from typing import Any
 import orjson
 import pytest
 
-from fraudwatch.simulate import CityConfig, SimulatedCity, iter_jsonl, simulate, write_city
-from streams.decode import decode_obj
+from core.decode import decode_obj
+from sandbox.simulate import CityConfig, SimulatedCity, iter_jsonl, simulate, write_city
 
 pytestmark = pytest.mark.unit
 
@@ -54,7 +54,7 @@ def test_different_seed_gives_different_output() -> None:
 def test_output_does_not_depend_on_hash_randomisation() -> None:
     script = (
         "import hashlib, orjson\n"
-        "from fraudwatch.simulate import CityConfig, simulate\n"
+        "from sandbox.simulate import CityConfig, simulate\n"
         "c = simulate(CityConfig(subscribers=400, days=1.0, seed=5))\n"
         "rows = (*c.events, *c.cases, *c.responders)\n"
         "print(hashlib.sha256(b''.join(orjson.dumps(o) for o in rows)).hexdigest())\n"

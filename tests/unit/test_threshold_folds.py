@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import models.train as train_mod
-from models.errors import TrainingDataError
+from core.errors import TrainingDataError
 from models.train import TrainConfig, _rate_of_one_task, choose_threshold, subscriber_folds
 
 pytestmark = pytest.mark.unit

@@ -19,9 +19,7 @@ from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
 
-
-class ServiceError(RuntimeError):
-    """An embedded service could not be found or did not come up."""
+from core.errors import ServiceError
 
 
 def free_port() -> int:

@@ -159,7 +159,7 @@ async def _serve(host: str, port: int) -> None:
 
 
 def main() -> None:
-    """``python -m alerting.receiver --port 8088``: run the stand-in endpoint until interrupted."""
+    """``python -m sandbox.receiver --port 8088``: run the stand-in endpoint until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088)

@@ -11,8 +11,7 @@ from typing import Any
 
 import orjson
 
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import DAY_MS, CityConfig, simulate, write_city
+from core.settings import Settings
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import build_dataset, load_events, read_jsonl
@@ -20,6 +19,7 @@ from models.evaluate import evaluate, evaluate_dataset, fraud_contacts, judged_a
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
+from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
 
 HOLDOUT_DAYS = 2.0
 HOLDOUT_SEED_OFFSET = 1000

@@ -24,9 +24,9 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
-from fraudwatch.services import RunningService, free_port, start_redis, start_tansu
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from core.settings import Settings
+from sandbox.services import RunningService, free_port, start_redis, start_tansu
+from sandbox.simulate import CityConfig, simulate, write_city
 
 DEMO_STALE_S = 7 * 86_400
 # A few broken lines ride along with the replay so the dead-letter path is exercised every run.
@@ -76,9 +76,9 @@ def _service(service: RunningService | None) -> Iterator[RunningService | None]:
 
 def ensure_model(settings: Settings, config: DemoConfig) -> str:
     """The live model's version, training one on a separate simulated city if the registry is empty."""
-    from fraudwatch.training import holdout_city, train_from_files
-    from models.errors import NoModel
+    from core.errors import NoModel
     from models.registry import ModelRegistry
+    from sandbox.training import holdout_city, train_from_files
 
     try:
         return ModelRegistry(settings.models_path).live().version
@@ -219,8 +219,8 @@ async def _replay_and_wait(
 def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     """Run the whole service once over a simulated city and return the summary."""
     from alerting.console import start_console, write_demo_tokens
-    from alerting.receiver import ReceiverServer
     from alerting.responders import ResponderRegistry
+    from sandbox.receiver import ReceiverServer
     from streams.topics import ensure_topics
 
     started = time.monotonic()

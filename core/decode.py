@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from streams.events import CALLER_KINDS, CHANNELS, CallEvent, Event, TransferEvent
+from core.errors import InvalidEvent
+from core.events import CALLER_KINDS, CHANNELS, CallEvent, Event, TransferEvent
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -22,15 +23,6 @@ _CHANNELS = frozenset(CHANNELS)
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 _MAX_AMOUNT = 1e12
 MAX_EVENT_BYTES = 16_384
-
-
-class InvalidEvent(ValueError):
-    """An event that breaks the contract; ``reason`` is a short stable code for the dead-letter topic."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def _str(obj: dict[str, Any], name: str, max_len: int = 128) -> str:

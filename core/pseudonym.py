@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from functools import lru_cache
 
-from fraudwatch.settings import get_settings
+from core.settings import get_settings
 
 
 @lru_cache(maxsize=65_536)

@@ -34,11 +34,11 @@ from typing import Any
 
 import orjson
 
-from fraudwatch.benchmark import _wait_ready, histogram_quantiles
-from fraudwatch.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
-from fraudwatch.services import free_port, start_redis, start_tansu
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate
+from core.settings import Settings
+from sandbox.benchmark import _wait_ready, histogram_quantiles
+from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
+from sandbox.services import free_port, start_redis, start_tansu
+from sandbox.simulate import CityConfig, simulate
 from streams.replay import Routed, load_lines
 
 DAY_MS = 86_400_000
@@ -273,7 +273,7 @@ class _StopOnSignal:
 async def _soak(
     settings: Settings, config: SoakConfig, work: Path, broker_url: str, redis_url: str, emit: Emit
 ) -> dict[str, Any]:
-    from alerting.receiver import ReceiverServer
+    from sandbox.receiver import ReceiverServer
     from streams.topics import ensure_topics
 
     stop = asyncio.Event()

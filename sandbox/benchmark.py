@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from fraudwatch.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
-from fraudwatch.services import free_port, start_redis, start_tansu
-from fraudwatch.settings import Settings
-from fraudwatch.simulate import CityConfig, simulate, write_city
+from core.settings import Settings
+from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
+from sandbox.services import free_port, start_redis, start_tansu
+from sandbox.simulate import CityConfig, simulate, write_city
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, 
 async def _bench(
     settings: Settings, config: BenchConfig, work: Path, broker_url: str, redis_url: str
 ) -> dict[str, Any]:
-    from alerting.receiver import ReceiverServer
+    from sandbox.receiver import ReceiverServer
     from streams.replay import replay
     from streams.topics import ensure_topics
 
