@@ -1,1 +1,22 @@
-"""From a risk decision to a responder at the door: levels, cases, dispatch, delivery."""
+"""Alerting: from a risk decision to a responder at the door (cases, dispatch, outbox delivery, console).
+
+Imports only the ground floor (``core``): it is handed decisions, never features or models. Other packages
+import from here, not from the modules.
+"""
+
+from alerting.console import start_console, write_demo_tokens
+from alerting.decision import Decision
+from alerting.dispatcher import Dispatcher
+from alerting.responders import ResponderRegistry
+from alerting.runtime import AlertingRuntime
+from alerting.webutil import answer_and_close
+
+__all__ = [
+    "AlertingRuntime",
+    "Decision",
+    "Dispatcher",
+    "ResponderRegistry",
+    "answer_and_close",
+    "start_console",
+    "write_demo_tokens",
+]

@@ -1,9 +1,16 @@
-"""Typed input events of the contract (call.v1, transfer.v1)."""
+"""Typed input events of the contract (``call.v1``, ``transfer.v1``): what every stage reads.
+
+Each kind is a frozen dataclass whose field order is its compact wire form on the internal hops (see
+``core.kinds``); ``subscriber`` is the key its topic is partitioned by and ``available_ms`` the event time at
+which the service can know it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
+
+__all__ = ["CALLER_KINDS", "CHANNELS", "CallEvent", "Event", "TransferEvent"]
 
 CALLER_KINDS: tuple[str, ...] = ("mobile", "landline", "overseas", "virtual", "voip", "unknown")
 CHANNELS: tuple[str, ...] = ("mobile_app", "online_bank", "atm", "counter", "third_party")
@@ -12,6 +19,8 @@ CHANNELS: tuple[str, ...] = ("mobile_app", "online_bank", "atm", "counter", "thi
 @dataclass(frozen=True, slots=True)
 class CallEvent:
     """One finished telephone call; ``ts_ms`` is its start."""
+
+    SCHEMA: ClassVar[str] = "call.v1"
 
     event_id: str
     ts_ms: int
@@ -29,10 +38,17 @@ class CallEvent:
         """The possible victim: the key calls are partitioned by."""
         return self.callee
 
+    @property
+    def available_ms(self) -> int:
+        """A call is reported when it ends."""
+        return self.ts_ms + int(self.duration_s * 1000)
+
 
 @dataclass(frozen=True, slots=True)
 class TransferEvent:
     """One money transfer at the moment it is initiated."""
+
+    SCHEMA: ClassVar[str] = "transfer.v1"
 
     event_id: str
     ts_ms: int
@@ -45,6 +61,11 @@ class TransferEvent:
     lat: float | None = None
     lon: float | None = None
     schema: Literal["transfer.v1"] = "transfer.v1"
+
+    @property
+    def available_ms(self) -> int:
+        """A transfer is reported when it is initiated."""
+        return self.ts_ms
 
 
 Event = CallEvent | TransferEvent

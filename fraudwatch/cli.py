@@ -172,8 +172,8 @@ def replay(
     speedup: Annotated[float | None, typer.Option(help="Replay event time this many times faster than real")] = None,
 ) -> None:
     """Produce the events of a .jsonl file onto the broker's input topics."""
-    from streams.replay import replay as run
-    from streams.topics import ensure_topics
+    from streams import ensure_topics
+    from streams import replay_events as run
 
     settings = get_settings()
     if not settings.broker_url:
@@ -211,8 +211,7 @@ def worker() -> None:
         uvloop.install()  # before Faust creates its loops (main and consumer thread)
     from faust import Worker
 
-    from streams.app import app as faust_app
-    from streams.metrics import watch_gc_pauses
+    from streams import build_worker, watch_gc_pauses
 
     if settings.gc_gen0_threshold:
         # Feature state is hundreds of thousands of small long-lived containers; the default young
@@ -227,7 +226,12 @@ def worker() -> None:
     # interval hands them the GIL sooner while the agents compute, which trims the latency tail.
     sys.setswitchinterval(settings.gil_switch_interval_s)
     sys.argv = [sys.argv[0]]
-    worker = Worker(faust_app, loglevel=settings.log_level, quiet=True, logging_config=dict_config(settings.log_level))
+    worker = Worker(
+        build_worker(settings).app,
+        loglevel=settings.log_level,
+        quiet=True,
+        logging_config=dict_config(settings.log_level),
+    )
     # No terminal spinner in a service: at WARNING and above Faust would otherwise hook it to the root
     # logger and lower the root to DEBUG, so every debug call in aiokafka/httpcore built a record per message.
     worker.spinner = None
@@ -287,7 +291,7 @@ def soak(
 @models_app.command("list")
 def models_list() -> None:
     """Every registered version with its metrics; the promoted one is marked."""
-    from models.registry import ModelRegistry
+    from models import ModelRegistry
 
     registry = ModelRegistry(get_settings().models_path)
     promoted = registry.promoted_version()
@@ -308,7 +312,7 @@ def models_list() -> None:
 @models_app.command("promote")
 def models_promote(version: str) -> None:
     """Make VERSION the live model; running workers switch at their next poll."""
-    from models.registry import ModelRegistry
+    from models import ModelRegistry
 
     ModelRegistry(get_settings().models_path).promote(version)
     _print_json({"promoted": version})
@@ -319,7 +323,7 @@ def models_shadow(
     version: Annotated[str | None, typer.Argument(help="Version to score in shadow; omit to stop")] = None,
 ) -> None:
     """Score VERSION beside the live model in running workers; its decisions are logged, never acted on."""
-    from models.registry import ModelRegistry
+    from models import ModelRegistry
 
     ModelRegistry(get_settings().models_path).set_shadow(version)
     _print_json({"shadow": version})
@@ -328,8 +332,7 @@ def models_shadow(
 @models_app.command("compile")
 def models_compile(version: str) -> None:
     """Compile VERSION with lleaves (cached next to it); workers use it at their next model load."""
-    from models.compiled import compile_version
-    from models.registry import ModelRegistry
+    from models import ModelRegistry, compile_version
 
     path = compile_version(ModelRegistry(get_settings().models_path).get(version))
     _print_json({"version": version, "compiled": str(path)})
@@ -356,7 +359,7 @@ def models_card(
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Go back to the previously promoted version."""
-    from models.registry import ModelRegistry
+    from models import ModelRegistry
 
     _print_json({"promoted": ModelRegistry(get_settings().models_path).rollback()})
 

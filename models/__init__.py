@@ -1,1 +1,59 @@
-"""Training, the model registry and scoring."""
+"""Models: training, the registry, scoring, explanations, evaluation and model cards.
+
+Imports the ground floor and ``features``. Other packages import from here, not from the modules; the card
+(matplotlib) is loaded only when one of its names is first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.budget import threshold_for_budget
+from models.compiled import compile_version
+from models.dataset import Dataset, build_dataset, load_events, read_jsonl
+from models.evaluate import (
+    TASK_LEVEL,
+    after_warmup,
+    evaluate,
+    evaluate_dataset,
+    fraud_contacts,
+    judged_after_warmup,
+)
+from models.explain import reasons
+from models.registry import ModelRegistry, ModelVersion
+from models.scoring import Scorer
+from models.train import TrainConfig, train_model
+
+__all__ = [
+    "COLD_START_KEYS",
+    "TASK_LEVEL",
+    "Dataset",
+    "ModelRegistry",
+    "ModelVersion",
+    "Scorer",
+    "TrainConfig",
+    "after_warmup",
+    "build_dataset",
+    "compile_version",
+    "evaluate",
+    "evaluate_dataset",
+    "fraud_contacts",
+    "judged_after_warmup",
+    "load_events",
+    "read_jsonl",
+    "reasons",
+    "threshold_for_budget",
+    "train_model",
+    "write_model_card",
+]
+
+_LAZY = {"COLD_START_KEYS", "write_model_card"}
+
+
+def __getattr__(name: str) -> Any:
+    # The card pulls in matplotlib: only a command that writes a card pays for it.
+    if name in _LAZY:
+        from models import card
+
+        return getattr(card, name)
+    raise AttributeError(f"module 'models' has no attribute {name!r}")

@@ -286,10 +286,8 @@ async def _drain_rate(
 
 def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, Any]:
     """Feature path, scoring path and raw predict on the same events, in this process."""
-    from features.pipeline import FeatureEngine, in_arrival_order
-    from models.dataset import load_events
-    from models.registry import ModelRegistry
-    from models.scoring import Scorer
+    from features import FeatureEngine, in_arrival_order
+    from models import ModelRegistry, Scorer, load_events
 
     scorer = Scorer(ModelRegistry(settings.models_path).live())
     events = in_arrival_order(load_events(events_path).events)[:limit]
@@ -328,8 +326,8 @@ async def _bench(
     settings: Settings, config: BenchConfig, work: Path, broker_url: str, redis_url: str
 ) -> dict[str, Any]:
     from sandbox.receiver import ReceiverServer
-    from streams.replay import replay
-    from streams.topics import ensure_topics
+    from streams import ensure_topics
+    from streams import replay_events as replay
 
     receiver = ReceiverServer()
     await receiver.start()
@@ -412,7 +410,7 @@ async def _scaled_out(
     They take over its committed offsets and recover its tables from the changelogs; the events are a
     new city, so none is skipped as a duplicate. Latency is read from all workers' metrics together.
     """
-    from streams.replay import replay
+    from streams import replay_events as replay
 
     rate, n = config.rates[-1], config.scale_out_workers
     ports = [free_port() for _ in range(n)]

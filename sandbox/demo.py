@@ -77,7 +77,7 @@ def _service(service: RunningService | None) -> Iterator[RunningService | None]:
 def ensure_model(settings: Settings, config: DemoConfig) -> str:
     """The live model's version, training one on a separate simulated city if the registry is empty."""
     from core.errors import NoModel
-    from models.registry import ModelRegistry
+    from models import ModelRegistry
     from sandbox.training import holdout_city, train_from_files
 
     try:
@@ -188,8 +188,8 @@ def caught_before_loss(tasks: list[dict[str, Any]], cases: list[dict[str, Any]],
 async def _replay_and_wait(
     settings: Settings, events_path: Path, metrics_url: str, config: DemoConfig, receiver: Any
 ) -> dict[str, Any]:
-    from alerting.dispatcher import Dispatcher
-    from streams.replay import replay
+    from alerting import Dispatcher
+    from streams import replay_events as replay
 
     speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
     stats = await replay(events_path, settings, speedup=speedup)
@@ -218,10 +218,9 @@ async def _replay_and_wait(
 
 def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     """Run the whole service once over a simulated city and return the summary."""
-    from alerting.console import start_console, write_demo_tokens
-    from alerting.responders import ResponderRegistry
+    from alerting import ResponderRegistry, start_console, write_demo_tokens
     from sandbox.receiver import ReceiverServer
-    from streams.topics import ensure_topics
+    from streams import ensure_topics
 
     started = time.monotonic()
     data = settings.data_dir

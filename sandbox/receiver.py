@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from alerting.webutil import answer_and_close
+from alerting import answer_and_close
 
 # The task.v1 fields a real endpoint would refuse a task without.
 REQUIRED = (

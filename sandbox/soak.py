@@ -39,7 +39,7 @@ from sandbox.benchmark import _wait_ready, histogram_quantiles
 from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
 from sandbox.services import free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate
-from streams.replay import Routed, load_lines
+from streams import Routed, load_lines
 
 DAY_MS = 86_400_000
 EVENTS_PER_SUBSCRIBER_DAY = 5.8  # what the simulator produces on average (measured; only sizes the cities)
@@ -144,7 +144,7 @@ async def _offer(feed: CityFeed, run: Settings, config: SoakConfig, stop: asynci
     """Send events at ``config.rate`` on one global schedule until the time is up (or ``stop``)."""
     from aiokafka import AIOKafkaProducer
 
-    from streams.topics import bootstrap
+    from streams import bootstrap
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap(run.broker_url or ""), linger_ms=5, acks=1)
     await producer.start()
@@ -274,7 +274,7 @@ async def _soak(
     settings: Settings, config: SoakConfig, work: Path, broker_url: str, redis_url: str, emit: Emit
 ) -> dict[str, Any]:
     from sandbox.receiver import ReceiverServer
-    from streams.topics import ensure_topics
+    from streams import ensure_topics
 
     stop = asyncio.Event()
     receiver = ReceiverServer()

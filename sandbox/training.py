@@ -12,13 +12,22 @@ from typing import Any
 import orjson
 
 from core.settings import Settings
-from models.budget import threshold_for_budget
-from models.compiled import compile_version
-from models.dataset import build_dataset, load_events, read_jsonl
-from models.evaluate import evaluate, evaluate_dataset, fraud_contacts, judged_after_warmup
-from models.registry import ModelRegistry, ModelVersion
-from models.scoring import Scorer
-from models.train import TrainConfig, train_model
+from models import (
+    ModelRegistry,
+    ModelVersion,
+    Scorer,
+    TrainConfig,
+    build_dataset,
+    compile_version,
+    evaluate,
+    evaluate_dataset,
+    fraud_contacts,
+    judged_after_warmup,
+    load_events,
+    read_jsonl,
+    threshold_for_budget,
+    train_model,
+)
 from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
 
 HOLDOUT_DAYS = 2.0
@@ -55,7 +64,7 @@ def write_card_for(
     files are (default: their paths). ``warmup_days`` judges only what follows them, as ``evaluate`` does.
     Returns the path of ``card.md``.
     """
-    from models.card import COLD_START_KEYS, write_model_card  # matplotlib only when a card is asked for
+    from models import COLD_START_KEYS, write_model_card  # matplotlib only when a card is asked for
 
     scorer = Scorer(version)
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None

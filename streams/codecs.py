@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from faust.serializers import codecs
 
-from features.state import SubscriberState, state_from_obj
+from features import SubscriberState, state_from_obj
 
 
 class _CallerCodec(codecs.Codec):

@@ -11,6 +11,9 @@ EVENTS_CONSUMED = Counter("fw_events_consumed_total", "Input events read from th
 DEAD_LETTERS = Counter("fw_dead_letters_total", "Events sent to the dead-letter topic", ["reason"])
 DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their event_id was seen", ["stage"])
 EVENTS_SCORED = Counter("fw_events_scored_total", "Events scored by the model", ["kind"])
+EVENTS_IGNORED = Counter(
+    "fw_events_ignored_total", "Valid events of a kind no stage of this worker handles (a newer producer)", ["kind"]
+)
 DECISIONS = Counter("fw_decisions_total", "Scored events by risk level (0 = no alert)", ["level"])
 SHADOW_DECISIONS = Counter("fw_shadow_decisions_total", "Shadow-model decisions by level (never acted on)", ["level"])
 SCORE_SECONDS = Histogram(

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from alerting.decision import Decision
+from alerting import Decision
 from core.errors import MalformedPendingAlert
-from features.vector import FeatureRow, json_values
+from features import FeatureRow, json_values
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
+from streams.faust_internals import aiokafka_producer, topic_partitions
 from streams.metrics import PRODUCE_ERRORS
 
 log = logging.getLogger(__name__)
@@ -124,10 +125,9 @@ class BatchSender:
         if not messages:
             return []
         sent: list[asyncio.Future[Any]] = []
-        producer = self.app.producer._ensure_producer()  # the aiokafka producer behind Faust's
+        producer = aiokafka_producer(self.app)
         if not self._partitions:
-            await producer.client._wait_on_metadata(self.topic)
-            self._partitions = sorted(producer.client.cluster.partitions_for_topic(self.topic))
+            self._partitions = await topic_partitions(producer, self.topic)
         partitions = self._partitions
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
         for key, value in messages:

@@ -18,7 +18,7 @@ from core.decode import decode
 from core.errors import InvalidEvent
 from core.events import CallEvent
 from core.settings import Settings
-from features.vector import available_at
+from features import available_at
 from streams.topics import bootstrap
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 
 from core.errors import ModelError
-from models.registry import ModelRegistry, ModelVersion
-from models.scoring import Scorer
+from models import ModelRegistry, ModelVersion, Scorer
 from streams.metrics import MODEL_INFO, MODEL_LOADED
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from core.settings import Settings
 from sandbox.demo import scrape, total
 from sandbox.receiver import Receiver, ReceiverServer
 from sandbox.services import free_port
-from streams.consumer_patches import verified_end_offsets
+from streams.faust_internals import verified_end_offsets
 from streams.pending_alerts import decode_pending
 from streams.replay import load_lines
 from streams.topics import bootstrap, ensure_topics, internal_topic

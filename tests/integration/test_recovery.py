@@ -2,7 +2,7 @@
 
 Tansu 0.6 answers ListOffsets with the last record batch's base offset + 1; the worker writes each
 changelog partition one record batch per agent batch, so after a burst the last batch of a partition
-holds many keys. A worker killed then must come back with every key (``streams/consumer_patches.py``).
+holds many keys. A worker killed then must come back with every key (``streams/faust_internals.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from sandbox.services import RunningService
 from sandbox.simulate import CityConfig, simulate, write_city
-from streams.consumer_patches import verified_end_offsets
+from streams.faust_internals import verified_end_offsets
 from streams.topics import bootstrap
 from tests.integration.cluster import Cluster, Feed, PacedReplay, read_records, start_receiver, wait_until
 

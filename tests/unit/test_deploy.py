@@ -547,7 +547,10 @@ def test_compose_env_is_valid_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.unit
 def test_worker_web_bind_setting_is_read() -> None:
     assert "worker_web_bind" in Settings.model_fields
-    assert "web_bind=settings.worker_web_bind" in (ROOT / "streams" / "app.py").read_text()
+    from streams import build_worker
+
+    settings = Settings(broker_url="kafka://127.0.0.1:1", redis_url="redis://127.0.0.1:1", worker_web_bind="0.0.0.0")
+    assert build_worker(settings).app.conf.web_bind == "0.0.0.0"  # what the pods' probes need
 
 
 # --- promtool ---------------------------------------------------------------------------------------------------

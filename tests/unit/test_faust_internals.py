@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from streams import consumer_patches
+from streams import faust_internals
 
 pytestmark = pytest.mark.unit
 
 
+def _worker_app() -> Any:
+    """A worker's Faust app (built, never started): building it installs the corrections."""
+    from core.settings import Settings
+    from streams import build_worker
+
+    return build_worker(Settings(broker_url="kafka://127.0.0.1:1", redis_url="redis://127.0.0.1:1")).app
+
+
 def test_an_unknown_faust_version_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(consumer_patches.faust, "__version__", "0.16.0")
-    with pytest.raises(consumer_patches.PatchVersionError, match=r"faust-streaming 0\.16\.0 .* extend WRITTEN_FOR"):
-        consumer_patches.install(100)
+    monkeypatch.setattr(faust_internals.faust, "__version__", "0.16.0")
+    with pytest.raises(faust_internals.PatchVersionError, match=r"faust-streaming 0\.16\.0 .* extend WRITTEN_FOR"):
+        faust_internals.install(100)
 
 
 def test_the_fetcher_never_sees_a_read_offset_but_seeks_and_the_lag_gauge_do() -> None:
-    import streams.app  # noqa: F401  (installs the patches and builds the app's consumer)
-    from streams.app import app
+    app = _worker_app()
 
     offsets = app.consumer._read_offset
     offsets["tp"] = 41
@@ -28,8 +37,7 @@ def test_the_fetcher_never_sees_a_read_offset_but_seeks_and_the_lag_gauge_do() -
 
 
 def test_an_ack_during_a_rebalance_is_not_recorded() -> None:
-    import streams.app  # noqa: F401
-    from streams.app import app
+    app = _worker_app()
 
     class Message:
         acked = False
@@ -51,7 +59,7 @@ def test_an_ack_during_a_rebalance_is_not_recorded() -> None:
 async def test_resuming_flow_keeps_what_the_stream_queues_hold() -> None:
     from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-    import streams.app  # noqa: F401
+    _worker_app()  # installs the corrections
 
     flow = FlowControlEvent(initially_suspended=False)
     queue: FlowControlQueue[str] = FlowControlQueue(flow_control=flow, clear_on_resume=True)

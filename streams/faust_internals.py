@@ -1,4 +1,4 @@
-"""Five corrections to the consumer Faust builds, in the one place that touches Faust's consumer internals.
+"""The one module that touches Faust and aiokafka internals: five corrections to the consumer, and accessors.
 
 1. **Shorter fetch waits** than Faust's hard-coded 1.5 s. Faust builds its aiokafka consumer with
    ``fetch_max_wait_ms=1500`` and no setting to change it. On a broker that answers an empty fetch only when
@@ -32,7 +32,10 @@
    partition's read offset, which it advances as it fetches, not as streams process; a message thrown away
    from a queue could then never be read again in that generation. The fetcher now delivers every message.
 
-All read private attributes of the versions named in ``WRITTEN_FOR``; :func:`install` refuses others.
+Beside the corrections, every other read of a private attribute lives here too, as a small accessor: the
+table changelog topic rebuilt with the table's own serializers, a partition's read offset (the lag gauge),
+group membership (readiness), and the aiokafka producer behind Faust's with a topic's partitions (batch
+sends). All read private attributes of the versions named in ``WRITTEN_FOR``; :func:`install` refuses others.
 """
 
 from __future__ import annotations
@@ -52,7 +55,16 @@ from mode.utils.queues import FlowControlEvent
 from core.errors import PatchVersionError
 from streams.metrics import SKIPPED_ACKS
 
-__all__ = ["WRITTEN_FOR", "PatchVersionError", "install", "verified_end_offsets"]
+__all__ = [
+    "WRITTEN_FOR",
+    "aiokafka_producer",
+    "in_group",
+    "install",
+    "read_offset",
+    "rebuild_changelog_topic",
+    "topic_partitions",
+    "verified_end_offsets",
+]
 
 WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.13.", "0.14.")}
 
@@ -65,7 +77,7 @@ def _check_versions() -> None:
     for package, version in installed.items():
         if not version.startswith(WRITTEN_FOR[package]):
             raise PatchVersionError(
-                f"{package} {version} is installed, but streams/consumer_patches.py was written for "
+                f"{package} {version} is installed, but streams/faust_internals.py was written for "
                 f"{' or '.join(v + 'x' for v in WRITTEN_FOR[package])}: re-check the private attributes it "
                 "reads, then extend WRITTEN_FOR"
             )
@@ -161,3 +173,50 @@ def install(fetch_max_wait_ms: int) -> None:
     FaustConsumer.ack = _ack  # type: ignore[method-assign]
     FaustConsumer.__init__ = _consumer_init  # type: ignore[method-assign]
     FlowControlEvent.resume = _resume_keeping_queues  # type: ignore[method-assign]
+
+
+def rebuild_changelog_topic(table: Any, key_serializer: str, value_serializer: str) -> None:
+    """Give a table (and its changelog topic) these serializers.
+
+    Faust derives serializers from key/value types (json for anything but bytes) and builds the changelog
+    topic with them as the table is created; writes pass the table's serializers explicitly, but recovery and
+    standbys decode with the topic's, so the topic is rebuilt from the corrected attributes (else no restart
+    could recover the state).
+    """
+    table.key_serializer = key_serializer
+    table.value_serializer = value_serializer
+    table.changelog_topic = table._new_changelog_topic()
+
+
+def read_offset(consumer: Any, tp: Any) -> int | None:
+    """The last offset the consumer has read on a partition (None before the first)."""
+    value = consumer._read_offset.get(tp)
+    return None if value is None else int(value)
+
+
+def in_group(app: Any) -> bool:
+    """The consumer holds its assignment from a group coordinator it can reach (False while it re-joins).
+
+    Why: Faust's ``rebalancing`` turns true only once a re-join starts, but a lost coordinator (a broker
+    restart) is known earlier, at the failed heartbeat; events taken in between are the ones at risk.
+    """
+    try:
+        consumer = app.consumer._thread._ensure_consumer()
+    except Exception:  # not started yet, or the consumer is being rebuilt
+        return False
+    coordinator = getattr(consumer, "_coordinator", None)
+    subscription = consumer._subscription.subscription
+    if coordinator is None or subscription is None:
+        return False
+    return bool(coordinator.coordinator_id is not None and not coordinator.need_rejoin(subscription))
+
+
+def aiokafka_producer(app: Any) -> Any:
+    """The aiokafka producer behind Faust's (started with the app)."""
+    return app.producer._ensure_producer()
+
+
+async def topic_partitions(producer: Any, topic: str) -> list[int]:
+    """A topic's partition numbers, sorted, once the producer's metadata knows the topic."""
+    await producer.client._wait_on_metadata(topic)
+    return sorted(producer.client.cluster.partitions_for_topic(topic))

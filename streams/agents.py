@@ -1,0 +1,446 @@
+"""The four agents of the scoring path, as methods of one object that is handed everything it uses."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import orjson
+from faust.serializers import codecs as faust_codecs
+
+from alerting import AlertingRuntime
+from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
+from core.events import CallEvent, TransferEvent
+from core.kinds import Handlers, from_wire
+from core.pseudonym import pseudonymise
+from core.settings import Settings
+from features import (
+    PAYEE_PREFIX,
+    CallerSnapshot,
+    CallerState,
+    FeatureRow,
+    Feedback,
+    PayeeSnapshot,
+    PayeeState,
+    SubscriberState,
+    apply_feedback,
+    available_at,
+    caller_step,
+    encode_row,
+    payee_key,
+    payee_step,
+    subscriber_step,
+    transfer_feedback,
+)
+from models import reasons
+from streams.ingest import Ignored, Rejected, route_raw
+from streams.metrics import (
+    ALERT_ERRORS,
+    ALERT_HANDOFF_SECONDS,
+    DEAD_LETTERS,
+    DECISIONS,
+    DUPLICATES,
+    EVENT_TIME_LAG,
+    EVENT_TO_DECISION,
+    EVENTS_CONSUMED,
+    EVENTS_IGNORED,
+    EVENTS_SCORED,
+    EXPLAIN_SECONDS,
+    PACK_ARRIVAL,
+    SCORE_BATCH,
+    SCORE_SECONDS,
+    SHADOW_DECISIONS,
+)
+from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
+from streams.produce import BatchSender, unpack
+from streams.scoring_runtime import LiveModel, ShadowModel
+
+__all__ = ["Agents", "StateTable"]
+
+log = logging.getLogger("fraudwatch.worker")
+DeadLetterSender = Callable[[bytes, InvalidEvent, str, int, int], Awaitable[None]]
+
+# Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
+_children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+_caller_duplicates = DUPLICATES.labels(stage="caller")
+_subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
+_payee_duplicates = DUPLICATES.labels(stage="payee")
+_feedback_duplicates = DUPLICATES.labels(stage="feedback")
+_callers_arrival = PACK_ARRIVAL.labels(stage="callers")
+_score_arrival = PACK_ARRIVAL.labels(stage="score")
+
+
+def _child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once per label set (for labels known only at run time)."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+class StateTable:
+    """Reads states from a table's store; writes a batch's changed states with one changelog batch per partition.
+
+    Why not ``table[key] = state``: Faust sends each changelog record on its own (``send_soon`` with a
+    callback per key), which cost as much per event as the hops themselves. The records are the same
+    (key bytes, the table's codec, the partition of the key's murmur2 as ``use_partitioner`` picks it),
+    they go through the same producer (so Faust's commit still flushes them first), and the in-memory
+    store keeps no persisted offsets (recovery always reads the changelog from the start).
+    """
+
+    def __init__(self, table: Any, codec: str, sender: BatchSender) -> None:
+        self.table = table
+        self.codec = codec
+        self.sender = sender
+
+    def current(self, key: str, touched: dict[str, Any], new: Callable[[], Any]) -> Any:
+        """The key's newest state: changed earlier in this batch, else stored, else ``new()``.
+
+        Read from the store: ``Table.get`` raises and catches an exception per new key.
+        """
+        return touched.get(key) or self.table.data.get(key) or new()
+
+    async def write(self, states: dict[str, Any], after: Sequence[asyncio.Future[Any]] = ()) -> None:
+        """Store each state under its key and queue its changelog record, once ``after`` has been delivered.
+
+        ``after``: the delivery futures of the messages that carry the events these states now hold as seen.
+        A replay after a crash skips those events as duplicates, so a state written before them was on the
+        broker would lose them for good after a kill -9 (seen in the reliability tests, in both agents).
+        """
+        if after:
+            await asyncio.gather(*after)
+        if not states:
+            return
+        data = self.table.data
+        records: list[tuple[bytes, bytes]] = []
+        for key, state in states.items():
+            data[key] = state
+            records.append((key.encode(), faust_codecs.dumps(self.codec, state)))
+        await self.sender.send_many(records)
+
+
+def _in_arrival_order(
+    batch: list[bytes], on_feedback: Callable[[Feedback], None] | None = None, arrival: Any = None
+) -> list[tuple[Any, dict[str, Any]]]:
+    """A batch's events (unpacked) with their envelopes, sorted by the event time they became known (stable).
+
+    Why: a key's events reach this hop through different partitions of the previous one (a subscriber's
+    calls come from many callers), so two events a few event-time seconds apart can arrive swapped; the
+    offline engine processes them in availability order. Sorting each batch repairs the swaps that fall
+    into one batch; a swap across batches is handled as a late event (it lands in its windows, but rows
+    computed before it arrived do not see it). Feedback messages are handed to ``on_feedback`` first:
+    they only count from their own effective time, so their place in the batch does not matter.
+    ``arrival`` (a histogram child) observes each pack's age since ingest.
+    """
+    decoded: list[tuple[Any, dict[str, Any]]] = []
+    now = time.time()
+    for value in batch:
+        envelopes = unpack(value)
+        if arrival is not None and envelopes and (t_s := envelopes[0].get("t")):
+            arrival.observe(max(0.0, now - t_s))  # once per pack: per-hop latency at no per-event cost
+        for envelope in envelopes:
+            if "f" in envelope:
+                if on_feedback is not None:
+                    on_feedback(Feedback.from_list(envelope["f"]))
+                continue
+            decoded.append((from_wire(envelope["e"]), envelope))  # validated at ingest: trusted here
+    decoded.sort(key=lambda pair: available_at(pair[0]))
+    return decoded
+
+
+class Agents:
+    """The agents' bodies and what they share; :func:`streams.worker.build_worker` registers them."""
+
+    log = log
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        live_model: LiveModel,
+        shadow_model: ShadowModel,
+        caller_states: StateTable,
+        subscriber_states: StateTable,
+        to_callers: BatchSender,
+        to_subscribers: BatchSender,
+        to_explain: BatchSender,
+        send_dead_letter: DeadLetterSender,
+        feature_topic: Any,
+    ) -> None:
+        self.settings = settings
+        self.live_model = live_model
+        self.shadow_model = shadow_model
+        self.caller_states = caller_states
+        self.subscriber_states = subscriber_states
+        self.to_callers = to_callers
+        self.to_subscribers = to_subscribers
+        self.to_explain = to_explain
+        self._send_dead_letter = send_dead_letter
+        self.feature_topic = feature_topic
+        self.alerting: AlertingRuntime | None = None  # set when the worker has started it
+        self.watermark_ms = 0  # the newest event time this worker has scored
+        # What the caller-keyed hop does per kind; a kind without an entry is not forwarded past it.
+        self._key_stage: Handlers[Callable[[Any, dict[str, Any], dict[str, Any]], bytes | None]] = Handlers(
+            {CallEvent: self._caller_stage, TransferEvent: self._payee_stage}
+        )
+
+    async def dead_letter(self, raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
+        """Publish a rejected message with why it was rejected; count it."""
+        DEAD_LETTERS.labels(reason=exc.reason).inc()
+        await self._send_dead_letter(raw, exc, source, partition, offset)
+
+    async def ingest(self, stream: Any) -> None:
+        """Validate raw input; route calls to their caller's partition and transfers to the payee's.
+
+        Stateless, so it works in batches: one produce call per partition and batch instead of one per event.
+        Events are acknowledged after their batch is queued; Faust flushes the producer before it commits.
+        """
+        settings = self.settings
+        async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
+            out: list[tuple[bytes, bytes]] = []
+            counts: dict[tuple[str, str], int] = {}
+            for event in events:
+                message = event.message
+                raw: bytes = event.value if event.value is not None else b""
+                routed = route_raw(raw, settings.max_event_bytes, message.timestamp)
+                if isinstance(routed, Rejected):
+                    await self.dead_letter(raw, routed.error, message.topic, message.partition, message.offset)
+                    log.warning("dead letter", extra={"reason": routed.error.reason, "topic": message.topic})
+                    continue
+                if isinstance(routed, Ignored):
+                    _child(EVENTS_IGNORED, routed.schema).inc()
+                    continue
+                counts[(message.topic, routed.schema)] = counts.get((message.topic, routed.schema), 0) + 1
+                out.append((routed.key, routed.envelope))
+            for (topic, kind), n in counts.items():
+                _child(EVENTS_CONSUMED, topic, kind).inc(n)
+            await self.to_callers.send_many(out)
+
+    def _caller_stage(self, call: CallEvent, envelope: dict[str, Any], touched: dict[str, Any]) -> bytes | None:
+        """Update the calling number's state; the callee's partition key, or None for a duplicate."""
+        state = self.caller_states.current(call.caller, touched, CallerState)
+        snap = caller_step(state, call)
+        if snap is None:
+            _caller_duplicates.inc()
+            return None
+        touched[call.caller] = state
+        envelope["c"] = snap.to_list()
+        return call.callee.encode()
+
+    def _payee_stage(self, transfer: TransferEvent, envelope: dict[str, Any], touched: dict[str, Any]) -> bytes | None:
+        """Update the receiving account's state; the payer's partition key, or None (counted) for a duplicate."""
+        key = payee_key(transfer.payee_account)
+        state = self.caller_states.current(key, touched, PayeeState)
+        snap = payee_step(state, transfer)
+        if snap is None:
+            _payee_duplicates.inc()
+            return None
+        touched[key] = state
+        envelope["p"] = snap.to_list()
+        return transfer.subscriber.encode()
+
+    def _take_feedback(self, fb: Feedback, touched: dict[str, CallerState | PayeeState]) -> None:
+        """Queue feedback on the caller or payee state it names (a repeat is dropped and counted)."""
+        new = PayeeState if fb.key.startswith(PAYEE_PREFIX) else CallerState
+        state = self.caller_states.current(fb.key, touched, new)
+        if apply_feedback(state, fb):
+            touched[fb.key] = state
+        else:
+            _feedback_duplicates.inc()
+
+    async def callers(self, stream: Any) -> None:
+        """Update the calling number's (or payee's) rolling state and pass its risk on to the subscriber's partition.
+
+        Works in batches so that a busy number (a ring line, a call centre) is written to the changelog
+        once per batch rather than once per call: its state is the largest there is.
+        """
+        settings = self.settings
+        async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
+            touched: dict[str, CallerState | PayeeState] = {}
+            out: list[tuple[bytes, bytes]] = []
+            take_feedback = functools.partial(self._take_feedback, touched=touched)
+            for event, envelope in _in_arrival_order(batch, take_feedback, _callers_arrival):
+                stage = self._key_stage.get(event)
+                if stage is not None and (key := stage(event, envelope, touched)) is not None:
+                    out.append((key, orjson.dumps(envelope)))
+            await self.caller_states.write(touched, after=await self.to_subscribers.send_many(out))
+
+    async def _wait_for_model(self) -> Any:
+        # Readiness keeps traffic away until a model is loaded; if one vanishes, wait rather than drop.
+        while self.live_model.scorer is None:
+            await asyncio.sleep(0.5)
+        return self.live_model.scorer
+
+    async def score(self, stream: Any) -> None:
+        """Update subscriber state per event, score in micro-batches, queue risky rows for ``explain``.
+
+        ``take()`` batches the model call (one predict per batch costs ~1 us/row against ~40 us for one
+        row); the tables use the producer's partitioner so they can be written inside ``take()`` (#497),
+        and events are acknowledged only after their batch is scored, so at-least-once still holds.
+        """
+        settings = self.settings
+        async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
+            rows: list[FeatureRow] = []
+            ingest_s: list[float | None] = []
+            touched: dict[str, SubscriberState] = {}
+            feedback: list[Feedback] = []
+            for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
+                snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
+                payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
+                state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
+                row = subscriber_step(state, event, snap, payee)
+                if row is None:
+                    _subscriber_duplicates.inc()
+                    continue
+                if isinstance(event, TransferEvent):
+                    feedback += transfer_feedback(state, event, row)
+                touched[event.subscriber] = state
+                rows.append(row)
+                ingest_s.append(envelope.get("t"))
+            if not rows:
+                continue  # nothing new (``touched`` is empty too)
+            published: list[Any] = []
+            if settings.publish_features:
+                for row in rows:
+                    key = row.subscriber.encode()
+                    published.append(await self.feature_topic.send(key=key, value=encode_row(row)))
+            scorer = self.live_model.scorer or await self._wait_for_model()
+            started = time.perf_counter()
+            risks = scorer.score([r.values for r in rows])
+            SCORE_SECONDS.observe(time.perf_counter() - started)
+            SCORE_BATCH.observe(len(rows))
+            self.watermark_ms = max(self.watermark_ms, max(r.avail_ms for r in rows))
+            now = time.time()
+            pending: list[tuple[bytes, bytes]] = []
+            for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
+                level = scorer.level(risk)
+                _child(EVENTS_SCORED, "call.v1" if row.is_call else "transfer.v1").inc()
+                _child(DECISIONS, str(level)).inc()
+                if t_s:
+                    EVENT_TO_DECISION.observe(max(0.0, now - t_s))
+                EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
+                if level:
+                    alert = PendingAlert(row, risk, level, scorer.version, now)
+                    pending.append((row.subscriber.encode(), encode_pending(alert)))
+            # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
+            published += await self.to_explain.send_many(pending)
+            if self.shadow_model.scorer is not None:
+                self._score_shadow(self.shadow_model.scorer, rows, risks)
+            # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
+            await self.to_callers.send_many([(fb.key.encode(), orjson.dumps({"f": fb.to_list()})) for fb in feedback])
+            # One changelog write per key and batch, before the batch's events are acknowledged, and only after
+            # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
+            # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.
+            await self.subscriber_states.write(touched, after=published)
+
+    async def explain(self, stream: Any) -> None:
+        """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""
+        settings = self.settings
+        async for events in stream.take_events(settings.score_batch_max, within=settings.score_batch_wait_s):
+            alerts: list[PendingAlert] = []
+            offsets: list[str] = []  # where each came from, for the log: an alert is traceable to its record
+            for event in events:
+                raw: bytes = event.value if event.value is not None else b""
+                try:
+                    alerts.append(decode_pending(raw))
+                    offsets.append(f"{event.message.partition}:{event.message.offset}")
+                except MalformedPendingAlert as exc:
+                    # Only this service writes the topic: a bad record is a bug or a version skew. Kept (dead
+                    # letters) and counted, like bad input.
+                    message = event.message
+                    reason = InvalidEvent("malformed_pending_alert", str(exc))
+                    await self.dead_letter(raw, reason, message.topic, message.partition, message.offset)
+                    log.error("unreadable pending alert", extra={"error": str(exc)})
+            log.debug("pending alerts taken", extra={"sources": offsets})
+            if not alerts:
+                continue
+            await self._wait_for_model()  # returns at once when a model is loaded
+            alerting = await self._wait_for_alerting()
+            started = time.perf_counter()
+            contributions = await self._contributions(alerts)
+            explained = time.perf_counter()
+            EXPLAIN_SECONDS.observe(explained - started)
+            for i, (alert, contrib) in enumerate(zip(alerts, contributions, strict=True)):
+                try:
+                    await self._alert(alerting, alert, contrib, offsets[i])
+                except AlertingStopped:
+                    # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go back
+                    # on the hop first (durable there; the next worker handles them).
+                    rest = [(a.row.subscriber.encode(), encode_pending(a)) for a in alerts[i:]]
+                    await asyncio.gather(*await self.to_explain.send_many(rest))
+                    log.warning("stopped while redis was away: alerts put back", extra={"alerts": len(rest)})
+                    return
+            ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
+
+    async def _wait_for_alerting(self) -> AlertingRuntime:
+        # Started by a task as the worker starts; an alert taken before that waits for it.
+        while self.alerting is None:
+            await asyncio.sleep(0.1)
+        return self.alerting
+
+    async def _contributions(self, alerts: list[PendingAlert]) -> list[Any]:
+        """SHAP contributions of each alert's row under the model version that scored it (when still loaded).
+
+        One call per version (LightGBM's per-call cost dominated one row's), in a thread: LightGBM releases
+        the GIL, so the other agents keep the event loop busy meanwhile.
+        """
+        by_version: dict[str, list[int]] = {}
+        for i, alert in enumerate(alerts):
+            by_version.setdefault(alert.model_version, []).append(i)
+        out: list[Any] = [None] * len(alerts)
+        for version, idx in by_version.items():
+            scorer = self.live_model.scorer_of(version)
+            assert scorer is not None  # the caller waited for a model
+            if scorer.version != version:
+                log.warning("alerts explained by a newer model", extra={"version": version, "alerts": len(idx)})
+            contrib = await asyncio.to_thread(scorer.contributions_many, [alerts[i].row.values for i in idx])
+            for i, c in zip(idx, contrib, strict=True):
+                out[i] = c
+        return out
+
+    def _score_shadow(self, shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
+        """Score the batch with the shadow model; log where it would alert or disagree, never act."""
+        risks = shadow.score([r.values for r in rows])
+        live = self.live_model.scorer
+        for row, risk, live_risk in zip(rows, risks.tolist(), live_risks.tolist(), strict=True):
+            level = shadow.level(risk)
+            SHADOW_DECISIONS.labels(level=str(level)).inc()
+            live_level = live.level(live_risk) if live is not None else 0
+            if level or live_level:
+                log.info(
+                    "shadow decision",
+                    extra={
+                        "event_id": row.event_id,
+                        "case_subscriber": pseudonymise(row.subscriber),
+                        "shadow_version": shadow.version,
+                        "shadow_level": level,
+                        "live_level": live_level,
+                        "shadow_score": round(risk, 4),
+                    },
+                )
+
+    async def _alert(self, alerting: AlertingRuntime, alert: PendingAlert, contributions: Any, source: str) -> None:
+        """Word a risky event's reasons and hand it to alerting; a failed side effect never stops the stream."""
+        row = alert.row
+        decision = alert.decision(tuple(reasons(row.values, contributions)))
+        log.info(
+            "alert",
+            extra={
+                "case_subscriber": pseudonymise(row.subscriber),
+                "event_id": row.event_id,
+                "risk_level": alert.level,
+                "source": source,  # partition:offset on the pending-alerts hop
+            },
+        )
+        try:
+            await alerting.handle(decision)
+        except AlertingStopped:
+            raise
+        except Exception as exc:
+            ALERT_ERRORS.labels(error=type(exc).__name__).inc()
+            log.exception("alerting failed", extra={"event_id": row.event_id})
