@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from alerting.metrics import ALERTS, TASKS
 from alerting.outbox import stage_outbox
 from alerting.responders import ResponderRegistry
 from alerting.tasks import build_task, stage_task
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidDecision
 from core.settings import Settings
 
@@ -66,10 +66,12 @@ class Dispatcher:
         *,
         registry: ResponderRegistry | None = None,
         unit_hint: Callable[[Decision], str | None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._redis = redis
         self._settings = settings
-        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s)
+        self._clock = clock
+        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
         self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
         self._unit_hint = unit_hint
 
@@ -98,8 +100,11 @@ class Dispatcher:
                 claimed = await self._claim(decision, case)
             new_task = build_task(case, decision, claimed["responder_id"] if claimed else None, task_id)
             body = orjson.dumps(new_task)
-            stage_task(pipe, new_task, body)
-            stage_outbox(pipe, new_task, body, enqueued_at=decision.decided_at_s)
+            now_s = self._clock.now_s()
+            stage_task(pipe, new_task, body, now_ms=int(now_s * 1000))
+            # Latency starts at the scoring decision when known (it crossed a topic to get here).
+            enqueued_at = decision.decided_at_s if decision.decided_at_s is not None else now_s
+            stage_outbox(pipe, new_task, body, enqueued_at=enqueued_at)
             created = new_task
 
         outcome = None
@@ -126,7 +131,7 @@ class Dispatcher:
                 "level": task["level"],
                 "state": "assigned" if task["responder_id"] else "created",
                 "responder_id": task["responder_id"],
-                "at_ms": int(time.time() * 1000),
+                "at_ms": self._clock.now_ms(),
             },
         )
         return task

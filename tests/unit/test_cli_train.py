@@ -37,8 +37,8 @@ def test_train_rejects_zero_models(tmp_path: Path) -> None:
 
 def test_train_defaults_are_train_configs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Without --models / --threshold-folds the run gets TrainConfig's defaults (3 boosters, 4 folds).
-    from sandbox import training
     from models.train import TrainConfig
+    from sandbox import training
 
     seen: list[TrainConfig] = []
 
