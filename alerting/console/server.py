@@ -39,6 +39,7 @@ from core.errors import (
     UnknownResponder,
     UnknownTask,
 )
+from core.levels import levels
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -232,6 +233,40 @@ async def page(request: web.Request) -> web.Response:
     return web.Response(body=request.app[CONSOLE].page, content_type="text/html", charset="utf-8")
 
 
+def levels_json(settings: Settings) -> list[dict[str, Any]]:
+    """The level table as the page reads it: number, name, action (with the operator's override), colour."""
+    return [
+        {
+            "level": lv.number,
+            "name": lv.name,
+            "summary": lv.summary,
+            "action": settings.level_actions.get(lv.number, lv.action),
+            "colour": lv.colour,
+            "css_class": lv.css_class,
+        }
+        for lv in levels()
+    ]
+
+
+def levels_css() -> str:
+    """Badge and map-dot colours per level, generated from the table (so a new level needs no CSS edit)."""
+    rules = [
+        f".level.{lv.css_class} {{ background: {lv.colour}; }} svg .case.{lv.css_class} {{ fill: {lv.colour}; }}"
+        for lv in levels()
+    ]
+    return "/* generated from core/levels.py */\n" + "\n".join(rules) + "\n"
+
+
+async def level_table(request: web.Request) -> web.Response:
+    """GET /levels.json: the level table (no secrets, so no token: the page styles itself before login)."""
+    return _json({"levels": levels_json(request.app[CONSOLE].settings)})
+
+
+async def level_styles(request: web.Request) -> web.Response:
+    """GET /levels.css: the level colours."""
+    return web.Response(text=levels_css(), content_type="text/css")
+
+
 async def me(request: web.Request) -> web.Response:
     """Who the token belongs to (the page's login check)."""
     return _json(_who(request).as_dict())
@@ -418,6 +453,8 @@ def create_app(
     )
     app[CONSOLE] = console
     app.router.add_get("/", page)
+    app.router.add_get("/levels.json", level_table)
+    app.router.add_get("/levels.css", level_styles)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/cases", list_cases)
