@@ -194,9 +194,7 @@ class TaskLifecycle:
                     continue
         return out
 
-    async def transition(
-        self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None, now_ms: int | None = None
-    ) -> TaskState:
+    async def transition(self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None) -> TaskState:
         """Move a task to acknowledged, en_route, on_scene or resolved (which needs an outcome)."""
         if state == ASSIGNED:
             raise InvalidTransition("use assign() to (re)assign a task to a responder")
@@ -206,7 +204,7 @@ class TaskLifecycle:
             raise InvalidTransition(f"resolving needs an outcome, one of {', '.join(OUTCOMES)}")
         if state != RESOLVED and outcome is not None:
             raise InvalidTransition("only resolved takes an outcome")
-        now = now_ms if now_ms is not None else self.clock.now_ms()
+        now = self.clock.now_ms()
         done = await self._commit(task_id, state, actor, now, outcome=outcome)
         await self._after(done, actor, now)
         return done.after
