@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ from alerting.audit import SYSTEM, Actor, publish_change
 from alerting.lifecycle import TaskLifecycle
 from alerting.metrics import ESCALATION_POST_FAILURES, ESCALATIONS
 from alerting.tasks import ASSIGNED, TaskStore
+from core.clock import sleep_or_stop
 from core.errors import InvalidTransition, NoResponderAvailable, TransitionContention, UnknownTask
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,10 @@ ESCALATION_TYPE = "ack_deadline_missed"
 
 
 class AckWatcher:
-    """Finds assigned tasks older than ``ack_deadline_s`` without acknowledgement; safe to run in many processes."""
+    """Finds assigned tasks older than ``ack_deadline_s`` without acknowledgement; safe to run in many processes.
+
+    Its clock is the lifecycle's: a deadline is measured on the clock that stamped the assignment.
+    """
 
     def __init__(
         self,
@@ -35,6 +37,7 @@ class AckWatcher:
         batch: int = 100,
     ) -> None:
         self._lifecycle = lifecycle
+        self._clock = lifecycle.clock
         self._settings = lifecycle.settings
         self._redis = lifecycle.redis
         self._tasks = TaskStore(self._redis)
@@ -56,12 +59,11 @@ class AckWatcher:
                 log.warning("ack watcher: redis unavailable: %s", exc)
             except Exception:
                 log.exception("ack watcher: unexpected error")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.ack_check_interval_s)
+            await sleep_or_stop(self._clock, self._settings.ack_check_interval_s, stop)
 
-    async def check_once(self, now_ms: int | None = None) -> list[dict[str, Any]]:
+    async def check_once(self) -> list[dict[str, Any]]:
         """Escalate every overdue assignment now; returns the escalation records made."""
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        now = self._clock.now_ms()
         cutoff = now - int(self._settings.ack_deadline_s * 1000)
         due = await self._redis.zrangebyscore(keys.TASKS_AWAITING_ACK, "-inf", cutoff, start=0, num=self._batch)
         made: list[dict[str, Any]] = []

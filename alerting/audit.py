@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,19 +32,19 @@ def audit_fields(
     actor: Actor,
     action: str,
     *,
+    at_ms: int,
     case_key: str | None = None,
     task_id: str | None = None,
-    at_ms: int | None = None,
     **detail: Any,
 ) -> dict[Any, Any]:
-    """The fields of one ``fw:audit`` entry; ``detail`` goes in as one JSON field."""
+    """The fields of one ``fw:audit`` entry at ``at_ms`` (the caller's clock); ``detail`` goes in as one JSON field."""
     fields: dict[Any, Any] = {
         "actor": actor.name,
         "role": actor.role,
         "action": action,
         "case_key": case_key or "",
         "task_id": task_id or "",
-        "at_ms": str(at_ms if at_ms is not None else int(time.time() * 1000)),
+        "at_ms": str(at_ms),
     }
     if detail:
         fields["detail"] = orjson.dumps(detail)

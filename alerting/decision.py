@@ -13,7 +13,7 @@ class Decision:
     event_id: str
     ts_ms: int
     score: float
-    level: int  # 1 = SMS/in-app warning, 2 = call-centre warning call, 3 = face-to-face dissuasion task
+    level: int  # a number of core.levels.LEVELS (1 warning, 2 call centre, 3 face to face)
     model_version: str
     reasons: tuple[str, ...] = field(default_factory=tuple)
     lat: float | None = None

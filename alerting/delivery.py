@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import random
 import socket
-import time
 import uuid
 from types import TracebackType
 
@@ -20,6 +18,7 @@ from redis.exceptions import RedisError
 from alerting.backoff import backoff_delay
 from alerting.metrics import DECISION_TO_DELIVERY, DELIVERY_FAILURES, DELIVERY_RETRIES, TASKS_DELIVERED
 from alerting.outbox import Outbox, OutboxEntry
+from core.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from core.errors import ConfigurationError, DeliveryFailed
 from core.settings import Settings
 
@@ -56,15 +55,19 @@ class Deliverer:
         concurrency: int = 16,
         block_ms: int = 1000,
         rng: random.Random | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._url = url or settings.dispatch_url
         if not self._url:
             raise ConfigurationError("no dispatch URL: set FW_DISPATCH_URL or pass url=")
         self._settings = settings
+        self._clock = clock
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(timeout=settings.delivery_timeout_s)
         # A per-instance suffix keeps two deliverers in one process (or a restarted pod) apart.
-        self.outbox = Outbox(redis, consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}")
+        self.outbox = Outbox(
+            redis, consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", clock=clock
+        )
         # In-flight entries are touched before every retry, so an entry idle longer than one attempt plus
         # one backoff pause has lost its deliverer; the margin avoids stealing from a slow but live peer.
         self._claim_idle_ms = (
@@ -125,9 +128,9 @@ class Deliverer:
                 del inflight[eid]
             try:
                 await self._ensure_group()
-                if time.monotonic() >= next_reclaim:
+                if self._clock.monotonic() >= next_reclaim:
                     schedule(await self._recover())
-                    next_reclaim = time.monotonic() + reclaim_every
+                    next_reclaim = self._clock.monotonic() + reclaim_every
                 free = self._concurrency - len(inflight)
                 if free <= 0:
                     await asyncio.wait(
@@ -140,8 +143,7 @@ class Deliverer:
                 log.warning("outbox read failed: %s", exc)
                 if "NOGROUP" in str(exc):
                     self._group_ready = False  # the stream or group is gone (an emptied Redis): create it again
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                await sleep_or_stop(self._clock, 1.0, stop)
         if inflight:
             await asyncio.gather(*inflight.values(), return_exceptions=True)
 
@@ -194,14 +196,14 @@ class Deliverer:
                 if exc.retry_after_s is not None:  # the server knows its own recovery time better
                     delay = max(delay, min(exc.retry_after_s, s.delivery_backoff_max_s))
                 DELIVERY_RETRIES.inc()
-                if await self._pause(delay, stop):
+                if await sleep_or_stop(self._clock, delay, stop):
                     return False  # stopping: leave the entry pending for the next deliverer
                 await self.outbox.touch(entry.entry_id)
                 continue
             if await self.outbox.ack_delivered(entry, status_code=status, attempts=failures + 1):
                 TASKS_DELIVERED.inc()
                 if math.isfinite(entry.enqueued_at):
-                    DECISION_TO_DELIVERY.observe(max(0.0, time.time() - entry.enqueued_at))
+                    DECISION_TO_DELIVERY.observe(max(0.0, self._clock.now_s() - entry.enqueued_at))
                 return True
             return False  # another deliverer acknowledged it first; the receiver deduplicated us
 
@@ -227,15 +229,3 @@ class Deliverer:
         if code == 429 or code >= 500:
             raise DeliveryFailed("http", retryable=True, status_code=code, retry_after_s=_retry_after(response))
         raise DeliveryFailed("http", retryable=False, status_code=code)
-
-    @staticmethod
-    async def _pause(delay: float, stop: asyncio.Event | None) -> bool:
-        """Sleep ``delay`` seconds; True if ``stop`` was set meanwhile."""
-        if stop is None:
-            await asyncio.sleep(delay)
-            return False
-        try:
-            await asyncio.wait_for(stop.wait(), delay)
-        except TimeoutError:
-            return False
-        return True

@@ -1,10 +1,9 @@
-"""From a decision to an action: a warning (level 1), a call-centre task (2) or a responder at the door (3)."""
+"""From a decision to its level's action: a warning, a call-centre task or a responder at the door (core/levels.py)."""
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -21,18 +20,20 @@ from alerting.metrics import ALERTS, TASKS
 from alerting.outbox import stage_outbox
 from alerting.responders import ResponderRegistry
 from alerting.tasks import build_task, stage_task
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidDecision
+from core.levels import Action, level, level_numbers
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WARNING_LEVEL, CALL_CENTRE_LEVEL, FACE_TO_FACE_LEVEL = 1, 2, 3
 WARNINGS_MAXLEN = 100_000  # the SMS sender consumes warnings promptly; this only bounds a stalled one
 
 
-def _validate(d: Decision) -> None:
-    if d.level not in (WARNING_LEVEL, CALL_CENTRE_LEVEL, FACE_TO_FACE_LEVEL):
-        raise InvalidDecision(f"level must be 1, 2 or 3, got {d.level!r}")
+def validate_decision(d: Decision) -> None:
+    """Raise InvalidDecision unless the decision has a level of the table, a score in [0, 1] and a subscriber."""
+    if isinstance(d.level, bool) or d.level not in level_numbers():
+        raise InvalidDecision(f"level must be one of {list(level_numbers())}, got {d.level!r}")
     if not (isinstance(d.score, int | float) and math.isfinite(d.score) and 0.0 <= d.score <= 1.0):
         raise InvalidDecision(f"score must be within [0, 1], got {d.score!r}")
     if not d.subscriber or d.ts_ms < 0:
@@ -40,7 +41,7 @@ def _validate(d: Decision) -> None:
 
 
 def _stage_warning(pipe: Pipeline, case: Case, d: Decision) -> None:
-    """Queue a level-1 warning record (for the SMS/in-app sender) inside the case's MULTI."""
+    """Queue a warning record (for the SMS/in-app sender) inside the case's MULTI."""
     record = {
         "case_key": case.case_key,
         "subscriber": d.subscriber,  # the sender must know whom to warn
@@ -66,18 +67,20 @@ class Dispatcher:
         *,
         registry: ResponderRegistry | None = None,
         unit_hint: Callable[[Decision], str | None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._redis = redis
         self._settings = settings
-        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s)
+        self._clock = clock
+        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
         self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
         self._unit_hint = unit_hint
 
     async def handle(self, decision: Decision) -> dict[str, Any] | None:
         """Act on one decision; the new task.v1 dict, or None (warning only, or the case already had it)."""
-        _validate(decision)
+        validate_decision(decision)
         ALERTS.labels(level=str(decision.level)).inc()
-        action = self._settings.level_actions.get(decision.level, "none")
+        action = self.action_of(decision.level)
         if action == "none":
             return None
         task_id = uuid.uuid4().hex  # fixed across optimistic-lock retries
@@ -98,8 +101,11 @@ class Dispatcher:
                 claimed = await self._claim(decision, case)
             new_task = build_task(case, decision, claimed["responder_id"] if claimed else None, task_id)
             body = orjson.dumps(new_task)
-            stage_task(pipe, new_task, body)
-            stage_outbox(pipe, new_task, body, enqueued_at=decision.decided_at_s)
+            now_s = self._clock.now_s()
+            stage_task(pipe, new_task, body, now_ms=int(now_s * 1000))
+            # Latency starts at the scoring decision when known (it crossed a topic to get here).
+            enqueued_at = decision.decided_at_s if decision.decided_at_s is not None else now_s
+            stage_outbox(pipe, new_task, body, enqueued_at=enqueued_at)
             created = new_task
 
         outcome = None
@@ -126,10 +132,14 @@ class Dispatcher:
                 "level": task["level"],
                 "state": "assigned" if task["responder_id"] else "created",
                 "responder_id": task["responder_id"],
-                "at_ms": int(time.time() * 1000),
+                "at_ms": self._clock.now_ms(),
             },
         )
         return task
+
+    def action_of(self, level_number: int) -> Action:
+        """What a decision of this level does: the operator's FW_LEVEL_ACTIONS, else the level table's."""
+        return self._settings.level_actions.get(level_number, level(level_number).action)
 
     async def _claim(self, d: Decision, case: Case) -> dict[str, Any] | None:
         lat, lon = (d.lat, d.lon) if d.lat is not None and d.lon is not None else (case.lat, case.lon)

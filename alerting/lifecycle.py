@@ -8,7 +8,6 @@ responder and emits an outcome label to ``fw:labels`` (and to Kafka through an o
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -23,6 +22,7 @@ from alerting.audit import Actor, publish_change, stage_audit
 from alerting.metrics import ACK_SECONDS, LABEL_PUBLISH_FAILURES, TASK_TRANSITIONS
 from alerting.responders import ResponderRegistry
 from alerting.tasks import ASSIGNED, CREATED, initial_state, task_event
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidTransition, TransitionContention, UnknownTask
 from core.settings import Settings
 
@@ -145,10 +145,6 @@ def kafka_label_sink(producer: Any, topic: str) -> LabelSink:
     return send
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(frozen=True, slots=True)
 class _Committed:
     before: TaskState
@@ -168,10 +164,12 @@ class TaskLifecycle:
         registry: ResponderRegistry | None = None,
         label_sink: LabelSink | None = None,
         max_retries: int = 50,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.redis = redis
         self.settings = settings
-        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s)
+        self.clock = clock
+        self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
         self._label_sink = label_sink
         self._max_retries = max_retries
 
@@ -196,9 +194,7 @@ class TaskLifecycle:
                     continue
         return out
 
-    async def transition(
-        self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None, now_ms: int | None = None
-    ) -> TaskState:
+    async def transition(self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None) -> TaskState:
         """Move a task to acknowledged, en_route, on_scene or resolved (which needs an outcome)."""
         if state == ASSIGNED:
             raise InvalidTransition("use assign() to (re)assign a task to a responder")
@@ -208,7 +204,7 @@ class TaskLifecycle:
             raise InvalidTransition(f"resolving needs an outcome, one of {', '.join(OUTCOMES)}")
         if state != RESOLVED and outcome is not None:
             raise InvalidTransition("only resolved takes an outcome")
-        now = now_ms if now_ms is not None else _now_ms()
+        now = self.clock.now_ms()
         done = await self._commit(task_id, state, actor, now, outcome=outcome)
         await self._after(done, actor, now)
         return done.after
@@ -228,7 +224,7 @@ class TaskLifecycle:
 
         ``expect_assigned_ms`` makes the commit conditional on no (re)assignment or acknowledgement meanwhile.
         """
-        now = now_ms if now_ms is not None else _now_ms()
+        now = now_ms if now_ms is not None else self.clock.now_ms()
         current = await self.get(task_id)
         check_transition(current.state, ASSIGNED)
         if current.responder_id == responder_id:
@@ -286,7 +282,7 @@ class TaskLifecycle:
         if body is None:
             raise UnknownTask(task_id)
         first = await conn.lindex(keys.task_events(task_id), 0)
-        at_ms = int(orjson.loads(first).get("at_ms", 0)) if first is not None else _now_ms()
+        at_ms = int(orjson.loads(first).get("at_ms", 0)) if first is not None else self.clock.now_ms()
         return TaskState.from_fields(task_id, initial_state(orjson.loads(body), at_ms))
 
     async def _commit(

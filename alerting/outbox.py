@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from redis.exceptions import ResponseError
 
 from alerting import keys
 from alerting.tasks import DELIVERED, DELIVERY_FAILED, task_event
+from core.clock import SYSTEM_CLOCK, Clock
 
 # Success and give-up are recorded only by whoever's XACK removes the entry from the pending list, so a
 # task reclaimed by a second deliverer is still counted delivered once. KEYS: outbox, events, stats.
@@ -55,15 +55,18 @@ class OutboxEntry:
         return bool(self.task_id and self.idempotency_key and self.body)
 
 
-def stage_outbox(pipe: Pipeline, task: Mapping[str, Any], body: bytes, enqueued_at: float | None = None) -> None:
-    """Queue the outbox write of a task inside the caller's MULTI (so it commits with the task or not at all)."""
+def stage_outbox(pipe: Pipeline, task: Mapping[str, Any], body: bytes, enqueued_at: float) -> None:
+    """Queue the outbox write of a task inside the caller's MULTI (so it commits with the task or not at all).
+
+    ``enqueued_at`` is wall-clock seconds: where the decision-to-delivery latency starts.
+    """
     pipe.xadd(
         keys.OUTBOX,
         {
             "task_id": task["task_id"],
             "idempotency_key": task["idempotency_key"],
             "task": body,
-            "enqueued_at": repr(enqueued_at if enqueued_at is not None else time.time()),
+            "enqueued_at": repr(enqueued_at),
         },
     )
 
@@ -102,9 +105,10 @@ def _stream_entries(reply: Any) -> list[OutboxEntry]:
 class Outbox:
     """One consumer's view of ``fw:outbox`` in the ``delivery`` consumer group."""
 
-    def __init__(self, redis: Redis, consumer: str) -> None:
+    def __init__(self, redis: Redis, consumer: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._redis = redis
         self.consumer = consumer
+        self._clock = clock
         self._ack_delivered = redis.register_script(_ACK_DELIVERED)
         self._dead_letter = redis.register_script(_DEAD_LETTER)
 
@@ -149,7 +153,7 @@ class Outbox:
         """Acknowledge a delivered entry and record the task ``delivered``; False if someone else already had."""
         done = await self._ack_delivered(
             keys=[keys.OUTBOX, keys.task_events(entry.task_id), keys.STATS],
-            args=[keys.OUTBOX_GROUP, entry.entry_id, task_event(DELIVERED, **detail)],
+            args=[keys.OUTBOX_GROUP, entry.entry_id, task_event(DELIVERED, self._clock.now_ms(), **detail)],
         )
         return bool(done)
 
@@ -169,14 +173,14 @@ class Outbox:
             "source_id",
             entry.entry_id,
             "failed_at",
-            repr(time.time()),
+            repr(self._clock.now_s()),
         ]
         done = await self._dead_letter(
             keys=[keys.OUTBOX, keys.OUTBOX_DEAD, keys.task_events(entry.task_id), keys.STATS],
             args=[
                 keys.OUTBOX_GROUP,
                 entry.entry_id,
-                task_event(DELIVERY_FAILED, reason=reason, **detail),
+                task_event(DELIVERY_FAILED, self._clock.now_ms(), reason=reason, **detail),
                 *dead_fields,
             ],
         )
@@ -210,7 +214,7 @@ class Outbox:
                     },
                 )
                 pipe.xdel(keys.OUTBOX_DEAD, eid)
-                pipe.rpush(keys.task_events(dead.task_id), task_event("requeued"))
+                pipe.rpush(keys.task_events(dead.task_id), task_event("requeued", self._clock.now_ms()))
                 await pipe.execute()
             moved += 1
         return moved

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from redis.asyncio import Redis
 
 from alerting import keys
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
 
 KINDS = ("police", "grid_worker")
@@ -69,10 +69,6 @@ return current
 """
 
 
-def _now_ms() -> str:
-    return str(int(time.time() * 1000))
-
-
 def _check_coords(lat: Any, lon: Any) -> tuple[float, float]:
     try:
         flat, flon = float(lat), float(lon)
@@ -85,8 +81,8 @@ def _check_coords(lat: Any, lon: Any) -> tuple[float, float]:
     return flat, flon
 
 
-def _validate(record: Mapping[str, Any]) -> dict[Any, str]:
-    """The Redis hash fields of one responder.v1 record, or InvalidResponder."""
+def _validate(record: Mapping[str, Any], now_ms: int) -> dict[Any, str]:
+    """The Redis hash fields of one responder.v1 record loaded at ``now_ms``, or InvalidResponder."""
     missing = [f for f in ("responder_id", "kind", "unit", "lat", "lon", "status") if f not in record]
     if missing:
         raise InvalidResponder(f"responder record lacks {', '.join(missing)}")
@@ -107,9 +103,9 @@ def _validate(record: Mapping[str, Any]) -> dict[Any, str]:
         "lat": repr(lat),
         "lon": repr(lon),
         "status": status,
-        "status_ms": _now_ms(),
+        "status_ms": str(now_ms),
         # Loading counts as being seen: a roster responder is fresh until responder_stale_s after the load.
-        "seen_ms": _now_ms(),
+        "seen_ms": str(now_ms),
     }
 
 
@@ -138,8 +134,9 @@ def _is_stale(seen_ms: str | None, now_ms: int, stale_s: float | None) -> bool:
 class ResponderRegistry:
     """Responders in Redis: one hash each plus a geo set per kind for nearest-first search."""
 
-    def __init__(self, redis: Redis, stale_s: float | None = None) -> None:
+    def __init__(self, redis: Redis, stale_s: float | None = None, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._redis = redis
+        self.clock = clock
         # None = never stale (the old behaviour); the dispatcher passes settings.responder_stale_s.
         self.stale_s = stale_s
         self._cas = redis.register_script(_CAS_STATUS)
@@ -149,7 +146,8 @@ class ResponderRegistry:
 
     async def load(self, records: Iterable[Mapping[str, Any]]) -> int:
         """Register or overwrite responder.v1 records (status included); returns how many were loaded."""
-        validated = [_validate(r) for r in records]  # validate all first: a bad roster loads nothing
+        now = self.clock.now_ms()
+        validated = [_validate(r, now) for r in records]  # validate all first: a bad roster loads nothing
         pipe = self._redis.pipeline(transaction=False)
         for fields in validated:
             rid, kind = fields["responder_id"], fields["kind"]
@@ -172,7 +170,7 @@ class ResponderRegistry:
         """Set a responder's status unconditionally (e.g. from the police app: off duty, back on)."""
         if status not in STATUSES:
             raise InvalidResponder(f"status must be one of {STATUSES}, got {status!r}")
-        done = await self._set_status(keys=[keys.responder(responder_id)], args=[status, _now_ms()])
+        done = await self._set_status(keys=[keys.responder(responder_id)], args=[status, self._now()])
         if not done:
             raise UnknownResponder(responder_id)
 
@@ -186,9 +184,7 @@ class ResponderRegistry:
         if not done:
             raise UnknownResponder(responder_id)
 
-    async def heartbeat(
-        self, responder_id: str, lat: float, lon: float, status: str | None = None, now_ms: int | None = None
-    ) -> str:
+    async def heartbeat(self, responder_id: str, lat: float, lon: float, status: str | None = None) -> str:
         """Record a position report (moves and marks the responder seen); returns the status after it.
 
         ``status`` may toggle available <-> off_duty; ``busy`` is set and cleared only by task assignment.
@@ -196,7 +192,7 @@ class ResponderRegistry:
         flat, flon = _check_coords(lat, lon)
         if status is not None and status not in STATUSES:
             raise InvalidResponder(f"status must be one of {STATUSES}, got {status!r}")
-        seen = str(now_ms) if now_ms is not None else _now_ms()
+        seen = self._now()
         after = await self._heartbeat(
             keys=[keys.responder(responder_id), keys.responders_geo("police"), keys.responders_geo("grid_worker")],
             args=[repr(flat), repr(flon), responder_id, seen, status or ""],
@@ -208,7 +204,7 @@ class ResponderRegistry:
     def is_stale(self, responder: Mapping[str, Any], now_ms: int | None = None) -> bool:
         """Whether a responder dict (from :meth:`get`) is too quiet to be assigned."""
         seen = responder.get("seen_ms")
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        now = now_ms if now_ms is not None else self.clock.now_ms()
         return _is_stale(str(seen) if seen else None, now, self.stale_s)
 
     async def claim(self, responder_id: str) -> dict[str, Any]:
@@ -224,7 +220,7 @@ class ResponderRegistry:
     async def release(self, responder_id: str) -> bool:
         """Make a busy responder available again; False if it was not busy (e.g. went off duty meanwhile)."""
         # Only busy -> available: releasing must not put an off-duty responder back on the street.
-        return bool(await self._cas(keys=[keys.responder(responder_id)], args=["busy", "available", _now_ms()]))
+        return bool(await self._cas(keys=[keys.responder(responder_id)], args=["busy", "available", self._now()]))
 
     async def claim_nearest(
         self,
@@ -242,7 +238,7 @@ class ResponderRegistry:
         ``exclude`` names responders never to pick (e.g. those a task was already given to).
         """
         flat, flon = _check_coords(lat, lon)
-        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        now = now_ms if now_ms is not None else self.clock.now_ms()
         tried: set[str] = set(exclude)
         for radius in sorted(radii_km):
             candidates = await self._candidates(flat, flon, radius, tried, now)
@@ -310,5 +306,9 @@ class ResponderRegistry:
             if keys.text(row[0]) == "available" and not _is_stale(keys.text(row[2]), now_ms, self.stale_s)
         ]
 
+    def _now(self) -> str:
+        """Now in ms, as the Lua scripts take it."""
+        return str(self.clock.now_ms())
+
     async def _try_claim(self, responder_id: str) -> bool:
-        return bool(await self._cas(keys=[keys.responder(responder_id)], args=["available", "busy", _now_ms()]))
+        return bool(await self._cas(keys=[keys.responder(responder_id)], args=["available", "busy", self._now()]))

@@ -22,6 +22,7 @@ from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
 from alerting.metrics import RETRY_QUEUE
+from core.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from core.errors import AlertingStopped, ConfigurationError
 from core.settings import Settings
 
@@ -35,13 +36,14 @@ _REDIS_DOWN = (RedisError, OSError)  # OSError: a socket error redis-py did not 
 class AlertingRuntime:
     """Owns the alerting resources of one worker process; :meth:`handle` is the scoring path's sink."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
         if not settings.redis_url:
             raise ConfigurationError("alerting needs FW_REDIS_URL")
         self.settings = settings
+        self.clock = clock
         self.redis: Redis = Redis.from_url(settings.redis_url)
-        self.dispatcher = Dispatcher(self.redis, settings)
-        self.deliverer = Deliverer(self.redis, settings)
+        self.dispatcher = Dispatcher(self.redis, settings, clock=clock)
+        self.deliverer = Deliverer(self.redis, settings, clock=clock)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._waiting = False
@@ -80,17 +82,13 @@ class AlertingRuntime:
                         )
                     if self._stop.is_set():
                         raise AlertingStopped(f"stopped while decision {decision.event_id} waited for redis") from exc
-                    await self._wait(max(0.05, backoff_delay(failures, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S)))
+                    pause = max(0.05, backoff_delay(failures, RETRY_BACKOFF_BASE_S, RETRY_BACKOFF_MAX_S))
+                    await sleep_or_stop(self.clock, pause, self._stop)
         finally:
             if failures:
                 self._waiting = False
                 RETRY_QUEUE.set(0)
                 log.info("redis answered again after %d failed attempts", failures)
-
-    async def _wait(self, timeout: float) -> None:
-        """Sleep up to ``timeout``, ending early on stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout)
 
     async def stop(self) -> None:
         """Stop delivery and retries and close connections."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
@@ -48,9 +47,9 @@ def build_task(case: Case, d: Decision, responder_id: str | None, task_id: str |
     return task
 
 
-def task_event(state: str, at_ms: int | None = None, **detail: Any) -> bytes:
-    """One entry of ``fw:task-events:{id}``: the state and the wall time it was reached."""
-    return orjson.dumps({"state": state, "at_ms": at_ms if at_ms is not None else int(time.time() * 1000), **detail})
+def task_event(state: str, at_ms: int, **detail: Any) -> bytes:
+    """One entry of ``fw:task-events:{id}``: the state and the wall time (ms) it was reached."""
+    return orjson.dumps({"state": state, "at_ms": at_ms, **detail})
 
 
 def initial_state(task: dict[str, Any], now_ms: int) -> dict[Any, str]:
@@ -70,10 +69,11 @@ def initial_state(task: dict[str, Any], now_ms: int) -> dict[Any, str]:
     return fields
 
 
-def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes, now_ms: int | None = None) -> None:
-    """Queue the writes that create a task (inside the caller's MULTI): the task, its first event, state, indexes."""
+def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes, now_ms: int) -> None:
+    """Queue the writes that create a task at ``now_ms`` (inside the caller's MULTI): the task, its first event,
+    state, indexes."""
     task_id, level = task["task_id"], task["level"]
-    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    now = now_ms
     rid = task.get("responder_id")
     pipe.set(keys.task(task_id), body)
     # A responder claimed at dispatch is named in this first entry: created and assigned happen in one commit.

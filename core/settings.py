@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.levels import Action, default_actions, level_numbers
 
 
 class Settings(BaseSettings):
@@ -69,10 +70,11 @@ class Settings(BaseSettings):
     budget_tasks_per_10k_per_day: float = Field(
         1.0, description="Face-to-face tasks the responders can make per 10,000 subscribers per day."
     )
-    level_actions: dict[int, Literal["none", "warning", "call_centre", "face_to_face"]] = Field(
-        {1: "warning", 2: "call_centre", 3: "face_to_face"},
+    level_actions: dict[int, Action] = Field(
+        default_factory=default_actions,
         description="What each risk level does: an SMS/in-app warning record, a call-centre task, or a "
-        'face-to-face dissuasion task with the nearest available responder (JSON, e.g. {"2": "none"}).',
+        'face-to-face dissuasion task with the nearest available responder (JSON, e.g. {"2": "none"}); '
+        "a level left out keeps its action from core/levels.py.",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
 
@@ -124,6 +126,14 @@ class Settings(BaseSettings):
         SecretStr("dev-only-pseudonym-key"), description="HMAC key for phone/account pseudonyms in logs and metrics."
     )
     log_level: str = "INFO"
+
+    @field_validator("level_actions")
+    @classmethod
+    def _known_levels(cls, value: dict[int, Action]) -> dict[int, Action]:
+        unknown = sorted(set(value) - set(level_numbers()))
+        if unknown:  # a typo here would otherwise silently leave a level on its default action
+            raise ValueError(f"FW_LEVEL_ACTIONS names unknown levels {unknown}; levels are {list(level_numbers())}")
+        return value
 
     @property
     def models_path(self) -> Path:

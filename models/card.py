@@ -22,15 +22,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
+from core.levels import levels
 from models.dataset import Dataset
 from models.evaluate import MISS_REASONS
 from models.registry import ModelVersion
-from models.train import LEVEL_BUDGET_FACTORS
 
 CARD_FILE = "card.md"
 PLOT_FILES = ("pr_curve.png", "lead_time_hist.png", "feature_importance.png", "per_scenario_recall.png")
 TOP_FEATURES = 25
-LEVEL_NAMES = ("SMS warning", "call-centre call", "face-to-face dissuasion task")
 # The evaluation figures shown in the card's metrics table, in order, with a short explanation.
 METRIC_ROWS: tuple[tuple[str, str], ...] = (
     ("events", "feature rows scored (one per valid event)"),
@@ -297,11 +296,12 @@ def _card_text(
         "",
     ]
     level_rows = []
+    table = levels()
     for i, threshold in enumerate(thresholds):
-        factor = LEVEL_BUDGET_FACTORS[i] if i < len(LEVEL_BUDGET_FACTORS) else None  # level 1 has the largest budget
-        level_budget = budget * factor if isinstance(budget, int | float) and factor is not None else None
-        name = LEVEL_NAMES[i] if i < len(LEVEL_NAMES) else ""
-        level_rows.append((i + 1, name, threshold, level_budget))
+        # A model trained before the table grew has fewer thresholds; one from a larger table shows no name.
+        lv = table[i] if i < len(table) else None
+        level_budget = lv.budget(budget) if lv is not None and isinstance(budget, int | float) else None
+        level_rows.append((i + 1, lv.summary if lv is not None else "", threshold, level_budget))
     lines += _table(("level", "action", "calibrated score ≥", "budget, per 10k subscribers per day"), level_rows)
     grid = meta.get("budget_thresholds") or []
     if grid:

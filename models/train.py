@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.errors import TrainingDataError
+from core.levels import level_budgets
 from features.clock import DAY_MS
 from features.vector import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH
 from models.dataset import Dataset
@@ -23,8 +25,12 @@ from models.scoring import logit, sigmoid_calibrate
 
 # Real cities see about one victim per 30,000 people per day; their tasks come out of the same budget.
 REAL_VICTIMS_PER_10K_PER_DAY = 1 / 3
-# Level 2 (call-centre call) and level 1 (SMS) can afford more warnings than face-to-face visits.
-LEVEL_BUDGET_FACTORS = (30.0, 5.0, 1.0)
+
+
+def level_thresholds(threshold_for: Callable[[float], float], face_to_face_per_10k_per_day: float) -> list[float]:
+    """One score threshold per risk level (core/levels.py), level 1 lowest: each level's budget made a threshold."""
+    # Sorted, so the largest budget (lowest threshold) goes to level 1, as the table's shrinking budgets intend.
+    return sorted(threshold_for(budget) for budget in level_budgets(face_to_face_per_10k_per_day))
 
 
 @dataclass(frozen=True)
@@ -332,7 +338,7 @@ def train_model(
             pick_scores, pick_subs, pick_avail, int(data.avail_ms.min()), config.threshold_warmup_days
         )
         threshold_info["warmup_days"] = config.threshold_warmup_days
-    thresholds = sorted(threshold_for(config.budget_tasks_per_10k_per_day * f) for f in LEVEL_BUDGET_FACTORS)
+    thresholds = level_thresholds(threshold_for, config.budget_tasks_per_10k_per_day)
     # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
     budget_grid = [[budget, threshold_for(budget)] for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)]
     metrics = {

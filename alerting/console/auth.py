@@ -8,13 +8,13 @@ import hmac
 import json
 import os
 import secrets
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from alerting.audit import Actor
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import AuthenticationRequired, InvalidTokensFile, RateLimited
 
 DISPATCHER, RESPONDER, ADMIN = "dispatcher", "responder", "admin"
@@ -108,13 +108,14 @@ def _unb64(text: str) -> bytes:
 class TicketSigner:
     """Short-lived HMAC-signed tickets standing in for the bearer token on the SSE URL (EventSource has no headers)."""
 
-    def __init__(self, key: bytes, ttl_s: float) -> None:
+    def __init__(self, key: bytes, ttl_s: float, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._key = key
         self._ttl_ms = int(ttl_s * 1000)
+        self._clock = clock
 
-    def issue(self, principal: Principal, now_ms: int | None = None) -> tuple[str, int]:
+    def issue(self, principal: Principal) -> tuple[str, int]:
         """A ticket for ``principal`` and its expiry (wall ms)."""
-        expires = (now_ms if now_ms is not None else int(time.time() * 1000)) + self._ttl_ms
+        expires = self._clock.now_ms() + self._ttl_ms
         payload = json.dumps(
             {
                 "n": principal.name,
@@ -128,7 +129,7 @@ class TicketSigner:
         sig = hmac.new(self._key, payload, hashlib.sha256).digest()
         return f"{_b64(payload)}.{_b64(sig)}", expires
 
-    def verify(self, ticket: str, now_ms: int | None = None) -> Principal:
+    def verify(self, ticket: str) -> Principal:
         """The principal a valid, unexpired ticket was issued to, or AuthenticationRequired."""
         try:
             body, sig = ticket.split(".", 1)
@@ -138,7 +139,7 @@ class TicketSigner:
         if not hmac.compare_digest(hmac.new(self._key, payload, hashlib.sha256).digest(), given):
             raise AuthenticationRequired("bad ticket signature")
         data = json.loads(payload)
-        if int(data["exp"]) < (now_ms if now_ms is not None else int(time.time() * 1000)):
+        if int(data["exp"]) < self._clock.now_ms():
             raise AuthenticationRequired("ticket expired")
         return Principal(data["n"], data["r"], data.get("rid"), data["t"])
 
@@ -155,11 +156,12 @@ class RateLimiter:
 
     rate_per_s: float
     burst: int
+    clock: Clock = SYSTEM_CLOCK
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
 
-    def take(self, key: str, now: float | None = None) -> None:
+    def take(self, key: str) -> None:
         """Spend one token of ``key``'s bucket, or raise RateLimited with the wait until the next one."""
-        t = time.monotonic() if now is None else now
+        t = self.clock.monotonic()
         bucket = self._buckets.get(key)
         if bucket is None:
             bucket = self._buckets[key] = _Bucket(float(self.burst), t)

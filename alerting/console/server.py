@@ -7,7 +7,6 @@ import contextlib
 import logging
 import math
 import os
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, Label
 from alerting.metrics import CONSOLE_DENIED
 from alerting.tasks import TaskStore
 from alerting.webutil import answer_and_close
+from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import (
     AlertingError,
     AuthenticationRequired,
@@ -39,6 +39,7 @@ from core.errors import (
     UnknownResponder,
     UnknownTask,
 )
+from core.levels import levels
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class Console:
     limiter: RateLimiter
     hub: ChangeHub
     page: bytes
+    clock: Clock
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -132,7 +134,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         CONSOLE_DENIED.labels(reason="forbidden").inc()
         who = _principal_of(request)
         if who is not None:
-            await record_audit(console.redis, who.actor, "denied", method=request.method, path=request.path)
+            await record_audit(
+                console.redis,
+                who.actor,
+                "denied",
+                at_ms=console.clock.now_ms(),
+                method=request.method,
+                path=request.path,
+            )
         return _error(403, str(exc) or "forbidden")
     except AlertingError as exc:
         status = _status_of(exc)
@@ -224,6 +233,40 @@ async def page(request: web.Request) -> web.Response:
     return web.Response(body=request.app[CONSOLE].page, content_type="text/html", charset="utf-8")
 
 
+def levels_json(settings: Settings) -> list[dict[str, Any]]:
+    """The level table as the page reads it: number, name, action (with the operator's override), colour."""
+    return [
+        {
+            "level": lv.number,
+            "name": lv.name,
+            "summary": lv.summary,
+            "action": settings.level_actions.get(lv.number, lv.action),
+            "colour": lv.colour,
+            "css_class": lv.css_class,
+        }
+        for lv in levels()
+    ]
+
+
+def levels_css() -> str:
+    """Badge and map-dot colours per level, generated from the table (so a new level needs no CSS edit)."""
+    rules = [
+        f".level.{lv.css_class} {{ background: {lv.colour}; }} svg .case.{lv.css_class} {{ fill: {lv.colour}; }}"
+        for lv in levels()
+    ]
+    return "/* generated from core/levels.py */\n" + "\n".join(rules) + "\n"
+
+
+async def level_table(request: web.Request) -> web.Response:
+    """GET /levels.json: the level table (no secrets, so no token: the page styles itself before login)."""
+    return _json({"levels": levels_json(request.app[CONSOLE].settings)})
+
+
+async def level_styles(request: web.Request) -> web.Response:
+    """GET /levels.css: the level colours."""
+    return web.Response(text=levels_css(), content_type="text/css")
+
+
 async def me(request: web.Request) -> web.Response:
     """Who the token belongs to (the page's login check)."""
     return _json(_who(request).as_dict())
@@ -232,17 +275,19 @@ async def me(request: web.Request) -> web.Response:
 async def list_cases(request: web.Request) -> web.Response:
     """Open cases with their tasks (every view is audited)."""
     console, who = request.app[CONSOLE], _who(request)
-    cases = await views.open_cases(console.redis, console.lifecycle, who)
-    await record_audit(console.redis, who.actor, "view_cases", count=len(cases))
-    return _json({"now_ms": int(time.time() * 1000), "cases": cases})
+    now = console.clock.now_ms()
+    cases = await views.open_cases(console.redis, console.lifecycle, who, now)
+    await record_audit(console.redis, who.actor, "view_cases", at_ms=now, count=len(cases))
+    return _json({"now_ms": now, "cases": cases})
 
 
 async def list_responders(request: web.Request) -> web.Response:
     """All responders with status, position and staleness (dispatchers and admins)."""
     console, who = request.app[CONSOLE], _who(request)
     _require(who, DISPATCHER, ADMIN)
-    found = await views.responders(console.redis, console.lifecycle.registry)
-    return _json({"now_ms": int(time.time() * 1000), "responders": found})
+    now = console.clock.now_ms()
+    found = await views.responders(console.redis, console.lifecycle.registry, now)
+    return _json({"now_ms": now, "responders": found})
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -255,7 +300,9 @@ async def get_task(request: web.Request) -> web.Response:
     task = await console.tasks.get(task_id) or {}
     if who.role == RESPONDER:
         task = {k: v for k, v in task.items() if k != "subscriber"}
-    await record_audit(console.redis, who.actor, "view_task", case_key=state.case_key, task_id=task_id)
+    await record_audit(
+        console.redis, who.actor, "view_task", at_ms=console.clock.now_ms(), case_key=state.case_key, task_id=task_id
+    )
     return _json({"task": task, "state": state.as_dict(), "events": await console.tasks.events(task_id)})
 
 
@@ -309,7 +356,9 @@ async def heartbeat(request: web.Request) -> web.Response:
     after = await registry.heartbeat(rid, float(lat), float(lon), status)
     if after != before["status"]:
         # Position reports are telemetry; a change of duty status is a decision and goes to the audit log.
-        await record_audit(console.redis, who.actor, "responder_status", responder_id=rid, status=after)
+        await record_audit(
+            console.redis, who.actor, "responder_status", at_ms=console.clock.now_ms(), responder_id=rid, status=after
+        )
     fresh = await registry.get(rid) or {}
     await publish_change(
         console.redis,
@@ -319,7 +368,7 @@ async def heartbeat(request: web.Request) -> web.Response:
             "lat": fresh.get("lat"),
             "lon": fresh.get("lon"),
             "status": after,
-            "at_ms": int(time.time() * 1000),
+            "at_ms": console.clock.now_ms(),
         },
     )
     return _json({"responder_id": rid, "status": after})
@@ -379,20 +428,23 @@ async def events(request: web.Request) -> web.StreamResponse:
 # --- app ----------------------------------------------------------------------------------------------------
 
 
-def create_app(settings: Settings, redis: Redis, *, label_sink: LabelSink | None = None) -> web.Application:
+def create_app(
+    settings: Settings, redis: Redis, *, label_sink: LabelSink | None = None, clock: Clock = SYSTEM_CLOCK
+) -> web.Application:
     """The console application over an existing Redis client (the caller owns and closes the client)."""
     key = settings.console_ticket_key.get_secret_value().encode() if settings.console_ticket_key else os.urandom(32)
-    lifecycle = TaskLifecycle(redis, settings, label_sink=label_sink)
+    lifecycle = TaskLifecycle(redis, settings, label_sink=label_sink, clock=clock)
     console = Console(
         settings=settings,
         redis=redis,
         lifecycle=lifecycle,
         tasks=TaskStore(redis),
         tokens=TokenStore.from_file(settings.console_tokens_file),
-        tickets=TicketSigner(key, settings.console_ticket_ttl_s),
-        limiter=RateLimiter(settings.console_responder_rate_per_s, settings.console_responder_burst),
+        tickets=TicketSigner(key, settings.console_ticket_ttl_s, clock=clock),
+        limiter=RateLimiter(settings.console_responder_rate_per_s, settings.console_responder_burst, clock),
         hub=ChangeHub(redis),
         page=(STATIC_DIR / "index.html").read_bytes(),
+        clock=clock,
     )
     if not len(console.tokens):
         log.warning("console: no tokens configured (FW_CONSOLE_TOKENS_FILE); every API call will be refused")
@@ -401,6 +453,8 @@ def create_app(settings: Settings, redis: Redis, *, label_sink: LabelSink | None
     )
     app[CONSOLE] = console
     app.router.add_get("/", page)
+    app.router.add_get("/levels.json", level_table)
+    app.router.add_get("/levels.css", level_styles)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/cases", list_cases)
@@ -463,10 +517,11 @@ async def start_console(
     *,
     label_sink: LabelSink | None = None,
     watch_acks: bool = True,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> ConsoleServer:
     """Serve the console on ``host:port`` (0 = any free port) and, unless told not to, run the ack watcher."""
     redis = Redis.from_url(redis_url)
-    app = create_app(settings, redis, label_sink=label_sink)
+    app = create_app(settings, redis, label_sink=label_sink, clock=clock)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
     try:
         await runner.setup()

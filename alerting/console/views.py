@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import orjson
@@ -17,12 +16,12 @@ from alerting.responders import ResponderRegistry
 MAX_OPEN_TASKS = 2000  # a console lists a city's open work, not its history; bounds one request's cost
 
 
-async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal) -> list[dict[str, Any]]:
-    """Cases with at least one unresolved task, highest level first, then oldest first.
+async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal, now_ms: int) -> list[dict[str, Any]]:
+    """Cases with at least one unresolved task, highest level first, then oldest first; ages as of ``now_ms``.
 
     Dispatchers and admins see the subscriber's number; a responder sees only its own tasks' cases, pseudonymised.
     """
-    now = int(time.time() * 1000)
+    now = now_ms
     raw_ids = await redis.zrange(keys.TASKS_OPEN, 0, MAX_OPEN_TASKS - 1)
     task_ids = [t.decode() if isinstance(t, bytes) else str(t) for t in raw_ids]
     states = await lifecycle.get_many(task_ids)
@@ -72,9 +71,9 @@ async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal) -> 
     return result
 
 
-async def responders(redis: Redis, registry: ResponderRegistry) -> list[dict[str, Any]]:
-    """Every registered responder with its status, position and whether it is stale."""
-    now = int(time.time() * 1000)
+async def responders(redis: Redis, registry: ResponderRegistry, now_ms: int) -> list[dict[str, Any]]:
+    """Every registered responder with its status, position and whether it is stale at ``now_ms``."""
+    now = now_ms
     ids = sorted(keys.text(r) or "" for r in await redis.smembers(keys.RESPONDER_IDS))
     pipe = redis.pipeline(transaction=False)
     for rid in ids:

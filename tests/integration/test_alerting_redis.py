@@ -23,6 +23,7 @@ from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
 from alerting.responders import ResponderRegistry
 from alerting.tasks import TaskStore
+from core.clock import ManualClock
 from core.errors import InvalidResponder, NoResponderAvailable, UnknownResponder
 from core.settings import Settings
 from sandbox.receiver import ReceiverServer
@@ -238,14 +239,15 @@ async def test_one_task_per_case_and_level(r: aioredis.Redis, settings: Settings
 
 async def test_delivery_latency_starts_at_the_scoring_decision(r: aioredis.Redis, settings: Settings) -> None:
     # The decision crosses a topic (score -> explain) before alerting sees it: that hop belongs in the figure.
-    d = Dispatcher(r, settings)
-    decided = time.time() - 2.5
+    clock = ManualClock()
+    d = Dispatcher(r, settings, clock=clock)
+    decided = clock.now_s() - 2.5
     assert await d.handle(_decision("+8613800005555", T0, 3, decided_at_s=decided)) is not None
     assert await d.handle(_decision("+8613800006666", T0, 3)) is not None
     entries = await r.xrange(keys.OUTBOX)
     stamps = [float(fields[b"enqueued_at"]) for _, fields in entries]
     assert stamps[0] == decided
-    assert stamps[1] > decided + 2.0  # no decision time: the outbox write's own clock
+    assert stamps[1] == clock.now_s()  # no decision time: the outbox write's own clock
 
 
 async def test_replay_is_deterministic(r: aioredis.Redis, settings: Settings) -> None:
@@ -319,8 +321,17 @@ async def test_503_is_retried_and_delivered_once(
     assert task is not None
     retries_before = _metric("fw_delivery_retries_total")
     receiver.receiver.fail_next(2)
-    async with Deliverer(r, settings, url=receiver.tasks_url) as deliverer:
-        assert await deliverer.drain_once() == 1
+    clock = ManualClock()
+    async with Deliverer(r, settings, url=receiver.tasks_url, clock=clock) as deliverer:
+        drain = asyncio.create_task(deliverer.drain_once())
+        # Each 503 is followed by a pause on the deliverer's clock, within the full-jitter ceiling of
+        # base * 2**(failures - 1), and nothing is sent again until the clock has moved past it.
+        for failures, ceiling in ((1, 0.01), (2, 0.02)):
+            await asyncio.wait_for(clock.sleeping(), 10)
+            (pause,) = clock.sleepers
+            assert 0.0 <= pause <= ceiling and receiver.receiver.requests == failures
+            clock.advance(ceiling)
+        assert await asyncio.wait_for(drain, 10) == 1
     assert receiver.receiver.requests == 3 and receiver.receiver.tasks == [task]
     assert _metric("fw_delivery_retries_total") - retries_before == 2
     events = await TaskStore(r).events(task["task_id"])
@@ -365,13 +376,18 @@ async def test_receiver_down_then_up(r: aioredis.Redis, receiver: ReceiverServer
     retries_before = _metric("fw_delivery_retries_total")
     stop = asyncio.Event()
     late = ReceiverServer()
-    async with Deliverer(r, settings, url=f"http://127.0.0.1:{port}/tasks", block_ms=50) as deliverer:
+    clock = ManualClock()
+    async with Deliverer(r, settings, url=f"http://127.0.0.1:{port}/tasks", block_ms=50, clock=clock) as deliverer:
         runner = asyncio.create_task(deliverer.run(stop))
         try:
-            await asyncio.sleep(0.4)  # connection refused meanwhile
-            assert _metric("fw_delivery_retries_total") - retries_before >= 2
+            for _ in range(3):  # connection refused, three times: each failure pauses on the clock
+                await asyncio.wait_for(clock.sleeping(), 10)
+                clock.advance(settings.delivery_backoff_max_s)
+            await asyncio.wait_for(clock.sleeping(), 10)
+            assert _metric("fw_delivery_retries_total") - retries_before == 4
             assert await TaskStore(r).state(task["task_id"]) == "created"
             await late.start(port=port)
+            clock.advance(settings.delivery_backoff_max_s)
             deadline = time.monotonic() + 5
             while not late.receiver.tasks and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
@@ -410,7 +426,8 @@ async def test_rejected_and_exhausted_go_to_dead_letters(
     bad = await d.handle(_decision("+8613800001717", T0, 2))
     assert bad is not None
     receiver.receiver.fail_next(1, status=400)
-    async with Deliverer(r, settings, url=receiver.tasks_url) as deliverer:
+    clock = ManualClock()
+    async with Deliverer(r, settings, url=receiver.tasks_url, clock=clock) as deliverer:
         assert await deliverer.drain_once() == 0
         assert receiver.receiver.requests == 1  # a 4xx is not retried
         assert _metric("fw_delivery_failures_total", reason="rejected") - rejected_before == 1
@@ -418,7 +435,10 @@ async def test_rejected_and_exhausted_go_to_dead_letters(
         flaky = await d.handle(_decision("+8613800001818", T0, 2))
         assert flaky is not None
         receiver.receiver.fail_next(settings.delivery_max_attempts, status=429)
-        assert await deliverer.drain_once() == 0
+        before_s = clock.monotonic()
+        assert await asyncio.wait_for(clock.drive(deliverer.drain_once()), 10) == 0
+        # Four pauses between five attempts, none longer than the backoff cap.
+        assert 0.0 < clock.monotonic() - before_s <= 4 * settings.delivery_backoff_max_s
         assert receiver.receiver.requests == 1 + settings.delivery_max_attempts
         assert _metric("fw_delivery_failures_total", reason="retries_exhausted") - exhausted_before == 1
 
@@ -498,7 +518,7 @@ async def test_level_actions_come_from_settings(r: aioredis.Redis, settings: Set
 
 
 async def test_runtime_waits_for_redis_instead_of_queueing_and_stops_cleanly(tmp_path: Any) -> None:
-    from alerting.runtime import AlertingRuntime
+    from alerting.runtime import RETRY_BACKOFF_MAX_S, AlertingRuntime
     from core.errors import AlertingStopped
     from sandbox.services import start_redis
 
@@ -507,20 +527,23 @@ async def test_runtime_waits_for_redis_instead_of_queueing_and_stops_cleanly(tmp
     settings = Settings(
         redis_url=f"redis://127.0.0.1:{port}/0", dispatch_url="http://127.0.0.1:9/tasks", episode_ms=EPISODE_MS
     )
-    runtime = AlertingRuntime(settings)
+    clock = ManualClock()
+    runtime = AlertingRuntime(settings, clock=clock)
     try:
         service.kill()
         handled = asyncio.create_task(runtime.handle(_decision("+8613800004444", T0, 2)))
-        await asyncio.sleep(1.0)
-        assert not handled.done() and runtime.retrying == 1  # in hand, retried; nothing queued behind it
+        for _ in range(3):  # three failed attempts, each followed by a backoff pause on the runtime's clock
+            await asyncio.wait_for(clock.sleeping(), 15)
+            assert not handled.done() and runtime.retrying == 1  # in hand, retried; nothing queued behind it
+            clock.advance(RETRY_BACKOFF_MAX_S)
         service = start_redis(port=port, data_dir=tmp_path)  # back, same file
-        task = await asyncio.wait_for(handled, 15)
+        task = await asyncio.wait_for(clock.drive(handled), 15)
         assert task is not None and task["level"] == 2 and runtime.retrying == 0
         assert await runtime.redis.xlen(keys.OUTBOX) == 1
 
         service.kill()
         waiting = asyncio.create_task(runtime.handle(_decision("+8613800005555", T0, 3)))
-        await asyncio.sleep(0.5)
+        await asyncio.wait_for(clock.sleeping(), 15)  # failed once, pausing: only a stop ends this pause
         await runtime.stop()  # the caller learns it was not handled, so it can leave it on the broker
         with pytest.raises(AlertingStopped):
             await asyncio.wait_for(waiting, 10)

@@ -19,6 +19,7 @@ from alerting.console import ConsoleServer, start_console, write_demo_tokens
 from alerting.console.auth import Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
+from core.clock import ManualClock
 from core.errors import InvalidTokensFile, RateLimited
 from core.settings import Settings
 from sandbox.services import RunningService
@@ -54,8 +55,16 @@ def settings(tokens: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-async def console(r: aioredis.Redis, redis_server: RunningService, settings: Settings) -> AsyncIterator[ConsoleServer]:
-    server = await start_console(settings, redis_server.url, watch_acks=False)
+def clock() -> ManualClock:
+    """The console's clock (and the test's dispatcher's): tickets expire and buckets refill when a test says so."""
+    return ManualClock()
+
+
+@pytest.fixture
+async def console(
+    r: aioredis.Redis, redis_server: RunningService, settings: Settings, clock: ManualClock
+) -> AsyncIterator[ConsoleServer]:
+    server = await start_console(settings, redis_server.url, watch_acks=False, clock=clock)
     yield server
     await server.stop()
 
@@ -75,8 +84,8 @@ def _responder(rid: str, km_north: float) -> dict[str, Any]:
     return {"responder_id": rid, "kind": "police", "unit": "U1", "lat": lat, "lon": HOME[1], "status": "available"}
 
 
-async def _task(r: aioredis.Redis, settings: Settings, phone: str) -> dict[str, Any]:
-    d = Dispatcher(r, settings)
+async def _task(r: aioredis.Redis, settings: Settings, phone: str, clock: ManualClock) -> dict[str, Any]:
+    d = Dispatcher(r, settings, clock=clock)
     task = await d.handle(
         Decision(phone, f"e-{phone}", T0, 0.95, 3, "m-1", ("asked to move savings to a 'safe account'",), *HOME)
     )
@@ -95,7 +104,7 @@ async def test_page_and_static_files(http: httpx.AsyncClient) -> None:
 
 
 async def test_authentication_and_roles(
-    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, clock: ManualClock
 ) -> None:
     no_token = await http.get("/api/cases")
     assert no_token.status_code == 401 and no_token.headers["www-authenticate"] == "Bearer"
@@ -107,8 +116,8 @@ async def test_authentication_and_roles(
         "responder_id": None,
     }
 
-    await Dispatcher(r, settings).registry.load([_responder("p1", 0.3), _responder("p2", 0.9)])
-    task = await _task(r, settings, "+8613800003001")
+    await Dispatcher(r, settings, clock=clock).registry.load([_responder("p1", 0.3), _responder("p2", 0.9)])
+    task = await _task(r, settings, "+8613800003001", clock)
     tid = task["task_id"]
     assert task["responder_id"] == "p1"
 
@@ -243,8 +252,10 @@ async def test_receiver_answers_a_stalled_body_with_408() -> None:
     assert server.receiver.stats()["timed_out"] == 1 and not server.receiver.tasks
 
 
-async def test_responder_rate_limit(r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str]) -> None:
-    await Dispatcher(r, Settings()).registry.load([_responder("p1", 0.3)])
+async def test_responder_rate_limit(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], clock: ManualClock
+) -> None:
+    await Dispatcher(r, Settings(), clock=clock).registry.load([_responder("p1", 0.3)])
     beat = {"lat": HOME[0], "lon": HOME[1], "status": "available"}
     codes = [
         (await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)).status_code
@@ -252,35 +263,54 @@ async def test_responder_rate_limit(r: aioredis.Redis, http: httpx.AsyncClient, 
     ]
     assert codes[:BURST] == [200] * BURST and codes[BURST:] == [429, 429]
     limited = await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    # The console's clock stood still: an empty bucket, one token 1 / 0.5 s away.
+    assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
     # Buckets are per token: another responder and the dispatcher are unaffected.
     assert (await http.get("/api/me", headers=auth(tokens["p2"]))).status_code == 200
     assert (await http.get("/api/cases", headers=auth(tokens["dispatcher"]))).status_code == 200
+    clock.advance(1.9)
+    assert (await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)).status_code == 429
+    clock.advance(0.1 + 2.0)  # refilled at 0.5/s: the one token the refused call did not get, and one more
+    codes = [
+        (await http.post("/api/responders/p1/heartbeat", headers=auth(tokens["p1"]), json=beat)).status_code
+        for _ in range(3)
+    ]
+    assert codes == [200, 200, 429]
 
 
 def test_token_bucket_refills() -> None:
-    limiter = RateLimiter(rate_per_s=2.0, burst=2)
-    limiter.take("k", now=0.0)
-    limiter.take("k", now=0.0)
+    clock = ManualClock()
+    limiter = RateLimiter(rate_per_s=2.0, burst=2, clock=clock)
+    limiter.take("k")
+    limiter.take("k")
+    clock.advance(0.1)
     with pytest.raises(RateLimited) as caught:
-        limiter.take("k", now=0.1)
+        limiter.take("k")
     assert caught.value.retry_after_s == pytest.approx(0.4)  # 0.2 tokens refilled, 0.8 to go at 2/s
-    limiter.take("k", now=0.6)
+    clock.advance(0.5)
+    limiter.take("k")
+    clock.advance(3600)  # a long quiet spell refills only up to the burst
+    limiter.take("k")
+    limiter.take("k")
+    with pytest.raises(RateLimited):
+        limiter.take("k")
 
 
 async def test_cases_views_assign_and_outcome(
-    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, clock: ManualClock
 ) -> None:
-    d = Dispatcher(r, settings)
+    d = Dispatcher(r, settings, clock=clock)
     await d.registry.load([_responder("p1", 0.3), _responder("p2", 0.9)])
     phone = "+8613800003002"
-    task = await _task(r, settings, phone)
+    task = await _task(r, settings, phone, clock)
     tid = task["task_id"]
 
     desk = auth(tokens["dispatcher"])
+    clock.advance(90.5)
     listed = (await http.get("/api/cases", headers=desk)).json()
     (case,) = listed["cases"]
-    assert case["subscriber"] == phone and case["level"] == 3 and case["age_s"] >= 0
+    assert case["subscriber"] == phone and case["level"] == 3 and case["age_s"] == 90.5
+    assert listed["now_ms"] == clock.now_ms()
     assert case["reasons"] == ["asked to move savings to a 'safe account'"]
     assert [(t["task_id"], t["state"], t["responder_id"]) for t in case["tasks"]] == [(tid, "assigned", "p1")]
     # A responder sees its own case, pseudonymised; another responder sees nothing.
@@ -326,18 +356,24 @@ async def test_cases_views_assign_and_outcome(
     assert ("responder-p2", "responder", "transition:resolved") in audit
     entry = next(f for _, f in await r.xrange(keys.AUDIT) if f[b"action"] == b"assign")
     assert keys.text(entry[b"task_id"]) == tid and keys.text(entry[b"case_key"]) == task["case_key"]
-    assert abs(int(entry[b"at_ms"]) - time.time() * 1000) < 60_000
+    assert int(entry[b"at_ms"]) == clock.now_ms()
+
+    # Responders that stop reporting go stale on the desk's list.
+    clock.advance(settings.responder_stale_s + 1)
+    listed_r = (await http.get("/api/responders", headers=desk)).json()["responders"]
+    assert [x["stale"] for x in listed_r] == [True, True]
 
 
 async def test_heartbeat_moves_and_validates(
-    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str]
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], clock: ManualClock
 ) -> None:
-    await Dispatcher(r, Settings()).registry.load([_responder("p1", 0.3)])
+    await Dispatcher(r, Settings(), clock=clock).registry.load([_responder("p1", 0.3)])
+    clock.advance(42)
     p1 = auth(tokens["p1"])
     ok = await http.post("/api/responders/p1/heartbeat", headers=p1, json={"lat": 31.3, "lon": 121.5})
     assert ok.status_code == 200 and ok.json() == {"responder_id": "p1", "status": "available"}
     stored = await r.hgetall(keys.responder("p1"))
-    assert float(stored[b"lat"]) == 31.3 and abs(int(stored[b"seen_ms"]) - time.time() * 1000) < 10_000
+    assert float(stored[b"lat"]) == 31.3 and int(stored[b"seen_ms"]) == clock.now_ms()
     off = await http.post(
         "/api/responders/p1/heartbeat", headers=p1, json={"lat": 31.3, "lon": 121.5, "status": "off_duty"}
     )
@@ -354,31 +390,46 @@ async def test_heartbeat_moves_and_validates(
 
 
 async def test_sse_ticket_and_stream(
-    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, console: ConsoleServer
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, clock: ManualClock
 ) -> None:
     assert (await http.get("/api/events")).status_code == 401
     assert (await http.get("/api/events", params={"ticket": "forged.ticket"})).status_code == 401
     assert (await http.post("/api/events/ticket")).status_code == 401
-    expired, _ = TicketSigner(b"k" * 32, ttl_s=1).issue(Principal("someone", "dispatcher", None, "0" * 16), now_ms=0)
-    assert (await http.get("/api/events", params={"ticket": expired})).status_code == 401
+    foreign = TicketSigner(b"k" * 32, ttl_s=1, clock=ManualClock(start_ms=0))
+    forged, _ = foreign.issue(Principal("someone", "dispatcher", None, "0" * 16))
+    assert (await http.get("/api/events", params={"ticket": forged})).status_code == 401
+
+    ttl_ms = int(settings.console_ticket_ttl_s * 1000)
+    old = (await http.post("/api/events/ticket", headers=auth(tokens["dispatcher"]))).json()
+    assert old["expires_ms"] == clock.now_ms() + ttl_ms
+    clock.advance(settings.console_ticket_ttl_s + 0.001)  # one ms past its expiry
+    assert (await http.get(old["url"])).status_code == 401
 
     got = (await http.post("/api/events/ticket", headers=auth(tokens["dispatcher"]))).json()
-    assert got["expires_ms"] > time.time() * 1000
+    assert got["expires_ms"] == clock.now_ms() + ttl_ms
+    clock.advance(settings.console_ticket_ttl_s)  # the last ms of its life: still good
     received: list[dict[str, Any]] = []
+    opened = asyncio.Event()
 
     async def listen() -> None:
         async with http.stream("GET", got["url"]) as stream:
             assert stream.status_code == 200
             assert stream.headers["content-type"].startswith("text/event-stream")
+            opened.set()
             async for line in stream.aiter_lines():
                 if line.startswith("data: "):
                     received.append(json.loads(line[6:]))
                     return
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.3)  # the stream is open and the hub subscribed
-    await Dispatcher(r, settings).registry.load([_responder("p1", 0.3)])
-    task = await _task(r, settings, "+8613800003003")
+    # Wait for the stream's headers (its queue is subscribed to the hub before they are sent) and for the
+    # hub's Redis subscription, instead of sleeping a guess.
+    await asyncio.wait_for(opened.wait(), 10)
+    async with asyncio.timeout(10):
+        while not dict(await r.pubsub_numsub(keys.CONSOLE_CHANNEL)).get(keys.CONSOLE_CHANNEL.encode()):
+            await asyncio.sleep(0.01)
+    await Dispatcher(r, settings, clock=clock).registry.load([_responder("p1", 0.3)])
+    task = await _task(r, settings, "+8613800003003", clock)
     await asyncio.wait_for(listener, 5)
     assert received == [
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,6 +21,7 @@ from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import TaskLifecycle
 from alerting.tasks import TaskStore
+from core.clock import ManualClock
 from core.errors import InvalidTransition, UnknownTask
 from core.settings import Settings
 from sandbox.receiver import ReceiverServer
@@ -229,11 +231,12 @@ async def test_invalid_transitions_are_refused(r: aioredis.Redis) -> None:
 
 async def test_ack_deadline_reassigns_to_next_nearest_and_escalates(r: aioredis.Redis, supervisor: Supervisor) -> None:
     settings = _settings(supervisor_url=supervisor.url)
-    dispatcher = Dispatcher(r, settings)
+    clock = ManualClock()
+    dispatcher = Dispatcher(r, settings, clock=clock)
     await dispatcher.registry.load(
         [_responder("near", 0.3), _responder("other-unit", 0.6, unit="U2"), _responder("mid", 1.0)]
     )
-    life = TaskLifecycle(r, settings)
+    life = TaskLifecycle(r, settings, clock=clock)
     watcher = AckWatcher(life)
     escalations_before = _metric("fw_escalations_total")
     try:
@@ -241,13 +244,17 @@ async def test_ack_deadline_reassigns_to_next_nearest_and_escalates(r: aioredis.
         assert task is not None and task["responder_id"] == "near"
         tid = task["task_id"]
         assigned_ms = (await life.get(tid)).assigned_ms
-        assert assigned_ms is not None
+        assert assigned_ms == clock.now_ms()
 
-        assert await watcher.check_once(assigned_ms + 29_000) == []  # inside the deadline
-        t1 = assigned_ms + 31_000
-        made = await watcher.check_once(t1)
+        clock.advance(29)
+        assert await watcher.check_once() == []  # inside the deadline
+        clock.advance(2)
+        t1 = clock.now_ms()
+        assert t1 == assigned_ms + 31_000
+        made = await watcher.check_once()
         # Same unit first within the ring: "mid" over the nearer responder of another unit.
         assert [(e["previous_responder_id"], e["new_responder_id"]) for e in made] == [("near", "mid")]
+        assert made[0]["overdue_s"] == 31.0 and made[0]["escalated_ms"] == t1
         st = await life.get(tid)
         assert st.state == "assigned" and st.responder_id == "mid" and st.assigned_ms == t1
         assert st.tried == ("near", "mid")
@@ -255,28 +262,66 @@ async def test_ack_deadline_reassigns_to_next_nearest_and_escalates(r: aioredis.
         assert supervisor.received == made and made[0]["unit"] == "U1" and made[0]["task_id"] == tid
         last = (await TaskStore(r).events(tid))[-1]
         assert last["state"] == "assigned" and last["reason"] == "ack_deadline" and last["actor"] == "ack-watcher"
+        assert last["at_ms"] == t1
 
         # Next miss: "near" is free again and nearer, but it already had its chance.
-        made = await watcher.check_once(t1 + 31_000)
+        clock.advance(29)
+        assert await watcher.check_once() == []  # the reassignment started a new deadline
+        clock.advance(2)
+        made = await watcher.check_once()
         assert [(e["previous_responder_id"], e["new_responder_id"]) for e in made] == [("mid", "other-unit")]
 
         # Nobody left to try: the supervisor hears of it, the task stays with its responder, asked once.
-        t3 = t1 + 62_000
-        made = await watcher.check_once(t3)
+        clock.advance(31)
+        assert clock.now_ms() == t1 + 62_000
+        made = await watcher.check_once()
         assert [(e["previous_responder_id"], e["new_responder_id"]) for e in made] == [("other-unit", None)]
         assert (await life.get(tid)).responder_id == "other-unit"
         assert (await TaskStore(r).events(tid))[-1]["state"] == "ack_overdue"
-        assert await watcher.check_once(t3 + 31_000) == []
+        clock.advance(31)
+        assert await watcher.check_once() == []
         assert len(supervisor.received) == 3
         assert _metric("fw_escalations_total") - escalations_before == 3
 
-        # Acknowledged in time: nothing to escalate.
+        # Acknowledged in time: nothing to escalate, however late it gets.
         task2 = await dispatcher.handle(_decision("+8613800002004"))
         assert task2 is not None and task2["responder_id"] == "near"
         await life.transition(task2["task_id"], "acknowledged", OFFICER)
-        assert await watcher.check_once(int(time.time() * 1000) + 3_600_000) == []
+        clock.advance(3600)
+        assert await watcher.check_once() == []
         assert await r.zcard(keys.TASKS_AWAITING_ACK) == 0
     finally:
+        await watcher.aclose()
+
+
+async def test_running_watcher_escalates_once_the_clock_passes_the_deadline(
+    r: aioredis.Redis, supervisor: Supervisor
+) -> None:
+    """The background loop, not just one check: it looks every ack_check_interval_s of its clock."""
+    settings = _settings(supervisor_url=supervisor.url, ack_check_interval_s=5.0)
+    clock = ManualClock()
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    await dispatcher.registry.load([_responder("a", 0.3), _responder("b", 0.8)])
+    life = TaskLifecycle(r, settings, clock=clock)
+    watcher = AckWatcher(life)
+    stop = asyncio.Event()
+    task = await dispatcher.handle(_decision("+8613800002010"))
+    assert task is not None and task["responder_id"] == "a"
+    loop = asyncio.create_task(watcher.run(stop))
+    try:
+        await asyncio.wait_for(clock.sleeping(), 10)  # first look done: nothing due, waiting 5 s
+        assert clock.sleepers == [5.0] and supervisor.received == []
+        for _ in range(5):  # 25 s: five more looks, still inside the 30 s deadline
+            clock.advance(5)
+            await asyncio.wait_for(clock.sleeping(), 10)
+        assert supervisor.received == []
+        clock.advance(5)  # 30 s: due
+        await asyncio.wait_for(clock.sleeping(), 10)
+        assert [e["new_responder_id"] for e in supervisor.received] == ["b"]
+        assert (await life.get(task["task_id"])).responder_id == "b"
+    finally:
+        stop.set()
+        await asyncio.wait_for(loop, 10)  # a stop ends the loop's pause at once, whatever the clock says
         await watcher.aclose()
 
 
@@ -284,15 +329,17 @@ async def test_escalation_post_failure_is_not_fatal(r: aioredis.Redis) -> None:
     bad = Supervisor(status=503)
     await bad.start()
     settings = _settings(supervisor_url=bad.url, supervisor_timeout_s=1.0)
-    dispatcher = Dispatcher(r, settings)
+    clock = ManualClock()
+    dispatcher = Dispatcher(r, settings, clock=clock)
     await dispatcher.registry.load([_responder("a", 0.3), _responder("b", 0.8)])
-    life = TaskLifecycle(r, settings)
+    life = TaskLifecycle(r, settings, clock=clock)
     watcher = AckWatcher(life)
     failures_before = _metric("fw_escalation_post_failures_total")
     try:
         task = await dispatcher.handle(_decision("+8613800002005"))
         assert task is not None
-        made = await watcher.check_once(int(time.time() * 1000) + 31_000)
+        clock.advance(31)
+        made = await watcher.check_once()
         assert [e["new_responder_id"] for e in made] == ["b"]
         assert (await life.get(task["task_id"])).responder_id == "b"
         assert len(bad.received) == 1
@@ -304,12 +351,14 @@ async def test_escalation_post_failure_is_not_fatal(r: aioredis.Redis) -> None:
 
 async def test_stale_responder_is_skipped(r: aioredis.Redis) -> None:
     settings = _settings(responder_stale_s=300.0)
-    dispatcher = Dispatcher(r, settings)
+    clock = ManualClock()
+    dispatcher = Dispatcher(r, settings, clock=clock)
     reg = dispatcher.registry
-    await reg.load([_responder("quiet", 0.2), _responder("roster", 1.5)])
-    now = int(time.time() * 1000)
+    await reg.load([_responder("quiet", 0.2)])
+    await reg.heartbeat("quiet", HOME[0] + 0.2 * KM_LAT, HOME[1])
+    clock.advance(360)
     # "quiet" last reported six minutes ago; "roster" never reported but was loaded just now (fresh).
-    await reg.heartbeat("quiet", HOME[0] + 0.2 * KM_LAT, HOME[1], now_ms=now - 360_000)
+    await reg.load([_responder("roster", 1.5)])
     task = await dispatcher.handle(_decision("+8613800002006"))
     assert task is not None and task["responder_id"] == "roster"
     assert (await reg.get("quiet"))["status"] == "available"  # type: ignore[index]
@@ -321,8 +370,12 @@ async def test_stale_responder_is_skipped(r: aioredis.Redis) -> None:
 
     # Loaded-but-silent responders go stale too, responder_stale_s after the load.
     await reg.load([_responder("later", 0.1)])
-    assert await reg.claim_nearest(*HOME, None, (2.0,), now_ms=now + 301_000) is None
-    assert (await reg.claim_nearest(*HOME, None, (2.0,), now_ms=now + 299_000))["responder_id"] == "later"  # type: ignore[index]
+    clock.advance(299)
+    assert (await reg.claim_nearest(*HOME, None, (2.0,)))["responder_id"] == "later"  # type: ignore[index]
+    assert await reg.release("later")
+    clock.advance(2)
+    assert await reg.claim_nearest(*HOME, None, (2.0,)) is None
+    assert reg.is_stale(await reg.get("later") or {})
 
 
 async def test_heartbeat_status_rules(r: aioredis.Redis) -> None:

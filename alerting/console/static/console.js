@@ -11,7 +11,7 @@ const ASSIGNABLE = new Set(["created", "assigned", "acknowledged", "en_route"]);
 const RESOLVABLE = new Set(["created", "assigned", "acknowledged", "en_route", "on_scene"]);
 const SVG_NS = "http://www.w3.org/2000/svg";
 
-const state = { me: null, cases: [], responders: [], clockOffset: 0, source: null, refreshTimer: null };
+const state = { me: null, cases: [], responders: [], clockOffset: 0, source: null, refreshTimer: null, levels: {} };
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
@@ -32,6 +32,16 @@ function say(message) {
   s.classList.add("show");
   clearTimeout(say.timer);
   say.timer = setTimeout(() => s.classList.remove("show"), 3000);
+}
+
+// Level names come from the server's level table (core/levels.py); a level it does not know shows its number.
+function levelName(n) { return (state.levels[n] && state.levels[n].name) || "level " + n; }
+
+async function loadLevels() {
+  try {
+    const response = await fetch("/levels.json", { cache: "no-store" });
+    if (response.ok) for (const l of (await response.json()).levels) state.levels[l.level] = l;
+  } catch (_) { /* names are a nicety: the page works with numbers */ }
 }
 
 function token() { return sessionStorage.getItem(TOKEN_KEY); }
@@ -198,11 +208,11 @@ function renderQueue() {
     for (const t of c.tasks) {
       taskCell.append(el("div", { class: "task", "data-task-id": t.task_id },
         el("span", { class: "task-state state-" + t.state, text: t.state.replace("_", " ") }),
-        el("div", { class: "muted", text: "L" + t.level + " · " + (t.responder_id || "nobody assigned") })));
+        el("div", { class: "muted", text: "L" + t.level + " " + levelName(t.level) + " · " + (t.responder_id || "nobody assigned") })));
       actionCell.append(taskActions(t));
     }
     const row = el("tr", { "data-case-key": c.case_key },
-      el("td", {}, el("span", { class: "level level-" + c.level, text: String(c.level) })),
+      el("td", {}, el("span", { class: "level level-" + c.level, text: String(c.level), title: levelName(c.level) })),
       el("td", { class: "age", "data-opened": String(c.opened_ms), text: ageText(c.opened_ms) }),
       el("td", { class: "subscriber", text: c.subscriber }),
       el("td", {}, reasons),
@@ -258,7 +268,7 @@ function renderMap() {
     const [x, y] = xy(c.lat, c.lon);
     const dot = svg("circle", { cx: x, cy: y, r: 4 + 2 * c.level, class: "case level-" + c.level, "data-case": c.case_key });
     const title = svg("title", {});
-    title.textContent = "L" + c.level + " · " + c.subscriber + " · " + (c.reasons[0] || "");
+    title.textContent = "L" + c.level + " " + levelName(c.level) + " · " + c.subscriber + " · " + (c.reasons[0] || "");
     dot.append(title);
     map.append(dot);
   }
@@ -282,4 +292,4 @@ setInterval(() => {
   for (const cell of document.querySelectorAll("td.age")) cell.textContent = ageText(Number(cell.dataset.opened));
 }, 1000);
 setInterval(scheduleRefresh, 30000); // a safety net should a notice be lost
-if (token()) login(token());
+loadLevels().then(() => { if (token()) login(token()); });
