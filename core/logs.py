@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+__all__ = ["JsonFormatter", "configure", "dict_config"]
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 

@@ -8,6 +8,8 @@ from functools import lru_cache
 
 from core.settings import get_settings
 
+__all__ = ["pseudonymise"]
+
 
 @lru_cache(maxsize=65_536)
 def _digest(key: bytes, value: str) -> str:

@@ -1,20 +1,35 @@
-"""The one settings object. Every value comes from an environment variable prefixed ``FW_``."""
+"""The one settings object, in sections per concern. Every value comes from an environment variable prefixed ``FW_``.
+
+The sections are plain models that :class:`Settings` combines, so every field keeps its flat ``FW_*`` name (the
+names ``deploy/`` and the README use) while the source groups them by the part of the service they steer.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.levels import Action, default_actions, level_numbers
 
+__all__ = [
+    "ConsoleSettings",
+    "DecisionSettings",
+    "DeliverySettings",
+    "EscalationSettings",
+    "PrivacySettings",
+    "ServiceSettings",
+    "Settings",
+    "TopicSettings",
+    "WorkerSettings",
+    "get_settings",
+]
 
-class Settings(BaseSettings):
-    """Service configuration; frozen so no component can change it under another's feet."""
 
-    model_config = SettingsConfigDict(env_prefix="FW_", frozen=True, extra="ignore")
+class ServiceSettings(BaseModel):
+    """Where the service's parts are: its data folder, the broker, Redis and the dispatch endpoint."""
 
     data_dir: Path = Field(Path("var"), description="Where simulated data, models and service state live.")
     broker_url: str | None = Field(
@@ -24,6 +39,11 @@ class Settings(BaseSettings):
     dispatch_url: str | None = Field(
         None, description="Where task.v1 JSON is POSTed; unset = the local stand-in receiver of the demo."
     )
+
+
+class TopicSettings(BaseModel):
+    """The app id (consumer group, internal topic prefix), partition count and topic names."""
+
     app_id: str = "fraudwatch"
     partitions: int = Field(4, ge=1, description="Partitions of every input topic and table (must all match).")
     calls_topic: str = "calls.v1"
@@ -34,6 +54,11 @@ class Settings(BaseSettings):
     dead_letter_topic: str = "events.dlq"
     tasks_topic: str = "tasks.v1"
     labels_topic: str = "labels.v1"
+
+
+class WorkerSettings(BaseModel):
+    """How a stream worker consumes, batches, produces and serves its web port."""
+
     broker_session_timeout_s: float = Field(6.0, description="Short, so a Tansu group join takes seconds.")
     broker_heartbeat_interval_s: float = 1.0
     worker_web_bind: str = Field("127.0.0.1", description="Interface of the worker's web port; 0.0.0.0 in pods.")
@@ -64,6 +89,10 @@ class Settings(BaseSettings):
     score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
 
+
+class DecisionSettings(BaseModel):
+    """Models (registry, compilation, reloads), the task budget and what each risk level does."""
+
     model_dir: Path | None = Field(None, description="Model registry folder; default data_dir/models.")
     compile_models: bool = Field(True, description="Compile each trained model with lleaves (cached per version).")
     model_reload_s: float = Field(10.0, description="How often a worker checks the registry for a promoted model.")
@@ -77,6 +106,18 @@ class Settings(BaseSettings):
         "a level left out keeps its action from core/levels.py.",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
+
+    @field_validator("level_actions")
+    @classmethod
+    def _known_levels(cls, value: dict[int, Action]) -> dict[int, Action]:
+        unknown = sorted(set(value) - set(level_numbers()))
+        if unknown:  # a typo here would otherwise silently leave a level on its default action
+            raise ValueError(f"FW_LEVEL_ACTIONS names unknown levels {unknown}; levels are {list(level_numbers())}")
+        return value
+
+
+class DeliverySettings(BaseModel):
+    """Outbox delivery over HTTP and the choice of responder."""
 
     delivery_timeout_s: float = 5.0
     delivery_max_attempts: int = Field(
@@ -92,6 +133,10 @@ class Settings(BaseSettings):
         300.0, gt=0, description="A responder whose last heartbeat (or roster load) is older is not assigned."
     )
 
+
+class EscalationSettings(BaseModel):
+    """Acknowledgement deadlines and escalation to a supervisor."""
+
     ack_deadline_s: float = Field(
         120.0, gt=0, description="An assigned task not acknowledged within this is reassigned and escalated."
     )
@@ -100,6 +145,10 @@ class Settings(BaseSettings):
         None, description="Where escalation JSON is POSTed when a task misses its ack deadline; unset = log only."
     )
     supervisor_timeout_s: float = Field(5.0, gt=0, description="HTTP timeout of one escalation POST.")
+
+
+class ConsoleSettings(BaseModel):
+    """The dispatch console and responder API: tokens, tickets, request limits."""
 
     console_tokens_file: Path | None = Field(
         None,
@@ -122,18 +171,31 @@ class Settings(BaseSettings):
     )
     console_responder_burst: int = Field(20, ge=1, description="Burst size of a responder token's bucket.")
 
+
+class PrivacySettings(BaseModel):
+    """Pseudonyms of personal data in logs and metrics, and the log level."""
+
     pseudonym_key: SecretStr = Field(
         SecretStr("dev-only-pseudonym-key"), description="HMAC key for phone/account pseudonyms in logs and metrics."
     )
     log_level: str = "INFO"
 
-    @field_validator("level_actions")
-    @classmethod
-    def _known_levels(cls, value: dict[int, Action]) -> dict[int, Action]:
-        unknown = sorted(set(value) - set(level_numbers()))
-        if unknown:  # a typo here would otherwise silently leave a level on its default action
-            raise ValueError(f"FW_LEVEL_ACTIONS names unknown levels {unknown}; levels are {list(level_numbers())}")
-        return value
+
+class Settings(
+    ServiceSettings,
+    TopicSettings,
+    WorkerSettings,
+    DecisionSettings,
+    DeliverySettings,
+    EscalationSettings,
+    ConsoleSettings,
+    PrivacySettings,
+    BaseSettings,
+):
+    """Service configuration, one section per concern (the classes above); frozen so no component can change
+    it under another's feet. Each field is read from ``FW_<FIELD NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="FW_", frozen=True, extra="ignore")
 
     @property
     def models_path(self) -> Path:

@@ -33,6 +33,8 @@ from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_wo
 from sandbox.services import free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate, write_city
 
+__all__ = ["BenchConfig", "histogram_quantiles", "limits", "run_benchmark", "scrape_sum", "summarize_profile"]
+
 
 @dataclass(frozen=True)
 class BenchConfig:

@@ -28,6 +28,20 @@ from core.settings import Settings
 from sandbox.services import RunningService, free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate, write_city
 
+__all__ = [
+    "BAD_LINES",
+    "DEMO_STALE_S",
+    "DemoConfig",
+    "caught_before_loss",
+    "ensure_model",
+    "run_demo",
+    "scrape",
+    "start_worker",
+    "stop_worker",
+    "summarise",
+    "total",
+]
+
 DEMO_STALE_S = 7 * 86_400
 # A few broken lines ride along with the replay so the dead-letter path is exercised every run.
 BAD_LINES = (

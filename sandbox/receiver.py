@@ -12,6 +12,8 @@ from aiohttp import web
 
 from alerting import answer_and_close
 
+__all__ = ["REQUIRED", "Receiver", "ReceiverServer", "main"]
+
 # The task.v1 fields a real endpoint would refuse a task without.
 REQUIRED = (
     "task_id",

@@ -21,6 +21,20 @@ from pathlib import Path
 
 from core.errors import ServiceError
 
+__all__ = [
+    "MEMORY_STORAGE",
+    "TANSU_STORAGE_SCHEMES",
+    "BrokerStorage",
+    "RunningService",
+    "free_port",
+    "s3_storage",
+    "start_redis",
+    "start_s3",
+    "start_tansu",
+    "tansu_binary",
+    "wait_for_port",
+]
+
 
 def free_port() -> int:
     """A TCP port on loopback that nothing listens on right now."""

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+__all__ = ["CORE_SCENARIOS", "SCENARIOS", "CityConfig", "SimulatedCity", "iter_jsonl", "simulate", "write_city"]
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MIN_MS = 60_000

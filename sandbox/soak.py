@@ -41,6 +41,17 @@ from sandbox.services import free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate
 from streams import Routed, load_lines
 
+__all__ = [
+    "EVENTS_PER_SUBSCRIBER_DAY",
+    "LATENCY",
+    "CityFeed",
+    "SoakConfig",
+    "run_soak",
+    "slope_per_minute",
+    "summarise",
+    "vm_rss_mb",
+]
+
 DAY_MS = 86_400_000
 EVENTS_PER_SUBSCRIBER_DAY = 5.8  # what the simulator produces on average (measured; only sizes the cities)
 LATENCY = "fw_event_to_decision_seconds"

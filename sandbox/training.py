@@ -30,6 +30,18 @@ from models import (
 )
 from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
 
+__all__ = [
+    "CARD_EVALUATION_FILE",
+    "HOLDOUT_DAYS",
+    "HOLDOUT_SEED_OFFSET",
+    "evaluate_files",
+    "holdout_city",
+    "resolve_model",
+    "train_from_files",
+    "write_card_for",
+    "write_card_on_city",
+]
+
 HOLDOUT_DAYS = 2.0
 HOLDOUT_SEED_OFFSET = 1000
 CARD_EVALUATION_FILE = "card_evaluation.json"

@@ -9,6 +9,8 @@ from faust.serializers import codecs
 
 from features import SubscriberState, state_from_obj
 
+__all__ = ["CALLER_CODEC", "SUBSCRIBER_CODEC", "register"]
+
 
 class _CallerCodec(codecs.Codec):
     def _dumps(self, obj: Any) -> bytes:

@@ -7,6 +7,32 @@ import time
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+__all__ = [
+    "ALERT_ERRORS",
+    "ALERT_HANDOFF_SECONDS",
+    "CONSUMER_LAG",
+    "DEAD_LETTERS",
+    "DECISIONS",
+    "DUPLICATES",
+    "EVENTS_CONSUMED",
+    "EVENTS_IGNORED",
+    "EVENTS_SCORED",
+    "EVENT_TIME_LAG",
+    "EVENT_TO_DECISION",
+    "EXPLAIN_SECONDS",
+    "GC_PAUSE_SECONDS",
+    "LIVE_KEYS",
+    "MODEL_INFO",
+    "MODEL_LOADED",
+    "PACK_ARRIVAL",
+    "PRODUCE_ERRORS",
+    "SCORE_BATCH",
+    "SCORE_SECONDS",
+    "SHADOW_DECISIONS",
+    "SKIPPED_ACKS",
+    "watch_gc_pauses",
+]
+
 EVENTS_CONSUMED = Counter("fw_events_consumed_total", "Input events read from the broker", ["topic", "kind"])
 DEAD_LETTERS = Counter("fw_dead_letters_total", "Events sent to the dead-letter topic", ["reason"])
 DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their event_id was seen", ["stage"])

@@ -16,6 +16,8 @@ from alerting import Decision
 from core.errors import MalformedPendingAlert
 from features import FeatureRow, json_values
 
+__all__ = ["PendingAlert", "decode_pending", "encode_pending"]
+
 
 @dataclass(frozen=True, slots=True)
 class PendingAlert:

@@ -29,6 +29,16 @@ from aiokafka.partitioner import murmur2
 from streams.faust_internals import aiokafka_producer, topic_partitions
 from streams.metrics import PRODUCE_ERRORS
 
+__all__ = [
+    "EXIT_DELIVERY_FAILED",
+    "MAX_PACK_BYTES",
+    "BatchSender",
+    "exit_before_commit",
+    "pack",
+    "partition_of",
+    "unpack",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -21,6 +21,8 @@ from core.settings import Settings
 from features import available_at
 from streams.topics import bootstrap
 
+__all__ = ["ReplayStats", "Routed", "load_lines", "replay"]
+
 
 @dataclass(frozen=True)
 class ReplayStats:

@@ -8,6 +8,8 @@ from core.errors import ModelError
 from models import ModelRegistry, ModelVersion, Scorer
 from streams.metrics import MODEL_INFO, MODEL_LOADED
 
+__all__ = ["LiveModel", "ShadowModel"]
+
 log = logging.getLogger(__name__)
 
 

@@ -9,6 +9,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
 
+__all__ = ["bootstrap", "ensure_topics", "internal_topic", "topic_names"]
+
 
 def bootstrap(broker_url: str) -> str:
     """``kafka://host:port`` (Faust style) to ``host:port`` (aiokafka style)."""

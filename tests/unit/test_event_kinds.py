@@ -105,6 +105,8 @@ def test_a_known_kind_is_forwarded_in_the_compact_wire_form() -> None:
 
 
 def test_a_kind_cannot_be_registered_twice() -> None:
-    with pytest.raises(ValueError, match="registered twice"):
-        with registered(EventKind("call.v1", CallEvent, lambda obj: None, "calls_topic")):
-            pass
+    with (
+        pytest.raises(ValueError, match="registered twice"),
+        registered(EventKind("call.v1", CallEvent, lambda obj: None, "calls_topic")),
+    ):
+        pass
