@@ -23,7 +23,7 @@ class FeatureEngine:
     The order per event is ``features.steps``' (the agents' order): key stage, subscriber stage, then the
     transfer's feedback applied to the callers and payee it names. The stream applies feedback a hop later;
     since feedback only counts from ``FEEDBACK_DELAY_MS`` of event time on, that makes no difference while
-    the hop is faster than the delay (see ``features.state``).
+    the hop is faster than the delay (see ``features.params``).
     """
 
     def __init__(self) -> None:

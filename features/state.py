@@ -40,6 +40,7 @@ from features.params import (
 )
 from features.windows import SlidingWindows
 
+# The parameters below are re-exported from ``features.params`` (their one definition) for existing importers.
 __all__ = [
     "CALLER_CHANNELS",
     "CALLER_SNAPSHOT_FIELDS",

@@ -30,7 +30,9 @@ __all__ = [
     "is_payee_key",
     "key_of",
     "key_stage",
+    "key_state_type",
     "new_key_state",
+    "snapshot_type",
     "subscriber_stage",
 ]
 
@@ -50,9 +52,19 @@ def is_payee_key(key: str) -> bool:
     return key.startswith(PAYEE_PREFIX)
 
 
+def key_state_type(key: str) -> type[CallerState] | type[PayeeState]:
+    """The key-stage state class of a table key (from ``key_of`` or ``Feedback.key``); calling it makes one."""
+    return PayeeState if is_payee_key(key) else CallerState
+
+
 def new_key_state(key: str) -> KeyState:
     """The empty key-stage state for a table key (from ``key_of`` or ``Feedback.key``)."""
-    return PayeeState() if is_payee_key(key) else CallerState()
+    return key_state_type(key)()
+
+
+def snapshot_type(event: Event) -> type[CallerSnapshot] | type[PayeeSnapshot]:
+    """The class of the snapshot the key stage hands over for this event (``from_list`` reads its wire form)."""
+    return CallerSnapshot if isinstance(event, CallEvent) else PayeeSnapshot
 
 
 def key_stage(state: KeyState, event: Event) -> KeySnapshot | None:

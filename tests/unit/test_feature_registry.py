@@ -27,7 +27,16 @@ from features.registry import (
     features_hash,
 )
 from features.state import CallerSnapshot, Feedback, PayeeSnapshot, SubscriberState
-from features.steps import KeyState, feedback_stage, key_of, key_stage, new_key_state, subscriber_stage
+from features.steps import (
+    KeyState,
+    feedback_stage,
+    key_of,
+    key_stage,
+    key_state_type,
+    new_key_state,
+    snapshot_type,
+    subscriber_stage,
+)
 from features.vector import FeatureRow
 from models.registry import RETRAIN_COMMAND, ModelRegistry, check_features
 from models.scoring import Scorer
@@ -203,11 +212,13 @@ def test_agents_running_the_stages_over_the_wire_match_the_engine() -> None:
             feedback_stage(keys.setdefault(fb.key, new_key_state(fb.key)), fb)
         in_flight = []
         key = key_of(event)
-        snap = key_stage(keys.setdefault(key, new_key_state(key)), event)
+        state = keys.get(key) or key_state_type(key)()
+        snap = key_stage(state, event)
+        keys[key] = state
         if snap is None:
             continue
         wire = snap.to_list()
-        received = CallerSnapshot.from_list(wire) if isinstance(event, CallEvent) else PayeeSnapshot.from_list(wire)
+        received = snapshot_type(event).from_list(wire)
         out = subscriber_stage(subs.setdefault(event.subscriber, SubscriberState()), event, received)
         if out is None:
             continue
