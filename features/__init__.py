@@ -1,10 +1,15 @@
 """Features: per-key rolling state and the feature vector, one code path for training and serving.
 
-Imports only the ground floor (``core``). Other packages import from here, not from the modules.
+Inside: ``registry`` (every feature once: name, block, sentence; ``FEATURES_HASH``), ``params`` (every constant
+that shapes a value), ``steps`` (the one step order, for the offline ``FeatureEngine`` and the stream agents),
+``state``/``windows`` (per-key rolling state) and ``vector`` (the row). Imports only the ground floor
+(``core``); other packages import from here, not from the modules.
 """
 
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
+from features.params import PARAMETERS
 from features.pipeline import FeatureEngine, in_arrival_order
+from features.registry import FEATURES, Feature
 from features.state import (
     CHANNEL_CODES,
     KIND_CODES,
@@ -18,6 +23,16 @@ from features.state import (
     SubscriberState,
     payee_key,
     state_from_obj,
+)
+from features.steps import (
+    KeySnapshot,
+    KeyState,
+    feedback_stage,
+    key_of,
+    key_stage,
+    key_state_type,
+    snapshot_type,
+    subscriber_stage,
 )
 from features.vector import (
     CATEGORICAL_FEATURES,
@@ -39,21 +54,26 @@ __all__ = [
     "CATEGORICAL_FEATURES",
     "CHANNEL_CODES",
     "DAY_MS",
+    "FEATURES",
     "FEATURES_HASH",
     "FEATURE_INDEX",
     "FEATURE_NAMES",
     "HOUR_MS",
     "KIND_CODES",
     "MINUTE_MS",
+    "PARAMETERS",
     "PAYEE_AGE_CAP_S",
     "PAYEE_PREFIX",
     "WINDOW_NAMES",
     "WINDOW_SPANS_MS",
     "CallerSnapshot",
     "CallerState",
+    "Feature",
     "FeatureEngine",
     "FeatureRow",
     "Feedback",
+    "KeySnapshot",
+    "KeyState",
     "PayeeSnapshot",
     "PayeeState",
     "SubscriberState",
@@ -61,11 +81,17 @@ __all__ = [
     "available_at",
     "caller_step",
     "encode_row",
+    "feedback_stage",
     "in_arrival_order",
     "json_values",
+    "key_of",
+    "key_stage",
+    "key_state_type",
     "payee_key",
     "payee_step",
+    "snapshot_type",
     "state_from_obj",
+    "subscriber_stage",
     "subscriber_step",
     "transfer_feedback",
 ]

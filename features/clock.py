@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-MINUTE_MS = 60_000
-HOUR_MS = 60 * MINUTE_MS
-DAY_MS = 24 * HOUR_MS
-WINDOW_SPANS_MS: tuple[int, ...] = (10 * MINUTE_MS, HOUR_MS, DAY_MS, 7 * DAY_MS)
-WINDOW_NAMES: tuple[str, ...] = ("10m", "1h", "24h", "7d")
-# The city's local offset; night-time is judged on local hours.
-LOCAL_OFFSET_MS = 8 * HOUR_MS
+from features.params import DAY_MS, HOUR_MS, LOCAL_OFFSET_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
+
+__all__ = ["DAY_MS", "HOUR_MS", "LOCAL_OFFSET_MS", "MINUTE_MS", "WINDOW_NAMES", "WINDOW_SPANS_MS", "local_hour"]
 
 
 def local_hour(ts_ms: int) -> int:

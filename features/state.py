@@ -10,30 +10,76 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from core.events import CallEvent, TransferEvent
-from features.clock import DAY_MS, MINUTE_MS, WINDOW_SPANS_MS
+from features.params import (
+    CALLER_MAX_ENTRIES,
+    CHANNEL_CODES,
+    DEDUP_IDS,
+    FEEDBACK_DELAY_MS,
+    FLAG_MAX_ENTRIES,
+    FLAG_SPANS_MS,
+    KIND_CODES,
+    LONG_CALL_S,
+    MAX_CONTACTS,
+    MAX_PAYEES,
+    MAX_PAYERS,
+    MAX_PENDING,
+    NEW_PAYEE_MS,
+    PAYEE_AGE_CAP_S,
+    PAYEE_MAX_ENTRIES,
+    SHORT_CALL_S,
+    STRANGER_MS,
+    SUBSCRIBER_MAX_ENTRIES,
+    SUSPICIOUS_FANOUT_24H,
+    SUSPICIOUS_KINDS,
+    SUSPICIOUS_TALK_S,
+    WINDOW_SPANS_MS,
+)
 from features.windows import SlidingWindows
 
-SUSPICIOUS_KINDS = frozenset({"overseas", "virtual", "voip", "unknown"})
-KIND_CODES = {"mobile": 0, "landline": 1, "overseas": 2, "virtual": 3, "voip": 4, "unknown": 5}
-CHANNEL_CODES = {"mobile_app": 0, "online_bank": 1, "atm": 2, "counter": 3, "third_party": 4}
-LONG_CALL_S = 600
-SHORT_CALL_S = 30
-SUSPICIOUS_TALK_S = 300
-DEDUP_IDS = 512
-MAX_CONTACTS = 512
-MAX_PAYEES = 256
-MAX_PAYERS = 512
-MAX_PENDING = 256
-# Feedback (a fact about a caller or payee learnt on a subscriber's partition) counts only from this much event
-# time after the transfer that produced it. The feedback takes a hop through the broker; as long as that hop is
-# faster than this delay, every worker sees it at the same event time as the offline engine, so rows match
-# exactly. A slower hop (a backlog) only delays it: the entry is then counted late and the state converges.
-FEEDBACK_DELAY_MS = 30 * MINUTE_MS
-FLAG_SPANS_MS: tuple[int, ...] = (DAY_MS, 7 * DAY_MS)
-PAYEE_AGE_CAP_S = 3 * DAY_MS / 1000
+# The parameters below are re-exported from ``features.params`` (their one definition) for existing importers.
+__all__ = [
+    "CALLER_CHANNELS",
+    "CALLER_SNAPSHOT_FIELDS",
+    "CHANNEL_CODES",
+    "FEEDBACK_DELAY_MS",
+    "KIND_CODES",
+    "LONG_CALL_S",
+    "PAYEE_AGE_CAP_S",
+    "PAYEE_CHANNELS",
+    "PAYEE_PREFIX",
+    "PAYEE_SNAPSHOT_FIELDS",
+    "SHORT_CALL_S",
+    "SUB_CHANNELS",
+    "SUSPICIOUS_KINDS",
+    "SUSPICIOUS_TALK_S",
+    "S_AMOUNT",
+    "S_CALLS",
+    "S_LONG_STRANGER",
+    "S_NEW_PAYEE",
+    "S_NEW_PAYEE_AMOUNT",
+    "S_STRANGER",
+    "S_STRANGER_MAX_TALK",
+    "S_STRANGER_TALK",
+    "S_SUSP_KIND",
+    "S_SUSP_TALK",
+    "S_TALK",
+    "S_TRANSFERS",
+    "CallerSnapshot",
+    "CallerState",
+    "DelayedFlags",
+    "Feedback",
+    "PayeeSnapshot",
+    "PayeeState",
+    "SubscriberState",
+    "SuspiciousContact",
+    "payee_key",
+    "state_from_obj",
+]
+
 PAYEE_PREFIX = "payee:"
 
 
@@ -80,7 +126,7 @@ class DelayedFlags:
     __slots__ = ("dedup", "pending", "windows")
 
     def __init__(self) -> None:
-        self.windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=1000)
+        self.windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
         self.pending: list[tuple[int, str]] = []  # (effective_ms, flagged key)
         self.dedup = _Dedup()
 
@@ -115,7 +161,7 @@ class DelayedFlags:
     def from_obj(cls, obj: list[Any] | None) -> DelayedFlags:
         flags = cls()
         if obj:
-            flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=1000)
+            flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
             flags.pending = [(int(e), str(w)) for e, w in obj[1]]
             flags.dedup = _Dedup(obj[2])
         return flags
@@ -181,13 +227,13 @@ class CallerSnapshot:
     answered_short_share_24h: float = 0.0
 
     def to_list(self) -> list[float]:
-        return [float(getattr(self, name)) for name in _SNAPSHOT_FIELDS]
+        """The fields in declaration order: the wire form, and the ``caller`` block of the feature vector."""
+        return list(map(float, _caller_values(self)))
 
     @classmethod
     def from_list(cls, values: list[float]) -> CallerSnapshot:
         """Read a snapshot from the wire; a shorter list (an older worker's) leaves the newer fields at 0."""
-        typed: list[Any] = [_SNAPSHOT_TYPES[name](v) for name, v in zip(_SNAPSHOT_FIELDS, values, strict=False)]
-        return cls(*typed)
+        return cls(*[t(v) for t, v in zip(_CALLER_TYPES, values, strict=False)])
 
     def usual_talk_ratio(self, duration_s: float) -> float:
         """This call's length over the mean of the caller's other answered calls this week (NaN without any)."""
@@ -198,9 +244,15 @@ class CallerSnapshot:
         return duration_s / other_mean if other_mean > 0 else math.nan
 
 
-_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallerSnapshot))
-# With postponed annotations a field's type is its source text.
-_SNAPSHOT_TYPES = {f.name: int if f.type == "int" else float for f in fields(CallerSnapshot)}
+def _field_types(cls: type) -> tuple[type, ...]:
+    # With postponed annotations a field's type is its source text.
+    return tuple(int if f.type == "int" else float for f in fields(cls))
+
+
+# The field order is the feature order: ``features.registry`` names the caller block after these fields.
+CALLER_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(CallerSnapshot))
+_CALLER_TYPES = _field_types(CallerSnapshot)
+_caller_values = attrgetter(*CALLER_SNAPSHOT_FIELDS)  # one C call for all fields, built once
 
 
 class CallerState:
@@ -209,7 +261,7 @@ class CallerState:
     __slots__ = ("dedup", "first_seen_ms", "paid", "windows")
 
     def __init__(self) -> None:
-        self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=4000)
+        self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES)
         self.first_seen_ms: int | None = None
         self.dedup = _Dedup()
         self.paid = DelayedFlags()  # callees who paid a new payee within a day of talking with this number
@@ -269,7 +321,9 @@ class CallerState:
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> CallerState:
         state = cls()
-        state.windows = SlidingWindows.from_obj(obj["w"], WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=4000)
+        state.windows = SlidingWindows.from_obj(
+            obj["w"], WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES
+        )
         state.first_seen_ms = obj["f"]
         state.dedup = _Dedup(obj["d"])
         state.paid = DelayedFlags.from_obj(obj.get("q"))
@@ -290,21 +344,19 @@ class PayeeSnapshot:
     flagged_share_7d: float
 
     def to_list(self) -> list[float]:
-        return [
-            self.payers_24h,
-            self.payers_7d,
-            self.new_payers_24h,
-            self.new_payers_7d,
-            self.amount_24h,
-            self.age_s,
-            self.flagged_payers_7d,
-            self.flagged_share_7d,
-        ]
+        """The fields in declaration order: the wire form, and the ``payee`` block of the feature vector."""
+        # Values as they are (counts stay ints), as this snapshot always sent them.
+        return list(_payee_values(self))
 
     @classmethod
     def from_list(cls, values: list[float]) -> PayeeSnapshot:
-        p24, p7, n24, n7, amt, age, fl, fs = values
-        return cls(int(p24), int(p7), int(n24), int(n7), float(amt), float(age), int(fl), float(fs))
+        """Read a snapshot from the wire (every field is required)."""
+        return cls(*[t(v) for t, v in zip(_PAYEE_TYPES, values, strict=True)])
+
+
+PAYEE_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PayeeSnapshot))
+_PAYEE_TYPES = _field_types(PayeeSnapshot)
+_payee_values = attrgetter(*PAYEE_SNAPSHOT_FIELDS)
 
 
 # Payee-side channels: transfers in, cents in.
@@ -320,8 +372,8 @@ class PayeeState:
     __slots__ = ("dedup", "first_seen_ms", "flagged", "new_windows", "payers", "windows")
 
     def __init__(self) -> None:
-        self.windows = SlidingWindows(FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=4000)
-        self.new_windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=1000)  # payers new to this payee
+        self.windows = SlidingWindows(FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=PAYEE_MAX_ENTRIES)
+        self.new_windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)  # payers new to this payee
         # payer subscriber -> [first_seen_ms, last_seen_ms]
         self.payers: dict[str, list[int]] = {}
         self.first_seen_ms: int | None = None
@@ -336,7 +388,7 @@ class PayeeState:
         if self.first_seen_ms is None or ts < self.first_seen_ms:
             self.first_seen_ms = ts
         payer = self.payers.get(transfer.subscriber)
-        new_payer = payer is None or payer[0] > ts - DAY_MS
+        new_payer = payer is None or payer[0] > ts - NEW_PAYEE_MS
         if payer is None:
             payer = self.payers[transfer.subscriber] = [ts, ts]
             _prune_oldest(self.payers, MAX_PAYERS, 1)
@@ -389,8 +441,8 @@ class PayeeState:
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> PayeeState:
         state = cls()
-        state.windows = SlidingWindows.from_obj(obj["w"], FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=4000)
-        state.new_windows = SlidingWindows.from_obj(obj["n"], FLAG_SPANS_MS, 1, max_entries=1000)
+        state.windows = SlidingWindows.from_obj(obj["w"], FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=PAYEE_MAX_ENTRIES)
+        state.new_windows = SlidingWindows.from_obj(obj["n"], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
         state.payers = obj["p"]
         state.first_seen_ms = obj["f"]
         state.flagged = DelayedFlags.from_obj(obj["q"])
@@ -439,7 +491,9 @@ class SubscriberState:
     __slots__ = ("amount_stats", "contacts", "dedup", "last_suspicious", "payees", "windows")
 
     def __init__(self) -> None:
-        self.windows = SlidingWindows(WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK)
+        self.windows = SlidingWindows(
+            WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK, max_entries=SUBSCRIBER_MAX_ENTRIES
+        )
         # caller -> [first_seen_ms, last_seen_ms, calls, talk_s]
         self.contacts: dict[str, list[int]] = {}
         # payee account -> [first_seen_ms, last_seen_ms]
@@ -452,7 +506,7 @@ class SubscriberState:
     def is_stranger(self, caller: str, at_ms: int) -> bool:
         """A number first seen with this subscriber less than a day ago (or never)."""
         contact = self.contacts.get(caller)
-        return contact is None or contact[0] > at_ms - DAY_MS
+        return contact is None or contact[0] > at_ms - STRANGER_MS
 
     def update_call(self, call: CallEvent, avail_ms: int, caller: CallerSnapshot) -> bool | None:
         """Account a received call; returns whether its caller was a stranger, None for a duplicate."""
@@ -485,7 +539,11 @@ class SubscriberState:
             dur,
         )
         self.windows.add(avail_ms, values)
-        suspicious = stranger and call.answered and (susp_kind or dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= 20)
+        suspicious = (
+            stranger
+            and call.answered
+            and (susp_kind or dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= SUSPICIOUS_FANOUT_24H)
+        )
         if suspicious and (self.last_suspicious is None or avail_ms >= self.last_suspicious.end_ms):
             self.last_suspicious = SuspiciousContact(
                 end_ms=avail_ms,
@@ -506,7 +564,7 @@ class SubscriberState:
         ts = transfer.ts_ms
         cents = round(transfer.amount * 100)
         payee = self.payees.get(transfer.payee_account)
-        new_payee = payee is None or payee[0] > ts - DAY_MS
+        new_payee = payee is None or payee[0] > ts - NEW_PAYEE_MS
         if payee is None:
             self.payees[transfer.payee_account] = [ts, ts]
             _prune_oldest(self.payees, MAX_PAYEES, 1)
@@ -542,7 +600,7 @@ class SubscriberState:
     def from_obj(cls, obj: dict[str, Any]) -> SubscriberState:
         state = cls()
         state.windows = SlidingWindows.from_obj(
-            obj["w"], WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK
+            obj["w"], WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK, max_entries=SUBSCRIBER_MAX_ENTRIES
         )
         state.contacts = obj["c"]
         state.payees = obj["p"]

@@ -1,36 +1,44 @@
-"""The feature vector: names, and the single function that builds a row from state and event.
+"""The feature vector: the single function that builds a row from state and event, block by block.
 
-Training (``features.pipeline``) and serving (``streams.app``) both call :func:`caller_step`,
-:func:`payee_step`, :func:`subscriber_step`, :func:`transfer_feedback` and :func:`apply_feedback`; nothing else
-computes features. Per event, in this order: the caller (calls) or payee (transfers) step, the subscriber step,
-then for a transfer the feedback it raises is applied to the callers and the payee it names.
+Training (``features.pipeline``) and serving (``streams.app``) both run these steps through
+``features.steps``, which holds their order; nothing else computes features. The names, blocks and hash
+of the vector are declared in ``features.registry``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 
 import orjson
 
 from core.events import CallEvent, Event, TransferEvent
-from features.clock import DAY_MS, WINDOW_NAMES, local_hour
+from features.clock import local_hour
+from features.params import (
+    FEEDBACK_DELAY_MS,
+    FLAG_STRANGER_TALK_1H_S,
+    MAX_FEEDBACK_CALLERS,
+    NIGHT_BEFORE_HOUR,
+    PAID_AFTER_CALL_MS,
+    PAID_MIN_TALK_S,
+    STRANGER_MS,
+    SUSPICIOUS_FOLLOW_MS,
+    WINDOW_NAMES,
+)
+from features.registry import (
+    BLOCK_NAMES,
+    BLOCKS,
+    CATEGORICAL_FEATURES,
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    FEATURES_HASH,
+    WINDOW_CHANNELS,
+)
 from features.state import (
     CHANNEL_CODES,
-    FEEDBACK_DELAY_MS,
     KIND_CODES,
-    S_AMOUNT,
-    S_CALLS,
-    S_LONG_STRANGER,
-    S_NEW_PAYEE,
-    S_NEW_PAYEE_AMOUNT,
-    S_STRANGER,
     S_STRANGER_TALK,
-    S_SUSP_KIND,
-    S_SUSP_TALK,
     S_TALK,
-    S_TRANSFERS,
     SUSPICIOUS_KINDS,
     CallerSnapshot,
     CallerState,
@@ -41,104 +49,41 @@ from features.state import (
     payee_key,
 )
 
+__all__ = [
+    "CATEGORICAL_FEATURES",
+    "FEATURES_HASH",
+    "FEATURE_INDEX",
+    "FEATURE_NAMES",
+    "FeatureRow",
+    "apply_feedback",
+    "available_at",
+    "caller_step",
+    "encode_row",
+    "json_values",
+    "payee_step",
+    "subscriber_step",
+    "transfer_feedback",
+]
+
 NAN = float("nan")
-SUSPICIOUS_FOLLOW_MS = 30 * 60_000
-# Feedback to a caller: a callee paid a new payee within this long after its last call with the caller,
-# the caller was a stranger at that call (first seen less than a day before it) and they talked this long.
-PAID_AFTER_CALL_MS = DAY_MS
-PAID_MIN_TALK_S = 60
-MAX_FEEDBACK_CALLERS = 4
-# Feedback to a payee: the payer had this much stranger talk in the last hour, or a suspicious call within
-# ``SUSPICIOUS_FOLLOW_MS``, before paying.
-FLAG_STRANGER_TALK_1H_S = 120
 
-_EVENT_FEATURES = ["is_call", "local_hour", "is_night"]
-_CALL_FEATURES = [
-    "call_duration_s",
-    "call_answered",
-    "call_kind",
-    "call_kind_suspicious",
-    "caller_is_stranger",
-    "caller_known_for_s",
-    "caller_calls_with_sub",
-    "caller_talk_with_sub_s",
-]
-CALLER_FEATURES = [
-    "caller_fanout_1h",
-    "caller_fanout_24h",
-    "caller_fanout_7d",
-    "caller_calls_24h",
-    "caller_short_ratio_24h",
-    "caller_unanswered_ratio_24h",
-    "caller_long_calls_24h",
-    "caller_age_s",
-    "caller_paid_callees_24h",
-    "caller_paid_callees_7d",
-    "caller_paid_share_7d",
-    "caller_calls_7d",
-    "caller_short_ratio_7d",
-    "caller_answered_7d",
-    "caller_mean_talk_7d_s",
-    "caller_answered_short_share_7d",
-    "caller_answered_short_share_24h",
-    "call_vs_caller_usual_talk",
-]
-_TRANSFER_FEATURES = [
-    "amount",
-    "amount_log",
-    "amount_z",
-    "amount_vs_usual",
-    "payee_new",
-    "channel",
-    "prior_transfers",
-    "transfer_after_suspicious_call",
-]
-PAYEE_FEATURES = [
-    "payee_payers_24h",
-    "payee_payers_7d",
-    "payee_new_payers_24h",
-    "payee_new_payers_7d",
-    "payee_amount_24h",
-    "payee_age_s",
-    "payee_flagged_payers_7d",
-    "payee_flagged_share_7d",
-]
-_WINDOW_CHANNELS = [
-    ("calls", S_CALLS),
-    ("suspicious_kind_calls", S_SUSP_KIND),
-    ("stranger_calls", S_STRANGER),
-    ("stranger_talk_s", S_STRANGER_TALK),
-    ("suspicious_kind_talk_s", S_SUSP_TALK),
-    ("long_stranger_calls", S_LONG_STRANGER),
-    ("transfers", S_TRANSFERS),
-    ("amount", S_AMOUNT),
-    ("new_payees", S_NEW_PAYEE),
-    ("new_payee_amount", S_NEW_PAYEE_AMOUNT),
-]
-_WINDOW_FEATURES = [f"sub_{name}_{w}" for w in WINDOW_NAMES for name, _ in _WINDOW_CHANNELS]
-_SUB_FEATURES = [
-    "sub_longest_stranger_call_24h_s",
-    "sub_stranger_talk_share_24h",
-    "since_suspicious_call_s",
-    "suspicious_caller_calls",
-    "suspicious_caller_talk_s",
-    "suspicious_caller_fanout_24h",
-    "suspicious_caller_kind",
-    "suspicious_caller_paid_callees_7d",
-]
-
-FEATURE_NAMES: tuple[str, ...] = tuple(
-    _EVENT_FEATURES
-    + _CALL_FEATURES
-    + CALLER_FEATURES
-    + _TRANSFER_FEATURES
-    + PAYEE_FEATURES
-    + _WINDOW_FEATURES
-    + _SUB_FEATURES
-)
-FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
-FEATURES_HASH = hashlib.sha256(",".join(FEATURE_NAMES).encode()).hexdigest()[:16]
-CATEGORICAL_FEATURES = ("call_kind", "channel", "suspicious_caller_kind")
+# ``subscriber_step`` appends the blocks in this order; the registry must declare them so.
+_ROW_ORDER = ("event", "call", "caller", "call_vs_caller", "transfer", "payee", "windows", "subscriber", "suspicious")
+if tuple(b.name for b in BLOCKS) != _ROW_ORDER:
+    raise RuntimeError(f"features.registry declares blocks {[b.name for b in BLOCKS]}, the step builds {_ROW_ORDER}")
+# The padding of a block an event does not fill (a call's transfer fields, a transfer's call fields).
+_NAN_CALL = (NAN,) * len(BLOCK_NAMES["call"])
+_NAN_CALLER = (NAN,) * (len(BLOCK_NAMES["caller"]) + len(BLOCK_NAMES["call_vs_caller"]))
+_NAN_TRANSFER = (NAN,) * len(BLOCK_NAMES["transfer"])
+_NAN_PAYEE = (NAN,) * len(BLOCK_NAMES["payee"])
+_NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0)  # no suspicious call yet: no time since, no kind, zero counts
+if len(_NO_SUSPICIOUS) != len(BLOCK_NAMES["suspicious"]):
+    raise RuntimeError("the suspicious block's padding does not match the registry")
+# (state channel, kept in cents) per window feature of one window, read once per window per row.
+_WINDOW_READ = tuple((ch.channel, ch.cents) for ch in WINDOW_CHANNELS)
+_N_WINDOWS = len(WINDOW_NAMES)
+_DAY = WINDOW_NAMES.index("24h")
+_ZERO_CALLER = CallerSnapshot(0, 0, 0, 0, 0.0, 0.0, 0, 0.0)
 _PAYEE_NEW = FEATURE_INDEX["payee_new"]
 _AFTER_SUSPICIOUS = FEATURE_INDEX["transfer_after_suspicious_call"]
 _STRANGER_TALK_1H = FEATURE_INDEX["sub_stranger_talk_s_1h"]
@@ -206,7 +151,7 @@ def transfer_feedback(state: SubscriberState, transfer: TransferEvent, row: Feat
             (contact[1], caller)
             for caller, contact in state.contacts.items()
             if ts - PAID_AFTER_CALL_MS <= contact[1] <= ts
-            and contact[0] > contact[1] - DAY_MS
+            and contact[0] > contact[1] - STRANGER_MS
             and contact[3] >= PAID_MIN_TALK_S
         ]
         recent.sort(reverse=True)
@@ -224,25 +169,31 @@ def apply_feedback(state: CallerState | PayeeState, fb: Feedback) -> bool:
     return state.feedback(fb)
 
 
-def _common(state: SubscriberState, at_ms: int, is_call: bool) -> list[float]:
+def _event_block(at_ms: int, is_call: bool) -> list[float]:
     hour = local_hour(at_ms)
-    return [1.0 if is_call else 0.0, float(hour), 1.0 if hour < 6 else 0.0]
+    return [1.0 if is_call else 0.0, float(hour), 1.0 if hour < NIGHT_BEFORE_HOUR else 0.0]
 
 
-def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
+def _windows_block(state: SubscriberState, out: list[float]) -> None:
     w = state.windows
-    out: list[float] = []
-    for i in range(len(WINDOW_NAMES)):
+    for i in range(_N_WINDOWS):
         sums = w.sums(i)
-        for name, channel in _WINDOW_CHANNELS:
+        for channel, cents in _WINDOW_READ:
             value = sums[channel]
-            out.append(value / 100 if "amount" in name else float(value))
-    day = w.sums(2)
-    out.append(float(w.maximum(2)))
+            out.append(value / 100 if cents else float(value))
+
+
+def _subscriber_block(state: SubscriberState, out: list[float]) -> None:
+    w = state.windows
+    day = w.sums(_DAY)
+    out.append(float(w.maximum(_DAY)))
     out.append(day[S_STRANGER_TALK] / day[S_TALK] if day[S_TALK] else 0.0)
+
+
+def _suspicious_block(state: SubscriberState, at_ms: int, out: list[float]) -> None:
     last = state.last_suspicious
     if last is None:
-        out += [NAN, 0.0, 0.0, 0.0, NAN, 0.0]
+        out += _NO_SUSPICIOUS
     else:
         out += [
             max(0.0, (at_ms - last.end_ms) / 1000),
@@ -252,7 +203,6 @@ def _subscriber_tail(state: SubscriberState, at_ms: int) -> list[float]:
             float(last.kind_code),
             float(last.caller_paid_callees_7d),
         ]
-    return out
 
 
 def subscriber_step(
@@ -263,14 +213,16 @@ def subscriber_step(
 ) -> FeatureRow | None:
     """Update the subscriber's state with an event and build its feature row; None for a duplicate."""
     at_ms = available_at(event)
+    # Blocks in registry order (``_ROW_ORDER``): event, call, caller, call_vs_caller, transfer, payee, windows,
+    # subscriber, suspicious. A block the event does not fill is NaN.
     if isinstance(event, CallEvent):
-        snap = caller if caller is not None else CallerSnapshot(0, 0, 0, 0, 0.0, 0.0, 0, 0.0)
+        snap = caller if caller is not None else _ZERO_CALLER
         stranger = state.update_call(event, at_ms, snap)
         if stranger is None:
             return None
         contact = state.contacts[event.caller]
-        values = _common(state, at_ms, True)
-        values += [
+        values = _event_block(at_ms, True)
+        values += [  # call
             event.duration_s,
             1.0 if event.answered else 0.0,
             float(KIND_CODES[event.caller_kind]),
@@ -280,23 +232,23 @@ def subscriber_step(
             float(contact[2]),
             float(contact[3]),
         ]
-        values += snap.to_list()
-        values.append(snap.usual_talk_ratio(event.duration_s) if event.answered else NAN)
-        values += [NAN] * len(_TRANSFER_FEATURES)
-        values += [NAN] * len(PAYEE_FEATURES)
+        values += snap.to_list()  # caller
+        values.append(snap.usual_talk_ratio(event.duration_s) if event.answered else NAN)  # call_vs_caller
+        values += _NAN_TRANSFER
+        values += _NAN_PAYEE
         lat, lon = event.callee_lat, event.callee_lon
     else:
         assert isinstance(event, TransferEvent)
         first, new_payee, (n, mean, m2) = state.update_transfer(event)
         if not first:
             return None
-        values = _common(state, at_ms, False)
-        values += [NAN] * len(_CALL_FEATURES)
-        values += [NAN] * len(CALLER_FEATURES)
+        values = _event_block(at_ms, False)
+        values += _NAN_CALL
+        values += _NAN_CALLER
         log_amount = math.log1p(event.amount)
         std = math.sqrt(m2 / (n - 1)) if n > 1 else NAN
         last = state.last_suspicious
-        values += [
+        values += [  # transfer
             event.amount,
             log_amount,
             (log_amount - mean) / std if n > 1 and std > 0 else NAN,
@@ -306,9 +258,11 @@ def subscriber_step(
             n,
             1.0 if last is not None and 0 <= at_ms - last.end_ms <= SUSPICIOUS_FOLLOW_MS else 0.0,
         ]
-        values += payee.to_list() if payee is not None else [NAN] * len(PAYEE_FEATURES)
+        values += payee.to_list() if payee is not None else _NAN_PAYEE
         lat, lon = event.lat, event.lon
-    values += _subscriber_tail(state, at_ms)
+    _windows_block(state, values)
+    _subscriber_block(state, values)
+    _suspicious_block(state, at_ms, values)
     return FeatureRow(
         event_id=event.event_id,
         subscriber=event.subscriber,

@@ -15,7 +15,12 @@ from typing import Any
 
 import orjson
 
-from core.errors import NoModel, UnknownVersion
+from core.errors import FeatureMismatch, NoModel, UnknownVersion
+from features.registry import FEATURES_HASH, describe_change
+
+__all__ = ["RETRAIN_COMMAND", "ModelRegistry", "ModelVersion", "check_features"]
+
+RETRAIN_COMMAND = "fraudwatch train EVENTS CASES"
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,21 @@ class ModelVersion:
     version: str
     path: Path
     meta: dict[str, Any]
+
+
+def check_features(model: ModelVersion) -> None:
+    """Refuse (``FeatureMismatch``, one line) a model trained on other features or feature parameters."""
+    meta = model.meta
+    trained = meta.get("features_hash")
+    if trained == FEATURES_HASH:
+        return
+    what = describe_change(meta.get("feature_names"), meta.get("feature_parameters"))
+    if not what:
+        what = "what changed is not recorded (the model predates stored feature parameters)"
+    raise FeatureMismatch(
+        f"model {model.version} was trained on features {trained}, serving computes {FEATURES_HASH}: {what}; "
+        f"retrain with `{RETRAIN_COMMAND}` (or promote a model trained on the current features)"
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -8,10 +8,9 @@ from typing import TypeAlias
 import lightgbm as lgb
 import numpy as np
 
-from core.errors import FeatureMismatch
-from features.vector import FEATURE_NAMES, FEATURES_HASH
+from features.registry import FEATURE_NAMES
 from models.compiled import load_compiled
-from models.registry import ModelRegistry, ModelVersion
+from models.registry import ModelRegistry, ModelVersion, check_features
 
 _EPS = 1e-12
 
@@ -34,12 +33,8 @@ class Scorer:
     """One model version ready to score: booster, probability calibration and per-level thresholds."""
 
     def __init__(self, model: ModelVersion, compiled: bool = True) -> None:
+        check_features(model)  # before anything is fed to it: raises FeatureMismatch
         meta = model.meta
-        if meta.get("features_hash") != FEATURES_HASH:
-            raise FeatureMismatch(
-                f"model {model.version} was trained on features {meta.get('features_hash')}, "
-                f"serving computes {FEATURES_HASH}"
-            )
         self.version = model.version
         self.meta = meta
         self.booster = lgb.Booster(model_file=str(model.path / "model.txt"))

@@ -16,7 +16,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from core.errors import TrainingDataError
 from core.levels import level_budgets
 from features.clock import DAY_MS
-from features.vector import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH
+from features.registry import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH, PARAMETERS_JSON
 from models.dataset import Dataset
 from models.ensemble import average_models
 from models.episodes import count_tasks
@@ -351,6 +351,8 @@ def train_model(
     meta = {
         "feature_names": list(FEATURE_NAMES),
         "features_hash": FEATURES_HASH,
+        # The constants the features were computed with: a later mismatch names the one that changed.
+        "feature_parameters": PARAMETERS_JSON,
         "params": params,
         "train_config": config.__dict__,
         "data": {

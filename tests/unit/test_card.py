@@ -13,6 +13,7 @@ from matplotlib.image import imread
 from typer.testing import CliRunner
 
 from core.settings import Settings
+from features.registry import PARAMETERS_JSON
 from models.card import (
     CARD_FILE,
     COLD_START_KEYS,
@@ -125,6 +126,7 @@ def test_train_writes_card_from_holdout_city(trained: Trained) -> None:
     assert warm.days == held.days + 7 and (warm.start_ms, warm.seed) == (held.start_ms, held.seed)
     assert f"seed {held.seed}" in text
     assert version.version in text and version.meta["features_hash"] in text
+    assert version.meta["feature_parameters"] == PARAMETERS_JSON  # so a later mismatch can name the change
     evaluation = orjson.loads((version.path / CARD_EVALUATION_FILE).read_bytes())
     assert evaluation["model_version"] == version.version
     # The card was written before promotion, and promotion still happened.

@@ -12,6 +12,7 @@ import pytest
 from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS
 from features.pipeline import FeatureEngine, in_arrival_order
+from features.registry import BLOCK_NAMES
 from features.state import (
     FEEDBACK_DELAY_MS,
     PAYEE_AGE_CAP_S,
@@ -26,7 +27,6 @@ from features.state import (
 from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
-    PAYEE_FEATURES,
     FeatureRow,
     apply_feedback,
     available_at,
@@ -311,7 +311,7 @@ _WEEK_CALLER_FEATURES = [
 
 @pytest.mark.parametrize(
     "name",
-    [*PAYEE_FEATURES, *_FEEDBACK_CALLER_FEATURES, *_WEEK_CALLER_FEATURES, "suspicious_caller_paid_callees_7d"],
+    [*BLOCK_NAMES["payee"], *_FEEDBACK_CALLER_FEATURES, *_WEEK_CALLER_FEATURES, "suspicious_caller_paid_callees_7d"],
 )
 def test_new_features_read_as_sentences_with_their_values(name: str) -> None:
     row = [0.0] * len(FEATURE_NAMES)

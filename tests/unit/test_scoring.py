@@ -15,10 +15,11 @@ from core.decode import decode_obj
 from core.errors import FeatureMismatch
 from features.clock import DAY_MS, HOUR_MS
 from features.pipeline import FeatureEngine
+from features.registry import FEATURES
 from features.vector import CATEGORICAL_FEATURES, FEATURE_INDEX, FEATURE_NAMES, FEATURES_HASH, FeatureRow
 from models.budget import threshold_for_budget
 from models.episodes import count_tasks
-from models.explain import _SENTENCES, reasons
+from models.explain import reasons
 from models.registry import ModelRegistry
 from models.scoring import Scorer, load_live
 from sandbox.simulate import CityConfig, simulate
@@ -194,11 +195,11 @@ def test_reasons_of_the_riskiest_rows_are_plain_sentences(scorer: Scorer, traine
 
 
 def test_every_mapped_feature_reads_as_plain_text(trained: Trained) -> None:
-    # One sentence per mapped feature, on a call row and on a transfer row.
+    # One sentence per feature, on a call row and on a transfer row.
     call_row = next(r.values for r in trained.rows if r.is_call and r.values[FEATURE_INDEX["caller_is_stranger"]])
     transfer_row = next(r.values for r in trained.rows if not r.is_call and r.values[FEATURE_INDEX["payee_new"]])
     for row in (call_row, transfer_row):
-        for name in _SENTENCES:
+        for name in FEATURE_NAMES:
             contrib = np.zeros(len(FEATURE_NAMES))
             contrib[FEATURE_INDEX[name]] = 1.0
             out = reasons(row, contrib)
@@ -212,7 +213,12 @@ def test_every_mapped_feature_reads_as_plain_text(trained: Trained) -> None:
 
 def test_every_feature_has_its_own_sentence() -> None:
     # Any feature can be among an alert's top three; a generic "unusual <name>: N" is no reason to an officer.
-    assert [name for name in FEATURE_NAMES if name not in _SENTENCES] == []
+    assert [f.name for f in FEATURES] == list(FEATURE_NAMES)
+    assert [f.name for f in FEATURES if not callable(f.sentence)] == []
+    for row in ([0.0] * len(FEATURE_NAMES), [2.0] * len(FEATURE_NAMES)):
+        for feature in FEATURES:
+            sentence = feature.sentence(row)
+            assert sentence and not sentence.startswith("unusual") and "_" not in sentence, feature.name
 
 
 def test_window_sentences_name_their_window() -> None:
