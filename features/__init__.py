@@ -9,7 +9,7 @@ that shapes a value), ``steps`` (the one step order, for the offline ``FeatureEn
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
 from features.params import PARAMETERS
 from features.pipeline import FeatureEngine, in_arrival_order
-from features.registry import FEATURES, Feature
+from features.registry import FEATURES, PARAMETERS_JSON, Feature, describe_change
 from features.state import (
     CHANNEL_CODES,
     KIND_CODES,
@@ -32,6 +32,7 @@ from features.steps import (
     key_stage,
     key_state_type,
     snapshot_type,
+    steps_for,
     subscriber_stage,
 )
 from features.vector import (
@@ -62,6 +63,7 @@ __all__ = [
     "KIND_CODES",
     "MINUTE_MS",
     "PARAMETERS",
+    "PARAMETERS_JSON",
     "PAYEE_AGE_CAP_S",
     "PAYEE_PREFIX",
     "WINDOW_NAMES",
@@ -80,6 +82,7 @@ __all__ = [
     "apply_feedback",
     "available_at",
     "caller_step",
+    "describe_change",
     "encode_row",
     "feedback_stage",
     "in_arrival_order",
@@ -91,6 +94,7 @@ __all__ = [
     "payee_step",
     "snapshot_type",
     "state_from_obj",
+    "steps_for",
     "subscriber_stage",
     "subscriber_step",
     "transfer_feedback",

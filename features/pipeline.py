@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from core.events import Event
 from features.state import PAYEE_PREFIX, CallerState, PayeeState, SubscriberState
-from features.steps import KeyState, feedback_stage, key_of, key_stage, subscriber_stage
+from features.steps import KeyState, feedback_stage, steps_for
 from features.vector import FeatureRow, available_at
 
 __all__ = ["FeatureEngine", "in_arrival_order"]
@@ -44,14 +44,17 @@ class FeatureEngine:
         return caller
 
     def process(self, event: Event) -> FeatureRow | None:
-        """Update state with one event; its feature row, or None for a duplicate."""
-        snap = key_stage(self._key_state(key_of(event)), event)
+        """Update state with one event; its feature row, or None for a duplicate or a kind without features."""
+        steps = steps_for(event)
+        if steps is None:
+            return None  # a kind the features do not use
+        snap = steps.key_stage(self._key_state(steps.key_of(event)), event)
         if snap is None:
             return None
         sub = self.subscribers.get(event.subscriber)
         if sub is None:
             sub = self.subscribers[event.subscriber] = SubscriberState()
-        out = subscriber_stage(sub, event, snap)
+        out = steps.subscriber_stage(sub, event, snap)
         if out is None:
             return None
         row, feedback = out

@@ -1,16 +1,23 @@
-"""The one order of the feature steps, for the offline engine and the stream agents alike.
+"""The one order of the feature steps, for the offline engine and the stream agents alike, per event kind.
 
 Per event: (1) the key stage updates the calling number (a call) or the receiving account (a transfer) and
 hands over a snapshot; (2) the subscriber stage updates the subscriber and builds the feature row, and for
 a transfer says what feedback it raises; (3) each feedback is applied to the caller or payee state it names.
 Stages 1 and 3 run on the key's partition (the caller table), stage 2 on the subscriber's.
+
+What a kind does at each stage is one :class:`KindSteps` entry in ``STEPS``. A kind without an entry (say, a
+new signalling kind before its features exist) has no steps: :func:`steps_for` gives None and both the
+offline engine and the agents pass over it, so adding a kind to ``core.kinds`` breaks nothing here.
 """
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 from core.events import CallEvent, Event, TransferEvent
+from core.kinds import Handlers
 from features.state import (
     PAYEE_PREFIX,
     CallerSnapshot,
@@ -21,11 +28,21 @@ from features.state import (
     SubscriberState,
     payee_key,
 )
-from features.vector import FeatureRow, apply_feedback, caller_step, payee_step, subscriber_step, transfer_feedback
+from features.vector import (
+    FeatureRow,
+    apply_feedback,
+    call_row,
+    caller_step,
+    payee_step,
+    transfer_feedback,
+    transfer_row,
+)
 
 __all__ = [
+    "STEPS",
     "KeySnapshot",
     "KeyState",
+    "KindSteps",
     "feedback_stage",
     "is_payee_key",
     "key_of",
@@ -33,18 +50,60 @@ __all__ = [
     "key_state_type",
     "new_key_state",
     "snapshot_type",
+    "steps_for",
     "subscriber_stage",
 ]
 
 KeyState: TypeAlias = CallerState | PayeeState
 KeySnapshot: TypeAlias = CallerSnapshot | PayeeSnapshot
+SubscriberOut: TypeAlias = tuple[FeatureRow, list[Feedback]] | None
+
+
+@dataclass(frozen=True)
+class KindSteps:
+    """What one event kind does at each stage."""
+
+    key_of: Callable[[Any], str]  # its key-stage table key
+    key_stage: Callable[[Any, Any], Any]  # (key state, event) -> snapshot, or None for a duplicate
+    snapshot_type: type[CallerSnapshot] | type[PayeeSnapshot]  # reads the snapshot's wire form (``from_list``)
+    subscriber_stage: Callable[[SubscriberState, Any, Any], SubscriberOut]  # (state, event, snapshot)
+
+
+def _call_subscriber(state: SubscriberState, call: CallEvent, snap: CallerSnapshot | None) -> SubscriberOut:
+    row = call_row(state, call, snap)
+    return None if row is None else (row, [])
+
+
+def _transfer_subscriber(state: SubscriberState, transfer: TransferEvent, snap: PayeeSnapshot | None) -> SubscriberOut:
+    row = transfer_row(state, transfer, snap)
+    return None if row is None else (row, transfer_feedback(state, transfer, row))
+
+
+STEPS: Handlers[KindSteps] = Handlers(
+    {
+        CallEvent: KindSteps(lambda call: call.caller, caller_step, CallerSnapshot, _call_subscriber),
+        TransferEvent: KindSteps(
+            lambda transfer: payee_key(transfer.payee_account), payee_step, PayeeSnapshot, _transfer_subscriber
+        ),
+    }
+)
+
+
+def steps_for(event: Any) -> KindSteps | None:
+    """The event kind's steps; None for a kind the features do not use (it is passed over)."""
+    return STEPS.get(event)
+
+
+def _steps(event: Event) -> KindSteps:
+    steps = STEPS.get(event)
+    if steps is None:
+        raise TypeError(f"no feature steps for {event.schema}")
+    return steps
 
 
 def key_of(event: Event) -> str:
     """The key-stage table key of an event: a call's calling number, a transfer's payee key."""
-    if isinstance(event, CallEvent):
-        return event.caller
-    return payee_key(event.payee_account)
+    return _steps(event).key_of(event)
 
 
 def is_payee_key(key: str) -> bool:
@@ -64,30 +123,18 @@ def new_key_state(key: str) -> KeyState:
 
 def snapshot_type(event: Event) -> type[CallerSnapshot] | type[PayeeSnapshot]:
     """The class of the snapshot the key stage hands over for this event (``from_list`` reads its wire form)."""
-    return CallerSnapshot if isinstance(event, CallEvent) else PayeeSnapshot
+    return _steps(event).snapshot_type
 
 
 def key_stage(state: KeyState, event: Event) -> KeySnapshot | None:
     """Stage 1: update the event's key state (``state`` is the one for ``key_of(event)``); None for a duplicate."""
-    if isinstance(event, CallEvent):
-        assert isinstance(state, CallerState)
-        return caller_step(state, event)
-    assert isinstance(state, PayeeState)
-    return payee_step(state, event)
+    snapshot: KeySnapshot | None = _steps(event).key_stage(state, event)
+    return snapshot
 
 
-def subscriber_stage(
-    state: SubscriberState, event: Event, snapshot: KeySnapshot | None
-) -> tuple[FeatureRow, list[Feedback]] | None:
+def subscriber_stage(state: SubscriberState, event: Event, snapshot: KeySnapshot | None) -> SubscriberOut:
     """Stage 2: the event's feature row and the feedback it raises (for stage 3); None for a duplicate."""
-    if isinstance(event, CallEvent):
-        row = subscriber_step(state, event, snapshot if isinstance(snapshot, CallerSnapshot) else None)
-        return None if row is None else (row, [])
-    row = subscriber_step(state, event, None, snapshot if isinstance(snapshot, PayeeSnapshot) else None)
-    if row is None:
-        return None
-    assert isinstance(event, TransferEvent)
-    return row, transfer_feedback(state, event, row)
+    return _steps(event).subscriber_stage(state, event, snapshot)
 
 
 def feedback_stage(state: KeyState, fb: Feedback) -> bool:

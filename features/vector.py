@@ -57,12 +57,14 @@ __all__ = [
     "FeatureRow",
     "apply_feedback",
     "available_at",
+    "call_row",
     "caller_step",
     "encode_row",
     "json_values",
     "payee_step",
     "subscriber_step",
     "transfer_feedback",
+    "transfer_row",
 ]
 
 NAN = float("nan")
@@ -116,10 +118,8 @@ def encode_row(row: FeatureRow) -> bytes:
 
 
 def available_at(event: Event) -> int:
-    """The event time at which an event can be known: calls are reported when they end."""
-    if isinstance(event, CallEvent):
-        return event.ts_ms + int(event.duration_s * 1000)
-    return event.ts_ms
+    """The event time at which an event can be known (the contract's: calls are reported when they end)."""
+    return event.available_ms
 
 
 def caller_step(state: CallerState, call: CallEvent) -> CallerSnapshot | None:
@@ -205,61 +205,72 @@ def _suspicious_block(state: SubscriberState, at_ms: int, out: list[float]) -> N
         ]
 
 
-def subscriber_step(
-    state: SubscriberState,
-    event: Event,
-    caller: CallerSnapshot | None = None,
-    payee: PayeeSnapshot | None = None,
-) -> FeatureRow | None:
-    """Update the subscriber's state with an event and build its feature row; None for a duplicate."""
-    at_ms = available_at(event)
+def call_row(state: SubscriberState, call: CallEvent, caller: CallerSnapshot | None = None) -> FeatureRow | None:
+    """Update the subscriber's state with a call and build its feature row; None for a duplicate."""
+    at_ms = available_at(call)
     # Blocks in registry order (``_ROW_ORDER``): event, call, caller, call_vs_caller, transfer, payee, windows,
     # subscriber, suspicious. A block the event does not fill is NaN.
-    if isinstance(event, CallEvent):
-        snap = caller if caller is not None else _ZERO_CALLER
-        stranger = state.update_call(event, at_ms, snap)
-        if stranger is None:
-            return None
-        contact = state.contacts[event.caller]
-        values = _event_block(at_ms, True)
-        values += [  # call
-            event.duration_s,
-            1.0 if event.answered else 0.0,
-            float(KIND_CODES[event.caller_kind]),
-            1.0 if event.caller_kind in SUSPICIOUS_KINDS else 0.0,
-            1.0 if stranger else 0.0,
-            (at_ms - contact[0]) / 1000,
-            float(contact[2]),
-            float(contact[3]),
-        ]
-        values += snap.to_list()  # caller
-        values.append(snap.usual_talk_ratio(event.duration_s) if event.answered else NAN)  # call_vs_caller
-        values += _NAN_TRANSFER
-        values += _NAN_PAYEE
-        lat, lon = event.callee_lat, event.callee_lon
-    else:
-        assert isinstance(event, TransferEvent)
-        first, new_payee, (n, mean, m2) = state.update_transfer(event)
-        if not first:
-            return None
-        values = _event_block(at_ms, False)
-        values += _NAN_CALL
-        values += _NAN_CALLER
-        log_amount = math.log1p(event.amount)
-        std = math.sqrt(m2 / (n - 1)) if n > 1 else NAN
-        last = state.last_suspicious
-        values += [  # transfer
-            event.amount,
-            log_amount,
-            (log_amount - mean) / std if n > 1 and std > 0 else NAN,
-            log_amount - mean if n > 0 else NAN,
-            1.0 if new_payee else 0.0,
-            float(CHANNEL_CODES[event.channel]),
-            n,
-            1.0 if last is not None and 0 <= at_ms - last.end_ms <= SUSPICIOUS_FOLLOW_MS else 0.0,
-        ]
-        values += payee.to_list() if payee is not None else _NAN_PAYEE
-        lat, lon = event.lat, event.lon
+    snap = caller if caller is not None else _ZERO_CALLER
+    stranger = state.update_call(call, at_ms, snap)
+    if stranger is None:
+        return None
+    contact = state.contacts[call.caller]
+    values = _event_block(at_ms, True)
+    values += [  # call
+        call.duration_s,
+        1.0 if call.answered else 0.0,
+        float(KIND_CODES[call.caller_kind]),
+        1.0 if call.caller_kind in SUSPICIOUS_KINDS else 0.0,
+        1.0 if stranger else 0.0,
+        (at_ms - contact[0]) / 1000,
+        float(contact[2]),
+        float(contact[3]),
+    ]
+    values += snap.to_list()  # caller
+    values.append(snap.usual_talk_ratio(call.duration_s) if call.answered else NAN)  # call_vs_caller
+    values += _NAN_TRANSFER
+    values += _NAN_PAYEE
+    return _finish(state, call, at_ms, values, True, call.callee_lat, call.callee_lon)
+
+
+def transfer_row(
+    state: SubscriberState, transfer: TransferEvent, payee: PayeeSnapshot | None = None
+) -> FeatureRow | None:
+    """Update the subscriber's state with a transfer and build its feature row; None for a duplicate."""
+    at_ms = available_at(transfer)
+    first, new_payee, (n, mean, m2) = state.update_transfer(transfer)
+    if not first:
+        return None
+    values = _event_block(at_ms, False)
+    values += _NAN_CALL
+    values += _NAN_CALLER
+    log_amount = math.log1p(transfer.amount)
+    std = math.sqrt(m2 / (n - 1)) if n > 1 else NAN
+    last = state.last_suspicious
+    values += [  # transfer
+        transfer.amount,
+        log_amount,
+        (log_amount - mean) / std if n > 1 and std > 0 else NAN,
+        log_amount - mean if n > 0 else NAN,
+        1.0 if new_payee else 0.0,
+        float(CHANNEL_CODES[transfer.channel]),
+        n,
+        1.0 if last is not None and 0 <= at_ms - last.end_ms <= SUSPICIOUS_FOLLOW_MS else 0.0,
+    ]
+    values += payee.to_list() if payee is not None else _NAN_PAYEE
+    return _finish(state, transfer, at_ms, values, False, transfer.lat, transfer.lon)
+
+
+def _finish(
+    state: SubscriberState,
+    event: Event,
+    at_ms: int,
+    values: list[float],
+    is_call: bool,
+    lat: float | None,
+    lon: float | None,
+) -> FeatureRow:
+    """The blocks every kind shares (windows, subscriber, suspicious), and the row."""
     _windows_block(state, values)
     _subscriber_block(state, values)
     _suspicious_block(state, at_ms, values)
@@ -267,8 +278,21 @@ def subscriber_step(
         event_id=event.event_id,
         subscriber=event.subscriber,
         avail_ms=at_ms,
-        is_call=isinstance(event, CallEvent),
+        is_call=is_call,
         values=tuple(values),
         lat=lat,
         lon=lon,
     )
+
+
+def subscriber_step(
+    state: SubscriberState,
+    event: Event,
+    caller: CallerSnapshot | None = None,
+    payee: PayeeSnapshot | None = None,
+) -> FeatureRow | None:
+    """:func:`call_row` or :func:`transfer_row`, by the event's kind (for callers that hold either)."""
+    if type(event) is CallEvent:
+        return call_row(state, event, caller)
+    assert type(event) is TransferEvent, f"no feature row for {event.schema}"
+    return transfer_row(state, event, payee)

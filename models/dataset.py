@@ -14,8 +14,7 @@ import orjson
 from core.decode import decode
 from core.errors import InvalidEvent
 from core.events import Event
-from features.pipeline import FeatureEngine
-from features.vector import FeatureRow
+from features import FeatureEngine, FeatureRow
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -11,8 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from core.events import CallEvent, Event
-from features.clock import DAY_MS
-from features.vector import FEATURE_INDEX, available_at
+from features import DAY_MS, FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
 from models.scoring import Scorer

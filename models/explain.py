@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from features.registry import FEATURES
+from features import FEATURES
 
 __all__ = ["reasons"]
 

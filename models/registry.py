@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from core.errors import FeatureMismatch, NoModel, UnknownVersion
-from features.registry import FEATURES_HASH, describe_change
+from features import FEATURES_HASH, describe_change
 
 __all__ = ["RETRAIN_COMMAND", "ModelRegistry", "ModelVersion", "check_features"]
 

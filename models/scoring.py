@@ -8,7 +8,7 @@ from typing import TypeAlias
 import lightgbm as lgb
 import numpy as np
 
-from features.registry import FEATURE_NAMES
+from features import FEATURE_NAMES
 from models.compiled import load_compiled
 from models.registry import ModelRegistry, ModelVersion, check_features
 

@@ -15,8 +15,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.errors import TrainingDataError
 from core.levels import level_budgets
-from features.clock import DAY_MS
-from features.registry import CATEGORICAL_FEATURES, FEATURE_NAMES, FEATURES_HASH, PARAMETERS_JSON
+from features import CATEGORICAL_FEATURES, DAY_MS, FEATURE_NAMES, FEATURES_HASH, PARAMETERS_JSON
 from models.dataset import Dataset
 from models.ensemble import average_models
 from models.episodes import count_tasks

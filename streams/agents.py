@@ -14,27 +14,21 @@ from faust.serializers import codecs as faust_codecs
 
 from alerting import AlertingRuntime
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
-from core.events import CallEvent, TransferEvent
-from core.kinds import Handlers, from_wire
+from core.kinds import from_wire
 from core.pseudonym import pseudonymise
 from core.settings import Settings
 from features import (
-    PAYEE_PREFIX,
     CallerSnapshot,
-    CallerState,
     FeatureRow,
     Feedback,
+    KeyState,
     PayeeSnapshot,
-    PayeeState,
     SubscriberState,
-    apply_feedback,
     available_at,
-    caller_step,
     encode_row,
-    payee_key,
-    payee_step,
-    subscriber_step,
-    transfer_feedback,
+    feedback_stage,
+    key_state_type,
+    steps_for,
 )
 from models import reasons
 from streams.ingest import Ignored, Rejected, route_raw
@@ -66,9 +60,9 @@ DeadLetterSender = Callable[[bytes, InvalidEvent, str, int, int], Awaitable[None
 
 # Label children bound once: ``.labels()`` per event is a dict lookup behind a lock.
 _children: dict[tuple[Any, tuple[str, ...]], Any] = {}
-_caller_duplicates = DUPLICATES.labels(stage="caller")
 _subscriber_duplicates = DUPLICATES.labels(stage="subscriber")
-_payee_duplicates = DUPLICATES.labels(stage="payee")
+# The key stage's duplicates, labelled by what it keeps state for (as before: caller, payee).
+_key_duplicates = {CallerSnapshot: DUPLICATES.labels(stage="caller"), PayeeSnapshot: DUPLICATES.labels(stage="payee")}
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
@@ -184,10 +178,6 @@ class Agents:
         self.feature_topic = feature_topic
         self.alerting: AlertingRuntime | None = None  # set when the worker has started it
         self.watermark_ms = 0  # the newest event time this worker has scored
-        # What the caller-keyed hop does per kind; a kind without an entry is not forwarded past it.
-        self._key_stage: Handlers[Callable[[Any, dict[str, Any], dict[str, Any]], bytes | None]] = Handlers(
-            {CallEvent: self._caller_stage, TransferEvent: self._payee_stage}
-        )
 
     async def dead_letter(self, raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
         """Publish a rejected message with why it was rejected; count it."""
@@ -221,34 +211,10 @@ class Agents:
                 _child(EVENTS_CONSUMED, topic, kind).inc(n)
             await self.to_callers.send_many(out)
 
-    def _caller_stage(self, call: CallEvent, envelope: dict[str, Any], touched: dict[str, Any]) -> bytes | None:
-        """Update the calling number's state; the callee's partition key, or None for a duplicate."""
-        state = self.caller_states.current(call.caller, touched, CallerState)
-        snap = caller_step(state, call)
-        if snap is None:
-            _caller_duplicates.inc()
-            return None
-        touched[call.caller] = state
-        envelope["c"] = snap.to_list()
-        return call.callee.encode()
-
-    def _payee_stage(self, transfer: TransferEvent, envelope: dict[str, Any], touched: dict[str, Any]) -> bytes | None:
-        """Update the receiving account's state; the payer's partition key, or None (counted) for a duplicate."""
-        key = payee_key(transfer.payee_account)
-        state = self.caller_states.current(key, touched, PayeeState)
-        snap = payee_step(state, transfer)
-        if snap is None:
-            _payee_duplicates.inc()
-            return None
-        touched[key] = state
-        envelope["p"] = snap.to_list()
-        return transfer.subscriber.encode()
-
-    def _take_feedback(self, fb: Feedback, touched: dict[str, CallerState | PayeeState]) -> None:
+    def _take_feedback(self, fb: Feedback, touched: dict[str, KeyState]) -> None:
         """Queue feedback on the caller or payee state it names (a repeat is dropped and counted)."""
-        new = PayeeState if fb.key.startswith(PAYEE_PREFIX) else CallerState
-        state = self.caller_states.current(fb.key, touched, new)
-        if apply_feedback(state, fb):
+        state = self.caller_states.current(fb.key, touched, key_state_type(fb.key))
+        if feedback_stage(state, fb):
             touched[fb.key] = state
         else:
             _feedback_duplicates.inc()
@@ -261,13 +227,22 @@ class Agents:
         """
         settings = self.settings
         async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
-            touched: dict[str, CallerState | PayeeState] = {}
+            touched: dict[str, KeyState] = {}
             out: list[tuple[bytes, bytes]] = []
             take_feedback = functools.partial(self._take_feedback, touched=touched)
             for event, envelope in _in_arrival_order(batch, take_feedback, _callers_arrival):
-                stage = self._key_stage.get(event)
-                if stage is not None and (key := stage(event, envelope, touched)) is not None:
-                    out.append((key, orjson.dumps(envelope)))
+                steps = steps_for(event)
+                if steps is None:
+                    continue  # a kind the features do not use (ingest forwards only kinds with a route)
+                key = steps.key_of(event)
+                state = self.caller_states.current(key, touched, key_state_type(key))
+                snap = steps.key_stage(state, event)
+                if snap is None:
+                    _key_duplicates[steps.snapshot_type].inc()
+                    continue
+                touched[key] = state
+                envelope["s"] = snap.to_list()
+                out.append((event.subscriber.encode(), orjson.dumps(envelope)))
             await self.caller_states.write(touched, after=await self.to_subscribers.send_many(out))
 
     async def _wait_for_model(self) -> Any:
@@ -290,15 +265,17 @@ class Agents:
             touched: dict[str, SubscriberState] = {}
             feedback: list[Feedback] = []
             for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
-                snap = CallerSnapshot.from_list(envelope["c"]) if "c" in envelope else None
-                payee = PayeeSnapshot.from_list(envelope["p"]) if "p" in envelope else None
+                steps = steps_for(event)
+                if steps is None:
+                    continue
+                snap = steps.snapshot_type.from_list(envelope["s"]) if "s" in envelope else None
                 state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
-                row = subscriber_step(state, event, snap, payee)
-                if row is None:
+                out = steps.subscriber_stage(state, event, snap)
+                if out is None:
                     _subscriber_duplicates.inc()
                     continue
-                if isinstance(event, TransferEvent):
-                    feedback += transfer_feedback(state, event, row)
+                row, raised = out
+                feedback += raised
                 touched[event.subscriber] = state
                 rows.append(row)
                 ingest_s.append(envelope.get("t"))
