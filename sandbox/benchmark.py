@@ -111,7 +111,7 @@ def _cpu_s(pid: int) -> float | None:
 
 
 _FRAMEWORK = ("faust", "mode", "aiokafka", "asyncio", "uvloop", "selectors.py", "kafka")
-_FEATURES = ("features", "streams")
+_FEATURES = ("core", "features", "streams")  # core: decoding at ingest
 _MODEL = ("lightgbm", "lleaves", "models", "numpy")
 
 

@@ -62,8 +62,8 @@ def test_histogram_quantiles_interpolate_within_buckets() -> None:
 @pytest.mark.unit
 def test_profile_summary_shares_own_inclusive_and_package_time() -> None:
     raw = (
-        "main (app/cli.py:1);score (streams/app.py:10);predict (lightgbm/basic.py:5) 3\n"
-        "main (app/cli.py:1);score (streams/app.py:10) 1\n"
+        "main (app/cli.py:1);score (streams/agents.py:10);predict (lightgbm/basic.py:5) 3\n"
+        "main (app/cli.py:1);score (streams/agents.py:10) 1\n"
     )
     summary = summarize_profile(raw)
     assert summary["samples"] == 4
