@@ -33,15 +33,7 @@ def _options(
 
 def _error_line(exc: BaseException) -> str | None:
     """One line saying what happened and what to do, for the errors a user can act on; None for a bug."""
-    from core.errors import (
-        AlertingError,
-        InvalidEvent,
-        ModelError,
-        NoModel,
-        PatchVersionError,
-        ServiceError,
-        UnknownVersion,
-    )
+    from core.errors import FraudwatchError, NoModel, UnknownVersion
 
     if isinstance(exc, NoModel):
         return f"{exc}: train one with `fraudwatch train EVENTS CASES` (or run `fraudwatch run`, which trains one)"
@@ -49,7 +41,7 @@ def _error_line(exc: BaseException) -> str | None:
         return f"{exc}: `fraudwatch models list` shows the versions there are"
     if isinstance(exc, FileNotFoundError):
         return f"no such file or folder: {exc.filename or exc}"
-    if isinstance(exc, ModelError | AlertingError | ServiceError | PatchVersionError | InvalidEvent):
+    if isinstance(exc, FraudwatchError):  # the one root: every project error says what happened
         return str(exc)
     return None
 
