@@ -30,9 +30,9 @@ def test_every_project_exception_is_under_the_one_root_and_lives_in_core_errors(
     for name in _modules():
         module = importlib.import_module(name)
         for attr, value in vars(module).items():
-            if inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == name:
-                if not issubclass(value, FraudwatchError) or name != "core.errors":
-                    stray.append(f"{name}.{attr}")
+            defined_here = inspect.isclass(value) and issubclass(value, BaseException) and value.__module__ == name
+            if defined_here and (not issubclass(value, FraudwatchError) or name != "core.errors"):
+                stray.append(f"{name}.{attr}")
     assert not stray, f"define project errors in core/errors.py under FraudwatchError: {stray}"
 
 
