@@ -13,6 +13,7 @@ import orjson
 from faust.serializers import codecs as faust_codecs
 
 from alerting import AlertingRuntime
+from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
 from core.kinds import from_wire
 from core.pseudonym import pseudonymise
@@ -142,7 +143,10 @@ def _in_arrival_order(
                 if on_feedback is not None:
                     on_feedback(Feedback.from_list(envelope["f"]))
                 continue
-            decoded.append((from_wire(envelope["e"]), envelope))  # validated at ingest: trusted here
+            wire = envelope["e"]
+            # Validated at ingest, so trusted here; a dict is a record an older worker wrote (the raw contract
+            # JSON) still on the hop after an upgrade, and is validated again.
+            decoded.append((from_wire(wire) if type(wire) is list else decode_obj(wire), envelope))
     decoded.sort(key=lambda pair: available_at(pair[0]))
     return decoded
 
@@ -268,7 +272,9 @@ class Agents:
                 steps = steps_for(event)
                 if steps is None:
                     continue
-                snap = steps.snapshot_type.from_list(envelope["s"]) if "s" in envelope else None
+                # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
+                wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
+                snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
                 state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
                 out = steps.subscriber_stage(state, event, snap)
                 if out is None:

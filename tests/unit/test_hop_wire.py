@@ -1,0 +1,50 @@
+"""The internal hops' wire form: compact and trusted, and still readable when an older worker wrote it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from core.decode import decode_obj
+from core.kinds import to_wire
+from streams.agents import _in_arrival_order
+
+pytestmark = pytest.mark.unit
+
+CALL = {
+    "schema": "call.v1",
+    "event_id": "c1",
+    "ts_ms": 5_000,
+    "caller": "+8613800000002",
+    "callee": "+8613800000001",
+    "answered": True,
+    "duration_s": 30.0,
+    "caller_kind": "mobile",
+}
+TRANSFER = {
+    "schema": "transfer.v1",
+    "event_id": "t1",
+    "ts_ms": 1_000,
+    "subscriber": "+8613800000001",
+    "payer_account": "A1",
+    "payee_account": "B1",
+    "amount": 500.0,
+    "currency": "CNY",
+    "channel": "mobile_app",
+}
+
+
+def test_a_pack_of_compact_and_old_envelopes_reads_back_in_availability_order() -> None:
+    call, transfer = decode_obj(CALL), decode_obj(TRANSFER)
+    packed = orjson.dumps(
+        [{"e": to_wire(call), "t": 1.0}, {"e": TRANSFER, "t": 1.0}]  # the second as a pre-upgrade worker wrote it
+    )
+    events = [event for event, _ in _in_arrival_order([packed])]
+    assert events == [transfer, call]  # the transfer became known at 1 s, the call when it ended at 35 s
+
+
+def test_feedback_in_a_pack_goes_to_its_handler_and_is_not_an_event() -> None:
+    seen = []
+    packed = orjson.dumps([{"f": ["+8613800000002", "t1", "+8613800000001", 9]}, {"e": to_wire(decode_obj(CALL))}])
+    events = _in_arrival_order([packed], on_feedback=seen.append)
+    assert [e.event_id for e, _ in events] == ["c1"] and [fb.flag_id for fb in seen] == ["t1"]
