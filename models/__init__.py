@@ -20,7 +20,7 @@ from models.evaluate import (
     judged_after_warmup,
 )
 from models.explain import reasons
-from models.registry import ModelRegistry, ModelVersion
+from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
 
@@ -34,6 +34,7 @@ __all__ = [
     "TrainConfig",
     "after_warmup",
     "build_dataset",
+    "check_features",
     "compile_version",
     "evaluate",
     "evaluate_dataset",

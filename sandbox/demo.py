@@ -90,14 +90,18 @@ def _service(service: RunningService | None) -> Iterator[RunningService | None]:
 
 def ensure_model(settings: Settings, config: DemoConfig) -> str:
     """The live model's version, training one on a separate simulated city if the registry is empty."""
-    from core.errors import NoModel
-    from models import ModelRegistry
+    from core.errors import FeatureMismatch, NoModel
+    from models import ModelRegistry, check_features
     from sandbox.training import holdout_city, train_from_files
 
     try:
-        return ModelRegistry(settings.models_path).live().version
+        live = ModelRegistry(settings.models_path).live()
+        check_features(live)
+        return live.version
     except NoModel:
         pass
+    except FeatureMismatch as exc:  # an older model (the features changed since): the demo trains a current one
+        _say(f"the live model does not fit the current features ({exc}); training a new one")
     _say(f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)")
     train_city = CityConfig(
         subscribers=config.subscribers,
