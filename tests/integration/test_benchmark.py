@@ -67,9 +67,9 @@ def test_profile_summary_shares_own_inclusive_and_package_time() -> None:
     )
     summary = summarize_profile(raw)
     assert summary["samples"] == 4
-    assert summary["top_own_time_pct"] == {"predict basic.py": 75.0, "score app.py": 25.0}
+    assert summary["top_own_time_pct"] == {"predict basic.py": 75.0, "score agents.py": 25.0}
     assert summary["by_package_pct"] == {"lightgbm": 75.0, "streams": 25.0}
-    assert summary["agents_and_landmarks_pct"] == {"score app.py": 100.0}
+    assert summary["agents_and_landmarks_pct"] == {"score agents.py": 100.0}
 
 
 @pytest.mark.unit
