@@ -67,6 +67,7 @@ _key_duplicates = {CallerSnapshot: DUPLICATES.labels(stage="caller"), PayeeSnaps
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
+_scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
 
 
 def _child(metric: Any, *values: str) -> Any:
@@ -302,7 +303,7 @@ class Agents:
             pending: list[tuple[bytes, bytes]] = []
             for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
                 level = scorer.level(risk)
-                _child(EVENTS_SCORED, "call.v1" if row.is_call else "transfer.v1").inc()
+                _scored[row.is_call].inc()
                 _child(DECISIONS, str(level)).inc()
                 if t_s:
                     EVENT_TO_DECISION.observe(max(0.0, now - t_s))
