@@ -16,9 +16,8 @@ from aiokafka import AIOKafkaProducer
 
 from core.decode import decode
 from core.errors import InvalidEvent
-from core.events import CallEvent
+from core.kinds import kind_of
 from core.settings import Settings
-from features import available_at
 from streams.topics import bootstrap
 
 __all__ = ["ReplayStats", "Routed", "load_lines", "replay"]
@@ -47,9 +46,10 @@ def _route(line: bytes, settings: Settings) -> tuple[float | None, str, bytes | 
         event = decode(line, max_bytes=1 << 30)
     except InvalidEvent:
         return None, settings.calls_topic, None
-    if isinstance(event, CallEvent):
-        return float(available_at(event)), settings.calls_topic, event.callee.encode()
-    return float(event.ts_ms), settings.transfers_topic, event.subscriber.encode()
+    # Each kind's own topic (the registry names it), keyed by the subscriber as the contract says, at the time
+    # it becomes known (a call when it ends).
+    topic = getattr(settings, kind_of(event).topic_setting)
+    return float(event.available_ms), topic, event.subscriber.encode()
 
 
 Routed = tuple[float, str, bytes | None, bytes]

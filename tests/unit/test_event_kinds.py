@@ -110,3 +110,13 @@ def test_a_kind_cannot_be_registered_twice() -> None:
         registered(EventKind("call.v1", CallEvent, lambda obj: None, "calls_topic")),
     ):
         pass
+
+
+def test_replay_routes_each_kind_to_its_registered_topic_keyed_by_subscriber() -> None:
+    from core.settings import Settings
+    from streams.replay import _route
+
+    settings = Settings()
+    assert _route(orjson.dumps(CALL), settings) == (31_000.0, "calls.v1", b"+8613800000001")  # known at its end
+    with registered(EventKind("ping.v1", PingEvent, _ping, "transfers_topic")):
+        assert _route(orjson.dumps(GOOD), settings) == (1_000.0, "transfers.v1", b"+8613800000001")
