@@ -7,6 +7,7 @@ import from here, not from the modules.
 from alerting.console import start_console, write_demo_tokens
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
+from alerting.outcomes import recent_outcomes
 from alerting.responders import ResponderRegistry
 from alerting.runtime import AlertingRuntime
 from alerting.webutil import answer_and_close
@@ -17,6 +18,7 @@ __all__ = [
     "Dispatcher",
     "ResponderRegistry",
     "answer_and_close",
+    "recent_outcomes",
     "start_console",
     "write_demo_tokens",
 ]

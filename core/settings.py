@@ -106,6 +106,36 @@ class DecisionSettings(BaseModel):
         "a level left out keeps its action from core/levels.py.",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
+    residents: int = Field(
+        0,
+        ge=0,
+        description="People the service protects (the budget is per 10k of them); 0 = estimate from the distinct "
+        "subscribers seen, which counts outsiders called by residents too and so overstates them.",
+    )
+    budget_follow: bool = Field(
+        True, description="Let each level's threshold follow the responders' outcomes (models/feedback.py)."
+    )
+    budget_update_s: float = Field(30.0, gt=0, description="How often a worker refits the followed thresholds.")
+    budget_window_visits: float = Field(
+        5.0, gt=0, description="A level's window holds this many false alerts at its budget (1 to 7 days)."
+    )
+    budget_min_span_h: float = Field(
+        1.0, ge=0, description="Traffic the window must hold before the thresholds move off the model's own."
+    )
+    budget_logit_down_per_day: float = Field(
+        2.0, ge=0, description="How fast an underspent level lowers its threshold, in log-odds per day."
+    )
+    budget_logit_up: float = Field(
+        6.0, ge=0, description="Highest a threshold may move above the model's, in log-odds."
+    )
+    budget_logit_down: float = Field(
+        2.0, ge=0, description="Lowest a threshold may move below the model's, in log-odds."
+    )
+    budget_aim: float = Field(0.8, gt=0, le=1, description="Share of each level's budget of false alerts to spend.")
+    budget_prior_false_share: float = Field(
+        0.5, ge=0, le=1, description="False-alarm share assumed before outcomes come back."
+    )
+    budget_prior_weight: float = Field(2.0, ge=0, description="Outcomes it takes to outweigh that prior.")
 
     @field_validator("level_actions")
     @classmethod

@@ -148,13 +148,41 @@ def evaluate(
     events: Path,
     cases: Path,
     model: Annotated[str | None, typer.Option(help="A registry version or a model folder")] = None,
-    budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
+    budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k residents per day")] = None,
     warmup_days: WarmupDays = 0.0,
+    residents: Annotated[
+        int | None,
+        typer.Option(
+            help="People the service protects (default: city.json beside EVENTS, else FW_RESIDENTS, "
+            "else distinct callees and payers seen)"
+        ),
+    ] = None,
+    static_thresholds: Annotated[
+        bool, typer.Option(help="Keep the model's thresholds fixed instead of following simulated outcomes")
+    ] = False,
+    outcome_delay_h: Annotated[
+        float | None, typer.Option(help="Hours after a task its simulated outcome comes back (default 4)")
+    ] = None,
 ) -> None:
-    """Run the serving features and scorer over EVENTS offline and print the contract's JSON object."""
+    """Run the serving features and scorer over EVENTS offline and print the contract's JSON object.
+
+    The thresholds follow the outcomes of the tasks as the service's do: a task for someone in no case comes
+    back a false alarm OUTCOME_DELAY_H later.
+    """
     from sandbox.training import evaluate_files
 
-    _print_json(evaluate_files(events, cases, get_settings(), model=model, budget=budget, warmup_days=warmup_days))
+    result = evaluate_files(
+        events,
+        cases,
+        get_settings(),
+        model=model,
+        budget=budget,
+        warmup_days=warmup_days,
+        residents=residents,
+        static_thresholds=static_thresholds,
+        outcome_delay_h=outcome_delay_h,
+    )
+    _print_json(result)
 
 
 @app.command()

@@ -12,32 +12,52 @@ from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import Dataset, build_dataset, load_events, read_jsonl
 from models.evaluate import (
+    OUTCOME_DELAY_MS,
     TASK_LEVEL,
     after_warmup,
     evaluate,
     evaluate_dataset,
+    followed_levels,
+    followed_summary,
     fraud_contacts,
     judged_after_warmup,
 )
 from models.explain import reasons
+from models.feedback import (
+    FollowConfig,
+    FollowResult,
+    best_in_windows,
+    candidate_floor,
+    false_share,
+    follow_thresholds,
+)
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
 from models.train import TrainConfig, train_model
 
 __all__ = [
     "COLD_START_KEYS",
+    "OUTCOME_DELAY_MS",
     "TASK_LEVEL",
     "Dataset",
+    "FollowConfig",
+    "FollowResult",
     "ModelRegistry",
     "ModelVersion",
     "Scorer",
     "TrainConfig",
     "after_warmup",
+    "best_in_windows",
     "build_dataset",
+    "candidate_floor",
     "check_features",
     "compile_version",
     "evaluate",
     "evaluate_dataset",
+    "false_share",
+    "follow_thresholds",
+    "followed_levels",
+    "followed_summary",
     "fraud_contacts",
     "judged_after_warmup",
     "load_events",

@@ -11,13 +11,17 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from core.events import CallEvent, Event
+from core.levels import level_budgets
 from features import DAY_MS, FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
+from models.feedback import FollowConfig, FollowResult, follow_offline
 from models.scoring import Scorer
 from models.train import false_task_rate, lowest_threshold_within
 
 TASK_LEVEL = 3
+# How long after a task its outcome comes back (a responder visits, then records it), in ``evaluate``'s replay.
+OUTCOME_DELAY_MS = 4 * 3_600_000
 # False face-to-face tasks per 10k subscribers per day at which ``operating_curve`` reports the cases reached.
 OPERATING_RATES = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 # An unanswered case call, or one shorter than this, is what a ring's lines give many people every day in their
@@ -63,24 +67,28 @@ def operating_curve(
     scores: np.ndarray,
     episode_ms: int = DAY_MS,
     rates: Iterable[float] = OPERATING_RATES,
+    residents: int | None = None,
 ) -> list[dict[str, Any]]:
     """Cases reached if the task threshold spent each false-task rate in ``rates`` on exactly this history.
 
     The threshold is matched on the evaluated data itself (an oracle a live model never has), so the curve
-    tells separation from threshold choice: how much budget the targets would take at this ranking.
+    tells separation from threshold choice: how much budget the targets would take at this ranking. Rates
+    are per 10k ``residents`` when given, else per distinct subscriber seen.
     """
     victims = {c["victim"] for c in cases}
     subs = data.subscribers
+    # The search counts per distinct subscriber seen; a per-resident rate is that times distinct / residents.
+    per_resident = len(set(subs)) / residents if residents else 1.0
     with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
     out: list[dict[str, Any]] = []
     for target in rates:
         # None: even the highest score spends more than ``target``, so nothing may alert.
-        threshold = lowest_threshold_within(scores, subs, data.avail_ms, victims, target, episode_ms)
+        threshold = lowest_threshold_within(scores, subs, data.avail_ms, victims, target / per_resident, episode_ms)
         alerts: dict[str, list[int]] = {}
         spent = 0.0
         if threshold is not None:
             alerts = _alerts_by_subscriber(data, scores, threshold)
-            spent = false_task_rate(scores, subs, data.avail_ms, victims, threshold, episode_ms)
+            spent = false_task_rate(scores, subs, data.avail_ms, victims, threshold, episode_ms) * per_resident
         by, before, leads = _lead_times(with_loss, alerts)
         out.append(
             {
@@ -238,6 +246,43 @@ def judged_after_warmup(
     return keep, judged
 
 
+def followed_levels(
+    data: Dataset,
+    cases: list[dict[str, Any]],
+    scorer: Scorer,
+    scores: np.ndarray,
+    residents: int,
+    budget: float,
+    episode_ms: int = DAY_MS,
+    config: FollowConfig | None = None,
+    outcome_delay_ms: int = OUTCOME_DELAY_MS,
+) -> FollowResult:
+    """Each row's level as the service decides it: thresholds following outcomes simulated from the cases.
+
+    A task for a subscriber who is the victim of no case comes back ``false_alarm`` ``outcome_delay_ms``
+    after it was opened; any other comes back as not false.
+    """
+    victims = {c["victim"] for c in cases}
+    return follow_offline(
+        data.subscribers,
+        data.avail_ms,
+        scores,
+        scorer.thresholds,
+        level_budgets(budget),
+        residents,
+        lambda sub: sub not in victims,
+        task_level=TASK_LEVEL,
+        episode_ms=episode_ms,
+        outcome_delay_ms=outcome_delay_ms,
+        config=config,
+    )
+
+
+def distinct_people(data: Dataset) -> int:
+    """Distinct callees and payers seen: the stand-in for residents when their number is not given."""
+    return max(len(set(data.subscribers)), 1)
+
+
 def evaluate(
     events: Iterable[Event],
     cases: list[dict[str, Any]],
@@ -245,18 +290,60 @@ def evaluate(
     episode_ms: int = DAY_MS,
     threshold: float | None = None,
     warmup_days: float = 0.0,
+    residents: int | None = None,
+    budget: float = 1.0,
+    follow: FollowConfig | None = None,
+    outcome_delay_ms: int = OUTCOME_DELAY_MS,
 ) -> dict[str, Any]:
     """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold.
 
     ``warmup_days``: judge only what follows the first days, so that callers and subscribers have a history
-    (a live service has months of it; a simulated city starts from nothing).
+    (a live service has months of it; a simulated city starts from nothing). With ``follow`` (and no
+    ``threshold``) the thresholds follow simulated outcomes as the service's do, from its first event.
     """
     events = list(events)
-    data, judged = after_warmup(build_dataset(events, cases), cases, warmup_days)
-    result = evaluate_dataset(data, judged, scorer, episode_ms, threshold, contacts=fraud_contacts(events, cases))
+    everything = build_dataset(events, cases)
+    scores = scorer.score(everything.X) if len(everything.rows) else np.zeros(0)
+    people = residents or distinct_people(everything)
+    followed = None
+    if follow is not None and threshold is None:
+        followed = followed_levels(
+            everything, cases, scorer, scores, people, budget, episode_ms, follow, outcome_delay_ms
+        )
+    keep, judged = judged_after_warmup(everything, cases, warmup_days)
+    data = everything.subset(keep) if warmup_days > 0 else everything
+    result = evaluate_dataset(
+        data,
+        judged,
+        scorer,
+        episode_ms,
+        threshold,
+        scores=scores[keep] if warmup_days > 0 else scores,
+        contacts=fraud_contacts(events, cases),
+        residents=residents,
+        levels=None if followed is None else followed.levels[keep],
+    )
+    if followed is not None:
+        result["thresholds_followed"] = followed_summary(followed, outcome_delay_ms)
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
     return result
+
+
+def followed_summary(followed: FollowResult, outcome_delay_ms: int) -> dict[str, Any]:
+    """What the follower did, for the evaluation object: the task threshold's path and the outcomes it saw."""
+    task = [(at, th[TASK_LEVEL - 1]) for at, th in followed.history]
+    return {
+        "outcome_delay_s": outcome_delay_ms / 1000,
+        "updates": len(followed.history) - 1,
+        "task_threshold_first": task[0][1] if task else None,
+        "task_threshold_last": task[-1][1] if task else None,
+        "task_threshold_min": min(t for _, t in task) if task else None,
+        "task_threshold_max": max(t for _, t in task) if task else None,
+        "thresholds_last": list(followed.history[-1][1]) if followed.history else None,
+        "tasks": followed.tasks,
+        "outcomes_returned": followed.outcomes,
+    }
 
 
 def evaluate_dataset(
@@ -267,31 +354,44 @@ def evaluate_dataset(
     threshold: float | None = None,
     scores: np.ndarray | None = None,
     contacts: dict[str, list[int]] | None = None,
+    residents: int | None = None,
+    levels: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate` over feature rows already built from the events (``scores``: already computed).
 
     With ``contacts`` (:func:`fraud_contacts` of the events), the false tasks are also counted apart for
-    subscribers who had already talked with a fraud number.
+    subscribers who had already talked with a fraud number. ``levels``: each row's decided level (from
+    :func:`followed_levels`); without them a row alerts at the task level when its score reaches the
+    (static) task threshold. Rates are per 10k ``residents`` (else distinct callees and payers) per day.
     """
     if scores is None:
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
     subs = data.subscribers
-    alerts_by_sub = _alerts_by_subscriber(data, scores, task_threshold)
+    if levels is not None:
+        alerts_by_sub: dict[str, list[int]] = defaultdict(list)
+        for i in np.nonzero(levels >= TASK_LEVEL)[0]:
+            alerts_by_sub[subs[i]].append(int(data.avail_ms[i]))
+    else:
+        alerts_by_sub = _alerts_by_subscriber(data, scores, task_threshold)
     alerts = [(sub, at) for sub, times in alerts_by_sub.items() for at in times]
     tasks = count_tasks(alerts, episode_ms)
     victims = {c["victim"] for c in cases}
     n_subs = max(len(set(subs)), 1)
+    people = residents if residents else n_subs
     days = max((int(data.avail_ms.max()) - int(data.avail_ms.min())) / DAY_MS, 1 / 24) if len(subs) else 1.0
-    per_10k_day = 10_000 / n_subs / days
+    per_10k_day = 10_000 / people / days
     by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for case in cases:
         by_scenario[case["scenario"]].append(case)
     result: dict[str, Any] = {
         "events": len(data.rows),
         "subscribers": n_subs,
+        "residents": people,
+        "residents_source": "given" if residents else "distinct callees and payers seen",
         "days": round(days, 3),
         "model_version": scorer.version,
+        "threshold_mode": "followed" if levels is not None else "static",
         "task_threshold": task_threshold,
         "pr_auc": float(average_precision_score(data.y, scores)) if data.y.any() else None,
         "alerts": len(alerts),
@@ -315,5 +415,5 @@ def evaluate_dataset(
         name: _case_figures(group, alerts_by_sub, first_seen, reasons) for name, group in sorted(by_scenario.items())
     }
     # Optional extra: the same history at other false-task rates (thresholds matched on it; see the function).
-    result["operating_curve"] = operating_curve(data, cases, scores, episode_ms) if len(subs) else []
+    result["operating_curve"] = operating_curve(data, cases, scores, episode_ms, residents=people) if len(subs) else []
     return result

@@ -13,6 +13,8 @@ import orjson
 
 from core.settings import Settings
 from models import (
+    OUTCOME_DELAY_MS,
+    FollowConfig,
     ModelRegistry,
     ModelVersion,
     Scorer,
@@ -179,6 +181,15 @@ def resolve_model(settings: Settings, model: str | None) -> ModelVersion:
     return registry.get(model)
 
 
+def city_residents(events: Path) -> int | None:
+    """The residents a simulator wrote beside an events file (``city.json``), if it did."""
+    meta = events.parent / "city.json"
+    if not meta.exists():
+        return None
+    value = orjson.loads(meta.read_bytes()).get("residents")
+    return int(value) if value else None
+
+
 def evaluate_files(
     events: Path,
     cases: Path,
@@ -186,12 +197,41 @@ def evaluate_files(
     model: str | None = None,
     budget: float | None = None,
     warmup_days: float = 0.0,
+    residents: int | None = None,
+    static_thresholds: bool = False,
+    outcome_delay_h: float | None = None,
 ) -> dict[str, Any]:
-    """The contract's evaluation object for an events file and its cases."""
+    """The contract's evaluation object for an events file and its cases.
+
+    Thresholds follow simulated outcomes as the service's do (``FW_BUDGET_*``), unless ``static_thresholds``
+    (the model's own, or with ``budget`` the one its grid stores for that budget). ``residents``: given, else
+    the ``city.json`` beside the events, else ``FW_RESIDENTS``, else distinct callees and payers.
+    """
     scorer = Scorer(resolve_model(settings, model))
-    threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
+    follow = settings.budget_follow and not static_thresholds
+    threshold = threshold_for_budget(scorer.meta, budget) if budget is not None and not follow else None
+    source = "given"
+    if residents is None:
+        residents = city_residents(events)
+        source = "city.json"
+    if residents is None and settings.residents:
+        residents, source = settings.residents, "FW_RESIDENTS"
     loaded = load_events(events)
-    result = evaluate(loaded.events, read_jsonl(cases), scorer, settings.episode_ms, threshold, warmup_days)
+    delay_ms = int(outcome_delay_h * 3_600_000) if outcome_delay_h is not None else OUTCOME_DELAY_MS
+    result = evaluate(
+        loaded.events,
+        read_jsonl(cases),
+        scorer,
+        settings.episode_ms,
+        threshold,
+        warmup_days,
+        residents=residents,
+        budget=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
+        follow=FollowConfig.from_settings(settings) if follow else None,
+        outcome_delay_ms=delay_ms,
+    )
+    if residents is not None:
+        result["residents_source"] = source
     result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 import logging
 import time
@@ -32,6 +33,7 @@ from features import (
     steps_for,
 )
 from models import reasons
+from streams.budget import LiveBudget
 from streams.ingest import Ignored, Rejected, route_raw
 from streams.metrics import (
     ALERT_ERRORS,
@@ -183,6 +185,7 @@ class Agents:
         self.feature_topic = feature_topic
         self.alerting: AlertingRuntime | None = None  # set when the worker has started it
         self.watermark_ms = 0  # the newest event time this worker has scored
+        self.budget = LiveBudget(settings)  # the thresholds each level decides with, following outcomes
 
     async def dead_letter(self, raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
         """Publish a rejected message with why it was rejected; count it."""
@@ -301,8 +304,10 @@ class Agents:
             self.watermark_ms = max(self.watermark_ms, max(r.avail_ms for r in rows))
             now = time.time()
             pending: list[tuple[bytes, bytes]] = []
+            thresholds = self.budget.thresholds(scorer)
             for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
-                level = scorer.level(risk)
+                level = bisect.bisect_right(thresholds, risk)
+                self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk)
                 _scored[row.is_call].inc()
                 _child(DECISIONS, str(level)).inc()
                 if t_s:

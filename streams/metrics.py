@@ -10,6 +10,8 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 __all__ = [
     "ALERT_ERRORS",
     "ALERT_HANDOFF_SECONDS",
+    "BUDGET_REFITS",
+    "BUDGET_RESIDENTS",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DECISIONS",
@@ -20,7 +22,9 @@ __all__ = [
     "EVENT_TIME_LAG",
     "EVENT_TO_DECISION",
     "EXPLAIN_SECONDS",
+    "FALSE_SHARE",
     "GC_PAUSE_SECONDS",
+    "LEVEL_THRESHOLD",
     "LIVE_KEYS",
     "MODEL_INFO",
     "MODEL_LOADED",
@@ -33,6 +37,10 @@ __all__ = [
     "watch_gc_pauses",
 ]
 
+LEVEL_THRESHOLD = Gauge("fw_level_threshold", "The score threshold each risk level decides with now", ["level"])
+FALSE_SHARE = Gauge("fw_budget_false_share", "Share of recent visit outcomes that were false alarms (with the prior)")
+BUDGET_RESIDENTS = Gauge("fw_budget_residents", "Residents the per-10k budgets are counted over")
+BUDGET_REFITS = Counter("fw_budget_refits_total", "Refits of the followed thresholds", ["result"])
 EVENTS_CONSUMED = Counter("fw_events_consumed_total", "Input events read from the broker", ["topic", "kind"])
 DEAD_LETTERS = Counter("fw_dead_letters_total", "Events sent to the dead-letter topic", ["reason"])
 DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their event_id was seen", ["stage"])

@@ -205,6 +205,13 @@ def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any) 
         await alerting.start()
         agents.alerting = alerting
 
+    async def refit_thresholds() -> None:
+        """Keep the levels' thresholds following the outcomes of recent tasks (streams/budget.py)."""
+        scorer, alerting = worker.live_model.scorer, agents.alerting
+        if scorer is not None and alerting is not None and agents.watermark_ms:
+            await agents.budget.refit(alerting.redis, scorer, agents.watermark_ms)
+
+    app.timer(interval=worker.settings.budget_update_s, name="refit_thresholds")(refit_thresholds)
     app.timer(interval=worker.settings.model_reload_s, name="reload_model")(reload_model)
     app.timer(interval=60.0, name="expire_idle_keys")(expire_idle_keys)
     app.timer(interval=5.0, name="count_keys")(count_keys)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 from core.settings import Settings
 from sandbox.services import RunningService, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate, write_city
+
+# Workers the tests start decide with the model's own thresholds, so a disturbed run must decide exactly as an
+# undisturbed one; the followed thresholds have their own tests (test_followed_thresholds, test_live_budget).
+os.environ.setdefault("FW_BUDGET_FOLLOW", "false")
 
 
 @pytest.fixture(scope="module")

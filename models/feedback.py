@@ -1,0 +1,285 @@
+"""Thresholds that follow the responders' feedback: each level spends its budget of *false* alerts, on any stream.
+
+A model's thresholds are fitted on its training worlds; on another stream its scores sit elsewhere, and the
+face-to-face budget is over- or under-spent by a factor nobody can know in advance. What the service does
+learn, some hours after each task, is whether that visit was a false alarm. The follower is a small state
+machine over the trailing window, refitted every few seconds (service) or minutes of event time (evaluate):
+
+- *spent*: the level's alerts in the window (one per subscriber), each weighing 1 if that subscriber's task
+  came back ``false_alarm``, 0 if it came back anything else, and otherwise the false share of recent
+  outcomes (a Beta average from a prior, so the first hours, before outcomes return, count task volume);
+- clearly overspent (spent minus its binomial uncertainty above the level's allowance): the threshold jumps
+  to the *fit*, the lowest score at which the window's candidates (every row scored at or above the lowest
+  threshold any level may reach, each subscriber's best), weighted the same way, fit the allowance; it
+  never falls on this branch;
+- clearly underspent: the threshold steps down, ``logit_down_per_day`` log-odds a day, so it explores lower
+  scores and learns from their outcomes; in between it holds.
+
+Only false alerts spend the budget, so a stream with thirty times the victims keeps its recall (a cap on
+*all* tasks would cap recall near 10 % on a stream with 12 victims per 10k). Each threshold stays within
+``[model - logit_down, model + logit_up]`` in log-odds, and the model's own thresholds hold until the window
+holds ``min_span_ms`` of traffic. A level's window is long enough for its budget to count whole visits in a
+small city (``window_visits`` visits at the budget; between one and seven days).
+
+The same step serves the stream worker (candidates, outcomes and thresholds kept in Redis, so they survive
+restarts and are the same on every worker) and ``evaluate`` (:func:`follow_offline`: outcomes simulated from
+the cases file with a delay), so what ``evaluate`` prints is what the service would have done.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.settings import Settings
+from features import DAY_MS
+
+__all__ = [
+    "FollowConfig",
+    "FollowResult",
+    "best_in_windows",
+    "candidate_floor",
+    "false_share",
+    "follow_offline",
+    "follow_thresholds",
+]
+
+HOUR_MS = 3_600_000
+
+
+@dataclass(frozen=True)
+class FollowConfig:
+    """The follower's knobs; the service reads them from ``FW_BUDGET_*`` settings."""
+
+    window_visits: float = 5.0  # a level's window holds this many false alerts at its budget...
+    min_window_ms: int = DAY_MS  # ...but at least a day...
+    max_window_ms: int = 7 * DAY_MS  # ...and at most a week (candidates are kept this long)
+    min_span_ms: int = HOUR_MS  # less traffic than this: the model's own thresholds hold
+    logit_up: float = 6.0  # bounds around the model's threshold, in log-odds
+    logit_down: float = 2.0
+    logit_down_per_day: float = 2.0  # how fast an underspent level explores lower scores (up to 3x)
+    evidence_sd: float = 1.5  # overspent only beyond this many Poisson SDs of the window's count...
+    explore_sd: float = 0.5  # ...underspent below this many
+    explore_pace_max: float = 3.0
+    aim: float = 0.8  # spend this share of each budget: the past window only estimates the next
+    prior_false_share: float = 0.5  # before outcomes return
+    prior_weight: float = 2.0  # outcomes it takes to outweigh the prior
+    outcome_memory: int = 500  # the false share is over this many most recent outcomes
+
+    def window_ms(self, budget: float, residents: int) -> int:
+        """The window of a level with ``budget`` false alerts per 10k per day, in a city of ``residents``."""
+        per_day = budget * max(residents, 1) / 10_000
+        wanted = self.window_visits / per_day * DAY_MS if per_day > 0 else self.max_window_ms
+        return int(min(max(wanted, self.min_window_ms), self.max_window_ms))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FollowConfig:
+        """The follower the ``FW_BUDGET_*`` settings describe."""
+        return cls(
+            window_visits=settings.budget_window_visits,
+            min_span_ms=int(settings.budget_min_span_h * HOUR_MS),
+            logit_up=settings.budget_logit_up,
+            logit_down=settings.budget_logit_down,
+            logit_down_per_day=settings.budget_logit_down_per_day,
+            aim=settings.budget_aim,
+            prior_false_share=settings.budget_prior_false_share,
+            prior_weight=settings.budget_prior_weight,
+        )
+
+
+def _logit(p: float) -> float:
+    q = min(max(p, 1e-12), 1 - 1e-12)
+    return math.log(q / (1 - q))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def _bounds(base: float, config: FollowConfig) -> tuple[float, float]:
+    x = _logit(base)
+    return _sigmoid(x - config.logit_down), _sigmoid(x + config.logit_up)
+
+
+def candidate_floor(base: Sequence[float], config: FollowConfig) -> float:
+    """The lowest score any level's threshold may reach: rows below it need not be kept as candidates."""
+    return min(_bounds(b, config)[0] for b in base)
+
+
+def false_share(outcomes_false: Iterable[bool], config: FollowConfig) -> float:
+    """Share of visits that are false alarms: recent outcomes (``True`` = false alarm) averaged with the prior."""
+    recent = list(outcomes_false)[-config.outcome_memory :]
+    return (sum(recent) + config.prior_weight * config.prior_false_share) / (len(recent) + config.prior_weight)
+
+
+def _fit(best: Sequence[tuple[float, float]], allowed: float, lo: float, hi: float) -> float:
+    """Lowest threshold in [lo, hi] whose (score, weight) candidates above it weigh at most ``allowed``."""
+    spent = 0.0
+    threshold = lo  # all candidates down to the bound fit
+    for score, weight in best:  # highest score first
+        if score < lo:
+            break
+        if spent + weight > allowed:
+            threshold = math.nextafter(score, math.inf)  # just above the first one that does not fit
+            break
+        spent += weight
+    return min(max(threshold, lo), hi)
+
+
+def follow_thresholds(
+    base: Sequence[float],
+    budgets: Sequence[float],
+    previous: Sequence[float],
+    windows: Sequence[Mapping[str, float]],
+    known_false: Mapping[str, bool],
+    share: float,
+    residents: int,
+    span_ms: int,
+    elapsed_ms: int,
+    config: FollowConfig,
+) -> tuple[float, ...]:
+    """One step: each level's threshold from its previous one, its window and the outcomes known.
+
+    ``windows[i]``: each subscriber's best candidate score in level i + 1's window (see
+    :meth:`FollowConfig.window_ms`); ``known_false``: subscribers whose visit has come back (True: false
+    alarm); ``span_ms``: traffic seen so far; ``elapsed_ms``: since the previous step.
+    """
+    if span_ms < config.min_span_ms or residents <= 0:
+        return tuple(base)
+
+    z = config.evidence_sd
+    out = []
+    for b, budget, prev, best in zip(base, budgets, previous, windows, strict=True):
+        lo, hi = _bounds(b, config)
+        days = min(span_ms, config.window_ms(budget, residents)) / DAY_MS
+        allowed = config.aim * budget * residents / 10_000 * days
+        # Below the lowest score whose outcome has come back nothing is known yet: the prior, not the share of
+        # the outcomes above, so that exploring lower waits for what the last step down returned.
+        explored = min((s for sub, s in best.items() if sub in known_false), default=math.inf)
+
+        ranked = sorted(
+            ((s, _weight(known_false.get(sub), s, explored, share, config)) for sub, s in best.items()), reverse=True
+        )
+        # What the window would have spent at the current threshold (its alerts then), as a Poisson count.
+        spent = sum(w for s, w in ranked if s >= prev)
+        if spent - z * math.sqrt(spent) > allowed:
+            threshold = max(prev, _fit(ranked, allowed, lo, hi))
+        elif spent + config.explore_sd * math.sqrt(spent) < allowed:
+            # Underspent: explore lower scores (less evidence is asked than for raising: a wrong step down is
+            # soon corrected by a jump up), faster the more room there is (at most ``explore_pace_max`` times).
+            room = allowed / max(spent + config.explore_sd * math.sqrt(spent), 1e-9)
+            pace = min(max(room, 1.0), config.explore_pace_max)
+            threshold = _sigmoid(_logit(prev) - pace * config.logit_down_per_day * elapsed_ms / DAY_MS)
+        else:
+            threshold = prev
+        out.append(min(max(threshold, lo), hi))
+    # A higher level never sits below a lower one (each level's alert is also the lower levels' alert).
+    return tuple(np.maximum.accumulate(out).tolist())
+
+
+def _weight(known: bool | None, score: float, explored: float, share: float, config: FollowConfig) -> float:
+    if known is not None:
+        return float(known)
+    return share if score >= explored else max(share, config.prior_false_share)
+
+
+@dataclass
+class FollowResult:
+    """What :func:`follow_offline` decided: each row's level and the thresholds over time."""
+
+    levels: np.ndarray  # int8 per row, in the rows' order
+    history: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # (from event ms, thresholds)
+    outcomes: int = 0  # outcomes that had come back by the end
+    tasks: int = 0
+
+
+def follow_offline(
+    subscribers: Sequence[str],
+    avail_ms: np.ndarray,
+    scores: np.ndarray,
+    base: Sequence[float],
+    budgets: Sequence[float],
+    residents: int,
+    is_false: Callable[[str], bool],
+    *,
+    task_level: int,
+    episode_ms: int = DAY_MS,
+    outcome_delay_ms: int = 4 * HOUR_MS,
+    update_ms: int = 10 * 60_000,
+    config: FollowConfig | None = None,
+) -> FollowResult:
+    """Replay rows in event time as the service decides them, thresholds following simulated outcomes.
+
+    Every ``update_ms`` of event time the thresholds are refitted from the window so far; each task (the
+    first task-level alert of a subscriber episode) comes back ``outcome_delay_ms`` later, false when
+    ``is_false(subscriber)``. Rows are decided with the thresholds of their moment, never later ones.
+    """
+    config = config or FollowConfig()
+    n = len(scores)
+    levels = np.zeros(n, dtype=np.int8)
+    result = FollowResult(levels)
+    if n == 0:
+        return result
+    order = np.argsort(avail_ms, kind="stable")
+    floor = candidate_floor(base, config)
+    spans = [config.window_ms(b, residents) for b in budgets]
+    thresholds = tuple(base)
+    start = int(avail_ms[order[0]])
+    result.history.append((start, thresholds))
+    last_update = start
+    candidates: deque[tuple[int, str, float]] = deque()  # rows at or above the floor: (event ms, sub, score)
+    pending: list[tuple[int, str, bool]] = []  # a heap of (known at, subscriber, false alarm)
+    known: dict[str, bool] = {}
+    recent: deque[bool] = deque(maxlen=config.outcome_memory)
+    open_until: dict[str, int] = {}
+    for i in order.tolist():
+        at, sub, score = int(avail_ms[i]), subscribers[i], float(scores[i])
+        if at >= last_update + update_ms:
+            while pending and pending[0][0] <= at:
+                _, who, false = heapq.heappop(pending)
+                known[who] = false
+                recent.append(false)
+            while candidates and candidates[0][0] < at - config.max_window_ms:
+                candidates.popleft()
+            fitted = follow_thresholds(
+                base,
+                budgets,
+                thresholds,
+                best_in_windows(candidates, [at - span for span in spans]),
+                known,
+                false_share(recent, config),
+                residents,
+                at - start,
+                at - last_update,
+                config,
+            )
+            last_update = at
+            if fitted != thresholds:
+                thresholds = fitted
+                result.history.append((at, thresholds))
+        level = bisect.bisect_right(thresholds, score)
+        levels[i] = level
+        if score >= floor:
+            candidates.append((at, sub, score))
+        if level >= task_level and at >= open_until.get(sub, -1):
+            open_until[sub] = at + episode_ms
+            result.tasks += 1
+            heapq.heappush(pending, (at + outcome_delay_ms, sub, is_false(sub)))
+    result.outcomes = len(recent)
+    return result
+
+
+def best_in_windows(candidates: Iterable[tuple[int, str, float]], since_ms: Sequence[int]) -> list[dict[str, float]]:
+    """Each subscriber's best score among ``(event ms, subscriber, score)`` candidates, per window start."""
+    out: list[dict[str, float]] = [{} for _ in since_ms]
+    for at, sub, score in candidates:
+        for since, best in zip(since_ms, out, strict=True):
+            if at >= since and score > best.get(sub, -1.0):
+                best[sub] = score
+    return out

@@ -1,0 +1,153 @@
+"""The worker's followed thresholds (models/feedback.py) with their state in Redis.
+
+Every scored row at or above the candidate floor is kept in a sorted set by event time (member: event id,
+subscriber pseudonym and score, so a row scored again after a crash is the same member); the outcomes are
+the labels the dispatch side writes to ``fw:labels``. Every ``FW_BUDGET_UPDATE_S`` one worker (a short Redis
+lock) refits the thresholds from them and stores them, with the model version they belong to; every worker
+reads them back, so all workers decide with the same thresholds and a restarted worker with the ones it had.
+Redis away: the worker keeps deciding with the thresholds it holds and refits when Redis answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from alerting import recent_outcomes
+from core.levels import level_budgets
+from core.pseudonym import pseudonymise
+from core.settings import Settings
+from models import FollowConfig, Scorer, best_in_windows, candidate_floor, false_share, follow_thresholds
+from streams.metrics import BUDGET_REFITS, BUDGET_RESIDENTS, FALSE_SHARE, LEVEL_THRESHOLD
+
+__all__ = ["LiveBudget"]
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = "fw:budget:candidates"  # sorted set: JSON [event id, subscriber pseudonym, score] -> event ms
+SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
+STATE = "fw:budget:state"  # hash: model, thresholds (JSON), since_ms, refit_ms
+LOCK = "fw:budget:lock"
+
+
+class LiveBudget:
+    """Decides a score's level with the followed thresholds; :meth:`refit` keeps them current."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.config = FollowConfig.from_settings(settings)
+        self._thresholds: dict[str, tuple[float, ...]] = {}  # model version -> followed thresholds
+        self._buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
+        self._seen: set[str] = set()
+
+    def thresholds(self, scorer: Scorer) -> tuple[float, ...]:
+        """The thresholds the worker decides ``scorer``'s scores with now."""
+        if not self.settings.budget_follow:
+            return scorer.thresholds
+        return self._thresholds.get(scorer.version, scorer.thresholds)
+
+    def observe(self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float) -> None:
+        """Keep a scored row for the next refit if it can matter to any level's threshold."""
+        if not self.settings.budget_follow:
+            return
+        if not self.settings.residents:
+            self._seen.add(pseudonymise(subscriber))
+        if score >= candidate_floor(scorer.thresholds, self.config):
+            self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
+
+    async def refit(self, redis: Redis, scorer: Scorer, watermark_ms: int) -> None:
+        """Store the rows kept since the last call, refit (if this worker holds the lock) and read back."""
+        if not self.settings.budget_follow:
+            return
+        try:
+            await self._flush(redis, watermark_ms)
+            if await redis.set(LOCK, b"1", nx=True, px=max(int(self.settings.budget_update_s * 900), 1)):
+                await self._refit(redis, scorer, watermark_ms)
+            await self._read_back(redis, scorer)
+        except (RedisError, OSError) as exc:
+            BUDGET_REFITS.labels(result="redis_error").inc()
+            log.warning("followed thresholds not refitted: %s", exc)
+
+    async def _flush(self, redis: Redis, watermark_ms: int) -> None:
+        buffer, self._buffer = self._buffer, []
+        seen, self._seen = self._seen, set()
+        pipe = redis.pipeline(transaction=False)
+        if buffer:
+            pipe.zadd(CANDIDATES, {orjson.dumps([e, p, round(s, 9)]): at for e, p, at, s in buffer})
+            pipe.hsetnx(STATE, "since_ms", min(at for _, _, at, _ in buffer))
+        if seen:
+            pipe.pfadd(SEEN, *seen)
+        pipe.zremrangebyscore(CANDIDATES, "-inf", watermark_ms - self.config.max_window_ms)
+        try:
+            await pipe.execute()
+        except BaseException:
+            self._buffer = buffer + self._buffer  # kept for the next try: a row is never dropped for an outage
+            self._seen |= seen
+            raise
+
+    async def _residents(self, redis: Redis) -> int:
+        if self.settings.residents:
+            return self.settings.residents
+        return int(await redis.pfcount(SEEN))
+
+    async def _refit(self, redis: Redis, scorer: Scorer, watermark_ms: int) -> None:
+        state = await redis.hgetall(STATE)
+        field = _fields(state)
+        since = int(field.get("since_ms") or watermark_ms)
+        # Event time since the last refit, as evaluate's replay counts it (a fast replay moves days in minutes).
+        elapsed_ms = max(watermark_ms - int(field.get("refit_ms") or watermark_ms), 0)
+        base = scorer.thresholds
+        previous = base
+        if field.get("model") == scorer.version and field.get("thresholds"):
+            previous = tuple(orjson.loads(field["thresholds"]))
+        budgets = level_budgets(self.settings.budget_tasks_per_10k_per_day)
+        residents = await self._residents(redis)
+        spans = [self.config.window_ms(b, residents) for b in budgets]
+        raw: list[Any] = await redis.zrangebyscore(CANDIDATES, watermark_ms - max(spans), "+inf", withscores=True)
+        candidates = []
+        for member, at in raw:
+            _, pseudonym, score = orjson.loads(member)
+            candidates.append((int(at), str(pseudonym), float(score)))
+        outcomes = await recent_outcomes(redis, self.config.outcome_memory)
+        known: dict[str, bool] = {}
+        for subscriber, false in reversed(outcomes):  # oldest first, so the newest outcome per subscriber wins
+            known[pseudonymise(subscriber)] = false
+        share = false_share([false for _, false in reversed(outcomes)], self.config)
+        fitted = follow_thresholds(
+            base,
+            budgets,
+            previous,
+            best_in_windows(candidates, [watermark_ms - span for span in spans]),
+            known,
+            share,
+            residents,
+            watermark_ms - since,
+            elapsed_ms,
+            self.config,
+        )
+        await redis.hset(
+            STATE,
+            mapping={"model": scorer.version, "thresholds": orjson.dumps(list(fitted)), "refit_ms": watermark_ms},
+        )
+        BUDGET_REFITS.labels(result="ok").inc()
+        BUDGET_RESIDENTS.set(residents)
+        FALSE_SHARE.set(share)
+
+    async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
+        field = _fields(await redis.hgetall(STATE))
+        if field.get("model") == scorer.version and field.get("thresholds"):
+            fitted = tuple(float(x) for x in orjson.loads(field["thresholds"]))
+            if len(fitted) == len(scorer.thresholds):
+                self._thresholds = {scorer.version: fitted}
+        for number, threshold in enumerate(self.thresholds(scorer), 1):
+            LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
+
+
+def _fields(raw: dict[Any, Any]) -> dict[str, str]:
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
+    }

@@ -1,0 +1,102 @@
+"""The worker's followed thresholds against a real Redis: refitted from kept rows and recorded outcomes, shared by
+workers, kept across a restart, and never in the way when Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from alerting import recent_outcomes
+from core.settings import Settings
+from streams.budget import CANDIDATES, STATE, LiveBudget
+
+pytestmark = pytest.mark.integration
+
+DAY_MS = 86_400_000
+BASE = (0.2, 0.4, 0.6)
+
+
+def _settings(**extra: Any) -> Settings:
+    return Settings(budget_follow=True, residents=10_000, budget_min_span_h=1.0, **extra)
+
+
+def _scorer(version: str = "v1") -> Any:
+    return SimpleNamespace(version=version, thresholds=BASE)
+
+
+async def _fresh(url: str) -> Redis:
+    redis = Redis.from_url(url)
+    await redis.delete(CANDIDATES, STATE, "fw:budget:lock", "fw:budget:seen", "fw:labels")
+    return redis
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
+
+
+def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(redis_service: Any) -> None:
+    async def go() -> None:
+        redis = await _fresh(redis_service.url)
+        budget = LiveBudget(_settings())
+        scorer = _scorer()
+        # Two hours of traffic in which 200 subscribers scored above the task threshold, each visit a false alarm.
+        for i in range(200):
+            budget.observe(scorer, f"e{i}", f"+8613{i:09d}", i * 36_000, 0.7 + i * 1e-4)
+        for i in range(200):
+            label = {"subscriber": f"+8613{i:09d}", "outcome": "false_alarm", "task_id": f"t{i}"}
+            await redis.xadd("fw:labels", {"label": orjson.dumps(label)})
+        await budget.refit(redis, scorer, watermark_ms=2 * 3_600_000)
+        raised = budget.thresholds(scorer)
+        assert raised[2] > 0.7 + 199e-4  # above every false alarm: ten thousand residents allow < 1 in two hours
+        assert _logit(raised[2]) <= _logit(BASE[2]) + 6.0 + 1e-9  # within its documented bound
+        assert list(raised) == sorted(raised)
+        # The rows are in Redis once each, even if the same row is observed again (a re-delivery).
+        budget.observe(scorer, "e0", "+8613000000000", 0, 0.7)
+        await budget.refit(redis, scorer, watermark_ms=2 * 3_600_000 + 1)
+        assert await redis.zcard(CANDIDATES) == 200
+        # A restarted worker (or a second one) decides with the same thresholds before its first own refit.
+        other = LiveBudget(_settings())
+        await redis.set("fw:budget:lock", b"held by the first worker", px=60_000)
+        await other.refit(redis, scorer, watermark_ms=2 * 3_600_000 + 2)
+        assert other.thresholds(scorer) == budget.thresholds(scorer)
+        # Another model version starts from its own thresholds.
+        assert other.thresholds(_scorer("v2")) == BASE
+        outcomes = await recent_outcomes(redis, 10)
+        assert len(outcomes) == 10 and all(false for _, false in outcomes)
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_thresholds_off_keeps_the_models_own(redis_service: Any) -> None:
+    async def go() -> None:
+        redis = await _fresh(redis_service.url)
+        budget = LiveBudget(Settings(budget_follow=False, residents=10_000))
+        scorer = _scorer()
+        budget.observe(scorer, "e1", "+8613000000001", 0, 0.99)
+        await budget.refit(redis, scorer, watermark_ms=DAY_MS)
+        assert budget.thresholds(scorer) == BASE
+        assert await redis.zcard(CANDIDATES) == 0
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_redis_away_keeps_the_rows_and_the_thresholds() -> None:
+    async def go() -> None:
+        budget = LiveBudget(_settings())
+        scorer = _scorer()
+        budget.observe(scorer, "e1", "+8613000000001", 0, 0.99)
+        dead = Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.2)
+        await budget.refit(dead, scorer, watermark_ms=DAY_MS)  # logged and counted, not raised
+        assert budget.thresholds(scorer) == BASE
+        assert len(budget._buffer) == 1  # kept for the next refit
+        await dead.aclose()
+
+    asyncio.run(go())
