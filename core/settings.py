@@ -123,7 +123,7 @@ class DecisionSettings(BaseModel):
         1.0, ge=0, description="Traffic the window must hold before the thresholds move off the model's own."
     )
     budget_logit_down_per_day: float = Field(
-        2.0, ge=0, description="How fast an underspent level lowers its threshold, in log-odds per day."
+        1.0, ge=0, description="How fast an underspent level lowers its threshold, in log-odds per day."
     )
     budget_logit_up: float = Field(
         6.0, ge=0, description="Highest a threshold may move above the model's, in log-odds."
@@ -135,7 +135,7 @@ class DecisionSettings(BaseModel):
     budget_prior_false_share: float = Field(
         0.5, ge=0, le=1, description="False-alarm share assumed before outcomes come back."
     )
-    budget_prior_weight: float = Field(2.0, ge=0, description="Outcomes it takes to outweigh that prior.")
+    budget_prior_weight: float = Field(0.5, ge=0, description="Outcomes it takes to outweigh that prior.")
 
     @field_validator("level_actions")
     @classmethod

@@ -8,12 +8,13 @@ machine over the trailing window, refitted every few seconds (service) or minute
 - *spent*: the level's alerts in the window (one per subscriber), each weighing 1 if that subscriber's task
   came back ``false_alarm``, 0 if it came back anything else, and otherwise the false share of recent
   outcomes (a Beta average from a prior, so the first hours, before outcomes return, count task volume);
-- clearly overspent (spent minus its binomial uncertainty above the level's allowance): the threshold jumps
+- clearly overspent (spent, less ``evidence_sd`` Poisson SDs, above the level's allowance): the threshold jumps
   to the *fit*, the lowest score at which the window's candidates (every row scored at or above the lowest
   threshold any level may reach, each subscriber's best), weighted the same way, fit the allowance; it
   never falls on this branch;
-- clearly underspent: the threshold steps down, ``logit_down_per_day`` log-odds a day, so it explores lower
-  scores and learns from their outcomes; in between it holds.
+- underspent (spent, plus ``explore_sd`` SDs, below the allowance): the threshold steps down,
+  ``logit_down_per_day`` log-odds a day (up to twice that with much room), so it explores lower scores and
+  learns from their outcomes; slowly, since a wrong step shows only when its outcomes return; else it holds.
 
 Only false alerts spend the budget, so a stream with thirty times the victims keeps its recall (a cap on
 *all* tasks would cap recall near 10 % on a stream with 12 victims per 10k). Each threshold stays within
@@ -32,7 +33,7 @@ import bisect
 import heapq
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Reversible, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,14 +64,14 @@ class FollowConfig:
     min_span_ms: int = HOUR_MS  # less traffic than this: the model's own thresholds hold
     logit_up: float = 6.0  # bounds around the model's threshold, in log-odds
     logit_down: float = 2.0
-    logit_down_per_day: float = 2.0  # how fast an underspent level explores lower scores (up to 3x)
+    logit_down_per_day: float = 1.0  # how fast an underspent level explores lower scores (up to 2x)
     evidence_sd: float = 1.5  # overspent only beyond this many Poisson SDs of the window's count...
     explore_sd: float = 0.5  # ...underspent below this many
-    explore_pace_max: float = 3.0
+    explore_pace_max: float = 2.0
     aim: float = 0.8  # spend this share of each budget: the past window only estimates the next
     prior_false_share: float = 0.5  # before outcomes return
-    prior_weight: float = 2.0  # outcomes it takes to outweigh the prior
-    outcome_memory: int = 500  # the false share is over this many most recent outcomes
+    prior_weight: float = 0.5  # outcomes it takes to outweigh the prior
+    outcome_memory: int = 100  # the false share is over this many most recent outcomes (the current region)
 
     def window_ms(self, budget: float, residents: int) -> int:
         """The window of a level with ``budget`` false alerts per 10k per day, in a city of ``residents``."""
@@ -159,13 +160,7 @@ def follow_thresholds(
         lo, hi = _bounds(b, config)
         days = min(span_ms, config.window_ms(budget, residents)) / DAY_MS
         allowed = config.aim * budget * residents / 10_000 * days
-        # Below the lowest score whose outcome has come back nothing is known yet: the prior, not the share of
-        # the outcomes above, so that exploring lower waits for what the last step down returned.
-        explored = min((s for sub, s in best.items() if sub in known_false), default=math.inf)
-
-        ranked = sorted(
-            ((s, _weight(known_false.get(sub), s, explored, share, config)) for sub, s in best.items()), reverse=True
-        )
+        ranked = sorted(((s, _weight(known_false.get(sub), share)) for sub, s in best.items()), reverse=True)
         # What the window would have spent at the current threshold (its alerts then), as a Poisson count.
         spent = sum(w for s, w in ranked if s >= prev)
         if spent - z * math.sqrt(spent) > allowed:
@@ -183,10 +178,8 @@ def follow_thresholds(
     return tuple(np.maximum.accumulate(out).tolist())
 
 
-def _weight(known: bool | None, score: float, explored: float, share: float, config: FollowConfig) -> float:
-    if known is not None:
-        return float(known)
-    return share if score >= explored else max(share, config.prior_false_share)
+def _weight(known: bool | None, share: float) -> float:
+    return share if known is None else float(known)
 
 
 @dataclass
@@ -275,11 +268,18 @@ def follow_offline(
     return result
 
 
-def best_in_windows(candidates: Iterable[tuple[int, str, float]], since_ms: Sequence[int]) -> list[dict[str, float]]:
-    """Each subscriber's best score among ``(event ms, subscriber, score)`` candidates, per window start."""
-    out: list[dict[str, float]] = [{} for _ in since_ms]
-    for at, sub, score in candidates:
-        for since, best in zip(since_ms, out, strict=True):
-            if at >= since and score > best.get(sub, -1.0):
-                best[sub] = score
-    return out
+def best_in_windows(candidates: Reversible[tuple[int, str, float]], since_ms: Sequence[int]) -> list[dict[str, float]]:
+    """Each subscriber's best score among ``(event ms, subscriber, score)`` candidates (in time order), per
+    window start: one walk from the newest back, each window's map copied as the walk passes its start."""
+    starts = sorted(set(since_ms), reverse=True)  # the shortest window first
+    maps: dict[int, dict[str, float]] = {}
+    best: dict[str, float] = {}
+    walk = iter(reversed(candidates))
+    row = next(walk, None)
+    for since in starts:
+        while row is not None and row[0] >= since:
+            if row[2] > best.get(row[1], -1.0):
+                best[row[1]] = row[2]
+            row = next(walk, None)
+        maps[since] = dict(best)
+    return [maps[since] for since in since_ms]
