@@ -30,6 +30,7 @@ from models.feedback import (
     candidate_floor,
     false_share,
     follow_thresholds,
+    threshold_bounds,
 )
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
@@ -63,6 +64,7 @@ __all__ = [
     "load_events",
     "read_jsonl",
     "reasons",
+    "threshold_bounds",
     "threshold_for_budget",
     "train_model",
     "write_model_card",

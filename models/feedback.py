@@ -49,6 +49,7 @@ __all__ = [
     "false_share",
     "follow_offline",
     "follow_thresholds",
+    "threshold_bounds",
 ]
 
 HOUR_MS = 3_600_000
@@ -106,6 +107,11 @@ def _sigmoid(x: float) -> float:
 def _bounds(base: float, config: FollowConfig) -> tuple[float, float]:
     x = _logit(base)
     return _sigmoid(x - config.logit_down), _sigmoid(x + config.logit_up)
+
+
+def threshold_bounds(base: Sequence[float], config: FollowConfig) -> list[tuple[float, float]]:
+    """Each level's (lowest, highest) threshold around the model's own."""
+    return [_bounds(b, config) for b in base]
 
 
 def candidate_floor(base: Sequence[float], config: FollowConfig) -> float:

@@ -21,8 +21,23 @@ from alerting import recent_outcomes
 from core.levels import level_budgets
 from core.pseudonym import pseudonymise
 from core.settings import Settings
-from models import FollowConfig, Scorer, best_in_windows, candidate_floor, false_share, follow_thresholds
-from streams.metrics import BUDGET_REFITS, BUDGET_RESIDENTS, FALSE_SHARE, LEVEL_THRESHOLD
+from models import (
+    FollowConfig,
+    Scorer,
+    best_in_windows,
+    candidate_floor,
+    false_share,
+    follow_thresholds,
+    threshold_bounds,
+)
+from streams.metrics import (
+    BUDGET_FOLLOWING,
+    BUDGET_REFITS,
+    BUDGET_RESIDENTS,
+    FALSE_SHARE,
+    LEVEL_THRESHOLD,
+    LEVEL_THRESHOLD_BOUND,
+)
 
 __all__ = ["LiveBudget"]
 
@@ -43,6 +58,9 @@ class LiveBudget:
         self._thresholds: dict[str, tuple[float, ...]] = {}  # model version -> followed thresholds
         self._buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
         self._seen: set[str] = set()
+        BUDGET_FOLLOWING.set(int(settings.budget_follow))
+        for result in ("ok", "redis_error"):
+            BUDGET_REFITS.labels(result=result)  # both series exist from the start, so a rate over them is 0
 
     def thresholds(self, scorer: Scorer) -> tuple[float, ...]:
         """The thresholds the worker decides ``scorer``'s scores with now."""
@@ -143,8 +161,11 @@ class LiveBudget:
             fitted = tuple(float(x) for x in orjson.loads(field["thresholds"]))
             if len(fitted) == len(scorer.thresholds):
                 self._thresholds = {scorer.version: fitted}
-        for number, threshold in enumerate(self.thresholds(scorer), 1):
+        bounds = threshold_bounds(scorer.thresholds, self.config)
+        for number, (threshold, (lo, hi)) in enumerate(zip(self.thresholds(scorer), bounds, strict=True), 1):
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
+            LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
+            LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="high").set(hi)
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -10,6 +10,7 @@ from prometheus_client import Counter, Gauge, Histogram, Info
 __all__ = [
     "ALERT_ERRORS",
     "ALERT_HANDOFF_SECONDS",
+    "BUDGET_FOLLOWING",
     "BUDGET_REFITS",
     "BUDGET_RESIDENTS",
     "CONSUMER_LAG",
@@ -25,6 +26,7 @@ __all__ = [
     "FALSE_SHARE",
     "GC_PAUSE_SECONDS",
     "LEVEL_THRESHOLD",
+    "LEVEL_THRESHOLD_BOUND",
     "LIVE_KEYS",
     "MODEL_INFO",
     "MODEL_LOADED",
@@ -38,6 +40,10 @@ __all__ = [
 ]
 
 LEVEL_THRESHOLD = Gauge("fw_level_threshold", "The score threshold each risk level decides with now", ["level"])
+LEVEL_THRESHOLD_BOUND = Gauge(
+    "fw_level_threshold_bound", "Lowest and highest threshold a level may follow to", ["level", "side"]
+)
+BUDGET_FOLLOWING = Gauge("fw_budget_following", "1 when the thresholds follow the outcomes (FW_BUDGET_FOLLOW)")
 FALSE_SHARE = Gauge("fw_budget_false_share", "Share of recent visit outcomes that were false alarms (with the prior)")
 BUDGET_RESIDENTS = Gauge("fw_budget_residents", "Residents the per-10k budgets are counted over")
 BUDGET_REFITS = Counter("fw_budget_refits_total", "Refits of the followed thresholds", ["result"])
