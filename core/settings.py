@@ -126,7 +126,7 @@ class DecisionSettings(BaseModel):
         1.0, ge=0, description="How fast an underspent level lowers its threshold, in log-odds per day."
     )
     budget_logit_up: float = Field(
-        6.0, ge=0, description="Highest a threshold may move above the model's, in log-odds."
+        10.0, ge=0, description="Highest a threshold may move above the model's, in log-odds."
     )
     budget_logit_down: float = Field(
         2.0, ge=0, description="Lowest a threshold may move below the model's, in log-odds."

@@ -63,7 +63,7 @@ class FollowConfig:
     min_window_ms: int = DAY_MS  # ...but at least a day...
     max_window_ms: int = 7 * DAY_MS  # ...and at most a week (candidates are kept this long)
     min_span_ms: int = HOUR_MS  # less traffic than this: the model's own thresholds hold
-    logit_up: float = 6.0  # bounds around the model's threshold, in log-odds
+    logit_up: float = 10.0  # bounds around the model's threshold, in log-odds (a cold new city needs ~9)
     logit_down: float = 2.0
     logit_down_per_day: float = 1.0  # how fast an underspent level explores lower scores (up to 2x)
     evidence_sd: float = 1.5  # overspent only beyond this many Poisson SDs of the window's count...

@@ -54,7 +54,7 @@ def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(
         await budget.refit(redis, scorer, watermark_ms=2 * 3_600_000)
         raised = budget.thresholds(scorer)
         assert raised[2] > 0.7 + 199e-4  # above every false alarm: ten thousand residents allow < 1 in two hours
-        assert _logit(raised[2]) <= _logit(BASE[2]) + 6.0 + 1e-9  # within its documented bound
+        assert _logit(raised[2]) <= _logit(BASE[2]) + 10.0 + 1e-9  # within its documented bound
         assert list(raised) == sorted(raised)
         # The rows are in Redis once each, even if the same row is observed again (a re-delivery).
         budget.observe(scorer, "e0", "+8613000000000", 0, 0.7)
