@@ -18,6 +18,7 @@ from models.evaluate import (
     evaluate_dataset,
     fraud_contacts,
     judged_after_warmup,
+    operating_curve,
 )
 from models.explain import reasons
 from models.registry import ModelRegistry, ModelVersion, check_features
@@ -41,6 +42,7 @@ __all__ = [
     "fraud_contacts",
     "judged_after_warmup",
     "load_events",
+    "operating_curve",
     "read_jsonl",
     "reasons",
     "threshold_for_budget",
