@@ -40,6 +40,7 @@ __all__ = [
     "evaluate",
     "evaluate_dataset",
     "fraud_contacts",
+    "generalisation_tables",
     "judged_after_warmup",
     "load_events",
     "operating_curve",
@@ -50,7 +51,7 @@ __all__ = [
     "write_model_card",
 ]
 
-_LAZY = {"COLD_START_KEYS", "write_model_card"}
+_LAZY = {"COLD_START_KEYS", "generalisation_tables", "write_model_card"}
 
 
 def __getattr__(name: str) -> Any:

@@ -120,16 +120,16 @@ class ProtocolConfig:
     def quick(cls) -> ProtocolConfig:
         """Tiny cities, for a test that proves the machinery (its figures mean little)."""
         return cls(
-            train_subscribers=500,
-            train_days=3.0,
-            train_victims_per_10k_per_day=200.0,
+            train_subscribers=400,
+            train_days=2.0,
+            train_victims_per_10k_per_day=300.0,
             judge_days=1.0,
             judge_warmup_days=0.5,
-            judge_victims_per_10k_per_day=200.0,
-            large_subscribers=1500,
+            judge_victims_per_10k_per_day=300.0,
+            large_subscribers=1200,
             large_days=0.5,
             large_warmup_days=0.5,
-            num_boost_round=120,
+            num_boost_round=80,
         )
 
     def train_city(self) -> CityConfig:
@@ -424,48 +424,8 @@ def run_protocol(
     return result
 
 
-def _cell(value: Any, digits: int = 1) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _share(n: int, of: int) -> str:
-    return f"{n}/{of} ({100 * n / of:.0f} %)" if of else "0/0"
-
-
 def format_table(result: dict[str, Any]) -> list[str]:
-    """The protocol's headline tables as Markdown lines (the CLI prints them, the model card opens with them)."""
-    lines = [
-        "| left-out scenario | with loss | flagged before loss | by the loss | median lead (min) | "
-        "false tasks /10k residents/day | oracle by the loss | seen in training: by the loss |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    seen = {r["scenario"]: r for r in result.get("with_every_scenario", [])}
-    for row in result.get("leave_one_scenario_out", []):
-        oracle = row.get("oracle") or {}
-        ref = seen.get(row["scenario"], {})
-        lines.append(
-            f"| {row['scenario']} | {row['cases_with_loss']} | "
-            f"{_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
-            f"{_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_cell(row['median_lead_min'])} | "
-            f"{_cell(row['false_tasks_per_10k_residents_per_day'], 2)} | "
-            f"{_share(oracle.get('flagged_by_loss', 0), oracle.get('cases_with_loss', 0)) if oracle else '–'} | "
-            f"{_share(ref.get('flagged_by_loss', 0), ref.get('cases_with_loss', 0)) if ref else '–'} |"
-        )
-    lines += [
-        "",
-        "| trained on every scenario, judged on | residents | days judged | with loss | flagged before loss | "
-        "by the loss | median lead (min) | false tasks /10k residents/day | PR-AUC |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in result.get("small_to_large", []):
-        lines.append(
-            f"| {row['city']} | {row['residents']:,} | {_cell(row['days_judged'])} | {row['cases_with_loss']} | "
-            f"{_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
-            f"{_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_cell(row['median_lead_min'])} | "
-            f"{_cell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_cell(row['pr_auc'], 2)} |"
-        )
-    return lines
+    """The protocol's headline tables as Markdown lines, as the model card opens with them."""
+    from models import generalisation_tables  # the card's renderer (one table, two readers)
+
+    return generalisation_tables(result)
