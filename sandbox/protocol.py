@@ -99,12 +99,13 @@ class ProtocolConfig:
     train_subscribers: int = 2000
     train_days: float = 5.0
     train_seed: int = 7
-    # High victim rates, so that a small city still has a few cases of the rarer scripts to learn from.
-    train_victims_per_10k_per_day: float = 40.0
+    # Victim rates far above reality: at 40 per 10k per day a 2,000 x 5-day city held ~40 cases and its judged
+    # days ~3 per scenario (cases cluster in a city's first days, the warm-up), too few to tell 0 % from 50 %.
+    train_victims_per_10k_per_day: float = 100.0
     judge_days: float = 3.0
     judge_warmup_days: float = 2.0
     judge_seed: int = 1007
-    judge_victims_per_10k_per_day: float = 40.0
+    judge_victims_per_10k_per_day: float = 150.0
     large_subscribers: int = 20_000
     large_days: float = 1.0
     large_warmup_days: float = 1.0
