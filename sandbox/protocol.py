@@ -346,11 +346,13 @@ def run_protocol(
     evaluate_fn: EvaluateFn | None = None,
     residents: int | None = None,
     out: Path | None = None,
+    train_cities: Sequence[CityConfig] | None = None,
 ) -> dict[str, Any]:
     """Run both parts and write the result JSON (default :func:`protocol_path`); return it.
 
     Models go to their own registry under ``data_dir/protocol-models`` (never promoted: the live one stays).
-    ``residents`` overrides the judged small city's residents (default: its subscribers).
+    ``residents`` overrides the judged small city's residents (default: its subscribers). ``train_cities``
+    (default: the config's one small city) are handed to ``train_fn``, e.g. a sample of many worlds.
     """
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -369,6 +371,7 @@ def run_protocol(
             evaluate_on_city, oracle_rate=config.oracle_rate, episode_ms=settings.episode_ms
         )
     train_city = config.train_city()
+    cities = list(train_cities) if train_cities is not None else [train_city]
     small_config = config.judge_city(
         config.train_subscribers, config.judge_days, config.judge_warmup_days, config.judge_seed
     )
@@ -385,10 +388,10 @@ def run_protocol(
         small = dataclasses.replace(small, residents=residents)
     loso = []
     for scenario in config.scenarios:
-        version = timed(f"train without {scenario}", train_fn, [train_city], [scenario])
+        version = timed(f"train without {scenario}", train_fn, cities, [scenario])
         result = timed(f"judge without {scenario}", evaluate_fn, version, small)
         loso.append(_scenario_row(scenario, version, result))
-    full = timed("train on every scenario", train_fn, [train_city], [])
+    full = timed("train on every scenario", train_fn, cities, [])
     seen = timed("judge with every scenario", evaluate_fn, full, small)
     large_config = config.judge_city(
         config.large_subscribers, config.large_days, config.large_warmup_days, config.large_seed
@@ -402,6 +405,7 @@ def run_protocol(
         "features_hash": FEATURES_HASH,
         "config": dataclasses.asdict(config),
         "train_city": dataclasses.asdict(train_city),
+        "train_cities": [dataclasses.asdict(c) for c in cities],
         "judged_city": dataclasses.asdict(small_config),
         "large_city": dataclasses.asdict(large_config),
         "thresholds": "the model's own (as served), oracle: matched on the judged city",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import subprocess
@@ -119,6 +120,15 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
     table = "\n".join(format_table(result))
     assert "| loan | 10 | 1/10 (10 %) | 2/10 (20 %) | 10.0 | 0.50 |" in table
     assert "| police_impersonation | 10 | 7/10 (70 %) | 8/10 (80 %) |" in table
+
+    # Many training worlds (e.g. a world sampler's) reach train_fn as given; judging is unchanged.
+    trained.clear()
+    worlds = [dataclasses.replace(TINY, subscribers=n) for n in (100, 1000)]
+    again = run_protocol(
+        settings, config, train_fn=train_fn, evaluate_fn=evaluate_fn, train_cities=worlds, out=tmp_path / "w.json"
+    )
+    assert trained == [([100, 1000], {s}) for s in SCENARIOS] + [([100, 1000], set())]
+    assert [c["subscribers"] for c in again["train_cities"]] == [100, 1000]
 
 
 def test_cli_generalise_quick_runs_the_real_recipe_within_a_cpu_minute(tmp_path: Path) -> None:
