@@ -235,14 +235,15 @@ def run(
     subscribers: int = 3000,
     days: Annotated[float, typer.Option(help="Judged days: the summary counts only these")] = 2.0,
     history_days: Annotated[
-        float, typer.Option(min=0.0, help="Days of the same city replayed first, unpaced, to build the state")
-    ] = 7.0,
+        float,
+        typer.Option(min=0.0, help="Days of the same city replayed first, unpaced, to build the state (7: a week)"),
+    ] = 3.0,
     seed: int = 101,
     replay_seconds: Annotated[float, typer.Option(help="Compress the simulated days into this many seconds")] = 60.0,
     hold: Annotated[bool, typer.Option(help="Keep the dispatch console up after the summary, until Ctrl-C")] = False,
     console_port: Annotated[int, typer.Option(help="Port of the dispatch console (0 = any free port)")] = 0,
 ) -> None:
-    """The whole service on loopback: broker, Redis, a simulated city (a week of history, then the judged days),
+    """The whole service on loopback: broker, Redis, a simulated city (days of history, then the judged days),
     a model, a worker, a dispatch receiver."""
     from sandbox.demo import DemoConfig, run_demo
 
