@@ -94,7 +94,11 @@ EvaluateFn = Callable[[ModelVersion, JudgedCity], dict[str, Any]]
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """Sizes and seeds of one protocol run; the defaults take about 10 min on 2 shared cores."""
+    """Sizes and seeds of one protocol run.
+
+    The defaults cost about 5 CPU minutes (23 min wall on 2 cores shared with three other jobs; the large
+    city's features are a third of it).
+    """
 
     train_subscribers: int = 2000
     train_days: float = 5.0
