@@ -21,6 +21,7 @@ from models.evaluate import (
     followed_summary,
     fraud_contacts,
     judged_after_warmup,
+    operating_curve,
 )
 from models.explain import reasons
 from models.feedback import (
@@ -60,8 +61,10 @@ __all__ = [
     "followed_levels",
     "followed_summary",
     "fraud_contacts",
+    "generalisation_tables",
     "judged_after_warmup",
     "load_events",
+    "operating_curve",
     "read_jsonl",
     "reasons",
     "threshold_bounds",
@@ -70,7 +73,7 @@ __all__ = [
     "write_model_card",
 ]
 
-_LAZY = {"COLD_START_KEYS", "write_model_card"}
+_LAZY = {"COLD_START_KEYS", "generalisation_tables", "write_model_card"}
 
 
 def __getattr__(name: str) -> Any:

@@ -222,12 +222,99 @@ def plot_per_scenario(per_scenario: dict[str, dict[str, Any]], path: Path) -> No
     _save(fig, path)
 
 
+def _pcell(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _count_share(n: int, of: int) -> str:
+    return f"{n}/{of} ({100 * n / of:.0f} %)" if of else "0/0"
+
+
+def generalisation_tables(result: dict[str, Any]) -> list[str]:
+    """A generalisation protocol result's tables as Markdown lines (``fraudwatch generalise`` prints them too)."""
+    lines = [
+        "| left-out scenario | with loss | flagged before loss | by the loss | median lead (min) | "
+        "false tasks /10k residents/day | oracle by the loss | seen in training: by the loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    seen = {r["scenario"]: r for r in result.get("with_every_scenario", [])}
+    for row in result.get("leave_one_scenario_out", []):
+        oracle = row.get("oracle") or {}
+        ref = seen.get(row["scenario"], {})
+        lines.append(
+            f"| {row['scenario']} | {row['cases_with_loss']} | "
+            f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
+            f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
+            f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | "
+            f"{_count_share(oracle.get('flagged_by_loss', 0), oracle.get('cases_with_loss', 0)) if oracle else '–'} | "
+            f"{_count_share(ref.get('flagged_by_loss', 0), ref.get('cases_with_loss', 0)) if ref else '–'} |"
+        )
+    lines += [
+        "",
+        "| trained on every scenario, judged on | residents | days judged | with loss | flagged before loss | "
+        "by the loss | median lead (min) | false tasks /10k residents/day | PR-AUC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result.get("small_to_large", []):
+        lines.append(
+            f"| {row['city']} | {row['residents']:,} | {_pcell(row['days_judged'])} | {row['cases_with_loss']} | "
+            f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
+            f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
+            f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
+        )
+    return lines
+
+
+def generalisation_headline(result: dict[str, Any], features_hash: str | None) -> list[str]:
+    """The card's opening section: the protocol's tables and the scenarios below half by the loss."""
+    config = result.get("config") or {}
+    train = result.get("train_city") or {}
+    judged = result.get("judged_city") or {}
+    created = result.get("created_s")
+    lines = [
+        "## Headline: generalisation protocol",
+        "",
+        f"`fraudwatch generalise` ({_iso(created * 1000) if isinstance(created, int | float) else 'undated'}): "
+        f"models trained by this recipe ({config.get('n_models')} booster(s), {config.get('threshold_folds')} "
+        f"threshold folds) on a {_fmt(train.get('subscribers'))}-resident city x {_fmt(train.get('days'))} days, "
+        "each without one scenario (its cases and their events removed), judged at their own thresholds on "
+        f"a held-out city (seed {judged.get('seed')}) after a {_fmt(config.get('judge_warmup_days'))}-day "
+        "warm-up, on the left-out scenario's cases; false face-to-face tasks are the whole judged city's, per "
+        f"10k residents per day. Oracle: the threshold matched on the judged city to {_fmt(config.get('oracle_rate'))} "
+        "false task per 10k residents per day (a live threshold never has it).",
+        "",
+    ]
+    if features_hash is not None and result.get("features_hash") not in (None, features_hash):
+        lines += [
+            f"**Stale:** the protocol ran on features `{result.get('features_hash')}`, this model serves "
+            f"`{features_hash}`; run `fraudwatch generalise` again.",
+            "",
+        ]
+    lines += generalisation_tables(result)
+    below = result.get("below_half_by_loss") or []
+    empty = result.get("no_cases_with_loss") or []
+    lines += [
+        "",
+        "Scenarios below 50 % by the loss when left out: "
+        + (", ".join(f"**{name}**" for name in below) if below else "none")
+        + "."
+        + (f" Without a case with a loss in the judged city (not measured): {', '.join(empty)}." if empty else ""),
+        "",
+    ]
+    return lines
+
+
 def _card_text(
     version: ModelVersion,
     evaluation: dict[str, Any],
     data: Dataset,
     importance: dict[str, float],
     evaluation_source: str | None,
+    protocol: dict[str, Any] | None = None,
 ) -> str:
     meta = version.meta
     info = meta.get("data", {})
@@ -238,6 +325,8 @@ def _card_text(
     thresholds = list(meta.get("thresholds", []))
     budget = train_config.get("budget_tasks_per_10k_per_day")
     lines = [f"# Model card — `{version.version}`", ""]
+    if protocol:
+        lines += generalisation_headline(protocol, meta.get("features_hash"))
     created = meta.get("created_s")
     calibration = (meta.get("calibration") or {}).get("method", "isotonic")
     lines += [
@@ -493,6 +582,7 @@ def write_model_card(
     out_dir: Path | None = None,
     *,
     evaluation_source: str | None = None,
+    protocol: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``card.md`` and its four PNG plots next to the model (or into ``out_dir``); the card's path.
 
@@ -510,5 +600,5 @@ def write_model_card(
     plot_feature_importance(importance, target / PLOT_FILES[2])
     plot_per_scenario(evaluation.get("per_scenario", {}), target / PLOT_FILES[3])
     card = target / CARD_FILE
-    _atomic_bytes(card, _card_text(version, evaluation, data, importance, evaluation_source).encode())
+    _atomic_bytes(card, _card_text(version, evaluation, data, importance, evaluation_source, protocol).encode())
     return card

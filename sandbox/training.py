@@ -38,6 +38,7 @@ __all__ = [
     "HOLDOUT_SEED_OFFSET",
     "evaluate_files",
     "holdout_city",
+    "last_protocol_result",
     "resolve_model",
     "train_from_files",
     "write_card_for",
@@ -71,12 +72,14 @@ def write_card_for(
     out_dir: Path | None = None,
     source: str | None = None,
     warmup_days: float = 0.0,
+    protocol: dict[str, Any] | None = None,
 ) -> Path:
     """Evaluate ``version`` on an events/cases pair and write its model card (and the evaluation JSON).
 
     The card goes next to the model unless ``out_dir`` is given; ``source`` says in the card what the
     files are (default: their paths). ``warmup_days`` judges only what follows them, as ``evaluate`` does.
-    Returns the path of ``card.md``.
+    ``protocol``: a generalisation protocol result to open the card with (default: the last
+    ``fraudwatch generalise`` run's, if there is one). Returns the path of ``card.md``.
     """
     from models import COLD_START_KEYS, write_model_card  # matplotlib only when a card is asked for
 
@@ -100,13 +103,32 @@ def write_card_for(
     result["rejected_lines"] = loaded.rejected
     if budget is not None:
         result["budget_tasks_per_10k_per_day"] = budget
+    if protocol is None:
+        protocol = last_protocol_result(settings)
     card = write_model_card(
-        version, result, data, scores, out_dir, evaluation_source=source or f"`{events}` with cases `{cases}`"
+        version,
+        result,
+        data,
+        scores,
+        out_dir,
+        evaluation_source=source or f"`{events}` with cases `{cases}`",
+        protocol=protocol,
     )
     tmp = card.with_name(CARD_EVALUATION_FILE + ".tmp")
     tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
     os.replace(tmp, card.with_name(CARD_EVALUATION_FILE))
     return card
+
+
+def last_protocol_result(settings: Settings) -> dict[str, Any] | None:
+    """The last ``fraudwatch generalise`` result kept under the data folder, or None."""
+    from sandbox.protocol import PROTOCOL_SCHEMA, protocol_path
+
+    path = protocol_path(settings)
+    if not path.exists():
+        return None
+    result = orjson.loads(path.read_bytes())
+    return result if isinstance(result, dict) and result.get("schema") == PROTOCOL_SCHEMA else None
 
 
 def write_card_on_city(version: ModelVersion, city: CityConfig, settings: Settings, warmup_days: float = 0.0) -> Path:

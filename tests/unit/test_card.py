@@ -29,7 +29,7 @@ from models.evaluate import MISS_REASONS, OPERATING_RATES, evaluate_dataset
 from models.registry import ModelVersion
 from models.scoring import Scorer
 from sandbox.simulate import CityConfig, simulate, write_city
-from sandbox.training import CARD_EVALUATION_FILE, evaluate_files, holdout_city, train_from_files
+from sandbox.training import CARD_EVALUATION_FILE, evaluate_files, holdout_city, train_from_files, write_card_for
 
 pytestmark = pytest.mark.unit
 
@@ -219,3 +219,74 @@ def test_plots_survive_thin_data(tmp_path: Path) -> None:
     )
     for name in ("pr.png", "lead.png", "lead_log.png", "s.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG_MAGIC
+
+
+def _protocol_row(scenario: str, with_loss: int, before: int, by: int) -> dict[str, object]:
+    return {
+        "scenario": scenario,
+        "cases_with_loss": with_loss,
+        "flagged_before_loss": before,
+        "flagged_by_loss": by,
+        "share_by_loss": by / with_loss if with_loss else None,
+        "median_lead_min": 12.5,
+        "false_tasks_per_10k_residents_per_day": 1.75,
+        "oracle": {"cases_with_loss": with_loss, "flagged_by_loss": by},
+    }
+
+
+def test_card_opens_with_the_generalisation_protocol(trained: Trained, tmp_path: Path) -> None:
+    protocol = {
+        "schema": "fraudwatch.generalise.v1",
+        "created_s": 1_767_225_600.0,
+        "features_hash": trained.version.meta["features_hash"],
+        "config": {"n_models": 1, "threshold_folds": 0, "judge_warmup_days": 2.0, "oracle_rate": 1.0},
+        "train_city": {"subscribers": 2000, "days": 5.0},
+        "judged_city": {"seed": 1007},
+        "leave_one_scenario_out": [_protocol_row("refund", 8, 6, 7), _protocol_row("loan", 6, 1, 2)],
+        "with_every_scenario": [_protocol_row("refund", 8, 7, 8), _protocol_row("loan", 6, 4, 5)],
+        "small_to_large": [
+            {
+                "city": "10x larger",
+                "residents": 20_000,
+                "days_judged": 1.0,
+                "cases_with_loss": 30,
+                "flagged_before_loss": 12,
+                "flagged_by_loss": 20,
+                "median_lead_min": 9.0,
+                "false_tasks_per_10k_residents_per_day": 4.5,
+                "pr_auc": 0.4,
+            }
+        ],
+        "below_half_by_loss": ["loan"],
+        "no_cases_with_loss": [],
+    }
+    card = write_card_for(
+        trained.version,
+        trained.holdout_events,
+        trained.holdout_cases,
+        trained.settings,
+        out_dir=tmp_path,
+        protocol=protocol,
+    )
+    text = assert_card(card, {case["scenario"] for case in read_jsonl(trained.holdout_cases)})
+    headline = text.index("## Headline: generalisation protocol")
+    assert headline < text.index("## Model") < text.index("## Evaluation")  # first, and the rest kept
+    assert "| loan | 6 | 1/6 (17 %) | 2/6 (33 %) | 12.5 | 1.75 | 2/6 (33 %) | 5/6 (83 %) |" in text
+    assert "| 10x larger | 20,000 | 1.0 | 30 | 12/30 (40 %) | 20/30 (67 %) | 9.0 | 4.50 | 0.40 |" in text
+    assert "below 50 % by the loss when left out: **loan**." in text
+    assert "Stale" not in text
+    # A protocol run on other features is marked as such, not passed off as this model's.
+    stale = write_card_for(
+        trained.version,
+        trained.holdout_events,
+        trained.holdout_cases,
+        trained.settings,
+        out_dir=tmp_path / "stale",
+        protocol={**protocol, "features_hash": "0000"},
+    )
+    assert "**Stale:**" in stale.read_text()
+    # Without a protocol result (none saved under the data folder) the card opens as before.
+    plain = write_card_for(
+        trained.version, trained.holdout_events, trained.holdout_cases, trained.settings, out_dir=tmp_path / "plain"
+    )
+    assert "## Headline" not in plain.read_text()
