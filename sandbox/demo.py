@@ -354,6 +354,8 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 "FW_WORKER_WEB_PORT": str(port),
                 "FW_PARTITIONS": str(settings.partitions),
                 "FW_RESPONDER_STALE_S": str(DEMO_STALE_S),
+                # The budget is per resident: the simulated city's subscribers, not every number seen.
+                "FW_RESIDENTS": str(settings.residents or config.subscribers),
             }
             proc = start_worker(run_settings, env, logs / "worker.log")
             try:

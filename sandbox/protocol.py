@@ -32,13 +32,17 @@ from core.events import Event
 from core.settings import Settings
 from features import FEATURES_HASH
 from models import (
+    OUTCOME_DELAY_MS,
     Dataset,
+    FollowConfig,
     ModelRegistry,
     ModelVersion,
     Scorer,
     TrainConfig,
     build_dataset,
     evaluate_dataset,
+    followed_levels,
+    followed_summary,
     fraud_contacts,
     judged_after_warmup,
     operating_curve,
@@ -56,7 +60,6 @@ __all__ = [
     "evaluate_on_city",
     "format_table",
     "judge_city",
-    "per_resident_false_tasks",
     "protocol_path",
     "run_protocol",
     "train_on_cities",
@@ -251,36 +254,57 @@ def judge_city(config: CityConfig, warmup_days: float) -> JudgedCity:
     )
 
 
-def per_resident_false_tasks(result: dict[str, Any], residents: int) -> float:
-    """False face-to-face tasks per 10k residents per day, from an evaluation's ``false_tasks`` and ``days``.
-
-    Seam to remove: ``evaluate`` divides by the distinct numbers it sees (outside callees included, about 3x
-    the residents); once it takes ``residents`` its own ``false_tasks_per_10k_per_day`` is this figure.
-    """
-    return float(result["false_tasks"]) * 10_000 / max(residents, 1) / max(float(result["days"]), 1 / 24)
-
-
 def evaluate_on_city(
-    version: ModelVersion, judged: JudgedCity, oracle_rate: float = 1.0, episode_ms: int = DAY_MS
+    version: ModelVersion,
+    judged: JudgedCity,
+    oracle_rate: float = 1.0,
+    episode_ms: int = DAY_MS,
+    follow: FollowConfig | None = None,
+    budget: float = 1.0,
 ) -> dict[str, Any]:
-    """Today's ``EvaluateFn``: ``evaluate_dataset`` at the model's thresholds, rates per resident, an oracle point.
+    """The default ``EvaluateFn``: the city decided as the service would (thresholds following simulated
+    outcomes from its first event, ``follow``; None: the model's own), judged after the warm-up, per resident.
 
     ``oracle``: the same city judged at the threshold that spends ``oracle_rate`` false tasks per 10k residents
     per day on it (None when even the top score spends more).
     """
     scorer = Scorer(version)
-    data = judged.data.subset(judged.keep)
-    scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
-    result = evaluate_dataset(data, judged.judged_cases, scorer, episode_ms, scores=scores, contacts=judged.contacts)
-    result["residents"] = judged.residents
-    result["false_tasks_per_10k_residents_per_day"] = per_resident_false_tasks(result, judged.residents)
-    # operating_curve counts per distinct subscriber seen: the per-resident target in its units.
-    target = oracle_rate * judged.residents / max(int(result["subscribers"]), 1)
-    point = operating_curve(data, judged.judged_cases, scores, episode_ms, rates=(target,))[0]
+    everything = judged.data
+    all_scores = scorer.score(everything.X) if len(everything.rows) else np.zeros(0)
+    followed = None
+    if follow is not None:
+        followed = followed_levels(
+            everything, judged.cases, scorer, all_scores, judged.residents, budget, episode_ms, follow
+        )
+    data, scores = everything.subset(judged.keep), all_scores[judged.keep]
+    result = evaluate_dataset(
+        data,
+        judged.judged_cases,
+        scorer,
+        episode_ms,
+        scores=scores,
+        contacts=judged.contacts,
+        residents=judged.residents,
+        levels=None if followed is None else followed.levels[judged.keep],
+    )
+    if followed is not None:
+        result["thresholds_followed"] = followed_summary(followed, OUTCOME_DELAY_MS)
+    result["false_tasks_per_10k_residents_per_day"] = result["false_tasks_per_10k_per_day"]
+    point = operating_curve(
+        data, judged.judged_cases, scores, episode_ms, rates=(oracle_rate,), residents=judged.residents
+    )[0]
     oracle = None
     if point["task_threshold"] is not None:
-        oracle = evaluate_dataset(data, judged.judged_cases, scorer, episode_ms, point["task_threshold"], scores=scores)
-        oracle["false_tasks_per_10k_residents_per_day"] = per_resident_false_tasks(oracle, judged.residents)
+        oracle = evaluate_dataset(
+            data,
+            judged.judged_cases,
+            scorer,
+            episode_ms,
+            point["task_threshold"],
+            scores=scores,
+            residents=judged.residents,
+        )
+        oracle["false_tasks_per_10k_residents_per_day"] = oracle["false_tasks_per_10k_per_day"]
     result["oracle"] = oracle
     return result
 
@@ -372,7 +396,11 @@ def run_protocol(
         )
     if evaluate_fn is None:
         evaluate_fn = functools.partial(
-            evaluate_on_city, oracle_rate=config.oracle_rate, episode_ms=settings.episode_ms
+            evaluate_on_city,
+            oracle_rate=config.oracle_rate,
+            episode_ms=settings.episode_ms,
+            follow=FollowConfig.from_settings(settings) if settings.budget_follow else None,
+            budget=settings.budget_tasks_per_10k_per_day,
         )
     train_city = config.train_city()
     cities = list(train_cities) if train_cities is not None else [train_city]

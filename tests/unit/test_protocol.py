@@ -21,7 +21,6 @@ from sandbox.protocol import (
     JudgedCity,
     ProtocolConfig,
     format_table,
-    per_resident_false_tasks,
     protocol_path,
     run_protocol,
     without_scenarios,
@@ -49,13 +48,6 @@ def test_without_scenarios_drops_the_cases_and_every_event_they_list() -> None:
     listed = {eid for c in mine for eid in c["event_ids"]}
     assert len(events) == len(city.events) - len({e["event_id"] for e in city.events} & listed)
     assert without_scenarios(city.events, city.cases, []) == (city.events, city.cases)
-
-
-def test_false_tasks_are_counted_per_resident_not_per_number_seen() -> None:
-    # 6 false tasks in 2 days in a city of 3,000 residents, whatever the distinct numbers evaluate saw.
-    result = {"false_tasks": 6, "days": 2.0, "subscribers": 9_000, "false_tasks_per_10k_per_day": 3.33}
-    assert per_resident_false_tasks(result, 3_000) == pytest.approx(10.0)
-    assert per_resident_false_tasks({"false_tasks": 0, "days": 1.0}, 3_000) == 0.0
 
 
 def _fake_result(share_by: float, false_tasks_rate: float) -> dict[str, Any]:
