@@ -256,6 +256,25 @@ _CALLER = _snapshot_block(
             f"{_v(r, 'caller_answered_short_share_24h'):.0%} of the people who answered the calling number today "
             "hung up within 30 s"
         ),
+        "caller_callee_share_24h": lambda r: (
+            f"{_v(r, 'caller_callee_share_24h'):.0%} of the calling number's calls today went to someone it had not "
+            "rung yet today"
+        ),
+        "caller_callee_share_7d": lambda r: (
+            f"{_v(r, 'caller_callee_share_7d'):.0%} of the calling number's calls this week went to someone it had "
+            "not rung yet this week"
+        ),
+        "caller_answered_share_7d": lambda r: (
+            f"{_v(r, 'caller_answered_share_7d'):.0%} of the calling number's calls this week were answered"
+        ),
+        "caller_long_share_7d": lambda r: (
+            f"{_v(r, 'caller_long_share_7d'):.0%} of the calling number's answered calls this week lasted 10 min "
+            "or more"
+        ),
+        "caller_paid_share_24h": lambda r: (
+            f"{_v(r, 'caller_paid_share_24h'):.0%} of the people the calling number rang today paid someone new "
+            "soon after"
+        ),
     },
 )
 
@@ -311,6 +330,13 @@ _PAYEE = _snapshot_block(
         "payee_flagged_share_7d": lambda r: (
             f"{_v(r, 'payee_flagged_share_7d'):.0%} of this week's payers of the receiving account paid "
             "right after a call from an unknown number"
+        ),
+        "payee_new_payer_share_7d": lambda r: (
+            f"{_v(r, 'payee_new_payer_share_7d'):.0%} of this week's payers of the receiving account paid it for "
+            "the first time"
+        ),
+        "payee_amount_per_payer_24h": lambda r: (
+            f"each of today's payers sent the receiving account ¥{_v(r, 'payee_amount_per_payer_24h'):,.0f} on average"
         ),
     },
 )

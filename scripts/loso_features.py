@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import os
 import pickle
 import statistics
 import tempfile
@@ -36,6 +37,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# On a shared machine OpenMP threads that spin while they wait slow every other process down and gain little.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 
@@ -144,13 +148,19 @@ def run(root: Path, label: str, seeds: list[int], drop: list[str]) -> None:
         train = _blank(train, drop)
         judged = {kind: judged_city(root, seed, kind) for kind in CITIES}
         judged = {kind: (_blank(d, drop), c) for kind, (d, c) in judged.items()}
+        # A scenario without a judged loss case (romance takes days to reach money) cannot be judged here.
+        judged_scenarios = [
+            s
+            for s in SCENARIOS
+            if any(c["scenario"] == s for _, cs in judged.values() for c in cs if c.get("first_loss_ms"))
+        ]
         with tempfile.TemporaryDirectory(dir=root) as tmp:
             registry = ModelRegistry(Path(tmp))
-            for leave_out in (None, *SCENARIOS):
+            for leave_out in (None, *judged_scenarios):
                 scorer = _train(train, train_cases, leave_out, registry, seed)
                 for kind, (data, cases) in judged.items():
                     scores = scorer.score(data.X)
-                    for scenario in SCENARIOS if leave_out is None else (leave_out,):
+                    for scenario in judged_scenarios if leave_out is None else (leave_out,):
                         line = {
                             "label": label,
                             "features_hash": FEATURES_HASH,
@@ -209,7 +219,7 @@ def main() -> None:
     p_run = sub.add_parser("run")
     p_run.add_argument("out", type=Path)
     p_run.add_argument("label")
-    p_run.add_argument("--seeds", default="1,2,3")
+    p_run.add_argument("--seeds", default="1,2")
     p_run.add_argument("--drop", default="")
     p_table = sub.add_parser("table")
     p_table.add_argument("out", type=Path)
