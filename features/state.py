@@ -32,10 +32,11 @@ from features.params import (
     PAYEE_MAX_ENTRIES,
     SHORT_CALL_S,
     STRANGER_MS,
+    STRANGER_TALK_MIN_S,
     SUBSCRIBER_MAX_ENTRIES,
     SUSPICIOUS_FANOUT_24H,
-    SUSPICIOUS_KINDS,
     SUSPICIOUS_TALK_S,
+    SWEEP_SHORT_SHARE,
     WINDOW_SPANS_MS,
 )
 from features.windows import SlidingWindows
@@ -54,7 +55,6 @@ __all__ = [
     "PAYEE_SNAPSHOT_FIELDS",
     "SHORT_CALL_S",
     "SUB_CHANNELS",
-    "SUSPICIOUS_KINDS",
     "SUSPICIOUS_TALK_S",
     "S_AMOUNT",
     "S_CALLS",
@@ -64,8 +64,8 @@ __all__ = [
     "S_STRANGER",
     "S_STRANGER_MAX_TALK",
     "S_STRANGER_TALK",
-    "S_SUSP_KIND",
-    "S_SUSP_TALK",
+    "S_STRANGER_TALKS",
+    "S_SWEEPER_TALK",
     "S_TALK",
     "S_TRANSFERS",
     "CallerSnapshot",
@@ -483,7 +483,7 @@ def state_from_obj(obj: dict[str, Any]) -> CallerState | PayeeState:
 
 
 # Subscriber-side channels (index constants keep the feature code readable).
-S_CALLS, S_SUSP_KIND, S_STRANGER, S_STRANGER_TALK, S_SUSP_TALK, S_LONG_STRANGER = range(6)
+S_CALLS, S_STRANGER_TALKS, S_STRANGER, S_STRANGER_TALK, S_SWEEPER_TALK, S_LONG_STRANGER = range(6)
 S_TRANSFERS, S_AMOUNT, S_NEW_PAYEE, S_NEW_PAYEE_AMOUNT, S_STRANGER_MAX_TALK, S_TALK = range(6, 12)
 SUB_CHANNELS = 12
 
@@ -494,11 +494,12 @@ class SuspiciousContact:
 
     end_ms: int
     caller: str
-    kind_code: int
+    kind_code: int  # kept in the stored state's form; no feature reads it (see STRANGER_TALK_MIN_S)
     calls_with_sub: int
     talk_with_sub_s: int
     caller_fanout_24h: int
     caller_paid_callees_7d: int = 0
+    caller_short_share_24h: float = 0.0  # the caller's answered calls that day under SHORT_CALL_S
 
     def to_list(self) -> list[Any]:
         return [
@@ -509,6 +510,7 @@ class SuspiciousContact:
             self.talk_with_sub_s,
             self.caller_fanout_24h,
             self.caller_paid_callees_7d,
+            self.caller_short_share_24h,
         ]
 
 
@@ -550,13 +552,14 @@ class SubscriberState:
         contact[1] = max(contact[1], avail_ms)
         contact[2] += 1
         contact[3] += dur
-        susp_kind = call.caller_kind in SUSPICIOUS_KINDS
+        talked = stranger and call.answered and dur >= STRANGER_TALK_MIN_S
+        sweeper = stranger and call.answered and caller.answered_short_share_24h >= SWEEP_SHORT_SHARE
         values = (
             1,
-            1 if susp_kind else 0,
+            1 if talked else 0,
             1 if stranger else 0,
             dur if stranger else 0,
-            dur if susp_kind else 0,
+            dur if sweeper else 0,
             1 if stranger and dur >= LONG_CALL_S else 0,
             0,
             0,
@@ -581,6 +584,7 @@ class SubscriberState:
                 talk_with_sub_s=contact[3],
                 caller_fanout_24h=caller.fanout_24h,
                 caller_paid_callees_7d=caller.paid_callees_7d,
+                caller_short_share_24h=caller.answered_short_share_24h,
             )
         return stranger
 

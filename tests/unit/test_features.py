@@ -14,7 +14,6 @@ from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
 from features.pipeline import FeatureEngine, in_arrival_order
 from features.state import (
-    KIND_CODES,
     CallerState,
     PayeeSnapshot,
     PayeeState,
@@ -336,8 +335,8 @@ def test_fraud_story_long_overseas_call_then_large_transfer_to_new_payee() -> No
     c = call_row.values
     assert c[f["is_call"]] == 1.0
     assert c[f["caller_is_stranger"]] == 1.0
-    assert c[f["call_kind"]] == KIND_CODES["overseas"]
-    assert c[f["call_kind_suspicious"]] == 1.0
+    assert c[f["sub_stranger_talks_10m"]] == 1.0
+    assert c[f["sub_sweeper_talk_s_10m"]] == 0.0  # its only answered call today is this long one: no sweep
     assert c[f["call_duration_s"]] == 2400.0
     assert c[f["sub_longest_stranger_call_24h_s"]] == 2400.0
     assert c[f["since_suspicious_call_s"]] == 0.0
@@ -347,7 +346,7 @@ def test_fraud_story_long_overseas_call_then_large_transfer_to_new_payee() -> No
     assert p[f["transfer_after_suspicious_call"]] == 1.0
     assert p[f["payee_new"]] == 1.0
     assert p[f["since_suspicious_call_s"]] == 300.0
-    assert p[f["suspicious_caller_kind"]] == KIND_CODES["overseas"]
+    assert p[f["suspicious_caller_short_share_24h"]] == 0.0
     assert p[f["suspicious_caller_talk_s"]] == 2400.0
     assert p[f["suspicious_caller_calls"]] == 1.0
     assert p[f["amount"]] == 50_000.0
@@ -665,3 +664,29 @@ def test_an_older_workers_payee_snapshot_still_reads() -> None:
     assert PayeeSnapshot.from_list(snap.to_list()) == snap
     with pytest.raises(ValueError, match="at least 8"):
         PayeeSnapshot.from_list(old[:5])
+
+
+def test_talk_with_a_line_sweeping_the_city_is_counted_whatever_its_number_kind() -> None:
+    f = FEATURE_INDEX
+    feeder = Feeder()
+    feeder.feed_all(history())
+    at = T0 + 10 * DAY_MS + 14 * HOUR_MS
+    line = "+8618912345678"  # a plain mobile number
+    for k in range(4):  # four people pick up and hang up at once
+        feeder.feed(call(f"sweep{k}", at + k * MINUTE_MS, line, 10, callee=f"+861300000010{k}"))
+    row = feeder.feed(call("talk", at + 10 * MINUTE_MS, line, 900))
+    assert row is not None
+    assert row.values[f["sub_sweeper_talk_s_1h"]] == 900.0
+    assert row.values[f["sub_stranger_talks_1h"]] == 1.0
+    assert row.values[f["suspicious_caller_short_share_24h"]] == 4 / 5
+    assert row.values[f["caller_callee_share_24h"]] == 1.0
+    # The same talk with a line whose other callees talked too is no sweep.
+    calm = Feeder()
+    calm.feed_all(history())
+    for k in range(4):
+        calm.feed(call(f"chat{k}", at + k * MINUTE_MS, line, 200, callee=f"+861300000010{k}"))
+    row = calm.feed(call("talk", at + 10 * MINUTE_MS, line, 900))
+    assert row is not None
+    assert row.values[f["sub_sweeper_talk_s_1h"]] == 0.0
+    assert row.values[f["sub_stranger_talks_1h"]] == 1.0
+    assert row.values[f["suspicious_caller_short_share_24h"]] == 0.0
