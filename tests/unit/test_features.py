@@ -690,3 +690,15 @@ def test_talk_with_a_line_sweeping_the_city_is_counted_whatever_its_number_kind(
     assert row.values[f["sub_sweeper_talk_s_1h"]] == 0.0
     assert row.values[f["sub_stranger_talks_1h"]] == 1.0
     assert row.values[f["suspicious_caller_short_share_24h"]] == 0.0
+
+
+def test_a_stored_suspicious_contact_without_the_short_share_still_reads() -> None:
+    feeder = Feeder()
+    feeder.feed_all(history())
+    feeder.feed(call("long", T0 + 10 * DAY_MS, STRANGER, 900))
+    obj = orjson.loads(dumped(feeder.sub()))
+    assert len(obj["s"]) == 8
+    obj["s"] = obj["s"][:7]  # as an earlier version stored it
+    restored = SubscriberState.from_obj(obj)
+    assert restored.last_suspicious is not None
+    assert restored.last_suspicious.talk_with_sub_s == 900 and restored.last_suspicious.caller_short_share_24h == 0.0
