@@ -1,6 +1,6 @@
 """Leave-one-scenario-out check of the feature set: does a scenario the model never saw still rank high?
 
-    python scripts/loso_features.py run OUT_DIR LABEL [--seeds 1,2,3] [--drop NAME,NAME]
+    python scripts/loso_features.py run OUT_DIR LABEL [--seeds 1,2] [--drop NAME,NAME]
     python scripts/loso_features.py table OUT_DIR [--labels before,after]
 
 ``run``, per seed: simulates a training city (3000 x 8 days, 40 victims per 10k per day) and two judged
@@ -13,6 +13,7 @@ payee features, which a rebuild per S would avoid at 5x the cost) and one on eve
 the task threshold on the judged city to 1 false task per 10k per day (``operating_curve``: the oracle
 threshold, so the figure is the ranking's) and counts S's loss cases flagged strictly before and by the loss.
 The judged rows of the other scenarios' victims are left out, so they are neither hits nor false tasks.
+A scenario with no loss case in the judged cities (romance takes days to reach the money) is not judged.
 
 ``--drop`` blanks features (all NaN in training and judging: no split can use them), to try a removal
 without editing the registry. Feature rows are cached in OUT_DIR per features hash and city; one JSON line
