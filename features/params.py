@@ -36,11 +36,12 @@ __all__ = [
     "PAYEE_MAX_ENTRIES",
     "SHORT_CALL_S",
     "STRANGER_MS",
+    "STRANGER_TALK_MIN_S",
     "SUBSCRIBER_MAX_ENTRIES",
     "SUSPICIOUS_FANOUT_24H",
     "SUSPICIOUS_FOLLOW_MS",
-    "SUSPICIOUS_KINDS",
     "SUSPICIOUS_TALK_S",
+    "SWEEP_SHORT_SHARE",
     "WINDOW_NAMES",
     "WINDOW_SPANS_MS",
 ]
@@ -59,12 +60,17 @@ LOCAL_OFFSET_MS = 8 * HOUR_MS
 NIGHT_BEFORE_HOUR = 6  # ``is_night``: a local hour before this one
 
 # -- calls -----------------------------------------------------------------------------------------
-SUSPICIOUS_KINDS = frozenset({"overseas", "virtual", "voip", "unknown"})
 KIND_CODES = {"mobile": 0, "landline": 1, "overseas": 2, "virtual": 3, "voip": 4, "unknown": 5}
 CHANNEL_CODES = {"mobile_app": 0, "online_bank": 1, "atm": 2, "counter": 3, "third_party": 4}
 LONG_CALL_S = 600
 SHORT_CALL_S = 30
 SUSPICIOUS_TALK_S = 300
+# No feature reads the number kind (overseas, virtual, VoIP...): where most scam calls come from plain mobile
+# numbers, a kind learnt on this simulator's ring lines ranks the victims low. What a ring line does is read
+# instead: a conversation (answered, this long or more) with a stranger, and talk with a stranger whose
+# answered calls today were mostly (this share or more) under SHORT_CALL_S, i.e. a line sweeping the city.
+STRANGER_TALK_MIN_S = 120
+SWEEP_SHORT_SHARE = 0.5
 # A suspicious call also comes from a stranger who rang this many people in the last 24 h.
 SUSPICIOUS_FANOUT_24H = 20
 # A "stranger" (a number, to a subscriber) and a "new" payee (to a payer, or a payer to a payee) were first

@@ -29,16 +29,15 @@ from features.state import (
     S_NEW_PAYEE_AMOUNT,
     S_STRANGER,
     S_STRANGER_TALK,
-    S_SUSP_KIND,
-    S_SUSP_TALK,
+    S_STRANGER_TALKS,
+    S_SWEEPER_TALK,
     S_TRANSFERS,
 )
 from features.wording import (
     NEW_NUMBERS,
-    SUSPICIOUS_KINDS_PHRASE,
+    SWEEPING_NUMBERS,
     age,
     channel_phrase,
-    kind_phrase,
     minutes,
     people,
     span,
@@ -113,11 +112,6 @@ def _transfer_started(row: Sequence[float]) -> str:
     return f"started a ¥{_v(row, 'amount'):,.0f} transfer" + (" to a new payee" if _v(row, "payee_new") else "")
 
 
-def _kind(row: Sequence[float], name: str) -> str:
-    """The number kind in a feature, with its article: "an overseas", "a mobile"."""
-    return kind_phrase(row[FEATURE_INDEX[name]])
-
-
 def _block(name: str, specs: Iterable[tuple[str, Sentence]], categorical: frozenset[str] = frozenset()) -> Block:
     return Block(name, tuple(Feature(n, name, sentence, n in categorical) for n, sentence in specs))
 
@@ -160,15 +154,6 @@ _CALL = _block(
             ),
         ),
         ("call_answered", lambda r: "the call was answered" if _v(r, "call_answered") else "the call was not answered"),
-        ("call_kind", lambda r: f"was called from {_kind(r, 'call_kind')} number"),
-        (
-            "call_kind_suspicious",
-            lambda r: (
-                "the call came from an overseas or internet number"
-                if _v(r, "call_kind_suspicious")
-                else "the call came from an ordinary mobile or landline number"
-            ),
-        ),
         (
             "caller_is_stranger",
             lambda r: (
@@ -194,7 +179,6 @@ _CALL = _block(
             lambda r: f"has talked {minutes(_v(r, 'caller_talk_with_sub_s'))} in total with the calling number",
         ),
     ],
-    categorical=frozenset({"call_kind"}),
 )
 
 # The calling number's risk as handed over by the caller step: ``CallerSnapshot``'s fields, in their order.
@@ -256,6 +240,25 @@ _CALLER = _snapshot_block(
             f"{_v(r, 'caller_answered_short_share_24h'):.0%} of the people who answered the calling number today "
             "hung up within 30 s"
         ),
+        "caller_callee_share_24h": lambda r: (
+            f"{_v(r, 'caller_callee_share_24h'):.0%} of the calling number's calls today went to someone it had not "
+            "rung yet today"
+        ),
+        "caller_callee_share_7d": lambda r: (
+            f"{_v(r, 'caller_callee_share_7d'):.0%} of the calling number's calls this week went to someone it had "
+            "not rung yet this week"
+        ),
+        "caller_answered_share_7d": lambda r: (
+            f"{_v(r, 'caller_answered_share_7d'):.0%} of the calling number's calls this week were answered"
+        ),
+        "caller_long_share_7d": lambda r: (
+            f"{_v(r, 'caller_long_share_7d'):.0%} of the calling number's answered calls this week lasted 10 min "
+            "or more"
+        ),
+        "caller_paid_share_24h": lambda r: (
+            f"{_v(r, 'caller_paid_share_24h'):.0%} of the people the calling number rang today paid someone new "
+            "soon after"
+        ),
     },
 )
 
@@ -312,26 +315,33 @@ _PAYEE = _snapshot_block(
             f"{_v(r, 'payee_flagged_share_7d'):.0%} of this week's payers of the receiving account paid "
             "right after a call from an unknown number"
         ),
+        "payee_new_payer_share_7d": lambda r: (
+            f"{_v(r, 'payee_new_payer_share_7d'):.0%} of this week's payers of the receiving account paid it for "
+            "the first time"
+        ),
+        "payee_amount_per_payer_24h": lambda r: (
+            f"each of today's payers sent the receiving account ¥{_v(r, 'payee_amount_per_payer_24h'):,.0f} on average"
+        ),
     },
 )
 
 WINDOW_CHANNELS: tuple[WindowChannel, ...] = (
     WindowChannel("calls", S_CALLS, False, lambda v, w: f"received {v:.0f} calls {w}"),
     WindowChannel(
-        "suspicious_kind_calls",
-        S_SUSP_KIND,
+        "stranger_talks",
+        S_STRANGER_TALKS,
         False,
-        lambda v, w: f"received {v:.0f} calls from {SUSPICIOUS_KINDS_PHRASE} {w}",
+        lambda v, w: f"had {v:.0f} conversations of 2 min or more with {NEW_NUMBERS} {w}",
     ),
     WindowChannel("stranger_calls", S_STRANGER, False, lambda v, w: f"received {v:.0f} calls from {NEW_NUMBERS} {w}"),
     WindowChannel(
         "stranger_talk_s", S_STRANGER_TALK, False, lambda v, w: f"talked {minutes(v)} with {NEW_NUMBERS} {w}"
     ),
     WindowChannel(
-        "suspicious_kind_talk_s",
-        S_SUSP_TALK,
+        "sweeper_talk_s",
+        S_SWEEPER_TALK,
         False,
-        lambda v, w: f"talked {minutes(v)} with {SUSPICIOUS_KINDS_PHRASE} {w}",
+        lambda v, w: f"talked {minutes(v)} with {SWEEPING_NUMBERS} {w}",
     ),
     WindowChannel(
         "long_stranger_calls",
@@ -397,8 +407,8 @@ _SUSPICIOUS = _block(
         (
             "suspicious_caller_talk_s",
             lambda r: (
-                f"has talked {minutes(_v(r, 'suspicious_caller_talk_s'))} in total "
-                f"with {_kind(r, 'suspicious_caller_kind')} number first seen today"
+                f"has talked {minutes(_v(r, 'suspicious_caller_talk_s'))} in total with the last suspicious number, "
+                "first seen today"
             ),
         ),
         (
@@ -409,8 +419,11 @@ _SUSPICIOUS = _block(
             ),
         ),
         (
-            "suspicious_caller_kind",
-            lambda r: f"the last suspicious call came from {_kind(r, 'suspicious_caller_kind')} number",
+            "suspicious_caller_short_share_24h",
+            lambda r: (
+                f"{_v(r, 'suspicious_caller_short_share_24h'):.0%} of the people who answered the last suspicious "
+                "number that day hung up within 30 s"
+            ),
         ),
         (
             "suspicious_caller_paid_callees_7d",
@@ -420,7 +433,6 @@ _SUSPICIOUS = _block(
             ),
         ),
     ],
-    categorical=frozenset({"suspicious_caller_kind"}),
 )
 
 BLOCKS: tuple[Block, ...] = (

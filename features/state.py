@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from operator import attrgetter
 from typing import Any
 
@@ -32,10 +32,11 @@ from features.params import (
     PAYEE_MAX_ENTRIES,
     SHORT_CALL_S,
     STRANGER_MS,
+    STRANGER_TALK_MIN_S,
     SUBSCRIBER_MAX_ENTRIES,
     SUSPICIOUS_FANOUT_24H,
-    SUSPICIOUS_KINDS,
     SUSPICIOUS_TALK_S,
+    SWEEP_SHORT_SHARE,
     WINDOW_SPANS_MS,
 )
 from features.windows import SlidingWindows
@@ -54,7 +55,6 @@ __all__ = [
     "PAYEE_SNAPSHOT_FIELDS",
     "SHORT_CALL_S",
     "SUB_CHANNELS",
-    "SUSPICIOUS_KINDS",
     "SUSPICIOUS_TALK_S",
     "S_AMOUNT",
     "S_CALLS",
@@ -64,8 +64,8 @@ __all__ = [
     "S_STRANGER",
     "S_STRANGER_MAX_TALK",
     "S_STRANGER_TALK",
-    "S_SUSP_KIND",
-    "S_SUSP_TALK",
+    "S_STRANGER_TALKS",
+    "S_SWEEPER_TALK",
     "S_TALK",
     "S_TRANSFERS",
     "CallerSnapshot",
@@ -225,6 +225,14 @@ class CallerSnapshot:
     # once) against an office's (people who pick up talk). Unlike ``short_ratio`` it ignores the answer rate.
     answered_short_share_7d: float = 0.0
     answered_short_share_24h: float = 0.0
+    # Shares rather than counts: a line's fan-out grows with the city it dials, but a sweep's "almost every
+    # call to someone new" and "few answer, fewer talk long" do not. They let the model weigh the line's
+    # habits without learning this simulator's city size.
+    callee_share_24h: float = 0.0  # distinct callees per call today
+    callee_share_7d: float = 0.0
+    answered_share_7d: float = 0.0
+    long_share_7d: float = 0.0  # of the answered calls this week, those of LONG_CALL_S or more
+    paid_share_24h: float = 0.0  # of today's callees, those who paid someone new after its call (feedback)
 
     def to_list(self) -> list[float]:
         """The fields in declaration order: the wire form, and the ``caller`` block of the feature vector."""
@@ -287,20 +295,22 @@ class CallerState:
         """The caller's current risk profile."""
         w = self.windows
         calls, answered, short, _talk, long_calls = w.sums(2)
-        calls_7d, answered_7d, short_7d, talk_7d, _long = w.sums(3)
+        calls_7d, answered_7d, short_7d, talk_7d, long_7d = w.sums(3)
         now = w.now
+        fanout_24h = w.distinct(2)
         fanout_7d = w.distinct(3)
+        paid_24h = self.paid.distinct(0)
         paid_7d = self.paid.distinct(1)
         return CallerSnapshot(
             fanout_1h=w.distinct(1),
-            fanout_24h=w.distinct(2),
-            fanout_7d=w.distinct(3),
+            fanout_24h=fanout_24h,
+            fanout_7d=fanout_7d,
             calls_24h=calls,
             short_ratio_24h=short / calls if calls else 0.0,
             unanswered_ratio_24h=(calls - answered) / calls if calls else 0.0,
             long_calls_24h=long_calls,
             age_s=(now - self.first_seen_ms) / 1000 if self.first_seen_ms is not None else 0.0,
-            paid_callees_24h=self.paid.distinct(0),
+            paid_callees_24h=paid_24h,
             paid_callees_7d=paid_7d,
             paid_share_7d=min(1.0, paid_7d / fanout_7d) if fanout_7d else 0.0,
             calls_7d=calls_7d,
@@ -309,6 +319,11 @@ class CallerState:
             mean_talk_7d_s=talk_7d / answered_7d if answered_7d else 0.0,
             answered_short_share_7d=(short_7d - (calls_7d - answered_7d)) / answered_7d if answered_7d else 0.0,
             answered_short_share_24h=(short - (calls - answered)) / answered if answered else 0.0,
+            callee_share_24h=fanout_24h / calls if calls else 0.0,
+            callee_share_7d=fanout_7d / calls_7d if calls_7d else 0.0,
+            answered_share_7d=answered_7d / calls_7d if calls_7d else 0.0,
+            long_share_7d=long_7d / answered_7d if answered_7d else 0.0,
+            paid_share_24h=min(1.0, paid_24h / fanout_24h) if fanout_24h else 0.0,
         )
 
     def idle(self, now_ms: int) -> bool:
@@ -342,6 +357,10 @@ class PayeeSnapshot:
     age_s: float
     flagged_payers_7d: int
     flagged_share_7d: float
+    # Shares rather than counts: a popular shop's payers grow with the city it serves, a mule's "every payer
+    # is new and each pays thousands" does not.
+    new_payer_share_7d: float = 0.0
+    amount_per_payer_24h: float = 0.0
 
     def to_list(self) -> list[float]:
         """The fields in declaration order: the wire form, and the ``payee`` block of the feature vector."""
@@ -350,12 +369,15 @@ class PayeeSnapshot:
 
     @classmethod
     def from_list(cls, values: list[float]) -> PayeeSnapshot:
-        """Read a snapshot from the wire (every field is required)."""
-        return cls(*[t(v) for t, v in zip(_PAYEE_TYPES, values, strict=True)])
+        """Read a snapshot from the wire; a shorter list (an older worker's) leaves the newer fields at 0."""
+        if len(values) < _PAYEE_REQUIRED:
+            raise ValueError(f"a payee snapshot needs at least {_PAYEE_REQUIRED} values, got {len(values)}")
+        return cls(*[t(v) for t, v in zip(_PAYEE_TYPES, values, strict=False)])
 
 
 PAYEE_SNAPSHOT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(PayeeSnapshot))
 _PAYEE_TYPES = _field_types(PayeeSnapshot)
+_PAYEE_REQUIRED = sum(1 for f in fields(PayeeSnapshot) if f.default is MISSING)
 _payee_values = attrgetter(*PAYEE_SNAPSHOT_FIELDS)
 
 
@@ -409,19 +431,24 @@ class PayeeState:
 
     def snapshot(self) -> PayeeSnapshot:
         w = self.windows
+        payers_24h = w.distinct(0)
         payers_7d = w.distinct(1)
+        new_7d = self.new_windows.distinct(1)
+        amount_24h = w.sums(0)[1] / 100
         flagged = self.flagged.distinct(1)
         age_ms = w.now - self.first_seen_ms if self.first_seen_ms is not None else 0
         return PayeeSnapshot(
-            payers_24h=w.distinct(0),
+            payers_24h=payers_24h,
             payers_7d=payers_7d,
             new_payers_24h=self.new_windows.distinct(0),
-            new_payers_7d=self.new_windows.distinct(1),
-            amount_24h=w.sums(0)[1] / 100,
+            new_payers_7d=new_7d,
+            amount_24h=amount_24h,
             # Capped: a history shorter than the cap cannot tell a week-old account from a year-old one.
             age_s=min(age_ms / 1000, PAYEE_AGE_CAP_S),
             flagged_payers_7d=flagged,
             flagged_share_7d=min(1.0, flagged / payers_7d) if payers_7d else 0.0,
+            new_payer_share_7d=min(1.0, new_7d / payers_7d) if payers_7d else 0.0,
+            amount_per_payer_24h=amount_24h / payers_24h if payers_24h else 0.0,
         )
 
     def idle(self, now_ms: int) -> bool:
@@ -456,7 +483,7 @@ def state_from_obj(obj: dict[str, Any]) -> CallerState | PayeeState:
 
 
 # Subscriber-side channels (index constants keep the feature code readable).
-S_CALLS, S_SUSP_KIND, S_STRANGER, S_STRANGER_TALK, S_SUSP_TALK, S_LONG_STRANGER = range(6)
+S_CALLS, S_STRANGER_TALKS, S_STRANGER, S_STRANGER_TALK, S_SWEEPER_TALK, S_LONG_STRANGER = range(6)
 S_TRANSFERS, S_AMOUNT, S_NEW_PAYEE, S_NEW_PAYEE_AMOUNT, S_STRANGER_MAX_TALK, S_TALK = range(6, 12)
 SUB_CHANNELS = 12
 
@@ -467,11 +494,12 @@ class SuspiciousContact:
 
     end_ms: int
     caller: str
-    kind_code: int
+    kind_code: int  # kept in the stored state's form; no feature reads it (see STRANGER_TALK_MIN_S)
     calls_with_sub: int
     talk_with_sub_s: int
     caller_fanout_24h: int
     caller_paid_callees_7d: int = 0
+    caller_short_share_24h: float = 0.0  # the caller's answered calls that day under SHORT_CALL_S
 
     def to_list(self) -> list[Any]:
         return [
@@ -482,6 +510,7 @@ class SuspiciousContact:
             self.talk_with_sub_s,
             self.caller_fanout_24h,
             self.caller_paid_callees_7d,
+            self.caller_short_share_24h,
         ]
 
 
@@ -523,13 +552,14 @@ class SubscriberState:
         contact[1] = max(contact[1], avail_ms)
         contact[2] += 1
         contact[3] += dur
-        susp_kind = call.caller_kind in SUSPICIOUS_KINDS
+        talked = stranger and call.answered and dur >= STRANGER_TALK_MIN_S
+        sweeper = stranger and call.answered and caller.answered_short_share_24h >= SWEEP_SHORT_SHARE
         values = (
             1,
-            1 if susp_kind else 0,
+            1 if talked else 0,
             1 if stranger else 0,
             dur if stranger else 0,
-            dur if susp_kind else 0,
+            dur if sweeper else 0,
             1 if stranger and dur >= LONG_CALL_S else 0,
             0,
             0,
@@ -539,10 +569,11 @@ class SubscriberState:
             dur,
         )
         self.windows.add(avail_ms, values)
+        # Not the number kind: elsewhere most scam calls come from plain mobiles, and a contact defined by the
+        # kind would teach the model this simulator's ring lines. A long talk with a stranger, or a stranger
+        # sweeping many people, is suspicious whatever range the number is from.
         suspicious = (
-            stranger
-            and call.answered
-            and (susp_kind or dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= SUSPICIOUS_FANOUT_24H)
+            stranger and call.answered and (dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= SUSPICIOUS_FANOUT_24H)
         )
         if suspicious and (self.last_suspicious is None or avail_ms >= self.last_suspicious.end_ms):
             self.last_suspicious = SuspiciousContact(
@@ -553,6 +584,7 @@ class SubscriberState:
                 talk_with_sub_s=contact[3],
                 caller_fanout_24h=caller.fanout_24h,
                 caller_paid_callees_7d=caller.paid_callees_7d,
+                caller_short_share_24h=caller.answered_short_share_24h,
             )
         return stranger
 

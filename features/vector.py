@@ -36,10 +36,8 @@ from features.registry import (
 )
 from features.state import (
     CHANNEL_CODES,
-    KIND_CODES,
     S_STRANGER_TALK,
     S_TALK,
-    SUSPICIOUS_KINDS,
     CallerSnapshot,
     CallerState,
     Feedback,
@@ -78,7 +76,7 @@ _NAN_CALL = (NAN,) * len(BLOCK_NAMES["call"])
 _NAN_CALLER = (NAN,) * (len(BLOCK_NAMES["caller"]) + len(BLOCK_NAMES["call_vs_caller"]))
 _NAN_TRANSFER = (NAN,) * len(BLOCK_NAMES["transfer"])
 _NAN_PAYEE = (NAN,) * len(BLOCK_NAMES["payee"])
-_NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0)  # no suspicious call yet: no time since, no kind, zero counts
+_NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0)  # no suspicious call yet: no time since, no share, zero counts
 if len(_NO_SUSPICIOUS) != len(BLOCK_NAMES["suspicious"]):
     raise RuntimeError("the suspicious block's padding does not match the registry")
 # (state channel, kept in cents) per window feature of one window, read once per window per row.
@@ -200,7 +198,7 @@ def _suspicious_block(state: SubscriberState, at_ms: int, out: list[float]) -> N
             float(last.calls_with_sub),
             float(last.talk_with_sub_s),
             float(last.caller_fanout_24h),
-            float(last.kind_code),
+            float(last.caller_short_share_24h),
             float(last.caller_paid_callees_7d),
         ]
 
@@ -219,8 +217,6 @@ def call_row(state: SubscriberState, call: CallEvent, caller: CallerSnapshot | N
     values += [  # call
         call.duration_s,
         1.0 if call.answered else 0.0,
-        float(KIND_CODES[call.caller_kind]),
-        1.0 if call.caller_kind in SUSPICIOUS_KINDS else 0.0,
         1.0 if stranger else 0.0,
         (at_ms - contact[0]) / 1000,
         float(contact[2]),

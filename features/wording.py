@@ -9,7 +9,7 @@ from features.params import CHANNEL_CODES, KIND_CODES, PAYEE_AGE_CAP_S
 
 __all__ = [
     "NEW_NUMBERS",
-    "SUSPICIOUS_KINDS_PHRASE",
+    "SWEEPING_NUMBERS",
     "age",
     "channel_phrase",
     "kind_phrase",
@@ -18,8 +18,8 @@ __all__ = [
     "span",
 ]
 
-# "Suspicious kinds" in the features (SUSPICIOUS_KINDS), as an officer would say them.
-SUSPICIOUS_KINDS_PHRASE = "overseas or internet numbers"
+# Strangers whose answered calls that day were mostly under 30 s (SWEEP_SHORT_SHARE): a line dialling the city.
+SWEEPING_NUMBERS = "new numbers that most people hang up on within 30 s"
 # A "stranger" is a number first seen with this subscriber less than a day before the call.
 NEW_NUMBERS = "numbers new to this person"
 

@@ -64,7 +64,9 @@ def test_the_vector_is_the_blocks_in_order() -> None:
     assert tuple(f.name for b in BLOCKS for f in b.features) == FEATURE_NAMES
     assert all(f.block == b.name for b in BLOCKS for f in b.features)
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
-    assert [f.name for f in FEATURES if f.categorical] == ["call_kind", "channel", "suspicious_caller_kind"]
+    assert [f.name for f in FEATURES if f.categorical] == ["channel"]
+    # No feature reads the number kind (features.params, STRANGER_TALK_MIN_S): it does not carry across streams.
+    assert not [n for n in FEATURE_NAMES if "kind" in n]
 
 
 def test_snapshot_blocks_are_named_after_the_snapshot_fields() -> None:
@@ -82,7 +84,7 @@ def test_every_value_shaping_constant_is_a_parameter_defined_once() -> None:
     assert declared == set(PARAMETERS)
     for name in ("LONG_CALL_S", "SHORT_CALL_S", "SUSPICIOUS_TALK_S", "WINDOW_SPANS_MS", "WINDOW_NAMES"):
         assert name in PARAMETERS
-    for name in ("LOCAL_OFFSET_MS", "FEEDBACK_DELAY_MS", "FLAG_SPANS_MS", "PAYEE_AGE_CAP_S", "SUSPICIOUS_KINDS"):
+    for name in ("LOCAL_OFFSET_MS", "FEEDBACK_DELAY_MS", "FLAG_SPANS_MS", "PAYEE_AGE_CAP_S", "SWEEP_SHORT_SHARE"):
         assert name in PARAMETERS
     for name in ("KIND_CODES", "CHANNEL_CODES", "SUSPICIOUS_FOLLOW_MS", "PAID_AFTER_CALL_MS", "PAID_MIN_TALK_S"):
         assert name in PARAMETERS
@@ -111,7 +113,8 @@ def test_every_value_shaping_constant_is_a_parameter_defined_once() -> None:
     [
         ("LONG_CALL_S", 900),
         ("LOCAL_OFFSET_MS", 0),
-        ("SUSPICIOUS_KINDS", frozenset({"overseas"})),
+        ("STRANGER_TALK_MIN_S", 180),
+        ("SWEEP_SHORT_SHARE", 0.6),
         ("KIND_CODES", {**params.KIND_CODES, "satellite": 6}),
         ("WINDOW_SPANS_MS", (600_000, 3_600_000, 86_400_000, 14 * 86_400_000)),
         ("MAX_FEEDBACK_CALLERS", 5),

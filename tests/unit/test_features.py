@@ -13,7 +13,14 @@ from core.decode import decode_obj
 from core.events import CallEvent, Event, TransferEvent
 from features.clock import DAY_MS, HOUR_MS, MINUTE_MS, WINDOW_NAMES, WINDOW_SPANS_MS
 from features.pipeline import FeatureEngine, in_arrival_order
-from features.state import KIND_CODES, CallerState, PayeeState, SubscriberState, payee_key, state_from_obj
+from features.state import (
+    CallerState,
+    PayeeSnapshot,
+    PayeeState,
+    SubscriberState,
+    payee_key,
+    state_from_obj,
+)
 from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -263,9 +270,9 @@ def test_a_late_call_from_a_new_number_is_never_pruned_away() -> None:
     "call from the same number is not added to it",
 )
 def test_late_call_from_the_last_suspicious_caller_is_counted() -> None:
-    x1 = call("x1", T0, STRANGER, 60, "overseas")
-    x2 = call("x2", T0 + MINUTE_MS + 10_000, STRANGER, 30, "overseas")  # ends 40 s after x1
-    probe = transfer("t", T0 + 5 * MINUTE_MS, "payee-new", 5000.0)
+    x1 = call("x1", T0, STRANGER, 400, "mobile")
+    x2 = call("x2", T0 + MINUTE_MS + 10_000, STRANGER, 370, "mobile")  # ends 40 s after x1
+    probe = transfer("t", T0 + 10 * MINUTE_MS, "payee-new", 5000.0)
     in_order, late = Feeder(), Feeder()
     in_order.feed_all([x1, x2])
     late.feed_all([x2, x1])  # x1 one minute late
@@ -328,8 +335,8 @@ def test_fraud_story_long_overseas_call_then_large_transfer_to_new_payee() -> No
     c = call_row.values
     assert c[f["is_call"]] == 1.0
     assert c[f["caller_is_stranger"]] == 1.0
-    assert c[f["call_kind"]] == KIND_CODES["overseas"]
-    assert c[f["call_kind_suspicious"]] == 1.0
+    assert c[f["sub_stranger_talks_10m"]] == 1.0
+    assert c[f["sub_sweeper_talk_s_10m"]] == 0.0  # its only answered call today is this long one: no sweep
     assert c[f["call_duration_s"]] == 2400.0
     assert c[f["sub_longest_stranger_call_24h_s"]] == 2400.0
     assert c[f["since_suspicious_call_s"]] == 0.0
@@ -339,7 +346,7 @@ def test_fraud_story_long_overseas_call_then_large_transfer_to_new_payee() -> No
     assert p[f["transfer_after_suspicious_call"]] == 1.0
     assert p[f["payee_new"]] == 1.0
     assert p[f["since_suspicious_call_s"]] == 300.0
-    assert p[f["suspicious_caller_kind"]] == KIND_CODES["overseas"]
+    assert p[f["suspicious_caller_short_share_24h"]] == 0.0
     assert p[f["suspicious_caller_talk_s"]] == 2400.0
     assert p[f["suspicious_caller_calls"]] == 1.0
     assert p[f["amount"]] == 50_000.0
@@ -575,3 +582,123 @@ def test_engine_equals_per_event_changelog_round_trips(city_events: list[Event])
         )
         assert len(a.values) == len(FEATURE_NAMES)
         assert same(a.values, b.values), (a.event_id, diff(a.values, b.values))
+
+
+# -- kind-free and scale-free evidence -------------------------------------------------------------
+
+
+def test_a_long_stranger_call_from_a_mobile_is_suspicious_a_short_overseas_one_is_not() -> None:
+    f = FEATURE_INDEX
+    short_overseas = Feeder()
+    short_overseas.feed_all(history())
+    at = T0 + 10 * DAY_MS + 14 * HOUR_MS
+    short_overseas.feed(call("o", at, STRANGER, 90, "overseas"))
+    row = short_overseas.feed(transfer("t1", at + 5 * MINUTE_MS, "payee-new", 5000.0))
+    assert row is not None
+    assert row.values[f["transfer_after_suspicious_call"]] == 0.0
+    assert math.isnan(row.values[f["since_suspicious_call_s"]])
+    long_mobile = Feeder()
+    long_mobile.feed_all(history())
+    long_mobile.feed(call("m", at, "+8618912345678", 900, "mobile"))
+    row = long_mobile.feed(transfer("t2", at + 20 * MINUTE_MS, "payee-new", 5000.0))
+    assert row is not None
+    assert row.values[f["transfer_after_suspicious_call"]] == 1.0
+    assert row.values[f["suspicious_caller_talk_s"]] == 900.0
+
+
+def test_caller_shares_follow_its_own_calls_not_their_number() -> None:
+    state = CallerState()
+    calls = [
+        call("a1", T0, STRANGER, 700, callee="+8613000000001"),  # long
+        call("a2", T0 + HOUR_MS, STRANGER, 20, callee="+8613000000002"),
+        call("a3", T0 + 2 * HOUR_MS, STRANGER, 0, callee="+8613000000003", answered=False),
+        call("a4", T0 + 3 * HOUR_MS, STRANGER, 40, callee="+8613000000001"),  # a second call to the first
+    ]
+    snap = None
+    for c in calls:
+        snap = caller_step(state, c)
+    assert snap is not None
+    assert snap.fanout_24h == 3 and snap.calls_24h == 4
+    assert snap.callee_share_24h == 3 / 4 and snap.callee_share_7d == 3 / 4
+    assert snap.answered_share_7d == 3 / 4
+    assert snap.long_share_7d == 1 / 3  # one of the three answered calls lasted 10 min or more
+    assert snap.paid_share_24h == 0.0
+    # Twice the calls to twice the people: the same shares, twice the counts.
+    double = CallerState()
+    for c in calls:
+        caller_step(double, c)
+        other = call(
+            c.event_id + "b", c.ts_ms + 60_000, STRANGER, c.duration_s, callee=c.callee + "9", answered=c.answered
+        )
+        again = caller_step(double, other)
+    assert again is not None
+    assert again.fanout_24h == 2 * snap.fanout_24h
+    assert (again.callee_share_24h, again.answered_share_7d, again.long_share_7d) == (
+        snap.callee_share_24h,
+        snap.answered_share_7d,
+        snap.long_share_7d,
+    )
+
+
+def test_payee_shares_of_new_payers_and_amount_per_payer() -> None:
+    payee = PayeeState()
+    regular = transfer("r1", T0, "payee-x", 100.0, sub="+8613000000011")
+    payee_step(payee, regular)
+    later = T0 + 2 * DAY_MS
+    payee_step(payee, transfer("r2", later, "payee-x", 300.0, sub="+8613000000011"))  # known for two days
+    snap = payee_step(payee, transfer("n1", later + HOUR_MS, "payee-x", 5000.0, sub="+8613000000012"))
+    assert snap is not None
+    assert snap.payers_7d == 2 and snap.new_payers_7d == 2  # the regular one was new on its first day
+    assert snap.new_payer_share_7d == 1.0
+    assert snap.payers_24h == 2 and snap.amount_per_payer_24h == (300.0 + 5000.0) / 2
+    eight_days = later + 8 * DAY_MS
+    snap = payee_step(payee, transfer("r3", eight_days, "payee-x", 100.0, sub="+8613000000011"))
+    assert snap is not None
+    assert snap.payers_7d == 1 and snap.new_payers_7d == 0 and snap.new_payer_share_7d == 0.0
+
+
+def test_an_older_workers_payee_snapshot_still_reads() -> None:
+    old = [3, 4, 2, 3, 1500.0, 3600.0, 1, 0.25]  # the eight fields an older worker sends
+    snap = PayeeSnapshot.from_list(old)
+    assert snap.payers_7d == 4 and snap.new_payer_share_7d == 0.0 and snap.amount_per_payer_24h == 0.0
+    assert PayeeSnapshot.from_list(snap.to_list()) == snap
+    with pytest.raises(ValueError, match="at least 8"):
+        PayeeSnapshot.from_list(old[:5])
+
+
+def test_talk_with_a_line_sweeping_the_city_is_counted_whatever_its_number_kind() -> None:
+    f = FEATURE_INDEX
+    feeder = Feeder()
+    feeder.feed_all(history())
+    at = T0 + 10 * DAY_MS + 14 * HOUR_MS
+    line = "+8618912345678"  # a plain mobile number
+    for k in range(4):  # four people pick up and hang up at once
+        feeder.feed(call(f"sweep{k}", at + k * MINUTE_MS, line, 10, callee=f"+861300000010{k}"))
+    row = feeder.feed(call("talk", at + 10 * MINUTE_MS, line, 900))
+    assert row is not None
+    assert row.values[f["sub_sweeper_talk_s_1h"]] == 900.0
+    assert row.values[f["sub_stranger_talks_1h"]] == 1.0
+    assert row.values[f["suspicious_caller_short_share_24h"]] == 4 / 5
+    assert row.values[f["caller_callee_share_24h"]] == 1.0
+    # The same talk with a line whose other callees talked too is no sweep.
+    calm = Feeder()
+    calm.feed_all(history())
+    for k in range(4):
+        calm.feed(call(f"chat{k}", at + k * MINUTE_MS, line, 200, callee=f"+861300000010{k}"))
+    row = calm.feed(call("talk", at + 10 * MINUTE_MS, line, 900))
+    assert row is not None
+    assert row.values[f["sub_sweeper_talk_s_1h"]] == 0.0
+    assert row.values[f["sub_stranger_talks_1h"]] == 1.0
+    assert row.values[f["suspicious_caller_short_share_24h"]] == 0.0
+
+
+def test_a_stored_suspicious_contact_without_the_short_share_still_reads() -> None:
+    feeder = Feeder()
+    feeder.feed_all(history())
+    feeder.feed(call("long", T0 + 10 * DAY_MS, STRANGER, 900))
+    obj = orjson.loads(dumped(feeder.sub()))
+    assert len(obj["s"]) == 8
+    obj["s"] = obj["s"][:7]  # as an earlier version stored it
+    restored = SubscriberState.from_obj(obj)
+    assert restored.last_suspicious is not None
+    assert restored.last_suspicious.talk_with_sub_s == 900 and restored.last_suspicious.caller_short_share_24h == 0.0

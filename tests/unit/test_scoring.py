@@ -274,7 +274,7 @@ def test_reasons_skip_missing_values(trained: Trained) -> None:
     assert row[FEATURE_INDEX["call_duration_s"]] != row[FEATURE_INDEX["call_duration_s"]]
     contrib = np.zeros(len(FEATURE_NAMES))
     contrib[FEATURE_INDEX["call_duration_s"]] = 5.0
-    contrib[FEATURE_INDEX["call_kind"]] = 4.0
+    contrib[FEATURE_INDEX["caller_is_stranger"]] = 4.0
     contrib[FEATURE_INDEX["payee_new"]] = 1.0
     assert reasons(row, contrib) == ["the payee account was never paid before"]
 
