@@ -901,9 +901,11 @@ class _Sim:
             ring = _Ring(lines, self._mule_slots(rng.randint(3, 6)), [], self.clock.profile(_RING, rng.randint(-1, 2)))
             rings.append(ring)
         enabled = list(self.mix)
-        for j, scenario in enumerate(enabled):  # every scenario has a ring when there is any ring
-            if rings:
-                rings[j % len(rings)].scenarios.append(scenario)
+        # Every scenario has a ring when there is any ring, and every ring has a scenario.
+        for j in range(max(len(rings), len(enabled)) if rings else 0):
+            scenarios = rings[j % len(rings)].scenarios
+            if enabled[j % len(enabled)] not in scenarios:
+                scenarios.append(enabled[j % len(enabled)])
         for ring in rings:
             if rng.random() < 0.5:
                 extra = rng.choice(enabled)
