@@ -81,3 +81,15 @@ def test_describe_world_is_plain_json() -> None:
     info = describe_world(sample_worlds(1, 1)[0])
     assert set(info["scenarios"]) <= set(SCENARIOS)  # type: ignore[arg-type]
     assert isinstance(info["subscribers"], int) and isinstance(info["fraud_mobile_share"], float)
+
+
+def test_the_demo_trains_on_worlds_costing_one_training_city() -> None:
+    from sandbox.demo import DEFAULT_TRAIN_WORLDS, DemoConfig, default_training_worlds
+
+    config = DemoConfig()
+    worlds = default_training_worlds(config)
+    assert len(worlds) == DEFAULT_TRAIN_WORLDS and worlds == default_training_worlds(config)
+    spent = sum(w.subscribers * w.days for w in worlds)
+    assert math.isclose(spent, config.subscribers * config.train_days, rel_tol=0.02)
+    assert all(2000 <= w.subscribers <= 20_000 for w in worlds)
+    assert max(w.subscribers for w in worlds) / min(w.subscribers for w in worlds) > 3
