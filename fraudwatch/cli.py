@@ -109,7 +109,7 @@ def train(
     world_seed: Annotated[int, typer.Option(help="Seed of the world sampler")] = 7,
     subscriber_days: Annotated[
         float | None,
-        typer.Option(min=1.0, help="Subscriber-days of all worlds together [default: WorldRanges', 42000]"),
+        typer.Option(min=1.0, help="Subscriber-days of all worlds together [default: WorldRanges', 100000]"),
     ] = None,
     exclude_scenario: Annotated[
         list[str] | None, typer.Option(help="A scenario no training world has (repeatable)")

@@ -29,8 +29,8 @@ class WorldRanges:
 
     subscribers: tuple[int, int] = (3000, 30_000)  # log-uniform
     # The subscriber-days of all worlds together; each world gets an equal share of it, as days.
-    subscriber_days: float = 42_000.0
-    days: tuple[float, float] = (1.5, 14.0)  # a world's days are its share of the budget, clipped to these
+    subscriber_days: float = 100_000.0
+    days: tuple[float, float] = (1.0, 14.0)  # a world's days are its share of the budget, clipped to these
     victims_per_10k_per_day: tuple[float, float] = (8.0, 45.0)  # log-uniform
     fraud_rings_per_10k: tuple[float, float] = (2.0, 20.0)  # log-uniform, at least 2 rings
     mobile_share: tuple[float, float] = (0.2, 0.9)  # of the ring lines that are plain mobile SIMs
