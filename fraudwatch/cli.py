@@ -85,11 +85,13 @@ def simulate(
     city = run(
         CityConfig(subscribers=subscribers, days=days, seed=seed, victims_per_10k_per_day=victims_per_10k_per_day)
     )
-    paths = write_city(city, out)
+    paths = write_city(city, out)  # city.json beside the files gives `evaluate` the number of residents
     _print_json(
         {
             "events": len(city.events),
             "cases": len(city.cases),
+            "cases_with_loss": city.meta["cases_with_loss"],
+            "residents": city.meta["residents"],
             "responders": len(city.responders),
             "files": {k: str(v) for k, v in paths.items()},
         }
@@ -98,8 +100,20 @@ def simulate(
 
 @app.command()
 def train(
-    events: Path,
-    cases: Path,
+    events: Annotated[Path | None, typer.Argument(help="events.jsonl (omit with --worlds)")] = None,
+    cases: Annotated[Path | None, typer.Argument(help="cases.jsonl (omit with --worlds)")] = None,
+    worlds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Train on N sampled simulated worlds (sandbox/worlds.py) instead of files"),
+    ] = None,
+    world_seed: Annotated[int, typer.Option(help="Seed of the world sampler")] = 7,
+    subscriber_days: Annotated[
+        float | None,
+        typer.Option(min=1.0, help="Subscriber-days of all worlds together [default: WorldRanges', 100000]"),
+    ] = None,
+    exclude_scenario: Annotated[
+        list[str] | None, typer.Option(help="A scenario no training world has (repeatable)")
+    ] = None,
     budget: Annotated[float | None, typer.Option(help="Face-to-face tasks per 10k subscribers per day")] = None,
     promote: bool = True,
     models: Annotated[
@@ -114,13 +128,35 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train a model on a simulated (or real) history and register it; promote it by default."""
-    from sandbox.training import train_from_files
+    """Train a model on a simulated (or real) history, or on --worlds N sampled worlds, and register it;
+    promote it by default."""
+    from sandbox.training import train_from_files, train_on_worlds
 
     settings = get_settings()
-    version = train_from_files(
-        events, cases, settings, budget=budget, promote=promote, n_models=models, threshold_folds=threshold_folds
-    )
+    if worlds is not None:
+        if events is not None or cases is not None:
+            raise typer.BadParameter("give EVENTS and CASES or --worlds, not both")
+        from sandbox.worlds import WorldRanges, sample_worlds
+
+        ranges = WorldRanges() if subscriber_days is None else WorldRanges(subscriber_days=subscriber_days)
+        excluded = exclude_scenario or []
+        version = train_on_worlds(
+            sample_worlds(worlds, world_seed, ranges, exclude_scenarios=excluded),
+            settings,
+            exclude_scenarios=excluded,
+            budget=budget,
+            promote=promote,
+            n_models=models,
+            threshold_folds=threshold_folds,
+        )
+    elif events is None or cases is None:
+        raise typer.BadParameter("give EVENTS and CASES, or --worlds N")
+    elif exclude_scenario or subscriber_days is not None:
+        raise typer.BadParameter("--exclude-scenario and --subscriber-days go with --worlds")
+    else:
+        version = train_from_files(
+            events, cases, settings, budget=budget, promote=promote, n_models=models, threshold_folds=threshold_folds
+        )
     _print_json(
         {
             "version": version.version,
@@ -128,6 +164,7 @@ def train(
             "metrics": version.meta["metrics"],
             "thresholds": version.meta["thresholds"],
             "threshold_info": version.meta.get("threshold_info"),
+            "worlds": version.meta["data"].get("worlds"),
             "promoted": promote,
         }
     )

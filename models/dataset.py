@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,26 @@ class Dataset:
         """The rows where the boolean mask ``keep`` is set, in the same order."""
         rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
         return Dataset(rows, self.X[keep], self.y[keep], self.avail_ms[keep])
+
+
+def concat_datasets(parts: Sequence[Dataset]) -> Dataset:
+    """The rows of several histories as one, in arrival order (a stable merge by ``avail_ms``).
+
+    Each part keeps the features its own history gave it; pooling histories that share a calendar (e.g.
+    simulated worlds with one start) keeps a time-ordered split meaningful across all of them.
+    """
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    parts = [p for p in parts if len(p.rows)] or list(parts[:1])  # an empty part's X has no feature axis
+    avail = np.concatenate([p.avail_ms for p in parts])
+    order = np.argsort(avail, kind="stable")
+    rows = [row for p in parts for row in p.rows]
+    return Dataset(
+        [rows[i] for i in order.tolist()],
+        np.concatenate([p.X for p in parts])[order],
+        np.concatenate([p.y for p in parts])[order],
+        avail[order],
+    )
 
 
 def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:

@@ -30,9 +30,11 @@ from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
 
 __all__ = [
     "BAD_LINES",
+    "DEFAULT_TRAIN_WORLDS",
     "DEMO_STALE_S",
     "DemoConfig",
     "caught_before_loss",
+    "default_training_worlds",
     "ensure_model",
     "run_demo",
     "scrape",
@@ -94,11 +96,30 @@ def _service(service: RunningService | None) -> Iterator[RunningService | None]:
             service.stop()
 
 
+# Worlds of the default training: few enough that their featurising stays about one training city's cost.
+DEFAULT_TRAIN_WORLDS = 3
+
+
+def default_training_worlds(config: DemoConfig) -> list[CityConfig]:
+    """The sampled worlds the demo trains on when it has no model: as many subscriber-days as one
+    ``subscribers x train_days`` city (so about its cost), spread over cities of 2/3x to 20/3x that size."""
+    from sandbox.worlds import WorldRanges, sample_worlds
+
+    rate = config.train_victims_per_10k_per_day
+    ranges = WorldRanges(
+        subscribers=(round(config.subscribers * 2 / 3), round(config.subscribers * 20 / 3)),
+        subscriber_days=config.subscribers * config.train_days,
+        days=(1.0, config.train_days),
+        victims_per_10k_per_day=(rate / 2, rate * 1.5),
+    )
+    return sample_worlds(DEFAULT_TRAIN_WORLDS, config.train_seed, ranges)
+
+
 def ensure_model(settings: Settings, config: DemoConfig) -> str:
     """The live model's version, training one on a separate simulated city if the registry is empty."""
     from core.errors import FeatureMismatch, NoModel
     from models import ModelRegistry, check_features
-    from sandbox.training import holdout_city, train_from_files
+    from sandbox.training import holdout_city, train_on_worlds
 
     try:
         live = ModelRegistry(settings.models_path).live()
@@ -108,23 +129,24 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
         pass
     except FeatureMismatch as exc:  # an older model (the features changed since): the demo trains a current one
         _say(f"the live model does not fit the current features ({exc}); training a new one")
-    _say(f"no model yet: simulating a training city ({config.subscribers} subscribers x {config.train_days} days)")
-    train_city = CityConfig(
+    worlds = default_training_worlds(config)
+    sizes = ", ".join(f"{w.subscribers} x {w.days:g} days" for w in worlds)
+    _say(f"no model yet: simulating {len(worlds)} training worlds ({sizes}); training; then a model card")
+    warmup = config.card_warmup_days
+    # The card's hold-out city is the demo's own kind of city, right after the longest training world.
+    template = CityConfig(
         subscribers=config.subscribers,
-        days=config.train_days,
+        days=max(w.days for w in worlds),
         seed=config.train_seed,
         victims_per_10k_per_day=config.train_victims_per_10k_per_day,
     )
-    paths = write_city(simulate(train_city), settings.data_dir / "train-city")
-    _say("training; then a model card from a hold-out city")
-    warmup = config.card_warmup_days
-    version = train_from_files(
-        paths["events"],
-        paths["cases"],
+    version = train_on_worlds(
+        worlds,
         settings,
         promote=True,
-        card_city=holdout_city(train_city, warmup_days=warmup),
+        card_city=holdout_city(template, warmup_days=warmup),
         card_warmup_days=warmup,
+        out_dir=settings.data_dir / "train-worlds",
     )
     _say(f"model card: {version.path / 'card.md'}")
     return version.version

@@ -6,8 +6,13 @@ fan-out callers, long overseas calls, large transfers to new payees, night activ
 field separates fraud from normal life. Mule accounts are reused across a ring's cases but rotate (each
 lives a few days); popular legitimate payees (clinics, ticketing, courier cash-on-delivery, shared landlords)
 receive from many, often new, payers, some of them right after a call from a stranger, so that fan-in alone
-is not fraud. case.v1 objects carry one optional extra field, ``loss_amount``
-(the sum of the case's fraudulent transfers, 0 when the victim never paid).
+is not fraud. case.v1 objects carry two optional extra fields: ``loss_amount`` (the sum of the victim's
+fraudulent transfers, 0 when the victim never paid) and ``origin``: ``script`` for a victim a ring worked
+through a scenario's script, ``sweep`` for someone who only answered a ring's mass dialling for 120 s or more
+(the contract's bar for a case; such a case never has a loss). A case's transfers are the victim's, and, in
+a task scam, the 'rebates' a mule account pays the victim (transfer.v1 whose ``subscriber`` is the mule
+holder's phone and whose ``payee_account`` is the victim's). ``write_city`` writes ``city.json`` beside the
+files: the number of residents (the people the service protects) and the config.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import bisect
 import math
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -24,18 +29,56 @@ from typing import Any
 import numpy as np
 import orjson
 
-__all__ = ["CORE_SCENARIOS", "SCENARIOS", "CityConfig", "SimulatedCity", "iter_jsonl", "simulate", "write_city"]
+__all__ = [
+    "CITY_META_FILE",
+    "CORE_SCENARIOS",
+    "DEFAULT_SCENARIO_WEIGHTS",
+    "FRAUD_LINE_KINDS",
+    "SCENARIOS",
+    "SWEEP_CASE_MIN_S",
+    "CityConfig",
+    "SimulatedCity",
+    "iter_jsonl",
+    "read_city_meta",
+    "simulate",
+    "write_city",
+]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 MIN_MS = 60_000
 
-SCENARIOS: tuple[str, ...] = ("police_impersonation", "investment", "refund", "loan", "romance")
+SCENARIOS: tuple[str, ...] = (
+    "police_impersonation", "investment", "refund", "loan", "romance",
+    "task_scam", "boss_impersonation", "kidnapping", "account_cancellation",
+)  # fmt: skip
 CORE_SCENARIOS: tuple[str, ...] = SCENARIOS[:4]
-_SCENARIO_CUM = tuple(np.cumsum((0.27, 0.22, 0.22, 0.19, 0.10)).tolist())
-_REFUSE_SHARE = 0.24
+# The first five keep their old proportions among themselves; the later scripts take 30% of the cases.
+DEFAULT_SCENARIO_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("police_impersonation", 0.19), ("investment", 0.154), ("refund", 0.154), ("loan", 0.133), ("romance", 0.07),
+    ("task_scam", 0.12), ("boss_impersonation", 0.07), ("kidnapping", 0.04), ("account_cancellation", 0.07),
+)  # fmt: skip
+# The kinds a fraud line's number can have (the operator's range classes of call.v1).
+FRAUD_LINE_KINDS: tuple[str, ...] = ("mobile", "landline", "overseas", "virtual", "voip", "unknown")
+# The contract's bar: an answered call this long from a fraud number makes its callee a case.
+SWEEP_CASE_MIN_S = 120
+CITY_META_FILE = "city.json"
+# Median length of a ring line's answered calls on its 'pitch' days. Since their long calls make cases, it
+# is set so that, at the default rates, about as many people become sweep cases as victims are planned.
+_SWEEP_PITCH_MEDIAN_S = 40
 # Hours from first contact to the first loss, roughly; used to keep most cases inside the window.
-_TYPICAL_SPAN_H = {"police_impersonation": 2, "investment": 12, "refund": 1, "loan": 12, "romance": 40}
+_TYPICAL_SPAN_H = {
+    "police_impersonation": 2, "investment": 12, "refund": 1, "loan": 12, "romance": 40,
+    "task_scam": 60, "boss_impersonation": 20, "kidnapping": 1, "account_cancellation": 2,
+}  # fmt: skip
+# Scripts run from a 'personal' phone prefer plain mobile lines; others prefer the ranges that look official.
+_PREFERRED_KINDS: dict[str, tuple[tuple[str, ...], float]] = {
+    "task_scam": (("mobile",), 0.85),
+    "boss_impersonation": (("mobile",), 0.95),
+    "romance": (("mobile",), 0.5),
+    "kidnapping": (("overseas", "unknown", "voip"), 0.6),
+    "account_cancellation": (("landline", "virtual", "voip"), 0.6),
+}
 
 # Local-hour activity weights (index = local hour 0..23).
 _DAYTIME = (0.3, 0.15, 0.08, 0.05, 0.05, 0.15, 0.5, 1.5, 3, 4.5, 5, 5, 4, 4, 4.5, 5, 5, 4.5, 4.5, 4.5, 4, 3, 1.8, 0.8)
@@ -77,6 +120,9 @@ _CH_FRAUD = _weighted(
 )
 _CH_BIG = _weighted([("online_bank", 0.38), ("mobile_app", 0.32), ("counter", 0.25), ("third_party", 0.05)])
 _CH_SHOP = _weighted([("mobile_app", 0.6), ("third_party", 0.4)])
+_CH_REBATE = _weighted([("mobile_app", 0.5), ("third_party", 0.35), ("online_bank", 0.15)])
+_CH_URGENT = _weighted([("online_bank", 0.45), ("mobile_app", 0.48), ("counter", 0.07)])
+_CH_RANSOM = _weighted([("mobile_app", 0.55), ("online_bank", 0.3), ("atm", 0.1), ("counter", 0.05)])
 _KIND_SUSPICIOUS = _weighted([("overseas", 0.32), ("virtual", 0.3), ("voip", 0.24), ("unknown", 0.14)])
 _KIND_CONTACT = _weighted([("mobile", 0.75), ("landline", 0.22), ("overseas", 0.03)])
 _KIND_TELEMARKETER = _weighted(
@@ -108,6 +154,19 @@ class CityConfig:
     officers_per_station: int = 4
     grid_workers: int = 40
     utc_offset_hours: float = 8.0  # daily rhythms follow local time
+    # (scenario, weight) pairs of the planned cases; a scenario left out (or at 0) never happens. None: the
+    # default mix (DEFAULT_SCENARIO_WEIGHTS).
+    scenario_weights: tuple[tuple[str, float], ...] | None = None
+    # (kind, weight) pairs of the ring lines' number kinds. None: 30% plain mobile SIMs, the rest from
+    # suspicious-looking ranges (overseas, virtual, voip, unknown).
+    fraud_line_kinds: tuple[tuple[str, float], ...] | None = None
+    # Multiplies the rates of the legitimate look-alikes (bursts, big new payees, calls then payments...).
+    lookalike_scale: float = 1.0
+    # Multiplies the durations of scam calls and the gaps between a case's steps.
+    scam_time_scale: float = 1.0
+    # Share of a ring line's days spent on a longer pitch (most answered sweep calls of 120 s come from them).
+    sweep_pitch_share: float = 0.2
+    refuse_share: float = 0.24  # planned victims who never pay (more go unpaid when the window ends first)
 
     def __post_init__(self) -> None:
         if self.subscribers < 1 or self.days <= 0:
@@ -115,15 +174,44 @@ class CityConfig:
         counts = (self.fraud_rings, self.police_stations, self.officers_per_station, self.grid_workers)
         if min(counts) < 0 or self.victims_per_10k_per_day < 0 or self.radius_km <= 0:
             raise ValueError("counts and rates must not be negative, the radius must be positive")
+        if self.lookalike_scale < 0 or self.scam_time_scale <= 0:
+            raise ValueError("the look-alike scale must not be negative, the scam time scale must be positive")
+        if not (0 <= self.sweep_pitch_share <= 1 and 0 <= self.refuse_share <= 1):
+            raise ValueError("sweep_pitch_share and refuse_share are shares between 0 and 1")
+        for pairs, names, what in (
+            (self.scenario_weights, SCENARIOS, "scenario"),
+            (self.fraud_line_kinds, FRAUD_LINE_KINDS, "fraud line kind"),
+        ):
+            if pairs is None:
+                continue
+            unknown = [name for name, _ in pairs if name not in names]
+            if unknown:
+                raise ValueError(f"unknown {what}(s) {unknown}; known: {list(names)}")
+            if any(w < 0 for _, w in pairs) or not any(w > 0 for _, w in pairs):
+                raise ValueError(f"{what} weights must not be negative and at least one must be positive")
+
+    @property
+    def scenario_mix(self) -> dict[str, float]:
+        """Scenario -> weight, for the scenarios that happen in this city (weight > 0)."""
+        pairs = DEFAULT_SCENARIO_WEIGHTS if self.scenario_weights is None else self.scenario_weights
+        mix: dict[str, float] = {}
+        for name, weight in pairs:
+            mix[name] = mix.get(name, 0.0) + weight
+        return {name: mix[name] for name in SCENARIOS if mix.get(name, 0.0) > 0}
 
 
 @dataclass
 class SimulatedCity:
-    """The simulator's output: events sorted by time, ground-truth cases and responders."""
+    """The simulator's output: events sorted by time, ground-truth cases and responders.
+
+    ``meta`` describes the city (``residents`` and the config it was made from); ``write_city`` writes it
+    as city.json.
+    """
 
     events: list[dict[str, Any]]
     cases: list[dict[str, Any]]
     responders: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 def simulate(config: CityConfig) -> SimulatedCity:
@@ -132,7 +220,7 @@ def simulate(config: CityConfig) -> SimulatedCity:
 
 
 def write_city(city: SimulatedCity, out_dir: Path) -> dict[str, Path]:
-    """Write events.jsonl, cases.jsonl and responders.jsonl into ``out_dir``; return their paths."""
+    """Write events.jsonl, cases.jsonl, responders.jsonl and city.json into ``out_dir``; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     for name, rows in (("events", city.events), ("cases", city.cases), ("responders", city.responders)):
@@ -140,7 +228,31 @@ def write_city(city: SimulatedCity, out_dir: Path) -> dict[str, Path]:
         with path.open("wb") as fh:
             fh.write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
         paths[name] = path
+    if city.meta:
+        path = out_dir / CITY_META_FILE
+        path.write_bytes(orjson.dumps(city.meta, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        paths["city"] = path
     return paths
+
+
+def read_city_meta(path: Path | str) -> dict[str, Any] | None:
+    """The city.json beside a simulated city's files (``path``: its folder or one of its files), or None.
+
+    None when there is no such file or it holds no positive ``residents`` count (a stream from elsewhere),
+    so that a caller falls back to counting the numbers it sees.
+    """
+    where = Path(path)
+    meta_path = (where if where.is_dir() else where.parent) / CITY_META_FILE
+    try:
+        meta = orjson.loads(meta_path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    residents = meta.get("residents")
+    if not isinstance(residents, int) or isinstance(residents, bool) or residents < 1:
+        return None
+    return meta
 
 
 def iter_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -266,6 +378,8 @@ class _Ring:
     mules: list[list[tuple[int, int, str]]]
     scenarios: list[str]
     cum: list[float] = field(default_factory=list)
+    # Mule account -> the plain mobile number of its holder (the payer's phone of a rebate it sends).
+    holders: dict[str, str] = field(default_factory=dict)
 
     def active_mules(self, ts: int) -> list[str]:
         """The mule accounts in use at ``ts`` (one per slot)."""
@@ -283,6 +397,8 @@ class _Ring:
 # A planned fraud call (ts, (number, kind), answered, duration_s) and transfer (ts, amount, payee, channel).
 _PlanCall = tuple[int, tuple[str, str], bool, int]
 _PlanTransfer = tuple[int, float, str, str]
+# A planned transfer from a mule account to the victim (ts, amount, mule account): a 'rebate' or 'bonus'.
+_PlanRebate = tuple[int, float, str]
 
 
 class _Sim:
@@ -294,6 +410,9 @@ class _Sim:
         self.np_rng = np.random.default_rng(cfg.seed & 0xFFFF_FFFF_FFFF_FFFF)
         self.clock = _Clock(cfg.start_ms, cfg.days, cfg.utc_offset_hours)
         self.ids = _Ids(self.rng)
+        self.mix = cfg.scenario_mix
+        # Plans return calls and the victim's transfers; the few that also pay the victim leave those here.
+        self._rebates: list[_PlanRebate] = []
         self.events: list[dict[str, Any]] = []
         self.deg_lat = 1.0 / 110.574
         self.deg_lon = 1.0 / (111.320 * math.cos(math.radians(cfg.center_lat)))
@@ -381,6 +500,26 @@ class _Sim:
         self.events.append(ev)
         return ev
 
+    def _incoming(
+        self, ts: int, payer_phone: str, payer_account: str, payee_account: str, amount: float, channel: str
+    ) -> dict[str, Any] | None:
+        """A transfer *to* a resident from someone outside the city (no location: the payer is elsewhere)."""
+        if not self.clock.start <= ts < self.clock.end:
+            return None
+        ev: dict[str, Any] = {
+            "schema": "transfer.v1",
+            "event_id": "",
+            "ts_ms": ts,
+            "subscriber": payer_phone,
+            "payer_account": payer_account,
+            "payee_account": payee_account,
+            "amount": amount,
+            "currency": "CNY",
+            "channel": channel,
+        }
+        self.events.append(ev)
+        return ev
+
     def _amount(self, median: float, sigma: float, round_p: float, lo: float = 1.0, hi: float = 2e6) -> float:
         x = min(hi, max(lo, median * math.exp(self.rng.gauss(0, sigma))))
         if self.rng.random() < round_p:
@@ -440,6 +579,7 @@ class _Sim:
             self.ids.number("landline" if rng.random() < 0.7 else "mobile") for _ in range(max(50, n // 30))
         ]
         self.shared_externals: list[tuple[str, str]] = []
+        self.outside_accounts: dict[str, str] = {}  # an outside contact's number -> the account it pays from
         for sub in self.subs:  # all accounts first: family members pay each other's real accounts
             sub.accounts = [self.ids.account() for _ in range(rng.choices((1, 2, 3), cum_weights=(65, 93, 100))[0])]
         for sub in self.subs:
@@ -597,16 +737,16 @@ class _Sim:
 
     def _occasional(self, sub: _Sub, day: int) -> None:
         """Rare legitimate events that resemble fraud: bursts, big purchases, money sent abroad."""
-        rng, clock = self.rng, self.clock
+        rng, clock, scale = self.rng, self.clock, self.cfg.lookalike_scale
         if sub.landlord is not None and rng.random() < 0.012:
             self._transfer(clock.at(rng, day, sub.cum), sub, sub.landlord, self._amount(4500, 0.4, 0.8),
                            self._pick(_CH_LEGIT))  # fmt: skip
-        if rng.random() < 0.008 * sub.activity:  # shopping burst: many small payments to many shops
+        if rng.random() < 0.008 * scale * sub.activity:  # shopping burst: many small payments to many shops
             ts = clock.at(rng, day, sub.cum)
             for payee in rng.sample(self.merchants, rng.randint(4, 14)):
                 self._transfer(ts, sub, payee, self._amount(120, 0.8, 0.1), self._pick(_CH_SHOP))
                 ts += self._mins(2, 20)
-        if rng.random() < 0.003:  # a car, a flat deposit: large, new payee, no suspicious call needed
+        if rng.random() < 0.003 * scale:  # a car, a flat deposit: large, new payee, no suspicious call needed
             dealer = rng.choice(self.dealers)
             ts = clock.at(rng, day, sub.cum)
             if rng.random() < 0.55:
@@ -617,8 +757,36 @@ class _Sim:
                 ts += self._mins(10, 120)
         if sub.relative is not None and rng.random() < 0.35:
             self._relative_call(sub, day)
-        if rng.random() < 0.015:
+        if rng.random() < 0.015 * scale:
             self._popular_payment(sub, day)
+        if rng.random() < 0.004 * scale:
+            self._new_number_then_payment(sub, day)
+        if rng.random() < 0.01 * scale:
+            self._paid_back(sub, day)
+
+    def _new_number_then_payment(self, sub: _Sub, day: int) -> None:
+        """A plumber, a removal man or a second-hand seller rings from a number never seen; a payment follows."""
+        rng = self.rng
+        kind = "mobile" if rng.random() < 0.9 else "landline"
+        ts = self.clock.at(rng, day, sub.cum)
+        dur = self._duration(90, 0.7, 20, 900)
+        self._call(ts, self.ids.number(kind), kind, sub.phone, sub, True, dur)
+        paid = ts + dur * 1000 + self._mins(2, 120)
+        self._transfer(paid, sub, self.ids.account(), self._amount(2500, 1.0, 0.6, 100, 60_000), self._pick(_CH_LEGIT))
+
+    def _paid_back(self, sub: _Sub, day: int) -> None:
+        """Someone outside the city pays the subscriber (a debt returned, a share of a bill): an incoming transfer."""
+        rng = self.rng
+        outside = [number for number, kind in sub.ext_contacts if kind == "mobile"]
+        if not outside:
+            return
+        number = rng.choice(outside)
+        account = self.outside_accounts.setdefault(number, self.ids.account())
+        ts = self.clock.at(rng, day, sub.cum)
+        if rng.random() < 0.3:  # 'sending it now'
+            dur = self._duration(60, 0.8, 5, 900)
+            self._call(ts - dur * 1000 - self._mins(1, 30), number, "mobile", sub.phone, sub, True, dur)
+        self._incoming(ts, number, account, sub.accounts[0], self._amount(300, 1.0, 0.5, 10), self._pick(_CH_REBATE))
 
     def _popular_payment(self, sub: _Sub, day: int) -> None:
         """A one-off payment to a popular payee; sometimes its service line calls first, at length."""
@@ -643,7 +811,7 @@ class _Sim:
             self._call(ts - self._mins(30, 600), sub.phone, "mobile", sub.relative, None, True,
                        self._duration(600, 0.7, 30, 5400))  # fmt: skip
         self._call(ts, sub.relative, "overseas", sub.phone, sub, answered, dur)
-        if answered and rng.random() < 0.12:
+        if answered and rng.random() < min(1.0, 0.12 * self.cfg.lookalike_scale):
             if rng.random() < 0.15:
                 t = ts + int(rng.uniform(0.3, 0.95) * dur * 1000)
             else:
@@ -665,9 +833,12 @@ class _Sim:
 
     def _campaign(
         self, caller: _Caller, day: int, fan_out: float, cum: list[float], p_answer: float, median_s: float,
-        sigma: float, exclude: set[int] | None = None,
+        sigma: float, exclude: set[int] | None = None, sink: list[tuple[int, dict[str, Any]]] | None = None,
     ) -> list[tuple[int, _Sub, int]]:  # fmt: skip
-        """One caller's day of dialling; returns the answered calls as (ts, subscriber, duration_s)."""
+        """One caller's day of dialling; returns the answered calls as (ts, subscriber, duration_s).
+
+        ``sink`` collects every emitted call as (subscriber index, event).
+        """
         rng = self.rng
         k = max(1, int(fan_out * math.exp(rng.gauss(0, 0.4))))
         targets = self._targets(k, exclude)
@@ -677,12 +848,15 @@ class _Sim:
             sub = self.subs[i]
             answered = rng.random() < p_answer
             dur = self._duration(median_s, sigma, 2, 5400)
-            if self._call(ts, caller.number, caller.kind, sub.phone, sub, answered, dur) and answered:
+            ev = self._call(ts, caller.number, caller.kind, sub.phone, sub, answered, dur)
+            if ev is not None and sink is not None:
+                sink.append((i, ev))
+            if ev is not None and answered:
                 answered_calls.append((ts, sub, dur))
         return answered_calls
 
     def _organisations(self) -> None:
-        n, rng = len(self.subs), self.rng
+        n, rng, scale = len(self.subs), self.rng, self.cfg.lookalike_scale
         kinds = (
             ("telemarketer", _KIND_TELEMARKETER, max(4, n // 800)),
             ("agent", _KIND_AGENT, max(3, n // 1000)),
@@ -699,12 +873,12 @@ class _Sim:
                     self._campaign(c, day, 0.015 * n, self.office_cum, 0.4, 20, 0.8)
             for c in orgs["agent"]:
                 for ts, sub, dur in self._campaign(c, day, 0.004 * n, self.office_cum, 0.6, 150, 1.0):
-                    if dur >= 300 and rng.random() < 0.04:  # a deposit after a long talk with the agent
+                    if dur >= 300 and rng.random() < 0.04 * scale:  # a deposit after a long talk with the agent
                         t = ts + dur * 1000 + self._mins(60, 48 * 60)
                         self._transfer(t, sub, c.account, self._amount(30_000, 0.7, 0.8, 2000), self._pick(_CH_BIG))
             for c in orgs["lender"]:
                 for ts, sub, dur in self._campaign(c, day, 0.005 * n, self.office_cum, 0.55, 120, 1.0):
-                    if dur >= 120 and rng.random() < 0.05:  # a repayment or arrangement fee
+                    if dur >= 120 and rng.random() < 0.05 * scale:  # a repayment or arrangement fee
                         t = ts + dur * 1000 + self._mins(10, 480)
                         self._transfer(t, sub, c.account, self._amount(2500, 0.8, 0.5, 100), self._pick(_CH_LEGIT))
             for c in orgs["bank"]:
@@ -713,21 +887,28 @@ class _Sim:
     # ---- fraud -----------------------------------------------------------------------------------
     def _rings(self) -> list[_Ring]:
         rng, rings = self.rng, []
+        line_kinds = None if self.cfg.fraud_line_kinds is None else _weighted(self.cfg.fraud_line_kinds)
         for _ in range(self.cfg.fraud_rings):
             n_lines = rng.randint(3, 9)
-            # About 30% plain mobile SIMs so that the caller's range alone cannot tell a ring apart.
-            n_mobile = max(1, round(0.3 * n_lines))
-            kinds = ["mobile"] * n_mobile + [self._pick(_KIND_SUSPICIOUS) for _ in range(n_lines - n_mobile)]
-            rng.shuffle(kinds)
+            if line_kinds is None:
+                # About 30% plain mobile SIMs so that the caller's range alone cannot tell a ring apart.
+                n_mobile = max(1, round(0.3 * n_lines))
+                kinds = ["mobile"] * n_mobile + [self._pick(_KIND_SUSPICIOUS) for _ in range(n_lines - n_mobile)]
+                rng.shuffle(kinds)
+            else:
+                kinds = [self._pick(line_kinds) for _ in range(n_lines)]
             lines = [(self.ids.number(k), k) for k in kinds]
             ring = _Ring(lines, self._mule_slots(rng.randint(3, 6)), [], self.clock.profile(_RING, rng.randint(-1, 2)))
             rings.append(ring)
-        for j, scenario in enumerate(SCENARIOS):  # every scenario has a ring when there is any ring
-            if rings:
-                rings[j % len(rings)].scenarios.append(scenario)
+        enabled = list(self.mix)
+        # Every scenario has a ring when there is any ring, and every ring has a scenario.
+        for j in range(max(len(rings), len(enabled)) if rings else 0):
+            scenarios = rings[j % len(rings)].scenarios
+            if enabled[j % len(enabled)] not in scenarios:
+                scenarios.append(enabled[j % len(enabled)])
         for ring in rings:
             if rng.random() < 0.5:
-                extra = rng.choice(SCENARIOS)
+                extra = rng.choice(enabled)
                 if extra not in ring.scenarios:
                     ring.scenarios.append(extra)
         return rings
@@ -750,21 +931,49 @@ class _Sim:
         cfg, rng = self.cfg, self.rng
         expected = cfg.victims_per_10k_per_day * cfg.subscribers / 10_000 * cfg.days
         n = min(cfg.subscribers, int(expected) + (rng.random() < expected - int(expected)))
-        chosen = list(CORE_SCENARIOS[:n])  # guarantee the core scenarios whenever there is room
-        chosen += [rng.choices(SCENARIOS, cum_weights=_SCENARIO_CUM)[0] for _ in range(n - len(chosen))]
+        # Guarantee the core scenarios (those this city has) whenever there is room.
+        chosen = [s for s in CORE_SCENARIOS if s in self.mix][:n]
+        names, cum = tuple(self.mix), tuple(np.cumsum(list(self.mix.values())).tolist())
+        chosen += [rng.choices(names, cum_weights=cum)[0] for _ in range(n - len(chosen))]
         rng.shuffle(chosen)
         return chosen
 
-    def _sweeps(self, rings: list[_Ring], victims: set[int]) -> None:
-        """Ring lines dial many people a day; most hang up. Victims are left out: their calls are in cases."""
+    def _sweeps(self, rings: list[_Ring], victims: set[int]) -> list[tuple[_Ring, int, dict[str, Any]]]:
+        """Ring lines dial many people a day; most hang up. Victims are left out: their calls are in cases.
+
+        Returns every sweep call as (ring, subscriber index, event).
+        """
         n, rng = len(self.subs), self.rng
+        out: list[tuple[_Ring, int, dict[str, Any]]] = []
         for day in range(self.clock.n_days):
             for ring in rings:
                 for number, kind in ring.lines:
                     if rng.random() < 0.75:
                         line = _Caller(number, kind)
-                        median = 15 if rng.random() < 0.8 else 90
-                        self._campaign(line, day, 0.008 * n, ring.cum, 0.45, median, 0.7, victims)
+                        median = _SWEEP_PITCH_MEDIAN_S if rng.random() < self.cfg.sweep_pitch_share else 15
+                        sink: list[tuple[int, dict[str, Any]]] = []
+                        self._campaign(line, day, 0.008 * n, ring.cum, 0.45, median, 0.7, victims, sink)
+                        out.extend((ring, i, ev) for i, ev in sink)
+        return out
+
+    def _sweep_cases(self, swept: list[tuple[_Ring, int, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """The contract's cases among the swept: whoever answered a fraud number's call of 120 s or more.
+
+        They never pay (no script follows in this window); the case lists every fraud call they got and
+        takes its scenario from the ring of the first long call.
+        """
+        calls: dict[int, list[tuple[_Ring, dict[str, Any]]]] = {}
+        for ring, i, ev in swept:
+            calls.setdefault(i, []).append((ring, ev))
+        cases = []
+        for i in sorted(calls):
+            got = sorted(calls[i], key=lambda pair: pair[1]["ts_ms"])
+            long_calls = [ring for ring, ev in got if ev["answered"] and ev["duration_s"] >= SWEEP_CASE_MIN_S]
+            if long_calls:
+                scenario = self.rng.choice(long_calls[0].scenarios)
+                events = [ev for _, ev in got]
+                cases.append({"scenario": scenario, "victim": self.subs[i].phone, "events": events, "origin": "sweep"})
+        return cases
 
     def _start_time(self, ring: _Ring, span_h: int) -> int:
         """First contact; slow scenarios start early so that more of them unfold inside the window."""
@@ -782,14 +991,14 @@ class _Sim:
         rings = self._rings()
         scenarios = self._case_scenarios() if rings else []
         victim_idx = rng.sample(range(len(self.subs)), len(scenarios))
-        self._sweeps(rings, set(victim_idx))
+        swept = self._sweeps(rings, set(victim_idx))
         # A fixed share of victims refuse to pay (more go unpaid when the window ends first).
-        refusers = set(rng.sample(range(len(scenarios)), round(_REFUSE_SHARE * len(scenarios))))
+        refusers = set(rng.sample(range(len(scenarios)), round(self.cfg.refuse_share * len(scenarios))))
         cases = []
         for k, (scenario, vi) in enumerate(zip(scenarios, victim_idx, strict=True)):
             ring = rng.choice([r for r in rings if scenario in r.scenarios])
             cases.append(self._case(scenario, ring, self.subs[vi], k not in refusers))
-        return cases
+        return cases + self._sweep_cases(swept)
 
     def _case(self, scenario: str, ring: _Ring, victim: _Sub, pays: bool) -> dict[str, Any]:
         rng = self.rng
@@ -799,7 +1008,15 @@ class _Sim:
         plan = getattr(self, f"_plan_{scenario}")
         calls: list[_PlanCall]
         transfers: list[_PlanTransfer]
+        self._rebates = []
         calls, transfers = plan(ring, start, pays)
+        rebates, scale = self._rebates, self.cfg.scam_time_scale
+        if scale != 1.0:  # the whole script runs slower or faster; what happens during a call stays during it
+            calls = [
+                (start + int((ts - start) * scale), line, ans, max(1, round(d * scale))) for ts, line, ans, d in calls
+            ]
+            transfers = [(start + int((ts - start) * scale), a, payee, ch) for ts, a, payee, ch in transfers]
+            rebates = [(start + int((ts - start) * scale), a, mule) for ts, a, mule in rebates]
         if failed_first:  # an earlier try the victim cut short; the ring comes back later
             answered = rng.random() < 0.5
             calls.insert(0, (t0, rng.choice(ring.lines), answered, rng.randint(10, 100)))
@@ -811,8 +1028,11 @@ class _Sim:
             emitted.append(self._call(ts, number, kind, victim.phone, victim, answered, dur))
         for ts, amount, payee, channel in transfers:
             emitted.append(self._transfer(ts, victim, payee, amount, channel, account))
+        for ts, amount, mule in rebates:
+            holder = ring.holders.setdefault(mule, self.ids.number("mobile"))
+            emitted.append(self._incoming(ts, holder, mule, account, amount, self._pick(_CH_REBATE)))
         events = sorted((e for e in emitted if e is not None), key=itemgetter("ts_ms"))
-        return {"scenario": scenario, "victim": victim.phone, "events": events}
+        return {"scenario": scenario, "victim": victim.phone, "events": events, "origin": "script"}
 
     def _repeat_attempts(self, ring: _Ring, last: _PlanCall) -> list[_PlanCall]:
         rng = self.rng
@@ -972,6 +1192,142 @@ class _Sim:
             t += d * 1000 + int(min(30 * HOUR_MS, max(5 * HOUR_MS, 14 * HOUR_MS * math.exp(rng.gauss(0, 0.4)))))
         return calls, transfers
 
+    def _script_line(self, ring: _Ring, scenario: str) -> tuple[str, str]:
+        """The line a script starts from: one of the kinds it prefers when the ring has one."""
+        kinds, p = _PREFERRED_KINDS[scenario]
+        preferred = [line for line in ring.lines if line[1] in kinds]
+        if preferred and self.rng.random() < p:
+            return self.rng.choice(preferred)
+        return self.rng.choice(ring.lines)
+
+    def _plan_task_scam(self, ring: _Ring, t: int, pays: bool) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
+        """A part-time 'job' (liking, reviewing, rating orders) from a 'mentor' on a plain mobile number.
+
+        Small tasks are paid and promptly rebated with a commission (transfers *to* the victim), the sums
+        grow over a few days, then a big 'combo task' and 'unfreezing fees' are never paid back.
+        """
+        rng = self.rng
+        line = self._script_line(ring, "task_scam")
+        d = rng.randint(180, 900)
+        calls: list[_PlanCall] = [(t, line, True, d)]
+        transfers: list[_PlanTransfer] = []
+        t += d * 1000
+        if rng.random() < 0.6:  # a 'welcome bonus' before anything is asked, to make the job look real
+            self._rebates.append((t + self._mins(2, 40), self._amount(30, 0.5, 0.5, 5, 200), self._mule(ring, t)))
+        if not pays:
+            if rng.random() < 0.6:
+                t = self._working_hours(t + self._mins(120, 20 * 60))
+                calls.append((t, self._other_line(ring, line, 0.8), True, rng.randint(120, 600)))
+            return calls, transfers
+        amount = self._amount(150, 0.5, 0.6, 30, 600)
+        t += self._mins(5, 90)
+        for _ in range(rng.randint(2, 4)):  # small tasks, each rebated with a 5-30% 'commission'
+            transfers.append((t, amount, self._mule(ring, t), self._pick(_CH_SHOP)))
+            self._rebates.append(
+                (t + self._mins(3, 40), round(amount * rng.uniform(1.05, 1.3), 2), self._mule(ring, t))
+            )
+            amount = round(min(amount * rng.uniform(2.0, 4.0), 20_000), -1)
+            t = self._working_hours(
+                t + int(min(30 * HOUR_MS, max(30 * MIN_MS, 5 * HOUR_MS * math.exp(rng.gauss(0, 0.8)))))
+            )
+            if rng.random() < 0.4:  # the mentor mostly writes in a chat app; sometimes calls to push
+                dur = rng.randint(60, 600)
+                calls.append((t, self._other_line(ring, line, 0.85), True, dur))
+                t += dur * 1000 + self._mins(2, 30)
+        dur = rng.randint(300, 1500)  # the 'combo task': a call to talk the victim into the big one
+        calls.append((t, self._other_line(ring, line, 0.85), True, dur))
+        t += dur * 1000 + self._mins(5, 60)
+        big = self._amount(20_000, 0.7, 0.7, 3000)
+        transfers.append((t, big, self._mule(ring, t), self._pick(_CH_FRAUD)))
+        for _ in range(rng.choices((0, 1, 2), cum_weights=(45, 80, 100))[0]):  # 'unfreeze your commission'
+            t += self._mins(20, 300)
+            big = round(big * rng.uniform(0.8, 2.0), -2)
+            transfers.append((t, big, self._mule(ring, t), self._pick(_CH_FRAUD)))
+        return calls, transfers
+
+    def _plan_boss_impersonation(self, ring: _Ring, t: int, pays: bool) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
+        """A boss, teacher or relative 'on a new number': short calls, then one urgent transfer within minutes."""
+        rng = self.rng
+        line = self._script_line(ring, "boss_impersonation")
+        calls: list[_PlanCall] = []
+        if rng.random() < 0.5:  # 'save my new number', hours or a day before the request
+            calls.append((t, line, True, rng.randint(20, 90)))
+            t = self._working_hours(t + self._mins(3 * 60, 26 * 60))
+        if not pays:
+            calls.append((t, line, True, rng.randint(120, 400)))  # the victim asks questions, then checks
+            return calls, []
+        d = rng.randint(40, 240)
+        calls.append((t, line, True, d))
+        tt = t + d * 1000 + self._mins(1, 15)
+        transfers: list[_PlanTransfer] = [(tt, self._amount(50_000, 0.7, 0.8, 5000), self._mule(ring, tt),
+                                           self._pick(_CH_URGENT))]  # fmt: skip
+        if rng.random() < 0.3:  # 'the partner says it has not arrived, send the rest'
+            t = tt + self._mins(10, 60)
+            d = rng.randint(30, 150)
+            calls.append((t, line, True, d))
+            tt = t + d * 1000 + self._mins(1, 8)
+            transfers.append((tt, self._amount(30_000, 0.7, 0.8, 3000), self._mule(ring, tt), self._pick(_CH_URGENT)))
+        return calls, transfers
+
+    def _plan_kidnapping(self, ring: _Ring, t: int, pays: bool) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
+        """A frantic 'we hold your child' call, often after missed rings; a large sum paid fast, mostly on the line."""
+        rng = self.rng
+        line = self._script_line(ring, "kidnapping")
+        calls: list[_PlanCall] = []
+        for _ in range(rng.choice((0, 0, 1, 2, 3))):  # missed rings in quick succession
+            calls.append((t, line, False, 0))
+            t += self._mins(1, 6)
+        if not pays:
+            calls.append((t, line, True, rng.randint(120, 480)))  # the victim reaches the child and hangs up
+            return calls, []
+        d = rng.randint(480, 2400)
+        calls.append((t, line, True, d))
+        channel = self._pick(_CH_RANSOM)
+        if channel in ("mobile_app", "online_bank") and rng.random() < 0.75:
+            tt = t + int(rng.uniform(0.35, 0.85) * d * 1000)  # 'do not hang up or ...'
+        else:
+            tt = t + d * 1000 + self._mins(5, 40)
+        transfers: list[_PlanTransfer] = [(tt, self._amount(80_000, 0.7, 0.8, 10_000), self._mule(ring, tt), channel)]
+        if rng.random() < 0.35:
+            tt += self._mins(3, 20)
+            transfers.append((tt, self._amount(30_000, 0.7, 0.8, 5000), self._mule(ring, tt), channel))
+        return calls, transfers
+
+    def _plan_account_cancellation(
+        self, ring: _Ring, t: int, pays: bool
+    ) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
+        """Fake customer service: 'close your student-loan account or membership, or your credit score suffers'.
+
+        A short notice, then a long screen-sharing call during which the victim borrows and sends escalating
+        sums to several 'verification' accounts, minutes apart.
+        """
+        rng = self.rng
+        line = self._script_line(ring, "account_cancellation")
+        d = rng.randint(120, 480)
+        calls: list[_PlanCall] = [(t, line, True, d)]
+        t += d * 1000 + self._mins(1, 20)
+        line = self._other_line(ring, line, 0.5)
+        if not pays:
+            calls.append((t, line, True, rng.randint(300, 1500)))
+            return calls, []
+        d = rng.randint(1800, 4800)
+        calls.append((t, line, True, d))
+        n = rng.randint(3, 6)
+        tt = t + self._mins(10, 25)
+        mules = ring.active_mules(tt)
+        payees = rng.sample(mules, min(n, len(mules)))
+        amount = self._amount(2000, 0.5, 0.7, 500, 8000)
+        transfers: list[_PlanTransfer] = []
+        for j in range(n):
+            channel = "mobile_app" if rng.random() < 0.6 else "online_bank"
+            transfers.append((tt, amount, payees[j % len(payees)], channel))
+            tt += self._mins(3, 12)
+            amount = max(100.0, round(amount * rng.uniform(1.3, 2.2), -2))
+        return calls, transfers
+
+    def _mule(self, ring: _Ring, ts: int) -> str:
+        return self.rng.choice(ring.active_mules(ts))
+
     # ---- assembly --------------------------------------------------------------------------------
     def run(self) -> SimulatedCity:
         self._build()
@@ -988,14 +1344,41 @@ class _Sim:
             schema = ev["schema"]
             counters[schema] += 1
             ev["event_id"] = f"{'c' if schema == 'call.v1' else 't'}-{seed}-{counters[schema]}"
-        return SimulatedCity(self.events, self._case_records(raw_cases), responders)
+        cases = self._case_records(raw_cases)
+        return SimulatedCity(self.events, cases, responders, self._meta(cases))
+
+    def _meta(self, cases: list[dict[str, Any]]) -> dict[str, Any]:
+        """What city.json says: who the residents are (the service protects them) and how the city was made."""
+        cfg = self.cfg
+        by_scenario: dict[str, dict[str, int]] = {}
+        for case in cases:
+            row = by_scenario.setdefault(case["scenario"], {"cases": 0, "with_loss": 0})
+            row["cases"] += 1
+            row["with_loss"] += case["first_loss_ms"] is not None
+        return {
+            "schema": "city.v1",
+            "generator": "fraudwatch sandbox.simulate",
+            # Outsiders the residents call (contacts, services) are callees too, but not protected people.
+            "residents": cfg.subscribers,
+            "days": cfg.days,
+            "seed": cfg.seed,
+            "start_ms": cfg.start_ms,
+            "end_ms": self.clock.end,
+            "scenarios": list(self.mix),
+            "events": len(self.events),
+            "cases": len(cases),
+            "cases_with_loss": sum(c["first_loss_ms"] is not None for c in cases),
+            "cases_by_scenario": dict(sorted(by_scenario.items())),
+            "config": asdict(cfg),
+        }
 
     def _case_records(self, raw_cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cases = []
         for raw in raw_cases:
             events = raw["events"]
             calls = [e for e in events if e["schema"] == "call.v1"]
-            losses = [e for e in events if e["schema"] == "transfer.v1"]
+            # Rebates paid to the victim are the case's events too, but no loss.
+            losses = [e for e in events if e["schema"] == "transfer.v1" and e["subscriber"] == raw["victim"]]
             if not calls:
                 continue
             numbers = list(dict.fromkeys(e["caller"] for e in calls))
@@ -1010,6 +1393,7 @@ class _Sim:
                     "first_loss_ms": losses[0]["ts_ms"] if losses else None,
                     "event_ids": [e["event_id"] for e in events],
                     "loss_amount": round(sum(e["amount"] for e in losses), 2),
+                    "origin": raw["origin"],
                 }
             )
         cases.sort(key=lambda c: (c["first_contact_ms"], c["victim"]))

@@ -6,11 +6,14 @@ import dataclasses
 import math
 import os
 import tempfile
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from core.decode import decode_obj
+from core.errors import TrainingDataError
 from core.settings import Settings
 from models import (
     OUTCOME_DELAY_MS,
@@ -30,7 +33,9 @@ from models import (
     threshold_for_budget,
     train_model,
 )
-from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
+from models.dataset import Dataset, concat_datasets
+from sandbox.simulate import DAY_MS, DEFAULT_SCENARIO_WEIGHTS, CityConfig, simulate, write_city
+from sandbox.worlds import describe_world
 
 __all__ = [
     "CARD_EVALUATION_FILE",
@@ -41,6 +46,8 @@ __all__ = [
     "last_protocol_result",
     "resolve_model",
     "train_from_files",
+    "train_on_worlds",
+    "without_scenarios",
     "write_card_for",
     "write_card_on_city",
 ]
@@ -169,6 +176,33 @@ def train_from_files(
     case_list = read_jsonl(cases)
     loaded = load_events(events)
     data = build_dataset(loaded.events, case_list)
+    info = {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected}
+    return _train_and_register(
+        data,
+        {c["victim"] for c in case_list},
+        info,
+        settings,
+        budget,
+        promote,
+        card_city,
+        n_models,
+        threshold_folds,
+        card_warmup_days,
+    )
+
+
+def _train_and_register(
+    data: Dataset,
+    victims: set[str],
+    data_info: dict[str, Any],
+    settings: Settings,
+    budget: float | None,
+    promote: bool,
+    card_city: CityConfig | None,
+    n_models: int | None,
+    threshold_folds: int | None,
+    card_warmup_days: float,
+) -> ModelVersion:
     registry = ModelRegistry(settings.models_path)
     knobs = {"n_models": n_models, "threshold_folds": threshold_folds}
     config = TrainConfig(
@@ -176,13 +210,7 @@ def train_from_files(
         episode_ms=settings.episode_ms,
         **{name: value for name, value in knobs.items() if value is not None},
     )
-    version = train_model(
-        data,
-        {c["victim"] for c in case_list},
-        registry,
-        config,
-        {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected},
-    )
+    version = train_model(data, victims, registry, config, data_info)
     if settings.compile_models:
         compile_version(version)
     if card_city is not None:
@@ -190,6 +218,87 @@ def train_from_files(
     if promote:
         registry.promote(version.version)
     return version
+
+
+def without_scenarios(world: CityConfig, exclude: Iterable[str]) -> CityConfig:
+    """``world`` with the ``exclude`` scenarios taken out of its mix (the others keep their weights).
+
+    Raises TrainingDataError when nothing would be left.
+    """
+    excluded = set(exclude)
+    if not excluded:
+        return world
+    pairs = world.scenario_weights if world.scenario_weights is not None else DEFAULT_SCENARIO_WEIGHTS
+    kept = tuple((name, weight) for name, weight in pairs if name not in excluded and weight > 0)
+    if not kept:
+        raise TrainingDataError(f"world seed {world.seed} has no scenario left without {sorted(excluded)}")
+    return dataclasses.replace(world, scenario_weights=kept)
+
+
+def _world_dataset(world: CityConfig, out_dir: Path | None) -> tuple[Dataset, list[dict[str, Any]], int]:
+    """A world simulated and run through the serving features: its rows, its cases and its event count."""
+    city = simulate(world)
+    if out_dir is not None:
+        write_city(city, out_dir)
+    # The simulator writes contract events; the decoder turns them into what the stream's agents see.
+    events = [decode_obj(ev) for ev in city.events]
+    return build_dataset(events, city.cases), city.cases, len(events)
+
+
+def train_on_worlds(
+    worlds: Sequence[CityConfig],
+    settings: Settings,
+    exclude_scenarios: Iterable[str] = (),
+    budget: float | None = None,
+    promote: bool = False,
+    card_city: CityConfig | None = None,
+    n_models: int | None = None,
+    threshold_folds: int | None = None,
+    card_warmup_days: float = 0.0,
+    out_dir: Path | None = None,
+) -> ModelVersion:
+    """Train one model on the pooled rows of several simulated worlds and register it (not promoted by default).
+
+    Each world is simulated and featurised on its own (its own history), then the rows are pooled; worlds
+    should share ``start_ms`` (``sample_worlds`` does) so that the time-ordered split cuts them alike.
+    ``exclude_scenarios`` are taken out of every world's mix first (a leave-one-scenario-out run trains
+    without the scenario it then judges on). ``out_dir`` keeps each world's files in ``out_dir/world-K``.
+    The model's ``data`` metadata lists the worlds. The other arguments are :func:`train_from_files`'s.
+    """
+    if not worlds:
+        raise TrainingDataError("no worlds to train on")
+    excluded = sorted(set(exclude_scenarios))
+    worlds = [without_scenarios(world, excluded) for world in worlds]
+    parts: list[Dataset] = []
+    victims: set[str] = set()
+    n_cases = n_events = 0
+    for k, world in enumerate(worlds):
+        data, cases, events = _world_dataset(world, None if out_dir is None else out_dir / f"world-{k + 1}")
+        parts.append(data)
+        victims |= {c["victim"] for c in cases}
+        n_cases += len(cases)
+        n_events += events
+    info = {
+        "source": "simulated worlds",
+        "worlds": [describe_world(world) for world in worlds],
+        "excluded_scenarios": excluded,
+        "cases": n_cases,
+        "events": n_events,
+        "subscriber_days": round(sum(w.subscribers * w.days for w in worlds), 1),
+        "rejected_lines": {},
+    }
+    return _train_and_register(
+        concat_datasets(parts),
+        victims,
+        info,
+        settings,
+        budget,
+        promote,
+        card_city,
+        n_models,
+        threshold_folds,
+        card_warmup_days,
+    )
 
 
 def resolve_model(settings: Settings, model: str | None) -> ModelVersion:

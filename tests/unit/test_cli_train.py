@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 
 
 def test_train_with_ensemble_and_fold_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    paths = write_city(simulate(CityConfig(subscribers=800, days=4, seed=3, victims_per_10k_per_day=40)), tmp_path)
+    # Enough cases that each of 2 subscriber folds has positives in every time slice of this small city.
+    paths = write_city(simulate(CityConfig(subscribers=800, days=4, seed=3, victims_per_10k_per_day=60)), tmp_path)
     settings = Settings(data_dir=tmp_path / "data", compile_models=False)
     monkeypatch.setattr(cli, "get_settings", lambda: settings)
     opts = ["--no-promote", "--models", "2", "--threshold-folds", "2"]

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from core.decode import decode_obj
-from sandbox.simulate import CityConfig, SimulatedCity, iter_jsonl, simulate, write_city
+from sandbox.simulate import CityConfig, SimulatedCity, iter_jsonl, read_city_meta, simulate, write_city
 
 pytestmark = pytest.mark.unit
 
@@ -71,12 +71,31 @@ def test_write_and_read_back(tmp_path: Path) -> None:
     city = simulate(SMALL)
     paths = write_city(city, tmp_path / "a")
     again = write_city(simulate(SMALL), tmp_path / "b")
-    assert set(paths) == {"events", "cases", "responders"}
+    assert set(paths) == {"events", "cases", "responders", "city"}
     for name, path in paths.items():
         assert path.read_bytes() == again[name].read_bytes()
     assert list(iter_jsonl(paths["events"])) == city.events
     assert list(iter_jsonl(paths["cases"])) == city.cases
     assert list(iter_jsonl(paths["responders"])) == city.responders
+
+
+def test_city_meta_is_written_beside_the_files(tmp_path: Path) -> None:
+    city = simulate(SMALL)
+    paths = write_city(city, tmp_path / "a")
+    meta = read_city_meta(paths["events"])
+    assert meta is not None and meta == read_city_meta(tmp_path / "a")
+    # The residents are the simulated subscribers, not every number seen as a callee (outsiders are callees too).
+    assert meta["residents"] == SMALL.subscribers
+    callees = {e["callee"] for e in city.events if e["schema"] == "call.v1"}
+    assert len(callees) > meta["residents"]
+    assert (meta["days"], meta["seed"], meta["start_ms"]) == (SMALL.days, SMALL.seed, SMALL.start_ms)
+    assert meta["cases"] == len(city.cases) and meta["events"] == len(city.events)
+    assert set(meta["scenarios"]) == set(SMALL.scenario_mix)
+    assert CityConfig(**meta["config"]) == SMALL
+    assert read_city_meta(tmp_path / "nowhere") is None
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "city.json").write_text('{"days": 2}')  # no residents: not usable as a denominator
+    assert read_city_meta(tmp_path / "b" / "events.jsonl") is None
 
 
 def test_small_city_is_fast() -> None:
@@ -121,10 +140,13 @@ def test_cases_are_consistent(city: SimulatedCity, by_id: dict[str, dict[str, An
             assert name in case
         events = [by_id[eid] for eid in case["event_ids"]]  # KeyError = an id that is no event
         calls = [e for e in events if e["schema"] == "call.v1"]
-        transfers = [e for e in events if e["schema"] == "transfer.v1"]
+        transfers = [e for e in events if e["schema"] == "transfer.v1" and e["subscriber"] == case["victim"]]
+        # The only other transfers of a case are the 'rebates' a mule pays into the victim's account.
+        rebates = [e for e in events if e["schema"] == "transfer.v1" and e["subscriber"] != case["victim"]]
+        assert all(case["scenario"] == "task_scam" for _ in rebates)
         assert calls and case["first_contact_ms"] == calls[0]["ts_ms"] == min(e["ts_ms"] for e in calls)
         assert all(e["callee"] == case["victim"] for e in calls)
-        assert all(e["subscriber"] == case["victim"] for e in transfers)
+        assert case["origin"] in ("script", "sweep")
         assert set(case["fraud_numbers"]) == {e["caller"] for e in calls}
         if case["first_loss_ms"] is None:
             assert not transfers
@@ -137,7 +159,11 @@ def test_fraud_payees_are_new_to_the_victim(city: SimulatedCity, by_id: dict[str
     paid_before: dict[str, set[str]] = defaultdict(set)
     first_loss_ids = set()
     for case in city.cases:
-        transfers = [by_id[i] for i in case["event_ids"] if by_id[i]["schema"] == "transfer.v1"]
+        transfers = [
+            by_id[i]
+            for i in case["event_ids"]
+            if by_id[i]["schema"] == "transfer.v1" and by_id[i]["subscriber"] == case["victim"]
+        ]
         if transfers:
             first_loss_ids.add(transfers[0]["event_id"])
     for ev in city.events:
@@ -152,16 +178,43 @@ def test_scenarios_and_outcomes(city: SimulatedCity, by_id: dict[str, dict[str, 
     scenarios = Counter(c["scenario"] for c in city.cases)
     for name in ("police_impersonation", "investment", "refund", "loan"):
         assert scenarios[name] > 0, name
-    no_loss = sum(c["first_loss_ms"] is None for c in city.cases)
-    assert 0 < no_loss < len(city.cases) * 0.6
+    scripted = [c for c in city.cases if c["origin"] == "script"]
+    no_loss = sum(c["first_loss_ms"] is None for c in scripted)
+    assert 0 < no_loss < len(scripted) * 0.6
     paid_in_first_call = 0
-    for case in city.cases:
+    for case in scripted:
         if case["first_loss_ms"] is None:
             continue
         first = next(by_id[i] for i in case["event_ids"] if by_id[i]["schema"] == "call.v1")
         if first["ts_ms"] <= case["first_loss_ms"] <= first["ts_ms"] + first["duration_s"] * 1000:
             paid_in_first_call += 1
-    assert paid_in_first_call < len(city.cases) * 0.3
+    assert paid_in_first_call < len(scripted) * 0.3
+
+
+def test_every_long_answered_fraud_call_makes_a_case(city: SimulatedCity) -> None:
+    """The contract: whoever answered a fraud number's call of 120 s or more is a case, listing that call."""
+    numbers = {n for c in city.cases for n in c["fraud_numbers"]}
+    listed = {eid: c for c in city.cases for eid in c["event_ids"]}
+    long_calls = [
+        e
+        for e in city.events
+        if e["schema"] == "call.v1" and e["caller"] in numbers and e["answered"] and e["duration_s"] >= 120
+    ]
+    assert long_calls
+    for ev in long_calls:
+        assert ev["event_id"] in listed and listed[ev["event_id"]]["victim"] == ev["callee"]
+    # Every fraud-number call to a case's victim is one of the case's events, short or unanswered alike.
+    victims = {c["victim"] for c in city.cases}
+    for ev in city.events:
+        if ev["schema"] == "call.v1" and ev["caller"] in numbers and ev["callee"] in victims:
+            assert listed[ev["event_id"]]["victim"] == ev["callee"]
+
+
+def test_sweep_cases_never_lose_money_and_stay_a_minority(city: SimulatedCity) -> None:
+    swept = [c for c in city.cases if c["origin"] == "sweep"]
+    assert swept
+    assert all(c["first_loss_ms"] is None and c["loss_amount"] == 0 for c in swept)
+    assert len(swept) < 2 * sum(c["origin"] == "script" for c in city.cases)
 
 
 def test_fraud_calls_come_from_mixed_ranges(city: SimulatedCity, by_id: dict[str, dict[str, Any]]) -> None:
