@@ -10,7 +10,7 @@ from typing import Any
 
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
-from models.dataset import Dataset, build_dataset, load_events, read_jsonl
+from models.dataset import Dataset, build_dataset, concat_datasets, load_events, read_jsonl
 from models.evaluate import (
     OUTCOME_DELAY_MS,
     TASK_LEVEL,
@@ -54,6 +54,7 @@ __all__ = [
     "candidate_floor",
     "check_features",
     "compile_version",
+    "concat_datasets",
     "evaluate",
     "evaluate_dataset",
     "false_share",

@@ -40,6 +40,7 @@ from models import (
     Scorer,
     TrainConfig,
     build_dataset,
+    concat_datasets,
     evaluate_dataset,
     followed_levels,
     followed_summary,
@@ -49,6 +50,7 @@ from models import (
     train_model,
 )
 from sandbox.simulate import DAY_MS, SCENARIOS, CityConfig, simulate
+from sandbox.training import without_scenarios
 
 __all__ = [
     "PROTOCOL_FILE",
@@ -63,7 +65,6 @@ __all__ = [
     "protocol_path",
     "run_protocol",
     "train_on_cities",
-    "without_scenarios",
 ]
 
 _T = TypeVar("_T")
@@ -172,30 +173,6 @@ def _decoded(events: list[dict[str, Any]]) -> list[Event]:
     return [decode(orjson.dumps(e)) for e in events]
 
 
-def without_scenarios(
-    events: list[dict[str, Any]], cases: list[dict[str, Any]], scenarios: Collection[str]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The events and cases of a city with the cases of ``scenarios`` and every event they list removed."""
-    if not scenarios:
-        return events, cases
-    dropped = [c for c in cases if c["scenario"] in scenarios]
-    gone = {eid for case in dropped for eid in case["event_ids"]}
-    return [e for e in events if e["event_id"] not in gone], [c for c in cases if c["scenario"] not in scenarios]
-
-
-def _concat(parts: list[Dataset]) -> Dataset:
-    if len(parts) == 1:
-        return parts[0]
-    rows = [r for part in parts for r in part.rows]
-    order = np.argsort(np.concatenate([p.avail_ms for p in parts]), kind="stable")  # the time split needs order
-    return Dataset(
-        [rows[i] for i in order.tolist()],
-        np.vstack([p.X for p in parts])[order],
-        np.concatenate([p.y for p in parts])[order],
-        np.concatenate([p.avail_ms for p in parts])[order],
-    )
-
-
 def train_on_cities(
     configs: Sequence[CityConfig],
     exclude_scenarios: Collection[str],
@@ -206,7 +183,8 @@ def train_on_cities(
     threshold_folds: int = 0,
     num_boost_round: int = TrainConfig.num_boost_round,
 ) -> ModelVersion:
-    """Today's ``TrainFn``: simulate each city, drop the excluded scenarios, train; registered, not promoted.
+    """The default ``TrainFn``: simulate each city without the excluded scenarios in its mix (the model meets them
+    neither as fraud nor as anything else), train; registered, not promoted.
 
     Each city is featurised on its own (its callers' counts are its own) and the rows are merged in time.
     """
@@ -214,9 +192,9 @@ def train_on_cities(
     victims: set[str] = set()
     n_cases = 0
     for config in configs:
-        city = simulate(config)
-        events, cases = without_scenarios(city.events, city.cases, exclude_scenarios)
-        parts.append(build_dataset(_decoded(events), cases))
+        city = simulate(without_scenarios(config, exclude_scenarios))
+        cases = city.cases
+        parts.append(build_dataset(_decoded(city.events), cases))
         victims |= {c["victim"] for c in cases}
         n_cases += len(cases)
     train_config = TrainConfig(
@@ -232,7 +210,7 @@ def train_on_cities(
         "excluded_scenarios": sorted(exclude_scenarios),
         "cases": n_cases,
     }
-    return train_model(_concat(parts), victims, registry, train_config, info)
+    return train_model(concat_datasets(parts), victims, registry, train_config, info)
 
 
 def judge_city(config: CityConfig, warmup_days: float) -> JudgedCity:

@@ -17,6 +17,7 @@ from core.errors import TrainingDataError
 from core.settings import Settings
 from models import (
     OUTCOME_DELAY_MS,
+    Dataset,
     FollowConfig,
     ModelRegistry,
     ModelVersion,
@@ -24,6 +25,7 @@ from models import (
     TrainConfig,
     build_dataset,
     compile_version,
+    concat_datasets,
     evaluate,
     evaluate_dataset,
     fraud_contacts,
@@ -33,8 +35,7 @@ from models import (
     threshold_for_budget,
     train_model,
 )
-from models.dataset import Dataset, concat_datasets
-from sandbox.simulate import DAY_MS, DEFAULT_SCENARIO_WEIGHTS, CityConfig, simulate, write_city
+from sandbox.simulate import DAY_MS, DEFAULT_SCENARIO_WEIGHTS, CityConfig, read_city_meta, simulate, write_city
 from sandbox.worlds import describe_world
 
 __all__ = [
@@ -312,15 +313,6 @@ def resolve_model(settings: Settings, model: str | None) -> ModelVersion:
     return registry.get(model)
 
 
-def city_residents(events: Path) -> int | None:
-    """The residents a simulator wrote beside an events file (``city.json``), if it did."""
-    meta = events.parent / "city.json"
-    if not meta.exists():
-        return None
-    value = orjson.loads(meta.read_bytes()).get("residents")
-    return int(value) if value else None
-
-
 def evaluate_files(
     events: Path,
     cases: Path,
@@ -343,7 +335,8 @@ def evaluate_files(
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None and not follow else None
     source = "given"
     if residents is None:
-        residents = city_residents(events)
+        meta = read_city_meta(events)
+        residents = int(meta["residents"]) if meta else None
         source = "city.json"
     if residents is None and settings.residents:
         residents, source = settings.residents, "FW_RESIDENTS"

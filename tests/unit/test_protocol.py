@@ -23,31 +23,14 @@ from sandbox.protocol import (
     format_table,
     protocol_path,
     run_protocol,
-    without_scenarios,
 )
-from sandbox.simulate import SCENARIOS, CityConfig, simulate
+from sandbox.simulate import SCENARIOS, CityConfig
 from sandbox.training import last_protocol_result
 
 pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = CityConfig(subscribers=300, days=2.0, seed=5, victims_per_10k_per_day=300.0)
-
-
-def test_without_scenarios_drops_the_cases_and_every_event_they_list() -> None:
-    city = simulate(TINY)
-    left_out = "police_impersonation"
-    mine = [c for c in city.cases if c["scenario"] == left_out]
-    assert mine and len(mine) < len(city.cases), "the tiny city needs cases of the scenario and of others"
-    events, cases = without_scenarios(city.events, city.cases, [left_out])
-    assert {c["scenario"] for c in cases} == {c["scenario"] for c in city.cases} - {left_out}
-    ids = {e["event_id"] for e in events}
-    assert not ids & {eid for c in mine for eid in c["event_ids"]}
-    # Everything else stays: the other cases' events and the city's ordinary life.
-    assert {eid for c in cases for eid in c["event_ids"]} <= ids
-    listed = {eid for c in mine for eid in c["event_ids"]}
-    assert len(events) == len(city.events) - len({e["event_id"] for e in city.events} & listed)
-    assert without_scenarios(city.events, city.cases, []) == (city.events, city.cases)
 
 
 def _fake_result(share_by: float, false_tasks_rate: float) -> dict[str, Any]:
