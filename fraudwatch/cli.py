@@ -15,6 +15,10 @@ import typer
 
 from core.settings import get_settings
 
+# LightGBM's OpenMP threads spin while they wait; on shared cores that made each training ~7x slower (62 s ->
+# 8 s for one quick model on 2 cores under load). Read when lightgbm is first loaded, so before any command.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_enable=False)
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: list, promote, roll back, model cards.")
 app.add_typer(models_app, name="models")
@@ -350,9 +354,6 @@ def generalise(
     """Leave-one-scenario-out and small-to-large cities at the model's own thresholds; table on stderr, JSON out."""
     import dataclasses
 
-    # LightGBM's OpenMP threads spin while they wait; on shared cores that made each training ~7x slower
-    # (62 s -> 8 s for one quick model on 2 cores under load). Read when lightgbm is first loaded, so here.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from sandbox.protocol import ProtocolConfig, format_table, run_protocol
     from sandbox.simulate import SCENARIOS
 
