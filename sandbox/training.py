@@ -28,6 +28,7 @@ from models import (
     concat_datasets,
     evaluate,
     evaluate_dataset,
+    followed_levels,
     fraud_contacts,
     judged_after_warmup,
     load_events,
@@ -92,20 +93,51 @@ def write_card_for(
     from models import COLD_START_KEYS, write_model_card  # matplotlib only when a card is asked for
 
     scorer = Scorer(version)
+    follow = FollowConfig.from_settings(settings) if settings.budget_follow and budget is None else None
     threshold = threshold_for_budget(scorer.meta, budget) if budget is not None else None
+    meta = read_city_meta(events)
+    residents = int(meta["residents"]) if meta else (settings.residents or None)
     case_list = read_jsonl(cases)
     loaded = load_events(events)
     everything = build_dataset(loaded.events, case_list)
     contacts = fraud_contacts(loaded.events, case_list)
     all_scores = scorer.score(everything.X)  # once: the judged rows and the cold start share them
+    # Decided as the service would, from the first event (the warm-up's too), as ``evaluate`` does.
+    levels = None
+    if follow is not None:
+        people = residents or max(len(set(everything.subscribers)), 1)
+        budget_now = settings.budget_tasks_per_10k_per_day
+        followed = followed_levels(
+            everything, case_list, scorer, all_scores, people, budget_now, settings.episode_ms, follow
+        )
+        levels = followed.levels
     keep, judged = judged_after_warmup(everything, case_list, warmup_days)
     data, scores = (everything.subset(keep), all_scores[keep]) if warmup_days > 0 else (everything, all_scores)
-    result = evaluate_dataset(data, judged, scorer, settings.episode_ms, threshold, scores=scores, contacts=contacts)
+    judged_levels = None if levels is None else (levels[keep] if warmup_days > 0 else levels)
+    result = evaluate_dataset(
+        data,
+        judged,
+        scorer,
+        settings.episode_ms,
+        threshold,
+        scores=scores,
+        contacts=contacts,
+        residents=residents,
+        levels=judged_levels,
+    )
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
         # Both protocols in one card while the cold start is still the comparable series.
         cold = evaluate_dataset(
-            everything, case_list, scorer, settings.episode_ms, threshold, scores=all_scores, contacts=contacts
+            everything,
+            case_list,
+            scorer,
+            settings.episode_ms,
+            threshold,
+            scores=all_scores,
+            contacts=contacts,
+            residents=residents,
+            levels=levels,
         )
         result["cold_start"] = {key: cold.get(key) for key in COLD_START_KEYS}
     result["rejected_lines"] = loaded.rejected
