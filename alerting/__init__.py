@@ -7,7 +7,7 @@ import from here, not from the modules.
 from alerting.console import start_console, write_demo_tokens
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
-from alerting.outcomes import recent_outcomes
+from alerting.outcomes import recent_outcomes, resolve_open_tasks
 from alerting.responders import ResponderRegistry
 from alerting.runtime import AlertingRuntime
 from alerting.webutil import answer_and_close
@@ -19,6 +19,7 @@ __all__ = [
     "ResponderRegistry",
     "answer_and_close",
     "recent_outcomes",
+    "resolve_open_tasks",
     "start_console",
     "write_demo_tokens",
 ]

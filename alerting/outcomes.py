@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import orjson
 from redis.asyncio import Redis
 
 from alerting import keys
+from alerting.audit import SYSTEM, Actor
+from alerting.lifecycle import RESOLVED, TaskLifecycle
+from core.errors import InvalidTransition
+from core.settings import Settings
 
-__all__ = ["NOT_FALSE_OUTCOMES", "recent_outcomes"]
+__all__ = ["NOT_FALSE_OUTCOMES", "recent_outcomes", "resolve_open_tasks"]
 
 # Outcomes that say the subscriber was a victim (the visit was not a false alarm); ``unreachable`` says neither.
 NOT_FALSE_OUTCOMES = frozenset({"dissuaded", "money_lost"})
@@ -26,3 +33,24 @@ async def recent_outcomes(redis: Redis, count: int) -> list[tuple[str, bool]]:
         if outcome == "false_alarm" or outcome in NOT_FALSE_OUTCOMES:
             out.append((str(label["subscriber"]), outcome == "false_alarm"))
     return out
+
+
+async def resolve_open_tasks(redis: Redis, settings: Settings, outcome_of: Callable[[str], str], actor: str) -> int:
+    """Resolve every open task with ``outcome_of(subscriber)`` as ``actor`` (labels and all, as a responder's
+    resolution): the stand-in for responders who record their outcomes, in the demo. Returns how many."""
+    lifecycle = TaskLifecycle(redis, settings)
+    who = Actor(actor, SYSTEM)
+    resolved = 0
+    open_ids: list[Any] = await redis.zrange(keys.TASKS_OPEN, 0, -1)
+    for raw_id in open_ids:
+        task_id = keys.text(raw_id) or ""
+        raw = await redis.get(keys.task(task_id))
+        if not raw:
+            continue
+        subscriber = str(orjson.loads(raw)["subscriber"])
+        try:
+            await lifecycle.transition(task_id, RESOLVED, who, outcome=outcome_of(subscriber))
+        except InvalidTransition:
+            continue  # resolved meanwhile
+        resolved += 1
+    return resolved

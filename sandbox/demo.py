@@ -301,7 +301,7 @@ async def _replay_and_wait(
 
 def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     """Run the whole service once over a simulated city and return the summary."""
-    from alerting import ResponderRegistry, start_console, write_demo_tokens
+    from alerting import ResponderRegistry, resolve_open_tasks, start_console, write_demo_tokens
     from sandbox.receiver import ReceiverServer
     from streams import ensure_topics
 
@@ -400,10 +400,21 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                         speedup=None,
                     )
                     _say(f"history drained in {history['seconds']:.0f} s; now the judged days")
-                    # The history's visits are over by the judged days: every responder is back as rostered.
+                    # The history's visits are over by the judged days: every responder is back as rostered, and
+                    # has recorded each visit's outcome (from the cases: no case, a false alarm), which the
+                    # worker's thresholds follow (models/feedback.py) before the judged days begin.
                     redis = Redis.from_url(run_settings.redis_url or "")
+                    victims = {c["victim"] for c in city.cases}
+                    resolved = await resolve_open_tasks(
+                        redis,
+                        run_settings,
+                        lambda sub: "dissuaded" if sub in victims else "false_alarm",
+                        "demo-responders",
+                    )
+                    history["outcomes_recorded"] = resolved
                     await ResponderRegistry(redis).load(city.responders)
                     await redis.aclose()
+                    await asyncio.sleep(run_settings.budget_update_s + 1)  # one refit sees them
                 speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
                 result = await _replay_and_wait(
                     run_settings,
@@ -487,6 +498,7 @@ def summarise(result: dict[str, Any], cases_path: Path, model_version: str, star
             "replay_s": round(history["replay"].seconds, 1),
             "replayed_and_drained_s": round(history["seconds"], 1),
             "tasks": len(result["tasks"]) - len(tasks),
+            "outcomes_recorded": history.get("outcomes_recorded", 0),
             "not_counted_above": True,
         }
     return summary

@@ -417,3 +417,22 @@ async def test_label_sink_failure_keeps_the_label(r: aioredis.Redis) -> None:
 
 async def reg_status(r: aioredis.Redis, rid: str) -> str | None:
     return keys.text(await r.hget(keys.responder(rid), "status"))
+
+
+async def test_stand_in_responders_resolve_open_tasks_and_the_outcomes_feed_the_thresholds(r: aioredis.Redis) -> None:
+    from alerting import recent_outcomes, resolve_open_tasks
+
+    settings = _settings()
+    dispatcher = Dispatcher(r, settings)
+    victim, bystander = "+8613800009001", "+8613800009002"
+    for phone in (victim, bystander):
+        assert await dispatcher.handle(_decision(phone)) is not None
+    outcome = {victim: "dissuaded"}
+    resolved = await resolve_open_tasks(r, settings, lambda sub: outcome.get(sub, "false_alarm"), "demo-responders")
+    assert resolved == 2
+    assert await r.zcard(keys.TASKS_OPEN) == 0
+    # Each became an outcome label, which is what the followed thresholds read (False: the victim's visit).
+    assert sorted(await recent_outcomes(r, 10)) == [(victim, False), (bystander, True)]
+    # Nothing is left open: a second pass resolves nothing and writes no label twice.
+    assert await resolve_open_tasks(r, settings, lambda sub: "false_alarm", "demo-responders") == 0
+    assert len(await recent_outcomes(r, 10)) == 2
