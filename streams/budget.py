@@ -58,6 +58,7 @@ class LiveBudget:
         self._thresholds: dict[str, tuple[float, ...]] = {}  # model version -> followed thresholds
         self._buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
         self._seen: set[str] = set()
+        self._floor: tuple[str, float] = ("", 0.0)  # (model version, its candidate floor): once per model
         BUDGET_FOLLOWING.set(int(settings.budget_follow))
         for result in ("ok", "redis_error"):
             BUDGET_REFITS.labels(result=result)  # both series exist from the start, so a rate over them is 0
@@ -74,7 +75,9 @@ class LiveBudget:
             return
         if not self.settings.residents:
             self._seen.add(pseudonymise(subscriber))
-        if score >= candidate_floor(scorer.thresholds, self.config):
+        if self._floor[0] != scorer.version:
+            self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config))
+        if score >= self._floor[1]:
             self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
 
     async def refit(self, redis: Redis, scorer: Scorer, watermark_ms: int) -> None:
