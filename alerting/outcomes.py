@@ -35,9 +35,18 @@ async def recent_outcomes(redis: Redis, count: int) -> list[tuple[str, bool]]:
     return out
 
 
-async def resolve_open_tasks(redis: Redis, settings: Settings, outcome_of: Callable[[str], str], actor: str) -> int:
+async def resolve_open_tasks(
+    redis: Redis,
+    settings: Settings,
+    outcome_of: Callable[[str], str],
+    actor: str,
+    created_before_ms: int | None = None,
+) -> int:
     """Resolve every open task with ``outcome_of(subscriber)`` as ``actor`` (labels and all, as a responder's
-    resolution): the stand-in for responders who record their outcomes, in the demo. Returns how many."""
+    resolution): the stand-in for responders who record their outcomes, in the demo. Returns how many.
+
+    ``created_before_ms``: only tasks whose decision's event time is earlier (a visit takes hours to resolve).
+    """
     lifecycle = TaskLifecycle(redis, settings)
     who = Actor(actor, SYSTEM)
     resolved = 0
@@ -47,7 +56,10 @@ async def resolve_open_tasks(redis: Redis, settings: Settings, outcome_of: Calla
         raw = await redis.get(keys.task(task_id))
         if not raw:
             continue
-        subscriber = str(orjson.loads(raw)["subscriber"])
+        task = orjson.loads(raw)
+        if created_before_ms is not None and int(task.get("created_ms", 0)) >= created_before_ms:
+            continue
+        subscriber = str(task["subscriber"])
         try:
             await lifecycle.transition(task_id, RESOLVED, who, outcome=outcome_of(subscriber))
         except InvalidTransition:

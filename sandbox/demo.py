@@ -23,6 +23,7 @@ import httpx
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from core.settings import Settings
 from sandbox.services import RunningService, free_port, start_redis, start_tansu
@@ -78,6 +79,9 @@ class DemoConfig:
     # figures have a history behind their features, as a live service's do (it also shows the cold start).
     card_warmup_days: float = 7.0
     replay_seconds: float = 60.0  # the simulated days are replayed in event-time order within this
+    # The stand-in responders record each judged-day visit's outcome this long (event time) after its task,
+    # as evaluate assumes, so the thresholds keep following feedback during the judged days too.
+    outcome_delay_h: float = 4.0
     timeout_s: float = 300.0  # how long the worker may make no progress before the run gives up
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
     console_port: int = 0
@@ -404,27 +408,30 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                     # has recorded each visit's outcome (from the cases: no case, a false alarm), which the
                     # worker's thresholds follow (models/feedback.py) before the judged days begin.
                     redis = Redis.from_url(run_settings.redis_url or "")
-                    victims = {c["victim"] for c in city.cases}
-                    resolved = await resolve_open_tasks(
-                        redis,
-                        run_settings,
-                        lambda sub: "dissuaded" if sub in victims else "false_alarm",
-                        "demo-responders",
-                    )
+                    victims = victims_of(city.cases)
+                    resolved = await resolve_open_tasks(redis, run_settings, victims.outcome, STAND_IN_RESPONDERS)
                     history["outcomes_recorded"] = resolved
                     await ResponderRegistry(redis).load(city.responders)
                     await redis.aclose()
                     await asyncio.sleep(run_settings.budget_update_s + 1)  # one refit sees them
                 speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
-                result = await _replay_and_wait(
-                    run_settings,
-                    paths["events"],
-                    metrics_url,
-                    config,
-                    server.receiver,
-                    speedup,
-                    sent_before=history["replay"].sent if history else 0,
+                stand_ins = asyncio.create_task(
+                    _stand_in_responders(run_settings, victims_of(city.cases), judged_from, speedup, config)
                 )
+                try:
+                    result = await _replay_and_wait(
+                        run_settings,
+                        paths["events"],
+                        metrics_url,
+                        config,
+                        server.receiver,
+                        speedup,
+                        sent_before=history["replay"].sent if history else 0,
+                    )
+                finally:
+                    stand_ins.cancel()
+                    outcomes = await asyncio.gather(stand_ins, return_exceptions=True)
+                result["outcomes_recorded"] = _resolved_count(outcomes[0])
                 result["history"] = history
                 result["judged_from_ms"] = judged_from
                 result["tasks"] = list(server.receiver.tasks)
@@ -449,12 +456,76 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     return summarise(result, paths["cases"], model_version, started)
 
 
+STAND_IN_RESPONDERS = "demo-responders"
+
+
+@dataclass(frozen=True)
+class _Victims:
+    """Who the simulated cases' victims are: a visit to one is not a false alarm."""
+
+    people: frozenset[str]
+
+    def outcome(self, subscriber: str) -> str:
+        """The outcome a stand-in responder records for a visit to ``subscriber``."""
+        return "dissuaded" if subscriber in self.people else "false_alarm"
+
+
+def victims_of(cases: list[dict[str, Any]]) -> _Victims:
+    """The cases' victims, for the stand-in responders."""
+    return _Victims(frozenset(c["victim"] for c in cases))
+
+
+async def _stand_in_responders(
+    settings: Settings, victims: _Victims, judged_from_ms: int, speedup: float, config: DemoConfig
+) -> int:
+    """Until cancelled, resolve each task ``outcome_delay_h`` of event time after it was created; how many.
+
+    Event time is read off the paced replay (it sends the event of time T at ``(T - start) / speedup``
+    seconds), so a visit's outcome comes back when the stream is about that many hours further on.
+    """
+    from alerting import resolve_open_tasks
+
+    delay_ms = int(config.outcome_delay_h * 3_600_000)
+    started = time.monotonic()
+    redis = Redis.from_url(settings.redis_url or "")
+    resolved = 0
+    try:
+        while True:
+            await asyncio.sleep(1.0)
+            now_ms = judged_from_ms + int((time.monotonic() - started) * speedup * 1000)
+            try:
+                resolved += await resolve_open_tasks(
+                    redis, settings, victims.outcome, STAND_IN_RESPONDERS, created_before_ms=now_ms - delay_ms
+                )
+            except (OSError, RedisError) as exc:  # Redis away for a moment: the next pass catches up
+                _say(f"stand-in responders could not record outcomes: {exc}")
+    except asyncio.CancelledError:
+        return resolved
+    finally:
+        await redis.aclose()
+
+
+def _resolved_count(outcome: int | BaseException) -> int:
+    if isinstance(outcome, BaseException):
+        _say(f"stand-in responders stopped: {outcome!r}")
+        return 0
+    return outcome
+
+
 async def _until_interrupted() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def _task_threshold(samples: dict[str, float]) -> float | None:
+    """The face-to-face level's followed threshold the worker reported (None before its first refit)."""
+    from core.levels import levels
+
+    key = f"fw_level_threshold{{level={len(levels())}}}"
+    return round(samples[key], 6) if key in samples else None
 
 
 def summarise(result: dict[str, Any], cases_path: Path, model_version: str, started: float) -> dict[str, Any]:
@@ -487,6 +558,8 @@ def summarise(result: dict[str, Any], cases_path: Path, model_version: str, star
         "tasks_by_level": {str(lv): sum(1 for t in tasks if int(t["level"]) == lv) for lv in (2, 3)},
         "face_to_face": caught_before_loss(tasks, cases, level=3),
         "any_task": caught_before_loss(tasks, cases, level=2),
+        "outcomes_recorded": int(result.get("outcomes_recorded", 0)),
+        "task_threshold_at_end": _task_threshold(samples),
         "model_version": model_version,
         "console": result.get("console_url"),
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -499,6 +572,7 @@ def summarise(result: dict[str, Any], cases_path: Path, model_version: str, star
             "replayed_and_drained_s": round(history["seconds"], 1),
             "tasks": len(result["tasks"]) - len(tasks),
             "outcomes_recorded": history.get("outcomes_recorded", 0),
+            "task_threshold_at_end": _task_threshold(base),
             "not_counted_above": True,
         }
     return summary

@@ -428,6 +428,12 @@ async def test_stand_in_responders_resolve_open_tasks_and_the_outcomes_feed_the_
     for phone in (victim, bystander):
         assert await dispatcher.handle(_decision(phone)) is not None
     outcome = {victim: "dissuaded"}
+    created = [
+        int(orjson.loads(await r.get(keys.task(keys.text(t) or "")))["created_ms"])
+        for t in await r.zrange(keys.TASKS_OPEN, 0, -1)
+    ]
+    # A visit resolves hours after its task: one created at or after the cut-off stays open.
+    assert await resolve_open_tasks(r, settings, lambda sub: "false_alarm", "demo-responders", min(created)) == 0
     resolved = await resolve_open_tasks(r, settings, lambda sub: outcome.get(sub, "false_alarm"), "demo-responders")
     assert resolved == 2
     assert await r.zcard(keys.TASKS_OPEN) == 0
