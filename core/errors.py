@@ -5,6 +5,7 @@
     ├── MalformedPendingAlert .... a pending-alerts record this code did not write
     ├── PatchVersionError ........ the installed Faust/aiokafka is not a version the stream patches were checked for
     ├── ServiceError ............. an embedded service (broker, Redis) could not be found or did not come up
+    ├── StateNotEmpty ............ a state seed was refused: the feature tables' changelogs already hold state
     ├── ModelError
     │   ├── NoModel .............. the registry holds no (promoted) model
     │   ├── UnknownVersion ....... a version named by the user is not in the registry
@@ -51,6 +52,7 @@ __all__ = [
     "PermissionDenied",
     "RateLimited",
     "ServiceError",
+    "StateNotEmpty",
     "TrainingDataError",
     "TransitionContention",
     "UnknownResponder",
@@ -82,6 +84,10 @@ class PatchVersionError(FraudwatchError, RuntimeError):
 
 class ServiceError(FraudwatchError, RuntimeError):
     """An embedded service could not be found or did not come up."""
+
+
+class StateNotEmpty(FraudwatchError, RuntimeError):
+    """A state seed was refused: the feature tables' changelogs already hold state (a running deployment's)."""
 
 
 class ModelError(FraudwatchError):

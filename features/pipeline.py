@@ -31,6 +31,12 @@ class FeatureEngine:
         self.payees: dict[str, PayeeState] = {}  # by account (the key-stage key without its prefix)
         self.subscribers: dict[str, SubscriberState] = {}
 
+    def key_states(self) -> dict[str, KeyState]:
+        """Every key-stage state under its table key: calling numbers, and payees under ``payee:<account>``."""
+        out: dict[str, KeyState] = dict(self.callers)
+        out.update((PAYEE_PREFIX + account, state) for account, state in self.payees.items())
+        return out
+
     def _key_state(self, key: str) -> KeyState:
         if key.startswith(PAYEE_PREFIX):
             account = key[len(PAYEE_PREFIX) :]

@@ -258,6 +258,37 @@ def replay(
 
 
 @app.command()
+def seed_state(events: Path) -> None:
+    """Build the feature state of a history (a .jsonl of events) offline and write it into a new deployment's
+    empty changelogs, before its first worker starts: a week of callers' and payees' history in seconds."""
+    from features import FeatureEngine
+    from models import load_events
+    from streams import ensure_topics, seed_tables
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise typer.BadParameter("set FW_BROKER_URL (kafka://host:port) to seed a deployment's state")
+    loaded = load_events(events)
+    engine = FeatureEngine()
+    rows = sum(1 for _ in engine.run(loaded.events))
+
+    async def go() -> None:
+        await ensure_topics(settings)
+        stats = await seed_tables(settings, engine.key_states(), engine.subscribers)
+        _print_json(
+            {
+                "events": len(loaded.events),
+                "rejected_lines": loaded.rejected,
+                "rows": rows,
+                "caller_table_records": stats.caller_records,
+                "subscriber_table_records": stats.subscriber_records,
+            }
+        )
+
+    asyncio.run(go())
+
+
+@app.command()
 def worker() -> None:
     """Run one stream worker (needs FW_BROKER_URL and FW_REDIS_URL)."""
     from core.logs import configure, dict_config
@@ -305,8 +336,8 @@ def run(
     days: Annotated[float, typer.Option(help="Judged days: the summary counts only these")] = 2.0,
     history_days: Annotated[
         float,
-        typer.Option(min=0.0, help="Days of the same city replayed first, unpaced, to build the state (7: a week)"),
-    ] = 3.0,
+        typer.Option(min=0.0, help="Days of the same city replayed first, unpaced, to build the state (a week)"),
+    ] = 7.0,
     seed: int = 101,
     replay_seconds: Annotated[float, typer.Option(help="Compress the simulated days into this many seconds")] = 60.0,
     hold: Annotated[bool, typer.Option(help="Keep the dispatch console up after the summary, until Ctrl-C")] = False,

@@ -13,13 +13,16 @@ from typing import Any
 __all__ = [
     "ReplayStats",
     "Routed",
+    "SeedStats",
     "StreamWorker",
     "bootstrap",
     "build_worker",
+    "changelog_topic",
     "ensure_topics",
     "internal_topic",
     "load_lines",
     "replay_events",
+    "seed_tables",
     "topic_names",
     "watch_gc_pauses",
 ]
@@ -36,6 +39,9 @@ _HOME = {
     "internal_topic": "streams.topics",
     "topic_names": "streams.topics",
     "watch_gc_pauses": "streams.metrics",
+    "SeedStats": "streams.seed",
+    "changelog_topic": "streams.topics",
+    "seed_tables": "streams.seed",
 }
 
 

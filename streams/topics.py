@@ -9,7 +9,19 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from core.settings import Settings
 
-__all__ = ["bootstrap", "ensure_topics", "internal_topic", "topic_names"]
+__all__ = [
+    "CALLER_TABLE",
+    "SUBSCRIBER_TABLE",
+    "bootstrap",
+    "changelog_topic",
+    "ensure_topics",
+    "internal_topic",
+    "topic_names",
+]
+
+# The feature tables (their changelogs are Faust's, named by ``changelog_topic``).
+CALLER_TABLE = "caller-state"  # calling numbers and payee accounts (under ``payee:<account>``)
+SUBSCRIBER_TABLE = "subscriber-state"
 
 
 def bootstrap(broker_url: str) -> str:
@@ -20,6 +32,11 @@ def bootstrap(broker_url: str) -> str:
 def internal_topic(settings: Settings, name: str) -> str:
     """An app-private topic's name: two apps (say, a shadow deployment) must not read each other's hops."""
     return f"{settings.app_id}.{name}"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """The changelog topic Faust gives a table of this app (``{app id}-{table}-changelog``)."""
+    return f"{settings.app_id}-{table}-changelog"
 
 
 def topic_names(settings: Settings) -> list[str]:

@@ -31,7 +31,7 @@ from streams import codecs, faust_internals
 from streams.agents import Agents, StateTable
 from streams.produce import BatchSender
 from streams.scoring_runtime import LiveModel, ShadowModel
-from streams.topics import internal_topic
+from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, internal_topic
 from streams.web import register_pages
 
 __all__ = ["StreamWorker", "build_worker"]
@@ -102,8 +102,8 @@ def build_worker(settings: Settings) -> StreamWorker:
     pending_alert_topic = raw_topic(internal_topic(settings, settings.pending_alerts_topic))
 
     # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
-    caller_table = app.Table("caller-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
-    subscriber_table = app.Table("subscriber-state", key_type=str, partitions=settings.partitions, use_partitioner=True)
+    caller_table = app.Table(CALLER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
+    subscriber_table = app.Table(SUBSCRIBER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
     for table, codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, codecs.SUBSCRIBER_CODEC)):
         faust_internals.rebuild_changelog_topic(table, "raw", codec)
 
