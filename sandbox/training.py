@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -210,18 +210,24 @@ def train_from_files(
     loaded = load_events(events)
     data = build_dataset(loaded.events, case_list)
     info = {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected}
-    return _train_and_register(
-        data,
-        {c["victim"] for c in case_list},
-        info,
-        settings,
-        budget,
-        promote,
-        card_city,
-        n_models,
-        threshold_folds,
-        card_warmup_days,
+    recipe = _Recipe(
+        ModelRegistry(settings.models_path), promote=promote, card_city=card_city, card_warmup_days=card_warmup_days
     )
+    return _train_and_register(
+        data, {c["victim"] for c in case_list}, info, settings, budget, n_models, threshold_folds, recipe
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+    """How one training run registers its model: where, how long it boosts, what it does after."""
+
+    registry: ModelRegistry
+    num_boost_round: int | None = None  # None: TrainConfig's
+    compile_model: bool = True
+    promote: bool = True
+    card_city: CityConfig | None = None
+    card_warmup_days: float = 0.0
 
 
 def _train_and_register(
@@ -230,26 +236,23 @@ def _train_and_register(
     data_info: dict[str, Any],
     settings: Settings,
     budget: float | None,
-    promote: bool,
-    card_city: CityConfig | None,
     n_models: int | None,
     threshold_folds: int | None,
-    card_warmup_days: float,
+    recipe: _Recipe,
 ) -> ModelVersion:
-    registry = ModelRegistry(settings.models_path)
-    knobs = {"n_models": n_models, "threshold_folds": threshold_folds}
+    knobs = {"n_models": n_models, "threshold_folds": threshold_folds, "num_boost_round": recipe.num_boost_round}
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         episode_ms=settings.episode_ms,
         **{name: value for name, value in knobs.items() if value is not None},
     )
-    version = train_model(data, victims, registry, config, data_info)
-    if settings.compile_models:
+    version = train_model(data, victims, recipe.registry, config, data_info)
+    if recipe.compile_model and settings.compile_models:
         compile_version(version)
-    if card_city is not None:
-        write_card_on_city(version, card_city, settings, card_warmup_days)
-    if promote:
-        registry.promote(version.version)
+    if recipe.card_city is not None:
+        write_card_on_city(version, recipe.card_city, settings, recipe.card_warmup_days)
+    if recipe.promote:
+        recipe.registry.promote(version.version)
     return version
 
 
@@ -289,6 +292,10 @@ def train_on_worlds(
     threshold_folds: int | None = None,
     card_warmup_days: float = 0.0,
     out_dir: Path | None = None,
+    registry: ModelRegistry | None = None,
+    num_boost_round: int | None = None,
+    compile_model: bool = True,
+    data_info: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Train one model on the pooled rows of several simulated worlds and register it (not promoted by default).
 
@@ -296,7 +303,9 @@ def train_on_worlds(
     should share ``start_ms`` (``sample_worlds`` does) so that the time-ordered split cuts them alike.
     ``exclude_scenarios`` are taken out of every world's mix first (a leave-one-scenario-out run trains
     without the scenario it then judges on). ``out_dir`` keeps each world's files in ``out_dir/world-K``.
-    The model's ``data`` metadata lists the worlds. The other arguments are :func:`train_from_files`'s.
+    ``registry`` (default: the service's), ``num_boost_round`` (default: TrainConfig's) and ``compile_model``
+    (with ``settings.compile_models``) are for runs like the protocol's; ``data_info`` is added to the model's
+    ``data`` metadata, which lists the worlds. The other arguments are :func:`train_from_files`'s.
     """
     if not worlds:
         raise TrainingDataError("no worlds to train on")
@@ -319,18 +328,18 @@ def train_on_worlds(
         "events": n_events,
         "subscriber_days": round(sum(w.subscribers * w.days for w in worlds), 1),
         "rejected_lines": {},
+        **(data_info or {}),
     }
-    return _train_and_register(
-        concat_datasets(parts),
-        victims,
-        info,
-        settings,
-        budget,
+    recipe = _Recipe(
+        registry if registry is not None else ModelRegistry(settings.models_path),
+        num_boost_round,
+        compile_model,
         promote,
         card_city,
-        n_models,
-        threshold_folds,
         card_warmup_days,
+    )
+    return _train_and_register(
+        concat_datasets(parts), victims, info, settings, budget, n_models, threshold_folds, recipe
     )
 
 
