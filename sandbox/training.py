@@ -236,7 +236,7 @@ def _file_residents(events: Path, data: Dataset, settings: Settings) -> tuple[tu
     meta = read_city_meta(events)
     if meta is not None and "start_ms" in meta and "end_ms" in meta:
         return (_city_span(meta),), "city.json"
-    if meta is not None or settings.residents:
+    if (meta is not None or settings.residents) and len(data.avail_ms):
         residents = int(meta["residents"]) if meta is not None else settings.residents
         lo, hi = int(data.avail_ms.min()), int(data.avail_ms.max()) + 1
         return ((residents, lo, hi),), "city.json" if meta is not None else "FW_RESIDENTS"
