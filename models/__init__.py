@@ -35,7 +35,7 @@ from models.feedback import (
 )
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
-from models.train import TrainConfig, train_model
+from models.train import ResidentSpan, TrainConfig, train_model
 
 __all__ = [
     "COLD_START_KEYS",
@@ -46,6 +46,7 @@ __all__ = [
     "FollowResult",
     "ModelRegistry",
     "ModelVersion",
+    "ResidentSpan",
     "Scorer",
     "TrainConfig",
     "after_warmup",

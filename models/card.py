@@ -571,6 +571,10 @@ def _threshold_method(info: dict[str, Any]) -> str:
         text = "Thresholds are chosen on the last 40 % (both held-out slices)."
     if info.get("warmup_days"):
         text += f" Only rows from day {info['warmup_days']:g} of the history on count for the thresholds."
+    if info.get("per") == "resident":
+        text += " The budget counts false tasks per resident."
+    elif info.get("per") == "distinct_subscriber":
+        text += " The residents were unknown: the budget counts per distinct number seen (outsiders too)."
     return text
 
 

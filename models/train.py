@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,13 @@ from models.episodes import count_tasks
 from models.registry import ModelRegistry, ModelVersion
 from models.scoring import logit, sigmoid_calibrate
 
+log = logging.getLogger(__name__)
+
 # Real cities see about one victim per 30,000 people per day; their tasks come out of the same budget.
 REAL_VICTIMS_PER_10K_PER_DAY = 1 / 3
+
+# (residents, from_ms, to_ms) of one city trained on: its residents count over its own window only.
+ResidentSpan = tuple[int, int, int]
 
 
 def level_thresholds(threshold_for: Callable[[float], float], face_to_face_per_10k_per_day: float) -> list[float]:
@@ -62,6 +68,10 @@ class TrainConfig:
     # relative abroad is a number first seen today, which a live service with months of history never
     # meets, so a budget spent there is spent on false tasks the field does not produce.
     threshold_warmup_days: float = 0.0
+    # The residents of each city trained on, over its own window: budgets then count per resident, as the
+    # contract does. Empty: per distinct subscriber seen, which on a simulated city is ~3x the residents
+    # (outsiders the residents call are subscribers of the rows too), so thresholds would spend ~3x the budget.
+    resident_spans: tuple[ResidentSpan, ...] = ()
 
 
 def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,10 +90,11 @@ def false_task_rate(
     threshold: float,
     episode_ms: int,
     window_ms: int | None = None,
+    resident_spans: Sequence[ResidentSpan] = (),
 ) -> float:
-    """Tasks per 10k subscribers per day for subscribers who are in no case, at a threshold."""
+    """Tasks per 10k subscribers (residents, with ``resident_spans``) per day for those in no case, at a threshold."""
     tasks = _false_tasks(scores, subscribers, avail, victims, threshold, episode_ms)
-    return len(tasks) * _rate_of_one_task(subscribers, avail, window_ms)
+    return len(tasks) * _rate_of_one_task(subscribers, avail, window_ms, resident_spans)
 
 
 def _false_tasks(
@@ -93,14 +104,22 @@ def _false_tasks(
     return count_tasks([(subscribers[i], int(avail[i])) for i in idx if subscribers[i] not in victims], episode_ms)
 
 
-def _rate_of_one_task(subscribers: list[str], avail: np.ndarray, window_ms: int | None = None) -> float:
+def _rate_of_one_task(
+    subscribers: list[str],
+    avail: np.ndarray,
+    window_ms: int | None = None,
+    resident_spans: Sequence[ResidentSpan] = (),
+) -> float:
     """What one task adds to a per-10k-subscribers-per-day rate over these rows.
 
-    ``evaluate`` divides by the distinct subscribers seen over a whole city, and more distinct numbers turn
-    up the longer a history runs; with ``window_ms`` the rows are cut into windows of about that length
+    With ``resident_spans``, per resident: each city's residents times the days its window shares with the
+    rows' span. Else ``evaluate``'s way, per distinct subscriber seen over a whole city; more distinct numbers
+    turn up the longer a history runs, so with ``window_ms`` the rows are cut into windows of about that length
     and the subscriber-days of the windows are summed, so a long history counts like cities that long.
     """
     lo, hi = int(avail.min()), int(avail.max())
+    if resident_spans:
+        return 10_000 / max(_resident_days(resident_spans, lo, max(hi, lo + DAY_MS // 24)), 1e-9)
     n_windows = max(round((hi - lo) / window_ms), 1) if window_ms else 1
     if n_windows == 1:
         days = max((hi - lo) / DAY_MS, 1 / 24)
@@ -114,6 +133,12 @@ def _rate_of_one_task(subscribers: list[str], avail: np.ndarray, window_ms: int 
     return 10_000 / max(sum(len(s) * span_days for s in seen), 1e-9)
 
 
+def _resident_days(spans: Sequence[ResidentSpan], lo: int, hi: int) -> float:
+    """Resident-days in [lo, hi]: a city counts only over the part of its own window inside it."""
+    ms = sum(residents * max(0, min(hi, to_ms) - max(lo, from_ms)) for residents, from_ms, to_ms in spans)
+    return ms / DAY_MS
+
+
 def choose_threshold(
     scores: np.ndarray,
     subscribers: list[str],
@@ -123,6 +148,7 @@ def choose_threshold(
     episode_ms: int,
     margin_sd: float = 0.0,
     window_ms: int | None = None,
+    resident_spans: Sequence[ResidentSpan] = (),
 ) -> float:
     """Lowest score threshold whose false-task rate fits the budget left after real victims' tasks.
 
@@ -131,7 +157,9 @@ def choose_threshold(
     half of all new ones, since the held-out days hold only a handful of false tasks.
     """
     allowed = max(budget - REAL_VICTIMS_PER_10K_PER_DAY, 0.0)
-    found = lowest_threshold_within(scores, subscribers, avail, victims, allowed, episode_ms, margin_sd, window_ms)
+    found = lowest_threshold_within(
+        scores, subscribers, avail, victims, allowed, episode_ms, margin_sd, window_ms, resident_spans
+    )
     if found is not None:
         return found
     return float(np.max(scores)) + 1e-9 if len(scores) else 1.0  # above every score: no task at all
@@ -146,12 +174,13 @@ def lowest_threshold_within(
     episode_ms: int,
     margin_sd: float = 0.0,
     window_ms: int | None = None,
+    resident_spans: Sequence[ResidentSpan] = (),
 ) -> float | None:
     """Lowest score (as a threshold) whose false-task rate, plus ``margin_sd`` Poisson SDs, is within ``rate``.
 
     None when even the highest score spends more than ``rate``.
     """
-    unit = _rate_of_one_task(subscribers, avail, window_ms) if len(avail) else 0.0
+    unit = _rate_of_one_task(subscribers, avail, window_ms, resident_spans) if len(avail) else 0.0
     candidates = np.unique(scores)[::-1]  # high to low
     best: float | None = None
     lo, hi = 0, len(candidates) - 1
@@ -264,6 +293,17 @@ def _after_warmup(
     return scores[keep], [s for s, k in zip(subs, keep.tolist(), strict=True) if k], avail[keep]
 
 
+def _population_note(spans: Sequence[ResidentSpan]) -> str:
+    """What the thresholds' budgets count per (for the model's metadata); warns when residents are unknown."""
+    if spans:
+        return "resident"
+    log.warning(
+        "residents unknown: training thresholds count per distinct subscriber seen, which includes outsiders "
+        "the residents call; give the residents (city.json, FW_RESIDENTS) to count per resident"
+    )
+    return "distinct_subscriber"
+
+
 def train_model(
     data: Dataset,
     victims: set[str],
@@ -330,8 +370,10 @@ def train_model(
             config.episode_ms,
             config.threshold_margin_sd,
             window,
+            config.resident_spans,
         )
 
+    threshold_info["per"] = _population_note(config.resident_spans)
     if config.threshold_warmup_days > 0:
         pick_scores, pick_subs, pick_avail = _after_warmup(
             pick_scores, pick_subs, pick_avail, int(data.avail_ms.min()), config.threshold_warmup_days

@@ -40,17 +40,15 @@ from models import (
     Scorer,
     TrainConfig,
     build_dataset,
-    concat_datasets,
     evaluate_dataset,
     followed_levels,
     followed_summary,
     fraud_contacts,
     judged_after_warmup,
     operating_curve,
-    train_model,
 )
 from sandbox.simulate import DAY_MS, SCENARIOS, CityConfig, simulate
-from sandbox.training import without_scenarios
+from sandbox.training import train_on_worlds
 
 __all__ = [
     "PROTOCOL_FILE",
@@ -183,34 +181,20 @@ def train_on_cities(
     threshold_folds: int = 0,
     num_boost_round: int = TrainConfig.num_boost_round,
 ) -> ModelVersion:
-    """The default ``TrainFn``: simulate each city without the excluded scenarios in its mix (the model meets them
-    neither as fraud nor as anything else), train; registered, not promoted.
-
-    Each city is featurised on its own (its callers' counts are its own) and the rows are merged in time.
+    """The default ``TrainFn``: :func:`train_on_worlds` without the excluded scenarios in any city's mix (the
+    model meets them neither as fraud nor as anything else), in the protocol's registry; not promoted, no card.
     """
-    parts: list[Dataset] = []
-    victims: set[str] = set()
-    n_cases = 0
-    for config in configs:
-        city = simulate(without_scenarios(config, exclude_scenarios))
-        cases = city.cases
-        parts.append(build_dataset(_decoded(city.events), cases))
-        victims |= {c["victim"] for c in cases}
-        n_cases += len(cases)
-    train_config = TrainConfig(
-        budget_tasks_per_10k_per_day=settings.budget_tasks_per_10k_per_day,
-        episode_ms=settings.episode_ms,
+    return train_on_worlds(
+        configs,
+        settings,
+        exclude_scenarios=exclude_scenarios,
         n_models=n_models,
         threshold_folds=threshold_folds,
+        registry=registry,
         num_boost_round=num_boost_round,
+        compile_model=False,  # judged a few times and thrown away: compiling would cost more than it saves
+        data_info={"protocol": PROTOCOL_SCHEMA},
     )
-    info = {
-        "protocol": PROTOCOL_SCHEMA,
-        "cities": [dataclasses.asdict(c) for c in configs],
-        "excluded_scenarios": sorted(exclude_scenarios),
-        "cases": n_cases,
-    }
-    return train_model(concat_datasets(parts), victims, registry, train_config, info)
 
 
 def judge_city(config: CityConfig, warmup_days: float) -> JudgedCity:

@@ -478,19 +478,9 @@ class _Sim:
     def _transfer(
         self, ts: int, sub: _Sub, payee: str, amount: float, channel: str, account: str | None = None
     ) -> dict[str, Any] | None:
-        if not self.clock.start <= ts < self.clock.end:
+        ev = self._transfer_event(ts, sub.phone, account or sub.accounts[0], payee, amount, channel)
+        if ev is None:
             return None
-        ev: dict[str, Any] = {
-            "schema": "transfer.v1",
-            "event_id": "",
-            "ts_ms": ts,
-            "subscriber": sub.phone,
-            "payer_account": account or sub.accounts[0],
-            "payee_account": payee,
-            "amount": amount,
-            "currency": "CNY",
-            "channel": channel,
-        }
         r = self.rng.random()
         if channel in ("atm", "counter"):
             if r < 0.97:
@@ -504,21 +494,28 @@ class _Sim:
         self, ts: int, payer_phone: str, payer_account: str, payee_account: str, amount: float, channel: str
     ) -> dict[str, Any] | None:
         """A transfer *to* a resident from someone outside the city (no location: the payer is elsewhere)."""
+        ev = self._transfer_event(ts, payer_phone, payer_account, payee_account, amount, channel)
+        if ev is not None:
+            self.events.append(ev)
+        return ev
+
+    def _transfer_event(
+        self, ts: int, subscriber: str, payer_account: str, payee_account: str, amount: float, channel: str
+    ) -> dict[str, Any] | None:
+        """A transfer.v1 event without location, not yet emitted; None outside the city's window."""
         if not self.clock.start <= ts < self.clock.end:
             return None
-        ev: dict[str, Any] = {
+        return {
             "schema": "transfer.v1",
             "event_id": "",
             "ts_ms": ts,
-            "subscriber": payer_phone,
+            "subscriber": subscriber,
             "payer_account": payer_account,
             "payee_account": payee_account,
             "amount": amount,
             "currency": "CNY",
             "channel": channel,
         }
-        self.events.append(ev)
-        return ev
 
     def _amount(self, median: float, sigma: float, round_p: float, lo: float = 1.0, hi: float = 2e6) -> float:
         x = min(hi, max(lo, median * math.exp(self.rng.gauss(0, sigma))))
@@ -1056,18 +1053,27 @@ class _Sim:
     def _other_line(self, ring: _Ring, line: tuple[str, str], p_same: float) -> tuple[str, str]:
         return line if self.rng.random() < p_same else self.rng.choice(ring.lines)
 
+    def _notice_first(
+        self, ring: _Ring, t: int, notice_s: tuple[int, int], gap_min: tuple[int, int], p_same: float
+    ) -> tuple[list[_PlanCall], int, tuple[str, str]]:
+        """A ring line and, 4 times in 10, a short answered notice on it first (``notice_s`` seconds long, the
+        pitch ``gap_min`` minutes after): the calls so far, when the pitch comes and on which line."""
+        rng = self.rng
+        line = rng.choice(ring.lines)
+        calls: list[_PlanCall] = []
+        if rng.random() < 0.4:
+            d = rng.randint(*notice_s)
+            calls.append((t, line, True, d))
+            t += d * 1000 + self._mins(*gap_min)
+            line = self._other_line(ring, line, p_same)
+        return calls, t, line
+
     def _plan_police_impersonation(
         self, ring: _Ring, t: int, pays: bool
     ) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
         """A 'courier'/'telecom' notice, then a long call from 'police'; money goes to a 'safe account'."""
         rng = self.rng
-        line = rng.choice(ring.lines)
-        calls: list[_PlanCall] = []
-        if rng.random() < 0.4:
-            d = rng.randint(60, 300)
-            calls.append((t, line, True, d))
-            t += d * 1000 + self._mins(1, 10)
-            line = self._other_line(ring, line, 0.3)
+        calls, t, line = self._notice_first(ring, t, (60, 300), (1, 10), 0.3)
         if not pays:
             calls.append((t, line, True, rng.randint(180, 1500)))
             return calls, []
@@ -1126,13 +1132,7 @@ class _Sim:
     def _plan_refund(self, ring: _Ring, t: int, pays: bool) -> tuple[list[_PlanCall], list[_PlanTransfer]]:
         """'Customer service' about an order; several quick transfers to new payees."""
         rng = self.rng
-        line = rng.choice(ring.lines)
-        calls: list[_PlanCall] = []
-        if rng.random() < 0.4:
-            d = rng.randint(30, 120)
-            calls.append((t, line, True, d))
-            t += d * 1000 + self._mins(1, 30)
-            line = self._other_line(ring, line, 0.5)
+        calls, t, line = self._notice_first(ring, t, (30, 120), (1, 30), 0.5)
         if not pays:
             calls.append((t, line, True, rng.randint(60, 600)))
             return calls, []

@@ -6,7 +6,7 @@ import dataclasses
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from models import (
     FollowConfig,
     ModelRegistry,
     ModelVersion,
+    ResidentSpan,
     Scorer,
     TrainConfig,
     build_dataset,
@@ -209,19 +210,49 @@ def train_from_files(
     case_list = read_jsonl(cases)
     loaded = load_events(events)
     data = build_dataset(loaded.events, case_list)
-    info = {"events_file": str(events), "cases": len(case_list), "rejected_lines": loaded.rejected}
-    return _train_and_register(
-        data,
-        {c["victim"] for c in case_list},
-        info,
-        settings,
-        budget,
-        promote,
-        card_city,
-        n_models,
-        threshold_folds,
-        card_warmup_days,
+    spans, source = _file_residents(events, data, settings)
+    info = {
+        "events_file": str(events),
+        "cases": len(case_list),
+        "rejected_lines": loaded.rejected,
+        "residents": sum(r for r, _, _ in spans) or None,
+        "residents_source": source,
+    }
+    recipe = _Recipe(
+        ModelRegistry(settings.models_path), promote=promote, card_city=card_city, card_warmup_days=card_warmup_days
     )
+    victims = {c["victim"] for c in case_list}
+    return _train_and_register(data, victims, info, settings, budget, n_models, threshold_folds, recipe, spans)
+
+
+def _city_span(meta: dict[str, Any]) -> ResidentSpan:
+    """A simulated city's residents over its own window, from its city.json (or ``SimulatedCity.meta``)."""
+    return int(meta["residents"]), int(meta["start_ms"]), int(meta["end_ms"])
+
+
+def _file_residents(events: Path, data: Dataset, settings: Settings) -> tuple[tuple[ResidentSpan, ...], str | None]:
+    """Who the residents of an events file are, as ``evaluate`` finds them: city.json, else ``FW_RESIDENTS``
+    (over the whole file), else unknown (the thresholds then count distinct numbers)."""
+    meta = read_city_meta(events)
+    if meta is not None and "start_ms" in meta and "end_ms" in meta:
+        return (_city_span(meta),), "city.json"
+    if (meta is not None or settings.residents) and len(data.avail_ms):
+        residents = int(meta["residents"]) if meta is not None else settings.residents
+        lo, hi = int(data.avail_ms.min()), int(data.avail_ms.max()) + 1
+        return ((residents, lo, hi),), "city.json" if meta is not None else "FW_RESIDENTS"
+    return (), None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Recipe:
+    """How one training run registers its model: where, how long it boosts, what it does after."""
+
+    registry: ModelRegistry
+    num_boost_round: int | None = None  # None: TrainConfig's
+    compile_model: bool = True
+    promote: bool = True
+    card_city: CityConfig | None = None
+    card_warmup_days: float = 0.0
 
 
 def _train_and_register(
@@ -230,26 +261,25 @@ def _train_and_register(
     data_info: dict[str, Any],
     settings: Settings,
     budget: float | None,
-    promote: bool,
-    card_city: CityConfig | None,
     n_models: int | None,
     threshold_folds: int | None,
-    card_warmup_days: float,
+    recipe: _Recipe,
+    resident_spans: Sequence[ResidentSpan],
 ) -> ModelVersion:
-    registry = ModelRegistry(settings.models_path)
-    knobs = {"n_models": n_models, "threshold_folds": threshold_folds}
+    knobs = {"n_models": n_models, "threshold_folds": threshold_folds, "num_boost_round": recipe.num_boost_round}
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         episode_ms=settings.episode_ms,
+        resident_spans=tuple(resident_spans),
         **{name: value for name, value in knobs.items() if value is not None},
     )
-    version = train_model(data, victims, registry, config, data_info)
-    if settings.compile_models:
+    version = train_model(data, victims, recipe.registry, config, data_info)
+    if recipe.compile_model and settings.compile_models:
         compile_version(version)
-    if card_city is not None:
-        write_card_on_city(version, card_city, settings, card_warmup_days)
-    if promote:
-        registry.promote(version.version)
+    if recipe.card_city is not None:
+        write_card_on_city(version, recipe.card_city, settings, recipe.card_warmup_days)
+    if recipe.promote:
+        recipe.registry.promote(version.version)
     return version
 
 
@@ -268,14 +298,24 @@ def without_scenarios(world: CityConfig, exclude: Iterable[str]) -> CityConfig:
     return dataclasses.replace(world, scenario_weights=kept)
 
 
-def _world_dataset(world: CityConfig, out_dir: Path | None) -> tuple[Dataset, list[dict[str, Any]], int]:
-    """A world simulated and run through the serving features: its rows, its cases and its event count."""
+@dataclasses.dataclass(frozen=True)
+class _World:
+    """One simulated world through the serving features."""
+
+    data: Dataset
+    cases: list[dict[str, Any]]
+    events: int
+    residents: ResidentSpan
+
+
+def _world_dataset(world: CityConfig, out_dir: Path | None) -> _World:
+    """A world simulated and run through the serving features: its rows, cases, event count and residents."""
     city = simulate(world)
     if out_dir is not None:
         write_city(city, out_dir)
     # The simulator writes contract events; the decoder turns them into what the stream's agents see.
     events = [decode_obj(ev) for ev in city.events]
-    return build_dataset(events, city.cases), city.cases, len(events)
+    return _World(build_dataset(events, city.cases), city.cases, len(events), _city_span(city.meta))
 
 
 def train_on_worlds(
@@ -289,6 +329,10 @@ def train_on_worlds(
     threshold_folds: int | None = None,
     card_warmup_days: float = 0.0,
     out_dir: Path | None = None,
+    registry: ModelRegistry | None = None,
+    num_boost_round: int | None = None,
+    compile_model: bool = True,
+    data_info: Mapping[str, Any] | None = None,
 ) -> ModelVersion:
     """Train one model on the pooled rows of several simulated worlds and register it (not promoted by default).
 
@@ -296,42 +340,39 @@ def train_on_worlds(
     should share ``start_ms`` (``sample_worlds`` does) so that the time-ordered split cuts them alike.
     ``exclude_scenarios`` are taken out of every world's mix first (a leave-one-scenario-out run trains
     without the scenario it then judges on). ``out_dir`` keeps each world's files in ``out_dir/world-K``.
-    The model's ``data`` metadata lists the worlds. The other arguments are :func:`train_from_files`'s.
+    ``registry`` (default: the service's), ``num_boost_round`` (default: TrainConfig's) and ``compile_model``
+    (with ``settings.compile_models``) are for runs like the protocol's; ``data_info`` is added to the model's
+    ``data`` metadata, which lists the worlds. The other arguments are :func:`train_from_files`'s.
     """
     if not worlds:
         raise TrainingDataError("no worlds to train on")
     excluded = sorted(set(exclude_scenarios))
     worlds = [without_scenarios(world, excluded) for world in worlds]
-    parts: list[Dataset] = []
-    victims: set[str] = set()
-    n_cases = n_events = 0
-    for k, world in enumerate(worlds):
-        data, cases, events = _world_dataset(world, None if out_dir is None else out_dir / f"world-{k + 1}")
-        parts.append(data)
-        victims |= {c["victim"] for c in cases}
-        n_cases += len(cases)
-        n_events += events
+    done = [_world_dataset(w, None if out_dir is None else out_dir / f"world-{k + 1}") for k, w in enumerate(worlds)]
+    victims = {c["victim"] for one in done for c in one.cases}
     info = {
         "source": "simulated worlds",
         "worlds": [describe_world(world) for world in worlds],
         "excluded_scenarios": excluded,
-        "cases": n_cases,
-        "events": n_events,
+        "cases": sum(len(one.cases) for one in done),
+        "events": sum(one.events for one in done),
         "subscriber_days": round(sum(w.subscribers * w.days for w in worlds), 1),
+        "residents": sum(one.residents[0] for one in done),
+        "residents_source": "simulated worlds",
         "rejected_lines": {},
+        **(data_info or {}),
     }
-    return _train_and_register(
-        concat_datasets(parts),
-        victims,
-        info,
-        settings,
-        budget,
+    recipe = _Recipe(
+        registry if registry is not None else ModelRegistry(settings.models_path),
+        num_boost_round,
+        compile_model,
         promote,
         card_city,
-        n_models,
-        threshold_folds,
         card_warmup_days,
     )
+    data = concat_datasets([one.data for one in done])
+    spans = [one.residents for one in done]
+    return _train_and_register(data, victims, info, settings, budget, n_models, threshold_folds, recipe, spans)
 
 
 def resolve_model(settings: Settings, model: str | None) -> ModelVersion:

@@ -54,3 +54,36 @@ def test_train_defaults_are_train_configs(tmp_path: Path, monkeypatch: pytest.Mo
     assert len(seen) == 1
     assert (seen[0].n_models, seen[0].threshold_folds) == (TrainConfig().n_models, TrainConfig().threshold_folds)
     assert (seen[0].n_models, seen[0].threshold_folds) == (3, 4)
+
+
+def test_train_counts_the_files_residents_city_json_then_fw_residents_then_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.train import TrainConfig
+    from sandbox import training
+
+    seen: list[tuple[TrainConfig, dict[str, object]]] = []
+
+    def fake_train(_data: object, _victims: object, _registry: object, config: TrainConfig, info: dict) -> None:
+        seen.append((config, info))
+        raise SystemExit(0)
+
+    city = simulate(CityConfig(subscribers=100, days=0.2, seed=3, victims_per_10k_per_day=40))
+    paths = write_city(city, tmp_path)
+    monkeypatch.setattr(training, "train_model", fake_train)
+    args = ["train", str(paths["events"]), str(paths["cases"]), "--no-promote"]
+
+    def train_with(residents: int) -> None:
+        settings = Settings(data_dir=tmp_path / "data", compile_models=False, residents=residents)
+        monkeypatch.setattr(cli, "get_settings", lambda: settings)
+        CliRunner().invoke(cli.app, args)
+
+    train_with(0)
+    (tmp_path / "city.json").unlink()  # now a stream from elsewhere: FW_RESIDENTS, else nothing known
+    train_with(70)
+    train_with(0)
+    (by_city, info), (by_env, env_info) = seen[0], seen[1]
+    assert by_city.resident_spans == ((100, city.meta["start_ms"], city.meta["end_ms"]),)
+    assert info["residents"] == 100 and info["residents_source"] == "city.json"
+    assert by_env.resident_spans[0][0] == 70 and env_info["residents_source"] == "FW_RESIDENTS"
+    assert len(seen) == 3 and seen[2][0].resident_spans == () and seen[2][1]["residents"] is None

@@ -64,6 +64,11 @@ def test_train_on_worlds_pools_them_and_records_them(tmp_path: Path) -> None:
     assert [w["seed"] for w in data["worlds"]] == [w.seed for w in worlds]
     assert [w["subscribers"] for w in data["worlds"]] == [w.subscribers for w in worlds]
     assert data["excluded_scenarios"] == ["kidnapping"]
+    # Thresholds count per resident: each world's subscribers over its own days.
+    assert data["residents"] == sum(w.subscribers for w in worlds)
+    spans = version.meta["train_config"]["resident_spans"]
+    assert [(r, hi - lo) for r, lo, hi in spans] == [(w.subscribers, int(w.days * 86_400_000)) for w in worlds]
+    assert version.meta["threshold_info"]["per"] == "resident"
     assert all("kidnapping" not in w["scenarios"] for w in data["worlds"])
     # The pooled rows are every world's rows.
     per_world = [sum(1 for _ in (tmp_path / "w" / f"world-{k}" / "events.jsonl").open()) for k in (1, 2)]
