@@ -18,8 +18,10 @@ from features.state import (
     FEEDBACK_DELAY_MS,
     PAYEE_AGE_CAP_S,
     PAYEE_PREFIX,
+    CallerSnapshot,
     CallerState,
     Feedback,
+    PayeeSnapshot,
     PayeeState,
     SubscriberState,
     payee_key,
@@ -266,7 +268,7 @@ def test_feedback_names_what_links_the_two_keys() -> None:
     for event in events:
         row = engine.process(event)
         if event.event_id == "t-a":
-            assert row is not None
+            assert row is not None and isinstance(event, TransferEvent)
             feedback = transfer_feedback(engine.subscribers[VICTIMS[0]], event, row)
             break
     assert sorted((fb.key, fb.via) for fb in feedback) == [(RING, MULE), (payee_key(MULE), RING)]
@@ -310,21 +312,25 @@ def test_shared_flags_survive_a_snapshot_and_older_states_read_empty() -> None:
         old = state.to_obj()
         del old["v"]  # stored by a worker before the pairs existed
         older = state_from_obj(old)
-        assert older.snapshot() == dataclasses.replace(state.snapshot(), **{_SHARED[type(state)]: 0})
+        assert older.snapshot() == _with_shared(state.snapshot(), 0)
 
 
-_SHARED = {CallerState: "shared_payee_callees_7d", PayeeState: "shared_caller_payers_7d"}
+def _with_shared(snap: CallerSnapshot | PayeeSnapshot, n: int) -> CallerSnapshot | PayeeSnapshot:
+    """The snapshot with its new shared count set to ``n``."""
+    if isinstance(snap, CallerSnapshot):
+        return dataclasses.replace(snap, shared_payee_callees_7d=n)
+    return dataclasses.replace(snap, shared_caller_payers_7d=n)
 
 
 def test_snapshots_from_an_older_worker_read_with_the_shared_counts_at_zero() -> None:
     engine = FeatureEngine()
     list(engine.run(_two_callees_one_mule()))
     for state in (engine.callers[RING], engine.payees[MULE]):
-        snap = dataclasses.replace(state.snapshot(), **{_SHARED[type(state)]: 2})
+        snap = _with_shared(state.snapshot(), 2)
         wire = snap.to_list()
         assert type(snap).from_list(wire) == snap
         older = type(snap).from_list(wire[:-1])  # without the last field, as a worker before it sends
-        assert older == dataclasses.replace(snap, **{_SHARED[type(state)]: 0})
+        assert older == _with_shared(snap, 0)
 
 
 # -- payee side ----------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ def test_feedback_in_a_pack_goes_to_its_handler_and_is_not_an_event() -> None:
 
 
 def test_feedback_from_an_older_worker_has_no_via_and_an_older_worker_reads_ours() -> None:
-    seen = []
+    seen: list[Feedback] = []
     new = Feedback("+8613800000002", "t2", "+8613800000001", 9, "B1")
     packed = orjson.dumps([{"f": ["+8613800000002", "t1", "+8613800000001", 9]}, new.to_envelope()])
     _in_arrival_order([packed], on_feedback=seen.append)
