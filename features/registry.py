@@ -259,6 +259,10 @@ _CALLER = _snapshot_block(
             f"{_v(r, 'caller_paid_share_24h'):.0%} of the people the calling number rang today paid someone new "
             "soon after"
         ),
+        "caller_shared_payee_callees_7d": lambda r: (
+            f"{people(_v(r, 'caller_shared_payee_callees_7d'))} who talked with the calling number this week then "
+            "paid an account that another of its callees also paid"
+        ),
     },
 )
 
@@ -321,6 +325,10 @@ _PAYEE = _snapshot_block(
         ),
         "payee_amount_per_payer_24h": lambda r: (
             f"each of today's payers sent the receiving account ¥{_v(r, 'payee_amount_per_payer_24h'):,.0f} on average"
+        ),
+        "payee_shared_caller_payers_7d": lambda r: (
+            f"{people(_v(r, 'payee_shared_caller_payers_7d'))} paid the receiving account this week right after "
+            "a call from an unknown number that also called another of its payers"
         ),
     },
 )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import MISSING, dataclass, fields
 from operator import attrgetter
 from typing import Any
@@ -76,6 +77,7 @@ __all__ = [
     "PayeeState",
     "SubscriberState",
     "SuspiciousContact",
+    "pair_key",
     "payee_key",
     "state_from_obj",
 ]
@@ -123,16 +125,19 @@ class DelayedFlags:
     feedback message happened to arrive. Flags are idempotent by the id of the transfer that raised them.
     """
 
-    __slots__ = ("dedup", "pending", "windows")
+    __slots__ = ("_adds", "_shared", "dedup", "pending", "windows")
 
-    def __init__(self) -> None:
+    def __init__(self, dedup: bool = True) -> None:
         self.windows = SlidingWindows(FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
         self.pending: list[tuple[int, str]] = []  # (effective_ms, flagged key)
-        self.dedup = _Dedup()
+        # Off for flags queued only beside another set's (same ids): that set's ids already drop the repeats.
+        self.dedup = _Dedup() if dedup else None
+        self._adds = 0  # entries moved into the windows: with their length, tells when a cached count is stale
+        self._shared: tuple[tuple[int, int], int] | None = None
 
     def add(self, flag_id: str, effective_ms: int, who: str) -> bool:
         """Queue a flag; False when this flag id was seen before."""
-        if not self.dedup.first_time(flag_id):
+        if self.dedup is not None and not self.dedup.first_time(flag_id):
             return False
         self.pending.append((effective_ms, who))
         if len(self.pending) > MAX_PENDING:
@@ -148,23 +153,54 @@ class DelayedFlags:
                 self.pending = [p for p in self.pending if p[0] > now_ms]
                 for eff, who in due:
                     self.windows.add(eff, (1,), who)
+                self._adds += len(due)
         self.windows.advance(now_ms)
 
     def distinct(self, window: int) -> int:
         """Distinct flagged keys in window ``window`` of ``FLAG_SPANS_MS`` (as of the last ``advance``)."""
         return self.windows.distinct(window)
 
+    def shared_members(self) -> int:
+        """Of flags keyed by :func:`pair_key`, the members sharing a group with another member (longest window).
+
+        Cached: the longest window changes only when an entry is added or leaves it (its length changes).
+        """
+        stamp = (self._adds, len(self.windows))
+        if self._shared is None or self._shared[0] != stamp:
+            self._shared = (stamp, _shared_members(self.windows.keys(len(FLAG_SPANS_MS) - 1)))
+        return self._shared[1]
+
     def to_obj(self) -> list[Any]:
-        return [self.windows.to_obj(), [list(p) for p in self.pending], self.dedup.to_obj()]
+        ids = self.dedup.to_obj() if self.dedup is not None else []
+        return [self.windows.to_obj(), [list(p) for p in self.pending], ids]
 
     @classmethod
-    def from_obj(cls, obj: list[Any] | None) -> DelayedFlags:
-        flags = cls()
+    def from_obj(cls, obj: list[Any] | None, dedup: bool = True) -> DelayedFlags:
+        """Rebuild from :meth:`to_obj`; None (a state stored before these flags existed) gives empty flags."""
+        flags = cls(dedup)
         if obj:
             flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
             flags.pending = [(int(e), str(w)) for e, w in obj[1]]
-            flags.dedup = _Dedup(obj[2])
+            flags.dedup = _Dedup(obj[2]) if dedup else None
         return flags
+
+
+# Joins a member (a calling number or a subscriber: no control characters) to its group in one window key.
+_PAIR_SEP = "\x1f"
+
+
+def pair_key(member: str, group: str) -> str:
+    """One window key for "``member`` went through ``group``", so distinct pairs are counted exactly."""
+    return f"{member}{_PAIR_SEP}{group}"
+
+
+def _shared_members(pairs: Iterable[str]) -> int:
+    """Distinct members found in a group with at least one other member (``pairs`` are distinct pair keys)."""
+    groups: dict[str, list[str]] = {}
+    for pair in pairs:
+        member, _, group = pair.partition(_PAIR_SEP)
+        groups.setdefault(group, []).append(member)
+    return len({m for members in groups.values() if len(members) > 1 for m in members})
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,21 +208,42 @@ class Feedback:
     """What a subscriber's transfer tells another key's state: ``key`` is a caller number or a payee key.
 
     ``flag_id`` (the transfer's event id) makes it idempotent; ``who`` is the subscriber; ``effective_ms`` is
-    when it starts to count (the transfer time plus ``FEEDBACK_DELAY_MS``).
+    when it starts to count (the transfer time plus ``FEEDBACK_DELAY_MS``). ``via`` is what links the two: to
+    a caller, the payee account its callee paid; to a payee, the stranger number that called the payer ("" when
+    unknown, or from an older worker).
     """
 
     key: str
     flag_id: str
     who: str
     effective_ms: int
+    via: str = ""
 
     def to_list(self) -> list[Any]:
+        """The four values every worker reads (``via`` travels beside them, see :meth:`to_envelope`)."""
         return [self.key, self.flag_id, self.who, self.effective_ms]
 
     @classmethod
-    def from_list(cls, values: list[Any]) -> Feedback:
-        key, flag_id, who, eff = values
-        return cls(str(key), str(flag_id), str(who), int(eff))
+    def from_list(cls, values: list[Any], via: str = "") -> Feedback:
+        """Read the four values; more (a newer worker's) are ignored."""
+        key, flag_id, who, eff = values[:4]
+        return cls(str(key), str(flag_id), str(who), int(eff), via)
+
+    def to_envelope(self) -> dict[str, Any]:
+        """The hop record: ``f`` the four values, ``v`` the link when known.
+
+        Beside the list rather than in it: an older worker unpacks exactly four values from ``f`` and ignores
+        other envelope keys, so it keeps reading this worker's feedback during a rolling upgrade.
+        """
+        envelope: dict[str, Any] = {"f": self.to_list()}
+        if self.via:
+            envelope["v"] = self.via
+        return envelope
+
+    @classmethod
+    def from_envelope(cls, envelope: dict[str, Any]) -> Feedback:
+        """Read a hop record; an older worker's (no ``v``) leaves ``via`` empty."""
+        return cls.from_list(envelope["f"], str(envelope.get("v") or ""))
 
 
 def payee_key(account: str) -> str:
@@ -233,6 +290,9 @@ class CallerSnapshot:
     answered_share_7d: float = 0.0
     long_share_7d: float = 0.0  # of the answered calls this week, those of LONG_CALL_S or more
     paid_share_24h: float = 0.0  # of today's callees, those who paid someone new after its call (feedback)
+    # Paid callees (feedback, 7 d) who paid an account another paid callee of this number also paid: a ring's
+    # mule fed by several victims of one line, whatever script it ran. Known before the next victim pays.
+    shared_payee_callees_7d: int = 0
 
     def to_list(self) -> list[float]:
         """The fields in declaration order: the wire form, and the ``caller`` block of the feature vector."""
@@ -266,17 +326,23 @@ _caller_values = attrgetter(*CALLER_SNAPSHOT_FIELDS)  # one C call for all field
 class CallerState:
     """Rolling behaviour of one calling number across all its callees."""
 
-    __slots__ = ("dedup", "first_seen_ms", "paid", "windows")
+    __slots__ = ("dedup", "first_seen_ms", "paid", "paid_payees", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES)
         self.first_seen_ms: int | None = None
         self.dedup = _Dedup()
         self.paid = DelayedFlags()  # callees who paid a new payee within a day of talking with this number
+        # The same flags as (callee, payee account) pairs; ``paid``'s ids drop the repeats of both.
+        self.paid_payees = DelayedFlags(dedup=False)
 
     def feedback(self, fb: Feedback) -> bool:
         """Queue a callee's "paid a new payee after our call"; False for a repeat of the same transfer."""
-        return self.paid.add(fb.flag_id, fb.effective_ms, fb.who)
+        if not self.paid.add(fb.flag_id, fb.effective_ms, fb.who):
+            return False
+        if fb.via:
+            self.paid_payees.add(fb.flag_id, fb.effective_ms, pair_key(fb.who, fb.via))
+        return True
 
     def update(self, call: CallEvent, avail_ms: int) -> bool:
         """Account one call; False for a duplicate event id."""
@@ -289,6 +355,7 @@ class CallerState:
         values = (1, 1 if call.answered else 0, short, dur, 1 if dur >= LONG_CALL_S else 0)
         self.windows.add(avail_ms, values, call.callee)
         self.paid.advance(avail_ms)
+        self.paid_payees.advance(avail_ms)
         return True
 
     def snapshot(self) -> CallerSnapshot:
@@ -324,14 +391,22 @@ class CallerState:
             answered_share_7d=answered_7d / calls_7d if calls_7d else 0.0,
             long_share_7d=long_7d / answered_7d if answered_7d else 0.0,
             paid_share_24h=min(1.0, paid_24h / fanout_24h) if fanout_24h else 0.0,
+            shared_payee_callees_7d=self.paid_payees.shared_members(),
         )
 
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
-        return self.windows.now < now_ms - WINDOW_SPANS_MS[-1] and not self.paid.pending
+        quiet = self.windows.now < now_ms - WINDOW_SPANS_MS[-1]
+        return quiet and not self.paid.pending and not self.paid_payees.pending
 
     def to_obj(self) -> dict[str, Any]:
-        return {"w": self.windows.to_obj(), "f": self.first_seen_ms, "d": self.dedup.to_obj(), "q": self.paid.to_obj()}
+        return {
+            "w": self.windows.to_obj(),
+            "f": self.first_seen_ms,
+            "d": self.dedup.to_obj(),
+            "q": self.paid.to_obj(),
+            "v": self.paid_payees.to_obj(),
+        }
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> CallerState:
@@ -342,6 +417,7 @@ class CallerState:
         state.first_seen_ms = obj["f"]
         state.dedup = _Dedup(obj["d"])
         state.paid = DelayedFlags.from_obj(obj.get("q"))
+        state.paid_payees = DelayedFlags.from_obj(obj.get("v"), dedup=False)  # absent in older stored states
         return state
 
 
@@ -361,6 +437,9 @@ class PayeeSnapshot:
     # is new and each pays thousands" does not.
     new_payer_share_7d: float = 0.0
     amount_per_payer_24h: float = 0.0
+    # Flagged payers (feedback, 7 d) talked into paying by the same stranger number as another flagged payer:
+    # one line steering several victims to this account.
+    shared_caller_payers_7d: int = 0
 
     def to_list(self) -> list[float]:
         """The fields in declaration order: the wire form, and the ``payee`` block of the feature vector."""
@@ -391,7 +470,7 @@ class PayeeState:
     Lives in the caller table under ``payee_key(account)``: transfers take the caller-keyed hop keyed by payee.
     """
 
-    __slots__ = ("dedup", "first_seen_ms", "flagged", "new_windows", "payers", "windows")
+    __slots__ = ("dedup", "first_seen_ms", "flagged", "flagged_callers", "new_windows", "payers", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=PAYEE_MAX_ENTRIES)
@@ -400,6 +479,8 @@ class PayeeState:
         self.payers: dict[str, list[int]] = {}
         self.first_seen_ms: int | None = None
         self.flagged = DelayedFlags()  # payers who paid it right after a suspicious or long stranger call
+        # The same flags as (payer, stranger who called the payer) pairs; ``flagged``'s ids drop the repeats.
+        self.flagged_callers = DelayedFlags(dedup=False)
         self.dedup = _Dedup()
 
     def update(self, transfer: TransferEvent) -> bool:
@@ -423,11 +504,16 @@ class PayeeState:
         else:
             self.new_windows.advance(ts)
         self.flagged.advance(ts)
+        self.flagged_callers.advance(ts)
         return True
 
     def feedback(self, fb: Feedback) -> bool:
         """Queue a payer's "paid right after a suspicious call"; False for a repeat of the same transfer."""
-        return self.flagged.add(fb.flag_id, fb.effective_ms, fb.who)
+        if not self.flagged.add(fb.flag_id, fb.effective_ms, fb.who):
+            return False
+        if fb.via:
+            self.flagged_callers.add(fb.flag_id, fb.effective_ms, pair_key(fb.who, fb.via))
+        return True
 
     def snapshot(self) -> PayeeSnapshot:
         w = self.windows
@@ -449,10 +535,12 @@ class PayeeState:
             flagged_share_7d=min(1.0, flagged / payers_7d) if payers_7d else 0.0,
             new_payer_share_7d=min(1.0, new_7d / payers_7d) if payers_7d else 0.0,
             amount_per_payer_24h=amount_24h / payers_24h if payers_24h else 0.0,
+            shared_caller_payers_7d=self.flagged_callers.shared_members(),
         )
 
     def idle(self, now_ms: int) -> bool:
-        return self.windows.now < now_ms - FLAG_SPANS_MS[-1] and not self.flagged.pending
+        quiet = self.windows.now < now_ms - FLAG_SPANS_MS[-1]
+        return quiet and not self.flagged.pending and not self.flagged_callers.pending
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -462,6 +550,7 @@ class PayeeState:
             "p": self.payers,
             "f": self.first_seen_ms,
             "q": self.flagged.to_obj(),
+            "v": self.flagged_callers.to_obj(),
             "d": self.dedup.to_obj(),
         }
 
@@ -473,6 +562,7 @@ class PayeeState:
         state.payers = obj["p"]
         state.first_seen_ms = obj["f"]
         state.flagged = DelayedFlags.from_obj(obj["q"])
+        state.flagged_callers = DelayedFlags.from_obj(obj.get("v"), dedup=False)  # absent in older stored states
         state.dedup = _Dedup(obj["d"])
         return state
 

@@ -138,28 +138,41 @@ def transfer_feedback(state: SubscriberState, transfer: TransferEvent, row: Feat
     """What a (first-time) transfer tells other keys, from the subscriber's state right after its row.
 
     To callers: each recent stranger this subscriber talked with, when the transfer goes to a new payee
-    ("a callee of yours paid a new payee within a day"). To the payee: when the payer had a suspicious call
-    or a long stranger talk just before paying. Feedback keys are table keys (a payee's is prefixed).
+    ("a callee of yours paid a new payee within a day", via that payee). To the payee: when the payer had a
+    suspicious call or a long stranger talk just before paying (via the most recent of those strangers).
+    Feedback keys are table keys (a payee's is prefixed).
     """
     ts = transfer.ts_ms
     effective = ts + FEEDBACK_DELAY_MS
+    new_payee = row.values[_PAYEE_NEW] == 1.0
+    flagged = row.values[_AFTER_SUSPICIOUS] == 1.0 or row.values[_STRANGER_TALK_1H] >= FLAG_STRANGER_TALK_1H_S
+    if not (new_payee or flagged):
+        return []
+    recent = _recent_strangers(state, ts)
     out: list[Feedback] = []
-    if row.values[_PAYEE_NEW] == 1.0:
-        recent = [
-            (contact[1], caller)
-            for caller, contact in state.contacts.items()
-            if ts - PAID_AFTER_CALL_MS <= contact[1] <= ts
-            and contact[0] > contact[1] - STRANGER_MS
-            and contact[3] >= PAID_MIN_TALK_S
-        ]
-        recent.sort(reverse=True)
+    if new_payee:
         out += [
-            Feedback(caller, transfer.event_id, transfer.subscriber, effective)
-            for _, caller in recent[:MAX_FEEDBACK_CALLERS]
+            Feedback(caller, transfer.event_id, transfer.subscriber, effective, transfer.payee_account)
+            for caller in recent[:MAX_FEEDBACK_CALLERS]
         ]
-    if row.values[_AFTER_SUSPICIOUS] == 1.0 or row.values[_STRANGER_TALK_1H] >= FLAG_STRANGER_TALK_1H_S:
-        out.append(Feedback(payee_key(transfer.payee_account), transfer.event_id, transfer.subscriber, effective))
+    if flagged:
+        # Only flagged payers, as before: an older worker counts every payee feedback as a flag (it has no other).
+        via = recent[0] if recent else ""
+        out.append(Feedback(payee_key(transfer.payee_account), transfer.event_id, transfer.subscriber, effective, via))
     return out
+
+
+def _recent_strangers(state: SubscriberState, ts: int) -> list[str]:
+    """Callers this subscriber talked with in the day before ``ts``, strangers then; the most recent first."""
+    recent = [
+        (contact[1], caller)
+        for caller, contact in state.contacts.items()
+        if ts - PAID_AFTER_CALL_MS <= contact[1] <= ts
+        and contact[0] > contact[1] - STRANGER_MS
+        and contact[3] >= PAID_MIN_TALK_S
+    ]
+    recent.sort(reverse=True)
+    return [caller for _, caller in recent]
 
 
 def apply_feedback(state: CallerState | PayeeState, fb: Feedback) -> bool:

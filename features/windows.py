@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import deque
+from collections.abc import KeysView
 from typing import Any
 
 Entry = tuple[int, tuple[int, ...], str | None]
@@ -61,6 +62,10 @@ class SlidingWindows:
     def distinct(self, window: int) -> int:
         """How many distinct keys have an entry in the window."""
         return len(self._key_counts[window])
+
+    def keys(self, window: int) -> KeysView[str]:
+        """The distinct keys with an entry in the window (a live view: read it before the next change)."""
+        return self._key_counts[window].keys()
 
     def maximum(self, window: int) -> int:
         """Largest value of the max channel in the window (0 when empty)."""

@@ -144,7 +144,7 @@ def _in_arrival_order(
         for envelope in envelopes:
             if "f" in envelope:
                 if on_feedback is not None:
-                    on_feedback(Feedback.from_list(envelope["f"]))
+                    on_feedback(Feedback.from_envelope(envelope))
                 continue
             wire = envelope["e"]
             # Validated at ingest, so trusted here; a dict is a record an older worker wrote (the raw contract
@@ -321,7 +321,7 @@ class Agents:
             if self.shadow_model.scorer is not None:
                 self._score_shadow(self.shadow_model.scorer, rows, risks)
             # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
-            await self.to_callers.send_many([(fb.key.encode(), orjson.dumps({"f": fb.to_list()})) for fb in feedback])
+            await self.to_callers.send_many([(fb.key.encode(), orjson.dumps(fb.to_envelope())) for fb in feedback])
             # One changelog write per key and batch, before the batch's events are acknowledged, and only after
             # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
             # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.

@@ -7,6 +7,7 @@ import math
 from dataclasses import fields
 from pathlib import Path
 
+import orjson
 import pytest
 
 from core.decode import decode_obj
@@ -227,10 +228,12 @@ def test_agents_running_the_stages_over_the_wire_match_the_engine() -> None:
             continue
         row, feedback = out
         rows.append(row)
-        in_flight = [Feedback.from_list(fb.to_list()) for fb in feedback]
+        in_flight = [Feedback.from_envelope(orjson.loads(orjson.dumps(fb.to_envelope()))) for fb in feedback]
         if isinstance(event, TransferEvent):
             assert all(fb.effective_ms >= event.ts_ms + params.FEEDBACK_DELAY_MS for fb in feedback)
     expected = list(FeatureEngine().run(events))
+    # The feedback's link (``via``) crosses the wire here: without it this feature would differ.
+    assert any(r.values[FEATURE_INDEX["caller_shared_payee_callees_7d"]] > 0 for r in expected if r.is_call)
     assert [r.event_id for r in rows] == [r.event_id for r in expected]
     for got, want in zip(rows, expected, strict=True):
         assert got.values == want.values or all(

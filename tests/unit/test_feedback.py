@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 
@@ -17,8 +18,10 @@ from features.state import (
     FEEDBACK_DELAY_MS,
     PAYEE_AGE_CAP_S,
     PAYEE_PREFIX,
+    CallerSnapshot,
     CallerState,
     Feedback,
+    PayeeSnapshot,
     PayeeState,
     SubscriberState,
     payee_key,
@@ -220,6 +223,116 @@ def test_feedback_hop_slower_than_the_delay_converges() -> None:
     assert caller_step(late, probe) == caller_step(engine.callers[RING], probe)
 
 
+def _two_callees_one_mule() -> list[Event]:
+    """One line talks two victims into paying the same mule, a third into paying another; then rings on."""
+    paid_a, paid_b = T0 + 30 * MINUTE_MS, T0 + 2 * HOUR_MS + 30 * MINUTE_MS
+    return in_arrival_order(
+        [
+            call("c-a", T0, VICTIMS[0], 900),
+            pay("t-a", paid_a, VICTIMS[0], MULE),
+            call("c-b", T0 + 2 * HOUR_MS, VICTIMS[1], 900),
+            pay("t-b", paid_b, VICTIMS[1], MULE),
+            call("c-c", T0 + 3 * HOUR_MS, VICTIMS[2], 900),
+            pay("t-c", T0 + 3 * HOUR_MS + 30 * MINUTE_MS, VICTIMS[2], "ACC-MULE-2"),
+            call("c-d", paid_b + 5 * MINUTE_MS, VICTIMS[3], 30),  # t-b's feedback does not count yet
+            call("c-e", paid_b + FEEDBACK_DELAY_MS + MINUTE_MS, VICTIMS[4], 30),  # it does now
+            pay("t-e", paid_b + FEEDBACK_DELAY_MS + 20 * MINUTE_MS, VICTIMS[5], MULE, 80.0),  # a plain payer
+            call("c-f", paid_b + 7 * DAY_MS + HOUR_MS, VICTIMS[5], 30),  # a week on: t-a has left the week
+        ]
+    )
+
+
+def test_callees_of_one_line_who_paid_the_same_account_are_counted_at_its_next_call() -> None:
+    rows = rows_by_id(_two_callees_one_mule())
+    assert value(rows["c-b"], "caller_shared_payee_callees_7d") == 0  # one payer of the mule so far
+    assert value(rows["c-d"], "caller_paid_callees_7d") == 1
+    assert value(rows["c-d"], "caller_shared_payee_callees_7d") == 0
+    assert value(rows["c-e"], "caller_paid_callees_7d") == 2
+    assert value(rows["c-e"], "caller_shared_payee_callees_7d") == 2  # the third victim paid another account
+    assert value(rows["c-f"], "caller_shared_payee_callees_7d") == 0
+    assert math.isnan(value(rows["t-e"], "caller_shared_payee_callees_7d"))
+
+
+def test_payers_talked_into_paying_by_the_same_stranger_are_counted_at_the_account() -> None:
+    rows = rows_by_id(_two_callees_one_mule())
+    assert value(rows["t-b"], "payee_flagged_payers_7d") == 1
+    assert value(rows["t-b"], "payee_shared_caller_payers_7d") == 0
+    assert value(rows["t-e"], "payee_flagged_payers_7d") == 2
+    assert value(rows["t-e"], "payee_shared_caller_payers_7d") == 2
+    assert value(rows["t-c"], "payee_shared_caller_payers_7d") == 0  # the other account had one payer
+
+
+def test_feedback_names_what_links_the_two_keys() -> None:
+    engine = FeatureEngine()
+    events = _two_callees_one_mule()
+    for event in events:
+        row = engine.process(event)
+        if event.event_id == "t-a":
+            assert row is not None and isinstance(event, TransferEvent)
+            feedback = transfer_feedback(engine.subscribers[VICTIMS[0]], event, row)
+            break
+    assert sorted((fb.key, fb.via) for fb in feedback) == [(RING, MULE), (payee_key(MULE), RING)]
+
+
+def test_shared_counts_need_the_same_account_and_the_same_caller() -> None:
+    state = CallerState()
+    caller_step(state, call("c0", T0, VICTIMS[0], 600))
+    for i, via in enumerate(["A", "B", "A", "C", "B"]):
+        apply_feedback(state, Feedback(RING, f"t{i}", VICTIMS[i % 4], T0 + MINUTE_MS, via))
+    apply_feedback(state, Feedback(RING, "old", VICTIMS[5], T0 + MINUTE_MS))  # an older worker's: no via
+    snap = caller_step(state, call("c1", T0 + HOUR_MS, VICTIMS[5], 30))
+    assert snap is not None
+    # A: victims 0 and 2; B: victims 1 and 0; C: victim 3 alone.
+    assert snap.paid_callees_7d == 5 and snap.shared_payee_callees_7d == 3
+
+
+@pytest.mark.parametrize("hop", [0, 1, 3])
+def test_shared_features_are_the_same_through_the_feedback_hop(hop: int) -> None:
+    # Other traffic every 5 min, so that a hop of a few events is shorter than FEEDBACK_DELAY_MS of event time.
+    chatter = [
+        call(f"x{i}", T0 - MINUTE_MS + i * 5 * MINUTE_MS, VICTIMS[i % 2], 60, caller="+8613700000000")
+        for i in range(80)
+    ]
+    events = in_arrival_order([*_two_callees_one_mule(), *chatter])
+    offline = list(FeatureEngine().run(events))
+    assert max(value(r, "caller_shared_payee_callees_7d") for r in offline if r.is_call) == 2
+    served, _ = _serving(events, hop)
+    assert [r.event_id for r in served] == [r.event_id for r in offline]
+    for got, want in zip(served, offline, strict=True):
+        assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in zip(got.values, want.values, strict=True))
+
+
+def test_shared_flags_survive_a_snapshot_and_older_states_read_empty() -> None:
+    engine = FeatureEngine()
+    list(engine.run(_two_callees_one_mule()))
+    caller, payee = engine.callers[RING], engine.payees[MULE]
+    for state in (caller, payee):
+        back = state_from_obj(orjson.loads(orjson.dumps(state.to_obj())))
+        assert back.to_obj() == state.to_obj() and back.snapshot() == state.snapshot()
+        old = state.to_obj()
+        del old["v"]  # stored by a worker before the pairs existed
+        older = state_from_obj(old)
+        assert older.snapshot() == _with_shared(state.snapshot(), 0)
+
+
+def _with_shared(snap: CallerSnapshot | PayeeSnapshot, n: int) -> CallerSnapshot | PayeeSnapshot:
+    """The snapshot with its new shared count set to ``n``."""
+    if isinstance(snap, CallerSnapshot):
+        return dataclasses.replace(snap, shared_payee_callees_7d=n)
+    return dataclasses.replace(snap, shared_caller_payers_7d=n)
+
+
+def test_snapshots_from_an_older_worker_read_with_the_shared_counts_at_zero() -> None:
+    engine = FeatureEngine()
+    list(engine.run(_two_callees_one_mule()))
+    for state in (engine.callers[RING], engine.payees[MULE]):
+        snap = _with_shared(state.snapshot(), 2)
+        wire = snap.to_list()
+        assert type(snap).from_list(wire) == snap
+        older = type(snap).from_list(wire[:-1])  # without the last field, as a worker before it sends
+        assert older == _with_shared(snap, 0)
+
+
 # -- payee side ----------------------------------------------------------------------------------------
 
 
@@ -299,7 +412,12 @@ def test_caller_table_values_round_trip_by_kind() -> None:
 # -- explanations -------------------------------------------------------------------------------------------
 
 
-_FEEDBACK_CALLER_FEATURES = ["caller_paid_callees_24h", "caller_paid_callees_7d", "caller_paid_share_7d"]
+_FEEDBACK_CALLER_FEATURES = [
+    "caller_paid_callees_24h",
+    "caller_paid_callees_7d",
+    "caller_paid_share_7d",
+    "caller_shared_payee_callees_7d",
+]
 _WEEK_CALLER_FEATURES = [
     "caller_calls_7d",
     "caller_short_ratio_7d",
