@@ -378,6 +378,13 @@ def generalise(
     scenario: Annotated[
         list[str] | None, typer.Option(help="Leave out only these scenarios (repeatable) [default: every one]")
     ] = None,
+    worlds: Annotated[
+        int | None,
+        typer.Option(min=0, help="Train on N sampled worlds of the training city's subscriber-days [default 0: one]"),
+    ] = None,
+    per_scenario_cities: Annotated[
+        bool, typer.Option(help="Judge each left-out scenario on a held-out city of its own cases only")
+    ] = True,
     out: Annotated[
         Path | None, typer.Option(help="Result JSON [default: DATA_DIR/artifacts/generalisation.json]")
     ] = None,
@@ -402,6 +409,8 @@ def generalise(
         "n_models": models,
         "threshold_folds": threshold_folds,
         "scenarios": tuple(scenario) if scenario else None,
+        "worlds": worlds,
+        "judge_per_scenario": per_scenario_cities,
     }
     config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
     result = run_protocol(get_settings(), config, out=out)

@@ -269,6 +269,14 @@ def generalisation_tables(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _training_cities(result: dict[str, Any], train: dict[str, Any]) -> str:
+    cities = result.get("train_cities") or [train]
+    if len(cities) == 1:
+        return f"a {_fmt(cities[0].get('subscribers'))}-resident city x {_fmt(cities[0].get('days'))} days"
+    sizes = ", ".join(f"{_fmt(c.get('subscribers'))} x {_fmt(c.get('days'))} d" for c in cities)
+    return f"{len(cities)} sampled worlds ({sizes})"
+
+
 def generalisation_headline(result: dict[str, Any], features_hash: str | None) -> list[str]:
     """The card's opening section: the protocol's tables and the scenarios below half by the loss."""
     config = result.get("config") or {}
@@ -280,12 +288,18 @@ def generalisation_headline(result: dict[str, Any], features_hash: str | None) -
         "",
         f"`fraudwatch generalise` ({_iso(created * 1000) if isinstance(created, int | float) else 'undated'}): "
         f"models trained by this recipe ({config.get('n_models')} booster(s), {config.get('threshold_folds')} "
-        f"threshold folds) on a {_fmt(train.get('subscribers'))}-resident city x {_fmt(train.get('days'))} days, "
-        "each without one scenario (its cases and their events removed), judged at their own thresholds on "
-        f"a held-out city (seed {judged.get('seed')}) after a {_fmt(config.get('judge_warmup_days'))}-day "
-        "warm-up, on the left-out scenario's cases; false face-to-face tasks are the whole judged city's, per "
-        f"10k residents per day. Oracle: the threshold matched on the judged city to {_fmt(config.get('oracle_rate'))} "
-        "false task per 10k residents per day (a live threshold never has it).",
+        f"threshold folds) on {_training_cities(result, train)}, "
+        "each without one scenario (its cases and their events removed), judged at their own thresholds "
+        "(following the simulated outcomes from the first event) on "
+        + (
+            "a held-out city of that scenario's cases only"
+            if result.get("judged_per_scenario")
+            else "a held-out city, on the left-out scenario's cases"
+        )
+        + f" (seed {judged.get('seed')}, {_fmt(judged.get('subscribers'))} residents) after a "
+        f"{_fmt(config.get('judge_warmup_days'))}-day warm-up; false face-to-face tasks are the whole judged city's, "
+        "per 10k residents per day. Oracle: the threshold matched on the judged city to "
+        f"{_fmt(config.get('oracle_rate'))} false task per 10k residents per day (a live threshold never has it).",
         "",
     ]
     if features_hash is not None and result.get("features_hash") not in (None, features_hash):

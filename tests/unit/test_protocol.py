@@ -68,6 +68,7 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
     )
     trained: list[tuple[list[int], set[str]]] = []
     judged: list[tuple[str, int]] = []
+    mixes: list[tuple[str, Any]] = []
 
     def train_fn(configs: Sequence[CityConfig], exclude: Collection[str]) -> ModelVersion:
         trained.append(([c.subscribers for c in configs], set(exclude)))
@@ -75,13 +76,20 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
 
     def evaluate_fn(version: ModelVersion, city: JudgedCity) -> dict[str, Any]:
         judged.append((version.version, city.residents))
+        mixes.append((version.version, city.config.scenario_weights))
         # "loan" left out is caught 2 times in 10 by the loss; every other left-out scenario 8 times.
         return _fake_result(0.2 if version.version == "v-loan" else 0.8, 0.5)
 
     result = run_protocol(settings, config, train_fn=train_fn, evaluate_fn=evaluate_fn)
     assert trained == [([200], {s}) for s in SCENARIOS] + [([200], set())]
-    # Each model on the held-out city of the training size; the every-scenario model on the large one too.
-    assert judged == [(f"v-{s}", 200) for s in SCENARIOS] + [("v-all", 200), ("v-all", 400)]
+    # Each model on a held-out city of the training size; the every-scenario model on the mixed one, on every
+    # scenario's own city (what each left-out model is compared with) and on the large one.
+    n = len(SCENARIOS)
+    assert judged == [(f"v-{s}", 200) for s in SCENARIOS] + [("v-all", 200)] * (n + 1) + [("v-all", 400)]
+    # A left-out scenario is judged on a city whose every case is that scenario; the mixed city has them all.
+    assert mixes[:n] == [(f"v-{s}", ((s, 1.0),)) for s in SCENARIOS]
+    assert mixes[n] == ("v-all", None)
+    assert mixes[n + 1 : 2 * n + 1] == [("v-all", ((s, 1.0),)) for s in SCENARIOS]
     assert [r["scenario"] for r in result["leave_one_scenario_out"]] == list(SCENARIOS)
     assert result["below_half_by_loss"] == ["loan"]
     assert [r["residents"] for r in result["small_to_large"]] == [200, 400]
