@@ -82,6 +82,10 @@ class DemoConfig:
     # The stand-in responders record each judged-day visit's outcome this long (event time) after its task,
     # as evaluate assumes, so the thresholds keep following feedback during the judged days too.
     outcome_delay_h: float = 4.0
+    # How often (wall seconds) the worker refits its followed thresholds. A service refits every 30 s of a
+    # real-time stream; the demo runs days in a minute, where 30 s would be a day of event time per refit,
+    # and one refit would step the thresholds down a whole day's pace at once (seen: pinned at the lower bound).
+    budget_update_s: float = 1.0
     timeout_s: float = 300.0  # how long the worker may make no progress before the run gives up
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
     console_port: int = 0
@@ -366,6 +370,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                     "console_tokens_file": tokens.path,
                     # Simulated responders send no heartbeats; the roster load is their last sign of life.
                     "responder_stale_s": DEMO_STALE_S,
+                    "budget_update_s": config.budget_update_s,
                 }
             )
             await ensure_topics(run_settings)
@@ -386,6 +391,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 "FW_RESPONDER_STALE_S": str(DEMO_STALE_S),
                 # The budget is per resident: the simulated city's subscribers, not every number seen.
                 "FW_RESIDENTS": str(settings.residents or config.subscribers),
+                "FW_BUDGET_UPDATE_S": str(config.budget_update_s),
             }
             proc = start_worker(run_settings, env, logs / "worker.log")
             try:
