@@ -42,6 +42,10 @@ def _worker_settings(
         app_id=app_id,
         publish_features=True,
         worker_web_port=port,
+        # Input topics of its own: the module's broker keeps the other test's events on the default ones, and a
+        # new consumer group reads a topic from its start.
+        calls_topic=f"{app_id}.calls.v1",
+        transfers_topic=f"{app_id}.transfers.v1",
     )
     env = {
         "FW_BROKER_URL": tansu.url,
@@ -51,6 +55,8 @@ def _worker_settings(
         "FW_WORKER_WEB_PORT": str(port),
         "FW_APP_ID": app_id,
         "FW_PUBLISH_FEATURES": "true",
+        "FW_CALLS_TOPIC": settings.calls_topic,
+        "FW_TRANSFERS_TOPIC": settings.transfers_topic,
     }
     return settings, env
 
