@@ -110,14 +110,15 @@ DEFAULT_TRAIN_WORLDS = 3
 
 def default_training_worlds(config: DemoConfig) -> list[CityConfig]:
     """The sampled worlds the demo trains on when it has no model: as many subscriber-days as one
-    ``subscribers x train_days`` city (so about its cost), spread over cities of 2/3x to 20/3x that size."""
+    ``subscribers x train_days`` city (so about its cost), spread over cities of 2/3x to 10/3x that size,
+    each at least 2 days long (see ``WorldRanges.days``)."""
     from sandbox.worlds import WorldRanges, sample_worlds
 
     rate = config.train_victims_per_10k_per_day
     ranges = WorldRanges(
-        subscribers=(round(config.subscribers * 2 / 3), round(config.subscribers * 20 / 3)),
+        subscribers=(round(config.subscribers * 2 / 3), round(config.subscribers * 10 / 3)),
         subscriber_days=config.subscribers * config.train_days,
-        days=(1.0, config.train_days),
+        days=(2.0, config.train_days),
         victims_per_10k_per_day=(rate / 2, rate * 1.5),
     )
     return sample_worlds(DEFAULT_TRAIN_WORLDS, config.train_seed, ranges)
