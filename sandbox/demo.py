@@ -400,6 +400,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 await asyncio.to_thread(_wait_ready, f"http://127.0.0.1:{port}", proc, 180)
                 metrics_url = f"http://127.0.0.1:{port}/metrics"
                 history: dict[str, Any] | None = None
+                victims = victims_of(city.cases)  # whose visits the stand-in responders record as not false
                 if paths["history"].stat().st_size:
                     _say(f"replaying {config.history_days:g} days of history unpaced: the worker builds its state")
                     history = await _replay_and_wait(
@@ -415,7 +416,6 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                     # has recorded each visit's outcome (from the cases: no case, a false alarm), which the
                     # worker's thresholds follow (models/feedback.py) before the judged days begin.
                     redis = Redis.from_url(run_settings.redis_url or "")
-                    victims = victims_of(city.cases)
                     resolved = await resolve_open_tasks(redis, run_settings, victims.outcome, STAND_IN_RESPONDERS)
                     history["outcomes_recorded"] = resolved
                     await ResponderRegistry(redis).load(city.responders)
@@ -423,7 +423,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                     await asyncio.sleep(run_settings.budget_update_s + 1)  # one refit sees them
                 speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
                 stand_ins = asyncio.create_task(
-                    _stand_in_responders(run_settings, victims_of(city.cases), judged_from, speedup, config)
+                    _stand_in_responders(run_settings, victims, judged_from, speedup, config)
                 )
                 try:
                     result = await _replay_and_wait(

@@ -10,21 +10,18 @@ state it would replace newer states with older ones.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from faust.serializers import codecs as faust_codecs
 
 from core.errors import StateNotEmpty
 from core.settings import Settings
 from streams import codecs
 from streams.produce import partition_of
-from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, bootstrap, changelog_topic
+from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, bootstrap, changelog_topic, create_topics
 
 __all__ = ["SeedStats", "seed_tables"]
 
@@ -49,7 +46,8 @@ async def seed_tables(
         (changelog_topic(settings, CALLER_TABLE), codecs.CALLER_CODEC, key_states),
         (changelog_topic(settings, SUBSCRIBER_TABLE), codecs.SUBSCRIBER_CODEC, subscriber_states),
     )
-    await _create_topics(server, [topic for topic, _, _ in plan], settings.partitions)
+    # Faust would create them at its start with the same settings; made here first so the partitions match.
+    await create_topics(server, [topic for topic, _, _ in plan], settings.partitions)
     await _refuse_unless_empty(server, [topic for topic, _, _ in plan], settings.partitions)
     partitions = list(range(settings.partitions))
     producer = AIOKafkaProducer(bootstrap_servers=server, linger_ms=20, max_batch_size=1 << 20, acks="all")
@@ -78,20 +76,6 @@ async def _send_all(
     for future in futures:
         await future  # every record acknowledged before the worker is started on them
     return len(futures)
-
-
-async def _create_topics(server: str, topics: list[str], partitions: int) -> None:
-    # Faust would create them at its start with the same settings; made here first so the partitions match.
-    admin = AIOKafkaAdminClient(bootstrap_servers=server)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics if t not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(missing)
-    finally:
-        await admin.close()
 
 
 async def _refuse_unless_empty(server: str, topics: list[str], partitions: int) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "SUBSCRIBER_TABLE",
     "bootstrap",
     "changelog_topic",
+    "create_topics",
     "ensure_topics",
     "internal_topic",
     "topic_names",
@@ -57,15 +58,16 @@ def topic_names(settings: Settings) -> list[str]:
 async def ensure_topics(settings: Settings) -> None:
     """Create the service's topics with ``settings.partitions`` partitions if they do not exist."""
     assert settings.broker_url, "broker_url must be set"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings.broker_url))
+    await create_topics(bootstrap(settings.broker_url), topic_names(settings), settings.partitions)
+
+
+async def create_topics(server: str, names: list[str], partitions: int) -> None:
+    """Create those of ``names`` that do not exist yet, with ``partitions`` partitions each."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=server)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=settings.partitions, replication_factor=1)
-            for name in topic_names(settings)
-            if name not in existing
-        ]
+        missing = [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names if n not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
