@@ -1,4 +1,4 @@
-"""Typed input events of the contract (``call.v1``, ``transfer.v1``): what every stage reads.
+"""Typed input events of the contract (``call.v1``, ``transfer.v1``, ``call_start.v1``): what every stage reads.
 
 Each kind is a frozen dataclass whose field order is its compact wire form on the internal hops (see
 ``core.kinds``); ``subscriber`` is the key its topic is partitioned by and ``available_ms`` the event time at
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-__all__ = ["CALLER_KINDS", "CHANNELS", "CallEvent", "Event", "TransferEvent"]
+__all__ = ["CALLER_KINDS", "CHANNELS", "CallEvent", "CallStartEvent", "Event", "TransferEvent", "call_join_key"]
 
 CALLER_KINDS: tuple[str, ...] = ("mobile", "landline", "overseas", "virtual", "voip", "unknown")
 CHANNELS: tuple[str, ...] = ("mobile_app", "online_bank", "atm", "counter", "third_party")
@@ -31,6 +31,7 @@ class CallEvent:
     caller_kind: str
     callee_lat: float | None = None
     callee_lon: float | None = None
+    call_id: str | None = None  # the id its call_start.v1 carries; last, so older wire lists still read
     schema: Literal["call.v1"] = "call.v1"
 
     @property
@@ -68,4 +69,36 @@ class TransferEvent:
         return self.ts_ms
 
 
-Event = CallEvent | TransferEvent
+@dataclass(frozen=True, slots=True)
+class CallStartEvent:
+    """Signalling: an answered call has just connected; the ``call.v1`` that ends it comes later."""
+
+    SCHEMA: ClassVar[str] = "call_start.v1"
+
+    event_id: str
+    call_id: str
+    ts_ms: int
+    caller: str
+    callee: str
+    caller_kind: str
+    callee_lat: float | None = None
+    callee_lon: float | None = None
+    schema: Literal["call_start.v1"] = "call_start.v1"
+
+    @property
+    def subscriber(self) -> str:
+        """The possible victim, as for the call it starts."""
+        return self.callee
+
+    @property
+    def available_ms(self) -> int:
+        """Signalling is known the moment the call connects."""
+        return self.ts_ms
+
+
+def call_join_key(call: CallEvent) -> str:
+    """The id joining a call record to its ``call_start.v1``: its ``call_id`` if given, else its ``event_id``."""
+    return call.call_id or call.event_id
+
+
+Event = CallEvent | TransferEvent | CallStartEvent

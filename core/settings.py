@@ -48,6 +48,7 @@ class TopicSettings(BaseModel):
     partitions: int = Field(4, ge=1, description="Partitions of every input topic and table (must all match).")
     calls_topic: str = "calls.v1"
     transfers_topic: str = "transfers.v1"
+    call_starts_topic: str = Field("call-starts.v1", description="Signalling (call_start.v1); may stay empty.")
     caller_calls_topic: str = "calls-by-caller.v1"
     enriched_calls_topic: str = "calls-enriched.v1"
     pending_alerts_topic: str = "alerts-pending.v1"

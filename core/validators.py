@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from core.errors import InvalidEvent
-from core.events import CALLER_KINDS, CHANNELS, CallEvent, TransferEvent
+from core.events import CALLER_KINDS, CHANNELS, CallEvent, CallStartEvent, TransferEvent
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -22,7 +22,18 @@ _CHANNELS = frozenset(CHANNELS)
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 _MAX_AMOUNT = 1e12
 
-__all__ = ["call_v1", "coord", "number", "phone", "text", "transfer_v1", "ts"]
+__all__ = [
+    "call_start_v1",
+    "call_v1",
+    "caller_kind",
+    "coord",
+    "number",
+    "optional_text",
+    "phone",
+    "text",
+    "transfer_v1",
+    "ts",
+]
 
 
 def text(obj: dict[str, Any], name: str, max_len: int = 128) -> str:
@@ -83,6 +94,23 @@ def coord(obj: dict[str, Any], name: str, limit: float) -> float | None:
     return value
 
 
+def optional_text(obj: dict[str, Any], name: str, max_len: int = 128) -> str | None:
+    """An optional non-empty string field; None when absent or null."""
+    return None if obj.get(name) is None else text(obj, name, max_len)
+
+
+def caller_kind(obj: dict[str, Any]) -> str:
+    """The required ``caller_kind`` field: one of the contract's number range classes."""
+    kind = obj.get("caller_kind")
+    if kind is None:
+        raise InvalidEvent("missing_field", "caller_kind")
+    if type(kind) is not str:  # an unhashable list/object would make the set lookup raise TypeError
+        raise InvalidEvent("wrong_type", "caller_kind must be a string")
+    if kind not in _CALLER_KINDS:
+        raise InvalidEvent("bad_value", "caller_kind unknown")
+    return kind
+
+
 def call_v1(obj: dict[str, Any]) -> CallEvent:
     """Validate a parsed ``call.v1`` object."""
     answered = obj.get("answered")
@@ -93,13 +121,7 @@ def call_v1(obj: dict[str, Any]) -> CallEvent:
     duration = number(obj, "duration_s")
     if not 0 <= duration <= 86_400:
         raise InvalidEvent("bad_value", "duration_s out of range")
-    kind = obj.get("caller_kind")
-    if kind is None:
-        raise InvalidEvent("missing_field", "caller_kind")
-    if type(kind) is not str:  # an unhashable list/object would make the set lookup raise TypeError
-        raise InvalidEvent("wrong_type", "caller_kind must be a string")
-    if kind not in _CALLER_KINDS:
-        raise InvalidEvent("bad_value", "caller_kind unknown")
+    kind = caller_kind(obj)
     return CallEvent(
         event_id=text(obj, "event_id"),
         ts_ms=ts(obj),
@@ -108,6 +130,21 @@ def call_v1(obj: dict[str, Any]) -> CallEvent:
         answered=answered,
         duration_s=duration,
         caller_kind=kind,
+        callee_lat=coord(obj, "callee_lat", 90.0),
+        callee_lon=coord(obj, "callee_lon", 180.0),
+        call_id=optional_text(obj, "call_id"),
+    )
+
+
+def call_start_v1(obj: dict[str, Any]) -> CallStartEvent:
+    """Validate a parsed ``call_start.v1`` object."""
+    return CallStartEvent(
+        event_id=text(obj, "event_id"),
+        call_id=text(obj, "call_id"),
+        ts_ms=ts(obj),
+        caller=phone(obj, "caller"),
+        callee=phone(obj, "callee"),
+        caller_kind=caller_kind(obj),
         callee_lat=coord(obj, "callee_lat", 90.0),
         callee_lon=coord(obj, "callee_lon", 180.0),
     )

@@ -13,6 +13,7 @@ __all__ = [
     "CHANNEL_CODES",
     "DAY_MS",
     "DEDUP_IDS",
+    "ENDED_CALL_IDS",
     "FEEDBACK_DELAY_MS",
     "FLAG_MAX_ENTRIES",
     "FLAG_SPANS_MS",
@@ -23,12 +24,14 @@ __all__ = [
     "LONG_CALL_S",
     "MAX_CONTACTS",
     "MAX_FEEDBACK_CALLERS",
+    "MAX_OPEN_CALLS",
     "MAX_PAYEES",
     "MAX_PAYERS",
     "MAX_PENDING",
     "MINUTE_MS",
     "NEW_PAYEE_MS",
     "NIGHT_BEFORE_HOUR",
+    "OPEN_CALL_TIMEOUT_MS",
     "PAID_AFTER_CALL_MS",
     "PAID_MIN_TALK_S",
     "PARAMETERS",
@@ -79,6 +82,15 @@ STRANGER_MS = DAY_MS
 NEW_PAYEE_MS = DAY_MS
 # A transfer this soon after a suspicious call is ``transfer_after_suspicious_call``.
 SUSPICIOUS_FOLLOW_MS = 30 * MINUTE_MS
+
+# -- calls on the line now (signalling, ``call_start.v1``) ---------------------------------------------
+# A call whose ending record never came (a lost message) is closed this long of event time after it connected:
+# long enough for the longest scam calls (hours of a fake police "investigation"), short enough that a lost
+# record does not keep a person "on a call" for the rest of the week.
+OPEN_CALL_TIMEOUT_MS = 4 * HOUR_MS
+MAX_OPEN_CALLS = 8  # a person on more calls at once is a switchboard; the oldest are dropped
+# Calls that ended, remembered so a signalling message arriving after its call record opens nothing.
+ENDED_CALL_IDS = 64
 
 # -- bounded memory per key: a cap that is reached changes values --------------------------------
 DEDUP_IDS = 512

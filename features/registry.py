@@ -149,7 +149,11 @@ _CALL = _block(
         (
             "call_duration_s",
             lambda r: (
-                f"took a {minutes(_v(r, 'call_duration_s'))} call"
+                (
+                    "has just picked up a call"
+                    if _v(r, "is_call_start")
+                    else f"took a {minutes(_v(r, 'call_duration_s'))} call"
+                )
                 + (" from a number first seen today" if _v(r, "caller_is_stranger") else "")
             ),
         ),
@@ -443,6 +447,62 @@ _SUSPICIOUS = _block(
     ],
 )
 
+# What is on the line now (signalling): the open call the block describes is the one with a number first seen
+# today that has lasted longest, else the longest open call. All NaN/0 on a stream without signalling.
+_ON_CALL = _block(
+    "on_call",
+    [
+        (
+            "is_call_start",
+            lambda r: (
+                "a call has just connected" if _v(r, "is_call_start") else "the warning rests on a finished event"
+            ),
+        ),
+        (
+            "oncall_calls",
+            lambda r: f"is on {_v(r, 'oncall_calls'):.0f} call(s) right now",
+        ),
+        (
+            "oncall_stranger",
+            lambda r: (
+                "is on a call right now with a number first seen today"
+                if _v(r, "oncall_stranger")
+                else "is not on a call with a new number right now"
+            ),
+        ),
+        (
+            "oncall_elapsed_s",
+            lambda r: f"the call on the line now has lasted {minutes(_v(r, 'oncall_elapsed_s'))} so far",
+        ),
+        (
+            "oncall_caller_fanout_24h",
+            lambda r: f"the number on the line now rang {_v(r, 'oncall_caller_fanout_24h'):.0f} different people today",
+        ),
+        (
+            "oncall_caller_short_share_24h",
+            lambda r: (
+                f"{_v(r, 'oncall_caller_short_share_24h'):.0%} of the people who answered the number on the line "
+                "now hung up within 30 s"
+            ),
+        ),
+        (
+            "oncall_caller_paid_callees_7d",
+            lambda r: (
+                f"{people(_v(r, 'oncall_caller_paid_callees_7d'))} who talked with the number on the line now this "
+                "week then paid someone new"
+            ),
+        ),
+        (
+            "oncall_caller_age_s",
+            lambda r: (
+                f"the number on the line now first appeared {span(_v(r, 'oncall_caller_age_s'))} ago"
+                if _v(r, "oncall_caller_age_s") >= 60
+                else "the number on the line now was never seen before this call"
+            ),
+        ),
+    ],
+)
+
 BLOCKS: tuple[Block, ...] = (
     _EVENT,
     _CALL,
@@ -453,6 +513,7 @@ BLOCKS: tuple[Block, ...] = (
     _WINDOWS,
     _SUBSCRIBER,
     _SUSPICIOUS,
+    _ON_CALL,
 )
 BLOCK_NAMES: dict[str, tuple[str, ...]] = {b.name: b.names for b in BLOCKS}
 FEATURES: tuple[Feature, ...] = tuple(f for b in BLOCKS for f in b.features)

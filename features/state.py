@@ -14,21 +14,24 @@ from dataclasses import MISSING, dataclass, fields
 from operator import attrgetter
 from typing import Any
 
-from core.events import CallEvent, TransferEvent
+from core.events import CallEvent, CallStartEvent, TransferEvent, call_join_key
 from features.params import (
     CALLER_MAX_ENTRIES,
     CHANNEL_CODES,
     DEDUP_IDS,
+    ENDED_CALL_IDS,
     FEEDBACK_DELAY_MS,
     FLAG_MAX_ENTRIES,
     FLAG_SPANS_MS,
     KIND_CODES,
     LONG_CALL_S,
     MAX_CONTACTS,
+    MAX_OPEN_CALLS,
     MAX_PAYEES,
     MAX_PAYERS,
     MAX_PENDING,
     NEW_PAYEE_MS,
+    OPEN_CALL_TIMEOUT_MS,
     PAYEE_AGE_CAP_S,
     PAYEE_MAX_ENTRIES,
     SHORT_CALL_S,
@@ -73,6 +76,7 @@ __all__ = [
     "CallerState",
     "DelayedFlags",
     "Feedback",
+    "OpenCall",
     "PayeeSnapshot",
     "PayeeState",
     "SubscriberState",
@@ -90,14 +94,17 @@ class _Dedup:
 
     __slots__ = ("_order", "_seen")
 
-    def __init__(self, ids: list[str] | None = None) -> None:
-        self._order: deque[str] = deque(ids or (), maxlen=DEDUP_IDS)
+    def __init__(self, ids: list[str] | None = None, size: int = DEDUP_IDS) -> None:
+        self._order: deque[str] = deque(ids or (), maxlen=size)
         self._seen = set(self._order)
+
+    def __contains__(self, event_id: str) -> bool:
+        return event_id in self._seen
 
     def first_time(self, event_id: str) -> bool:
         if event_id in self._seen:
             return False
-        if len(self._order) == DEDUP_IDS:
+        if len(self._order) == self._order.maxlen:
             self._seen.discard(self._order[0])
         self._order.append(event_id)
         self._seen.add(event_id)
@@ -604,10 +611,39 @@ class SuspiciousContact:
         ]
 
 
+@dataclass(slots=True)
+class OpenCall:
+    """A call on the line now (its ``call_start.v1`` came, its ``call.v1`` not yet) and its caller then."""
+
+    start_ms: int
+    caller: str
+    stranger: bool  # the number was first seen with this person less than a day before it connected
+    caller_fanout_24h: int
+    caller_short_share_24h: float  # of the caller's answered calls that day, those under SHORT_CALL_S
+    caller_paid_callees_7d: int
+    caller_age_s: float
+
+    def to_list(self) -> list[Any]:
+        return [
+            self.start_ms,
+            self.caller,
+            self.stranger,
+            self.caller_fanout_24h,
+            self.caller_short_share_24h,
+            self.caller_paid_callees_7d,
+            self.caller_age_s,
+        ]
+
+
+def _fallback_join(caller: str, ts_ms: int) -> str:
+    # The contract's last resort when a call record carries neither the call id nor the start's event id.
+    return f"{caller}@{ts_ms}"
+
+
 class SubscriberState:
     """Rolling behaviour of one subscriber (possible victim): calls received and transfers made."""
 
-    __slots__ = ("amount_stats", "contacts", "dedup", "last_suspicious", "payees", "windows")
+    __slots__ = ("amount_stats", "contacts", "dedup", "ended", "last_suspicious", "open_calls", "payees", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(
@@ -621,16 +657,61 @@ class SubscriberState:
         self.amount_stats: list[float] = [0.0, 0.0, 0.0]
         self.last_suspicious: SuspiciousContact | None = None
         self.dedup = _Dedup()
+        # Calls on the line now, by the id that joins them to their record (``call_join_key``), oldest first.
+        self.open_calls: dict[str, OpenCall] = {}
+        self.ended = _Dedup(size=ENDED_CALL_IDS)  # join ids of calls whose record came
 
     def is_stranger(self, caller: str, at_ms: int) -> bool:
         """A number first seen with this subscriber less than a day ago (or never)."""
         contact = self.contacts.get(caller)
         return contact is None or contact[0] > at_ms - STRANGER_MS
 
+    def expire_open_calls(self, at_ms: int) -> None:
+        """Close the calls whose record is overdue: connected more than OPEN_CALL_TIMEOUT_MS before ``at_ms``."""
+        if self.open_calls:
+            cutoff = at_ms - OPEN_CALL_TIMEOUT_MS
+            for key in [k for k, c in self.open_calls.items() if c.start_ms < cutoff]:
+                del self.open_calls[key]
+
+    def open_call(self, start: CallStartEvent, caller: CallerSnapshot) -> bool | None:
+        """Put a connected call on the line; whether its caller is a stranger, None for a duplicate.
+
+        A start whose call record already came (signalling later than the record) opens nothing.
+        """
+        if not self.dedup.first_time(start.event_id):
+            return None
+        self.expire_open_calls(start.ts_ms)
+        stranger = self.is_stranger(start.caller, start.ts_ms)
+        if start.call_id not in self.ended and _fallback_join(start.caller, start.ts_ms) not in self.ended:
+            self.open_calls[start.call_id] = OpenCall(
+                start.ts_ms,
+                start.caller,
+                stranger,
+                caller.fanout_24h,
+                caller.answered_short_share_24h,
+                caller.paid_callees_7d,
+                caller.age_s,
+            )
+            while len(self.open_calls) > MAX_OPEN_CALLS:
+                del self.open_calls[next(iter(self.open_calls))]
+        return stranger
+
+    def _close_call(self, call: CallEvent) -> None:
+        key = call_join_key(call)
+        if self.open_calls.pop(key, None) is None:
+            for open_key, open_call in self.open_calls.items():
+                if open_call.caller == call.caller and open_call.start_ms == call.ts_ms:
+                    del self.open_calls[open_key]
+                    break
+        self.ended.first_time(key)
+        self.ended.first_time(_fallback_join(call.caller, call.ts_ms))
+
     def update_call(self, call: CallEvent, avail_ms: int, caller: CallerSnapshot) -> bool | None:
         """Account a received call; returns whether its caller was a stranger, None for a duplicate."""
         if not self.dedup.first_time(call.event_id):
             return None
+        self._close_call(call)
+        self.expire_open_calls(avail_ms)
         stranger = self.is_stranger(call.caller, avail_ms)
         dur = int(call.duration_s)
         contact = self.contacts.get(call.caller)
@@ -684,6 +765,7 @@ class SubscriberState:
         if not self.dedup.first_time(transfer.event_id):
             return False, False, before
         ts = transfer.ts_ms
+        self.expire_open_calls(ts)
         cents = round(transfer.amount * 100)
         payee = self.payees.get(transfer.payee_account)
         new_payee = payee is None or payee[0] > ts - NEW_PAYEE_MS
@@ -716,6 +798,8 @@ class SubscriberState:
             "a": self.amount_stats,
             "s": self.last_suspicious.to_list() if self.last_suspicious else None,
             "d": self.dedup.to_obj(),
+            "o": {key: call.to_list() for key, call in self.open_calls.items()},
+            "e": self.ended.to_obj(),
         }
 
     @classmethod
@@ -729,4 +813,7 @@ class SubscriberState:
         state.amount_stats = obj["a"]
         state.last_suspicious = SuspiciousContact(*obj["s"]) if obj["s"] else None
         state.dedup = _Dedup(obj["d"])
+        # Absent in states stored before signalling.
+        state.open_calls = {key: OpenCall(*values) for key, values in (obj.get("o") or {}).items()}
+        state.ended = _Dedup(obj.get("e"), size=ENDED_CALL_IDS)
         return state

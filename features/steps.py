@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from core.events import CallEvent, Event, TransferEvent
+from core.events import CallEvent, CallStartEvent, Event, TransferEvent
 from core.kinds import Handlers
 from features.state import (
     PAYEE_PREFIX,
@@ -32,6 +32,8 @@ from features.vector import (
     FeatureRow,
     apply_feedback,
     call_row,
+    call_start_row,
+    caller_start_step,
     caller_step,
     payee_step,
     transfer_feedback,
@@ -74,6 +76,11 @@ def _call_subscriber(state: SubscriberState, call: CallEvent, snap: CallerSnapsh
     return None if row is None else (row, [])
 
 
+def _call_start_subscriber(state: SubscriberState, start: CallStartEvent, snap: CallerSnapshot | None) -> SubscriberOut:
+    row = call_start_row(state, start, snap)
+    return None if row is None else (row, [])
+
+
 def _transfer_subscriber(state: SubscriberState, transfer: TransferEvent, snap: PayeeSnapshot | None) -> SubscriberOut:
     row = transfer_row(state, transfer, snap)
     return None if row is None else (row, transfer_feedback(state, transfer, row))
@@ -84,6 +91,10 @@ STEPS: Handlers[KindSteps] = Handlers(
         CallEvent: KindSteps(lambda call: call.caller, caller_step, CallerSnapshot, _call_subscriber),
         TransferEvent: KindSteps(
             lambda transfer: payee_key(transfer.payee_account), payee_step, PayeeSnapshot, _transfer_subscriber
+        ),
+        # Signalling reads the calling number (keyed as its call will be) and opens the call on the line.
+        CallStartEvent: KindSteps(
+            lambda start: start.caller, caller_start_step, CallerSnapshot, _call_start_subscriber
         ),
     }
 )

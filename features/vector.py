@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from core.events import CallEvent, Event, TransferEvent
+from core.events import CallEvent, CallStartEvent, Event, TransferEvent
 from features.clock import local_hour
 from features.params import (
     FEEDBACK_DELAY_MS,
@@ -41,6 +41,7 @@ from features.state import (
     CallerSnapshot,
     CallerState,
     Feedback,
+    OpenCall,
     PayeeSnapshot,
     PayeeState,
     SubscriberState,
@@ -56,6 +57,8 @@ __all__ = [
     "apply_feedback",
     "available_at",
     "call_row",
+    "call_start_row",
+    "caller_start_step",
     "caller_step",
     "encode_row",
     "json_values",
@@ -68,7 +71,18 @@ __all__ = [
 NAN = float("nan")
 
 # ``subscriber_step`` appends the blocks in this order; the registry must declare them so.
-_ROW_ORDER = ("event", "call", "caller", "call_vs_caller", "transfer", "payee", "windows", "subscriber", "suspicious")
+_ROW_ORDER = (
+    "event",
+    "call",
+    "caller",
+    "call_vs_caller",
+    "transfer",
+    "payee",
+    "windows",
+    "subscriber",
+    "suspicious",
+    "on_call",
+)
 if tuple(b.name for b in BLOCKS) != _ROW_ORDER:
     raise RuntimeError(f"features.registry declares blocks {[b.name for b in BLOCKS]}, the step builds {_ROW_ORDER}")
 # The padding of a block an event does not fill (a call's transfer fields, a transfer's call fields).
@@ -79,6 +93,9 @@ _NAN_PAYEE = (NAN,) * len(BLOCK_NAMES["payee"])
 _NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0)  # no suspicious call yet: no time since, no share, zero counts
 if len(_NO_SUSPICIOUS) != len(BLOCK_NAMES["suspicious"]):
     raise RuntimeError("the suspicious block's padding does not match the registry")
+_NO_OPEN_CALL = (0.0, NAN, NAN, NAN, NAN, NAN)  # not on a new number's call; nothing known of a line
+if 2 + len(_NO_OPEN_CALL) != len(BLOCK_NAMES["on_call"]):
+    raise RuntimeError("the on_call block's padding does not match the registry")
 # (state channel, kept in cents) per window feature of one window, read once per window per row.
 _WINDOW_READ = tuple((ch.channel, ch.cents) for ch in WINDOW_CHANNELS)
 _N_WINDOWS = len(WINDOW_NAMES)
@@ -100,6 +117,7 @@ class FeatureRow:
     values: tuple[float, ...]
     lat: float | None
     lon: float | None
+    schema: str = ""  # the event's kind ("" in a record written before signalling)
 
 
 def json_values(values: tuple[float, ...]) -> list[float | None]:
@@ -124,6 +142,11 @@ def caller_step(state: CallerState, call: CallEvent) -> CallerSnapshot | None:
     """Update the calling number's state with a call; its snapshot, or None for a duplicate."""
     if not state.update(call, available_at(call)):
         return None
+    return state.snapshot()
+
+
+def caller_start_step(state: CallerState, start: CallStartEvent) -> CallerSnapshot:
+    """The calling number as it is when a call connects; the call changes its state only once it ends."""
     return state.snapshot()
 
 
@@ -216,6 +239,55 @@ def _suspicious_block(state: SubscriberState, at_ms: int, out: list[float]) -> N
         ]
 
 
+def _on_call_block(state: SubscriberState, at_ms: int, is_start: bool, out: list[float]) -> None:
+    calls = state.open_calls
+    out.append(1.0 if is_start else 0.0)
+    out.append(float(len(calls)))
+    if not calls:
+        out += _NO_OPEN_CALL
+        return
+    # The call the officer would ask about: a new number's, the longest first (dict order is connect order).
+    shown: OpenCall = min(calls.values(), key=lambda c: (not c.stranger, c.start_ms))
+    out += [
+        1.0 if shown.stranger else 0.0,
+        max(0.0, (at_ms - shown.start_ms) / 1000),
+        float(shown.caller_fanout_24h),
+        float(shown.caller_short_share_24h),
+        float(shown.caller_paid_callees_7d),
+        float(shown.caller_age_s),
+    ]
+
+
+def call_start_row(
+    state: SubscriberState, start: CallStartEvent, caller: CallerSnapshot | None = None
+) -> FeatureRow | None:
+    """Put a connected call on the subscriber's line and build its row; None for a duplicate.
+
+    What is known is the caller and this person's history with it: no duration, and the call counts in the
+    windows only once its record comes.
+    """
+    at_ms = available_at(start)
+    snap = caller if caller is not None else _ZERO_CALLER
+    stranger = state.open_call(start, snap)
+    if stranger is None:
+        return None
+    contact = state.contacts.get(start.caller)
+    values = _event_block(at_ms, True)
+    values += [  # call
+        NAN,
+        1.0,
+        1.0 if stranger else 0.0,
+        (at_ms - contact[0]) / 1000 if contact else 0.0,
+        float(contact[2]) if contact else 0.0,
+        float(contact[3]) if contact else 0.0,
+    ]
+    values += snap.to_list()  # caller
+    values.append(NAN)  # call_vs_caller: no length yet
+    values += _NAN_TRANSFER
+    values += _NAN_PAYEE
+    return _finish(state, start, at_ms, values, True, start.callee_lat, start.callee_lon)
+
+
 def call_row(state: SubscriberState, call: CallEvent, caller: CallerSnapshot | None = None) -> FeatureRow | None:
     """Update the subscriber's state with a call and build its feature row; None for a duplicate."""
     at_ms = available_at(call)
@@ -279,10 +351,11 @@ def _finish(
     lat: float | None,
     lon: float | None,
 ) -> FeatureRow:
-    """The blocks every kind shares (windows, subscriber, suspicious), and the row."""
+    """The blocks every kind shares (windows, subscriber, suspicious, on_call), and the row."""
     _windows_block(state, values)
     _subscriber_block(state, values)
     _suspicious_block(state, at_ms, values)
+    _on_call_block(state, at_ms, type(event) is CallStartEvent, values)
     return FeatureRow(
         event_id=event.event_id,
         subscriber=event.subscriber,
@@ -291,6 +364,7 @@ def _finish(
         values=tuple(values),
         lat=lat,
         lon=lon,
+        schema=event.schema,
     )
 
 
@@ -300,8 +374,10 @@ def subscriber_step(
     caller: CallerSnapshot | None = None,
     payee: PayeeSnapshot | None = None,
 ) -> FeatureRow | None:
-    """:func:`call_row` or :func:`transfer_row`, by the event's kind (for callers that hold either)."""
+    """:func:`call_row`, :func:`call_start_row` or :func:`transfer_row`, by the event's kind."""
     if type(event) is CallEvent:
         return call_row(state, event, caller)
+    if type(event) is CallStartEvent:
+        return call_start_row(state, event, caller)
     assert type(event) is TransferEvent, f"no feature row for {event.schema}"
     return transfer_row(state, event, payee)

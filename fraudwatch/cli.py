@@ -81,18 +81,29 @@ def simulate(
     days: float = 1.0,
     seed: int = 1,
     victims_per_10k_per_day: float = 12.0,
+    signalling: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (call_start.v1)"),
+    ] = 0.0,
 ) -> None:
     """Simulate a seeded city's calls, transfers, fraud cases and responders."""
     from sandbox.simulate import CityConfig, write_city
     from sandbox.simulate import simulate as run
 
     city = run(
-        CityConfig(subscribers=subscribers, days=days, seed=seed, victims_per_10k_per_day=victims_per_10k_per_day)
+        CityConfig(
+            subscribers=subscribers,
+            days=days,
+            seed=seed,
+            victims_per_10k_per_day=victims_per_10k_per_day,
+            signalling=signalling,
+        )
     )
     paths = write_city(city, out)  # city.json beside the files gives `evaluate` the number of residents
     _print_json(
         {
             "events": len(city.events),
+            "call_starts": city.meta["call_starts"],
             "cases": len(city.cases),
             "cases_with_loss": city.meta["cases_with_loss"],
             "residents": city.meta["residents"],

@@ -167,6 +167,10 @@ class CityConfig:
     # Share of a ring line's days spent on a longer pitch (most answered sweep calls of 120 s come from them).
     sweep_pitch_share: float = 0.2
     refuse_share: float = 0.24  # planned victims who never pay (more go unpaid when the window ends first)
+    # Share of answered calls whose connect the operator signals (``call_start.v1``): 0 an operator without a
+    # signalling feed, 1 every answered call, in between a feed that drops messages. Drawn from a generator of
+    # its own, so the rest of the city is the same whatever the share.
+    signalling: float = 0.0
 
     def __post_init__(self) -> None:
         if self.subscribers < 1 or self.days <= 0:
@@ -176,8 +180,8 @@ class CityConfig:
             raise ValueError("counts and rates must not be negative, the radius must be positive")
         if self.lookalike_scale < 0 or self.scam_time_scale <= 0:
             raise ValueError("the look-alike scale must not be negative, the scam time scale must be positive")
-        if not (0 <= self.sweep_pitch_share <= 1 and 0 <= self.refuse_share <= 1):
-            raise ValueError("sweep_pitch_share and refuse_share are shares between 0 and 1")
+        if not (0 <= self.sweep_pitch_share <= 1 and 0 <= self.refuse_share <= 1 and 0 <= self.signalling <= 1):
+            raise ValueError("sweep_pitch_share, refuse_share and signalling are shares between 0 and 1")
         for pairs, names, what in (
             (self.scenario_weights, SCENARIOS, "scenario"),
             (self.fraud_line_kinds, FRAUD_LINE_KINDS, "fraud line kind"),
@@ -1344,7 +1348,10 @@ class _Sim:
             schema = ev["schema"]
             counters[schema] += 1
             ev["event_id"] = f"{'c' if schema == 'call.v1' else 't'}-{seed}-{counters[schema]}"
-        cases = self._case_records(raw_cases)
+        starts = self._signalling()
+        cases = self._case_records(raw_cases, starts)
+        if starts:
+            self.events = sorted([*self.events, *starts.values()], key=itemgetter("ts_ms"))
         return SimulatedCity(self.events, cases, responders, self._meta(cases))
 
     def _meta(self, cases: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1366,13 +1373,43 @@ class _Sim:
             "end_ms": self.clock.end,
             "scenarios": list(self.mix),
             "events": len(self.events),
+            "call_starts": sum(1 for e in self.events if e["schema"] == "call_start.v1"),
+            "signalling": cfg.signalling,
             "cases": len(cases),
             "cases_with_loss": sum(c["first_loss_ms"] is not None for c in cases),
             "cases_by_scenario": dict(sorted(by_scenario.items())),
             "config": asdict(cfg),
         }
 
-    def _case_records(self, raw_cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _signalling(self) -> dict[str, dict[str, Any]]:
+        """A ``call_start.v1`` per signalled answered call, by the call's event id (which is its ``call_id``)."""
+        share = self.cfg.signalling
+        if share <= 0:
+            return {}
+        rng = random.Random(self.cfg.seed * 7919 + 17)
+        starts: dict[str, dict[str, Any]] = {}
+        for ev in self.events:
+            if ev["schema"] != "call.v1" or not ev["answered"] or rng.random() >= share:
+                continue
+            start = {
+                "schema": "call_start.v1",
+                "event_id": f"s-{self.cfg.seed}-{len(starts) + 1}",
+                "call_id": ev["event_id"],
+                "ts_ms": ev["ts_ms"],
+                "caller": ev["caller"],
+                "callee": ev["callee"],
+                "caller_kind": ev["caller_kind"],
+            }
+            if "callee_lat" in ev:
+                start["callee_lat"], start["callee_lon"] = ev["callee_lat"], ev["callee_lon"]
+            starts[ev["event_id"]] = start
+        return starts
+
+    def _case_records(
+        self, raw_cases: list[dict[str, Any]], starts: dict[str, dict[str, Any]] | None = None
+    ) -> list[dict[str, Any]]:
+        """The cases as ``case.v1``; ``starts``: the signalling of calls, listed with the case's events."""
+        starts = starts or {}
         cases = []
         for raw in raw_cases:
             events = raw["events"]
@@ -1391,7 +1428,8 @@ class _Sim:
                     "fraud_numbers": numbers,
                     "first_contact_ms": calls[0]["ts_ms"],
                     "first_loss_ms": losses[0]["ts_ms"] if losses else None,
-                    "event_ids": [e["event_id"] for e in events],
+                    "event_ids": [e["event_id"] for e in events]
+                    + [starts[e["event_id"]]["event_id"] for e in calls if e["event_id"] in starts],
                     "loss_amount": round(sum(e["amount"] for e in losses), 2),
                     "origin": raw["origin"],
                 }

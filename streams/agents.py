@@ -69,7 +69,6 @@ _key_duplicates = {CallerSnapshot: DUPLICATES.labels(stage="caller"), PayeeSnaps
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
-_scored = {True: EVENTS_SCORED.labels(kind="call.v1"), False: EVENTS_SCORED.labels(kind="transfer.v1")}
 
 
 def _child(metric: Any, *values: str) -> Any:
@@ -308,7 +307,7 @@ class Agents:
             for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
                 level = bisect.bisect_right(thresholds, risk)
                 self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk)
-                _scored[row.is_call].inc()
+                _child(EVENTS_SCORED, row.schema).inc()
                 _child(DECISIONS, str(level)).inc()
                 if t_s:
                     EVENT_TO_DECISION.observe(max(0.0, now - t_s))

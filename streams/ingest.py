@@ -6,19 +6,16 @@ any kind is rejected with its reason, and a valid message of a kind no stage han
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
 from core.decode import decode
 from core.errors import InvalidEvent
-from core.events import CallEvent, TransferEvent
-from core.kinds import Handlers, to_wire
-from features import payee_key
+from core.kinds import to_wire
+from features import steps_for
 
-__all__ = ["ROUTE_KEYS", "Forward", "Ignored", "Rejected", "route_raw"]
+__all__ = ["Forward", "Ignored", "Rejected", "route_raw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +41,10 @@ class Ignored:
     schema: str
 
 
-# The key of the caller-keyed hop per kind. Transfers take the same two hops as calls so that, under load, a
-# transfer does not overtake the call that came before it; on this hop they are keyed by payee (``callers``
-# adds the payee's features): like a subscriber's calls from different numbers, its transfers to different
+# The caller-keyed hop is keyed by each kind's key-stage key (``features.steps``): a call's calling number, a
+# transfer's payee. Transfers take the same two hops as calls so that, under load, a transfer does not overtake
+# the call that came before it; like a subscriber's calls from different numbers, its transfers to different
 # payees may then reach ``score`` in another order than they were sent.
-ROUTE_KEYS: Handlers[Callable[[Any], str]] = Handlers(
-    {CallEvent: lambda call: call.caller, TransferEvent: lambda transfer: payee_key(transfer.payee_account)}
-)
 
 
 def route_raw(raw: bytes, max_bytes: int, broker_ts: float | None) -> Forward | Rejected | Ignored:
@@ -59,8 +53,8 @@ def route_raw(raw: bytes, max_bytes: int, broker_ts: float | None) -> Forward | 
         event = decode(raw, max_bytes)
     except InvalidEvent as exc:
         return Rejected(exc)
-    route_key = ROUTE_KEYS.get(event)
-    if route_key is None:
+    steps = steps_for(event)
+    if steps is None:
         return Ignored(event.schema)
     envelope = orjson.dumps({"e": to_wire(event), "t": broker_ts})
-    return Forward(event.schema, route_key(event).encode(), envelope)
+    return Forward(event.schema, steps.key_of(event).encode(), envelope)

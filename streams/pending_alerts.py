@@ -55,6 +55,7 @@ def encode_pending(alert: PendingAlert) -> bytes:
             "s": row.subscriber,
             "a": row.avail_ms,
             "c": row.is_call,
+            "k": row.schema,
             "v": json_values(row.values),
             "la": row.lat,
             "lo": row.lon,
@@ -78,6 +79,7 @@ def decode_pending(raw: bytes) -> PendingAlert:
             values=tuple(math.nan if v is None else float(v) for v in d["v"]),
             lat=d["la"],
             lon=d["lo"],
+            schema=str(d.get("k") or ""),  # absent in records of a worker before signalling
         )
         return PendingAlert(row, float(d["r"]), int(d["l"]), str(d["m"]), float(d["d"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:

@@ -7,6 +7,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from core.kinds import KINDS
 from core.settings import Settings
 
 __all__ = [
@@ -42,9 +43,9 @@ def changelog_topic(settings: Settings, table: str) -> str:
 
 def topic_names(settings: Settings) -> list[str]:
     """Every topic the service reads or writes, apart from Faust's own changelogs."""
+    inputs = dict.fromkeys(getattr(settings, kind.topic_setting) for kind in KINDS.values())
     return [
-        settings.calls_topic,
-        settings.transfers_topic,
+        *inputs,
         internal_topic(settings, settings.caller_calls_topic),
         internal_topic(settings, settings.enriched_calls_topic),
         internal_topic(settings, "features"),

@@ -18,9 +18,9 @@ from features.state import (
     PayeeSnapshot,
     PayeeState,
     SubscriberState,
-    payee_key,
     state_from_obj,
 )
+from features.steps import key_of, key_stage, key_state_type, subscriber_stage
 from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -30,7 +30,6 @@ from features.vector import (
     caller_step,
     payee_step,
     subscriber_step,
-    transfer_feedback,
 )
 from sandbox.simulate import CityConfig, simulate
 
@@ -513,7 +512,8 @@ def test_idle_only_after_seven_days_of_silence() -> None:
 
 @pytest.fixture(scope="module")
 def city_events() -> list[Event]:
-    city = simulate(CityConfig(subscribers=500, days=1.0, seed=11))
+    # Half the answered calls signalled: joined starts, unsignalled calls and open calls all occur.
+    city = simulate(CityConfig(subscribers=500, days=1.0, seed=11, signalling=0.5))
     events = [decode_obj(e) for e in city.events]
     # redeliveries: the same events again, a little later in the stream
     rng = random.Random(5)
@@ -536,32 +536,23 @@ def _through_changelog(events: Iterable[Event]) -> list[FeatureRow]:
         return state_from_obj(orjson.loads(raw)) if raw is not None else new()
 
     for event in in_arrival_order(events):
-        snap = payee_snap = None
-        if isinstance(event, CallEvent):
-            caller = load(event.caller, CallerState)
-            assert isinstance(caller, CallerState)
-            snap = caller_step(caller, event)
-            keyed[event.caller] = orjson.dumps(caller.to_obj())
-            if snap is None:
-                continue
-        else:
-            payee = load(payee_key(event.payee_account), PayeeState)
-            assert isinstance(payee, PayeeState)
-            payee_snap = payee_step(payee, event)
-            keyed[payee_key(event.payee_account)] = orjson.dumps(payee.to_obj())
-            if payee_snap is None:
-                continue
+        key = key_of(event)
+        state = load(key, key_state_type(key))
+        snap = key_stage(state, event)
+        keyed[key] = orjson.dumps(state.to_obj())
+        if snap is None:
+            continue
         raw = subscribers.get(event.subscriber)
         sub = SubscriberState.from_obj(orjson.loads(raw)) if raw is not None else SubscriberState()
-        row = subscriber_step(sub, event, snap, payee_snap)
+        result = subscriber_stage(sub, event, snap)
         subscribers[event.subscriber] = orjson.dumps(sub.to_obj())
-        if row is not None:
+        if result is not None:
+            row, feedback = result
             out.append(row)
-            if isinstance(event, TransferEvent):
-                for fb in transfer_feedback(sub, event, row):
-                    state = load(fb.key, PayeeState if fb.key.startswith("payee:") else CallerState)
-                    apply_feedback(state, fb)
-                    keyed[fb.key] = orjson.dumps(state.to_obj())
+            for fb in feedback:
+                fb_state = load(fb.key, key_state_type(fb.key))
+                apply_feedback(fb_state, fb)
+                keyed[fb.key] = orjson.dumps(fb_state.to_obj())
     return out
 
 
@@ -571,6 +562,9 @@ def test_engine_equals_per_event_changelog_round_trips(city_events: list[Event])
     distinct = len({e.event_id for e in city_events})
     assert len(engine_rows) == len(changelog_rows) == distinct
     assert sum(r.is_call for r in engine_rows) > 0 and sum(not r.is_call for r in engine_rows) > 0
+    assert sum(r.schema == "call_start.v1" for r in engine_rows) > 0
+    on_call = FEATURE_INDEX["oncall_calls"]
+    assert sum(r.values[on_call] >= 1 and r.schema == "transfer.v1" for r in engine_rows) > 0
     for a, b in zip(engine_rows, changelog_rows, strict=True):
         assert (a.event_id, a.subscriber, a.avail_ms, a.is_call, a.lat, a.lon) == (
             b.event_id,
