@@ -353,6 +353,10 @@ def run(
     replay_seconds: Annotated[float, typer.Option(help="Compress the simulated days into this many seconds")] = 60.0,
     hold: Annotated[bool, typer.Option(help="Keep the dispatch console up after the summary, until Ctrl-C")] = False,
     console_port: Annotated[int, typer.Option(help="Port of the dispatch console (0 = any free port)")] = 0,
+    signalling: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (0: no feed)"),
+    ] = 1.0,
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated city (days of history, then the judged days),
     a model, a worker, a dispatch receiver."""
@@ -367,6 +371,7 @@ def run(
         replay_seconds=replay_seconds,
         hold=hold,
         console_port=console_port,
+        signalling=signalling,
     )
     summary = run_demo(get_settings(), config)
     if not hold:  # with --hold the summary was printed before the wait

@@ -183,11 +183,26 @@ def _observable(case: dict[str, Any], first_seen: dict[str, int], strictly: bool
     return seen is not None and (seen < loss if strictly else seen <= loss)
 
 
+def _first_flagged_during_call(
+    cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]], in_call: set[tuple[str, int]]
+) -> int:
+    """Cases with a loss whose first task-level alert (by the loss) came while the victim was on a call."""
+    count = 0
+    for case in cases:
+        loss = case.get("first_loss_ms")
+        if loss is None:
+            continue
+        times = [t for t in alerts_by_sub.get(case["victim"], []) if case["first_contact_ms"] <= t <= loss]
+        count += bool(times) and (case["victim"], min(times)) in in_call
+    return count
+
+
 def _case_figures(
     cases: list[dict[str, Any]],
     alerts_by_sub: dict[str, list[int]],
     first_seen: dict[str, int] | None = None,
     reasons: dict[str, str] | None = None,
+    in_call: set[tuple[str, int]] | None = None,
 ) -> dict[str, Any]:
     with_loss = [c for c in cases if c.get("first_loss_ms") is not None]
     by, before, leads = _lead_times(with_loss, alerts_by_sub)
@@ -216,6 +231,9 @@ def _case_figures(
     if reasons is not None:
         # Optional extra: the cases not flagged strictly before the loss, by what the service had seen by then.
         figures["missed_before_loss"] = _reason_counts(with_loss, reasons)
+    if in_call is not None:
+        # Optional extra: flagged while on the line with the scam (signalling), when an interruption can help.
+        figures["cases_first_flagged_during_call"] = _first_flagged_during_call(with_loss, alerts_by_sub, in_call)
     return figures
 
 
@@ -368,12 +386,12 @@ def evaluate_dataset(
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
     subs = data.subscribers
-    if levels is not None:
-        alerts_by_sub: dict[str, list[int]] = defaultdict(list)
-        for i in np.nonzero(levels >= TASK_LEVEL)[0]:
-            alerts_by_sub[subs[i]].append(int(data.avail_ms[i]))
-    else:
-        alerts_by_sub = _alerts_by_subscriber(data, scores, task_threshold)
+    alerting = np.nonzero(levels >= TASK_LEVEL if levels is not None else scores >= task_threshold)[0]
+    alerts_by_sub: dict[str, list[int]] = defaultdict(list)
+    for i in alerting:
+        alerts_by_sub[subs[i]].append(int(data.avail_ms[i]))
+    on_call = data.X[:, FEATURE_INDEX["oncall_calls"]] if len(data.rows) else np.zeros(0)
+    in_call = {(subs[i], int(data.avail_ms[i])) for i in alerting if on_call[i] >= 1}
     alerts = [(sub, at) for sub, times in alerts_by_sub.items() for at in times]
     tasks = count_tasks(alerts, episode_ms)
     victims = {c["victim"] for c in cases}
@@ -408,11 +426,13 @@ def evaluate_dataset(
     case_calls = victim_case_calls(data, cases)  # one walk over the rows for both
     first_seen = first_observable_ms(data, cases, case_calls)
     reasons = miss_reasons(data, cases, alerts_by_sub, case_calls)
-    result.update(_case_figures(cases, alerts_by_sub, first_seen, reasons))
+    result.update(_case_figures(cases, alerts_by_sub, first_seen, reasons, in_call))
+    result["in_call_alerts"] = len(in_call)
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
     result["per_scenario"] = {
-        name: _case_figures(group, alerts_by_sub, first_seen, reasons) for name, group in sorted(by_scenario.items())
+        name: _case_figures(group, alerts_by_sub, first_seen, reasons, in_call)
+        for name, group in sorted(by_scenario.items())
     }
     # Optional extra: the same history at other false-task rates (thresholds matched on it; see the function).
     result["operating_curve"] = operating_curve(data, cases, scores, episode_ms, residents=people) if len(subs) else []

@@ -86,6 +86,8 @@ class DemoConfig:
     # real-time stream; the demo runs days in a minute, where 30 s would be a day of event time per refit,
     # and one refit would step the thresholds down a whole day's pace at once (seen: pinned at the lower bound).
     budget_update_s: float = 1.0
+    # Share of the city's answered calls signalled when they connect (call_start.v1); 0: no signalling feed.
+    signalling: float = 1.0
     timeout_s: float = 300.0  # how long the worker may make no progress before the run gives up
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
     console_port: int = 0
@@ -148,6 +150,7 @@ def ensure_model(settings: Settings, config: DemoConfig) -> str:
         days=max(w.days for w in worlds),
         seed=config.train_seed,
         victims_per_10k_per_day=config.train_victims_per_10k_per_day,
+        signalling=config.signalling,
     )
     version = train_on_worlds(
         worlds,
@@ -325,6 +328,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
         days=config.history_days + config.days,
         seed=config.seed,
         victims_per_10k_per_day=config.victims_per_10k_per_day,
+        signalling=config.signalling,
     )
     city = simulate(city_config)
     judged_from = city_config.start_ms + int(config.history_days * DAY_MS)
@@ -558,9 +562,14 @@ def summarise(result: dict[str, Any], cases_path: Path, model_version: str, star
     summary: dict[str, Any] = {
         "events_sent": result["replay"].sent,
         "events_processed": counted("fw_events_scored_total"),
+        "call_starts_processed": counted("fw_events_scored_total", kind="call_start.v1"),
         "duplicates_ignored": counted("fw_duplicate_events_total"),
         "dead_letters": counted("fw_dead_letters_total"),
         "alerts_by_level": {str(level): counted("fw_decisions_total", level=str(level)) for level in (1, 2, 3)},
+        # Alerts decided while the person was on a signalled call: the warnings that can interrupt the scam.
+        "in_call_alerts_by_level": {
+            str(level): counted("fw_in_call_alerts_total", level=str(level)) for level in (1, 2, 3)
+        },
         "tasks_dispatched": len(tasks),
         "tasks_by_level": {str(lv): sum(1 for t in tasks if int(t["level"]) == lv) for lv in (2, 3)},
         "face_to_face": caught_before_loss(tasks, cases, level=3),

@@ -44,6 +44,9 @@ class WorldRanges:
     scenario_jitter_sd: float = 0.6  # log-normal noise on each scenario's default weight
     drop_probability: float = 0.25  # chance that a world has no case of a given scenario
     min_scenarios: int = 4  # a world keeps at least this many scenarios (fewer only if fewer are allowed)
+    # The signalled share of answered calls, world k taking entry k mod len: one model serves operators with a
+    # full signalling feed, a lossy one and none, so its worlds must have all three.
+    signalling: tuple[float, ...] = (1.0, 0.0, 0.5)
 
     def __post_init__(self) -> None:
         pairs = (
@@ -57,6 +60,8 @@ class WorldRanges:
             self.sweep_pitch_share,
             self.refuse_share,
         )
+        if not self.signalling or not all(0 <= share <= 1 for share in self.signalling):
+            raise ValueError("signalling needs at least one share, each between 0 and 1")
         if any(lo > hi or lo < 0 for lo, hi in pairs) or self.subscribers[0] < 1 or self.days[0] <= 0:
             raise ValueError("each range needs 0 <= low <= high (and at least one subscriber and some days)")
         if self.subscriber_days <= 0 or not 0 <= self.drop_probability < 1:
@@ -168,6 +173,7 @@ def sample_worlds(
                 scam_time_scale=round(_log_uniform(rng, *ranges.scam_time_scale), 3),
                 sweep_pitch_share=round(rng.uniform(*ranges.sweep_pitch_share), 3),
                 refuse_share=round(rng.uniform(*ranges.refuse_share), 3),
+                signalling=ranges.signalling[k % len(ranges.signalling)],
                 # Police stations and grid workers follow the city's size, as a real city's would.
                 police_stations=max(2, round(8 * subscribers / 3000)),
                 grid_workers=max(10, round(40 * subscribers / 3000)),
@@ -193,4 +199,5 @@ def describe_world(world: CityConfig) -> dict[str, object]:
         "scam_time_scale": world.scam_time_scale,
         "sweep_pitch_share": world.sweep_pitch_share,
         "refuse_share": world.refuse_share,
+        "signalling": world.signalling,
     }

@@ -20,6 +20,7 @@ from core.kinds import from_wire
 from core.pseudonym import pseudonymise
 from core.settings import Settings
 from features import (
+    FEATURE_INDEX,
     CallerSnapshot,
     FeatureRow,
     Feedback,
@@ -47,6 +48,7 @@ from streams.metrics import (
     EVENTS_IGNORED,
     EVENTS_SCORED,
     EXPLAIN_SECONDS,
+    IN_CALL_ALERTS,
     PACK_ARRIVAL,
     SCORE_BATCH,
     SCORE_SECONDS,
@@ -69,6 +71,7 @@ _key_duplicates = {CallerSnapshot: DUPLICATES.labels(stage="caller"), PayeeSnaps
 _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
+_ON_CALL = FEATURE_INDEX["oncall_calls"]
 
 
 def _child(metric: Any, *values: str) -> Any:
@@ -313,6 +316,8 @@ class Agents:
                     EVENT_TO_DECISION.observe(max(0.0, now - t_s))
                 EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
                 if level:
+                    if row.values[_ON_CALL] >= 1:
+                        _child(IN_CALL_ALERTS, str(level)).inc()
                     alert = PendingAlert(row, risk, level, scorer.version, now)
                     pending.append((row.subscriber.encode(), encode_pending(alert)))
             # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.

@@ -25,6 +25,7 @@ __all__ = [
     "EXPLAIN_SECONDS",
     "FALSE_SHARE",
     "GC_PAUSE_SECONDS",
+    "IN_CALL_ALERTS",
     "LEVEL_THRESHOLD",
     "LEVEL_THRESHOLD_BOUND",
     "LIVE_KEYS",
@@ -55,6 +56,9 @@ EVENTS_IGNORED = Counter(
     "fw_events_ignored_total", "Valid events of a kind no stage of this worker handles (a newer producer)", ["kind"]
 )
 DECISIONS = Counter("fw_decisions_total", "Scored events by risk level (0 = no alert)", ["level"])
+IN_CALL_ALERTS = Counter(
+    "fw_in_call_alerts_total", "Alerts decided while the person was on a signalled call (call_start.v1)", ["level"]
+)
 SHADOW_DECISIONS = Counter("fw_shadow_decisions_total", "Shadow-model decisions by level (never acted on)", ["level"])
 SCORE_SECONDS = Histogram(
     "fw_scoring_seconds",

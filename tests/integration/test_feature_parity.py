@@ -46,6 +46,7 @@ def _worker_settings(
         # new consumer group reads a topic from its start.
         calls_topic=f"{app_id}.calls.v1",
         transfers_topic=f"{app_id}.transfers.v1",
+        call_starts_topic=f"{app_id}.call-starts.v1",
     )
     env = {
         "FW_BROKER_URL": tansu.url,
@@ -57,6 +58,7 @@ def _worker_settings(
         "FW_PUBLISH_FEATURES": "true",
         "FW_CALLS_TOPIC": settings.calls_topic,
         "FW_TRANSFERS_TOPIC": settings.transfers_topic,
+        "FW_CALL_STARTS_TOPIC": settings.call_starts_topic,
     }
     return settings, env
 
@@ -116,7 +118,8 @@ def _same(a: list[float | None], b: tuple[float, ...]) -> bool:
 async def test_stream_rows_equal_offline_rows(
     tansu: RunningService, redis_service: RunningService, trained_data_dir: Path, tmp_path: Path
 ) -> None:
-    city = simulate(CityConfig(subscribers=300, days=0.5, seed=77, victims_per_10k_per_day=200))
+    # Half the answered calls signalled: the stream joins starts to their records as the offline engine does.
+    city = simulate(CityConfig(subscribers=300, days=0.5, seed=77, victims_per_10k_per_day=200, signalling=0.5))
     paths = write_city(city, tmp_path / "city")
     offline = {row.event_id: row for row in FeatureEngine().run(load_events(paths["events"]).events)}
 
