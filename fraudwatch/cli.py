@@ -259,6 +259,7 @@ def replay(
                 "sent": stats.sent,
                 "calls": stats.calls,
                 "transfers": stats.transfers,
+                "call_starts": stats.call_starts,
                 "unroutable": stats.unroutable,
                 "seconds": round(stats.seconds, 3),
                 "events_per_s": round(stats.rate, 1),

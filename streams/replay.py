@@ -32,6 +32,7 @@ class ReplayStats:
     transfers: int
     unroutable: int
     seconds: float
+    call_starts: int = 0  # signalling (call_start.v1), counted apart from the calls' records
 
     @property
     def rate(self) -> float:
@@ -98,7 +99,7 @@ async def replay(
         acks=1,
     )
     await producer.start()
-    calls = transfers = unroutable = 0
+    calls = transfers = starts = unroutable = 0
     started = time.monotonic()
     try:
         pending = []
@@ -112,6 +113,8 @@ async def replay(
                 unroutable += 1
             elif topic == settings.calls_topic:
                 calls += 1
+            elif topic == settings.call_starts_topic:
+                starts += 1
             else:
                 transfers += 1
             if len(pending) >= 5000:
@@ -120,4 +123,4 @@ async def replay(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return ReplayStats(len(lines), calls, transfers, unroutable, time.monotonic() - started)
+    return ReplayStats(len(lines), calls, transfers, unroutable, time.monotonic() - started, starts)
