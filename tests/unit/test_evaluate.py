@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from core.events import CallEvent, Event, TransferEvent
+from core.events import CallEvent, CallStartEvent, Event, TransferEvent
 from features.vector import FEATURE_INDEX
 from models.dataset import build_dataset
 from models.evaluate import OPERATING_RATES, evaluate, evaluate_dataset, first_observable_ms, operating_curve
@@ -237,3 +237,21 @@ def test_false_tasks_after_fraud_contact_are_counted_apart() -> None:
     # Without the events' contacts the split is not claimed.
     data = build_dataset(events, cases)
     assert "false_tasks_after_fraud_contact" not in evaluate_dataset(data, cases, scorer)
+
+
+def test_cases_first_flagged_during_a_signalled_call_are_counted() -> None:
+    events, cases = _city()
+    # A's scam call is signalled when it connects: A's transfer 5 min in is made on the line with it.
+    events.append(CallStartEvent("a-start", "a-call", T0, FRAUD, cases[0]["victim"], "voip"))
+    cases[0]["event_ids"].append("a-start")
+    data = build_dataset(events, cases)
+    pay = next(r for r in data.rows if r.event_id == "a-pay")
+    assert pay.values[FEATURE_INDEX["oncall_calls"]] == 1
+    scores = np.asarray([0.9 if r.event_id in {"a-pay", "b-call"} else 0.01 for r in data.rows])
+    scorer: Any = SimpleNamespace(version="test", thresholds=(0.1, 0.3, 0.5))
+    result = evaluate_dataset(data, cases, scorer, scores=scores)
+    assert (result["cases_first_flagged_during_call"], result["in_call_alerts"]) == (1, 1)  # A, not B
+    assert result["per_scenario"]["refund"]["cases_first_flagged_during_call"] == 1
+    assert result["per_scenario"]["investment"]["cases_first_flagged_during_call"] == 0
+    # The signalling makes A observable at its call's connect, before its loss.
+    assert first_observable_ms(data, cases)["during"] == T0
