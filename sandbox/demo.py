@@ -86,8 +86,9 @@ class DemoConfig:
     # real-time stream; the demo runs days in a minute, where 30 s would be a day of event time per refit,
     # and one refit would step the thresholds down a whole day's pace at once (seen: pinned at the lower bound).
     budget_update_s: float = 1.0
-    # Share of the city's answered calls signalled when they connect (call_start.v1); 0: no signalling feed.
-    signalling: float = 1.0
+    # Share of the city's answered calls signalled when they connect (call_start.v1); 0: no signalling feed. Off
+    # by default until connects are kept below the visit level (the training worlds have no signalling either).
+    signalling: float = 0.0
     timeout_s: float = 300.0  # how long the worker may make no progress before the run gives up
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
     console_port: int = 0

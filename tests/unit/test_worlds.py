@@ -93,3 +93,12 @@ def test_the_demo_trains_on_worlds_costing_one_training_city() -> None:
     assert math.isclose(spent, config.subscribers * config.train_days, rel_tol=0.02)
     assert all(2000 <= w.subscribers <= 10_000 and w.days >= 2.0 for w in worlds)
     assert max(w.subscribers for w in worlds) / min(w.subscribers for w in worlds) > 3
+
+
+def test_worlds_take_their_signalling_shares_in_turn() -> None:
+    assert {w.signalling for w in sample_worlds(3, seed=1)} == {0.0}
+    worlds = sample_worlds(4, seed=1, ranges=WorldRanges(signalling=(1.0, 0.0, 0.5)))
+    assert [w.signalling for w in worlds] == [1.0, 0.0, 0.5, 1.0]
+    assert describe_world(worlds[2])["signalling"] == 0.5
+    with pytest.raises(ValueError):
+        WorldRanges(signalling=())
