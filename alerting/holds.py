@@ -263,6 +263,25 @@ class HoldStore:
         found = [HoldRecord.from_fields(h, raw) for h, raw in zip(ids, rows, strict=True) if raw]
         return sorted(found, key=lambda r: int(r.message.get("created_ms", 0)))
 
+    async def for_cases(self, case_keys: list[str]) -> dict[str, list[HoldRecord]]:
+        """:meth:`for_case` of many cases in two round trips (the console's queue)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for ck in case_keys:
+            pipe.smembers(keys.case_holds(ck))
+        members = await pipe.execute() if case_keys else []
+        wanted = [(ck, keys.text(h) or "") for ck, ids in zip(case_keys, members, strict=True) for h in ids]
+        pipe = self._redis.pipeline(transaction=False)
+        for _, hold_id in wanted:
+            pipe.hgetall(keys.hold(hold_id))
+        rows = await pipe.execute() if wanted else []
+        out: dict[str, list[HoldRecord]] = {ck: [] for ck in case_keys}
+        for (ck, hold_id), raw in zip(wanted, rows, strict=True):
+            if raw:
+                out[ck].append(HoldRecord.from_fields(hold_id, raw))
+        for found in out.values():
+            found.sort(key=lambda r: int(r.message.get("created_ms", 0)))
+        return out
+
     async def end(self, hold_id: str, action: str, actor: Actor) -> HoldRecord:
         """Release or cancel one held hold (a dispatcher's decision); InvalidTransition if it is no longer held."""
         if action not in STATE_AFTER:
