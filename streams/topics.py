@@ -53,7 +53,6 @@ def topic_names(settings: Settings) -> list[str]:
         settings.dead_letter_topic,
         settings.tasks_topic,
         settings.labels_topic,
-        settings.holds_topic,
     ]
 
 
