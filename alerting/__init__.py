@@ -5,8 +5,9 @@ import from here, not from the modules.
 """
 
 from alerting.console import start_console, write_demo_tokens
-from alerting.decision import Decision
+from alerting.decision import Decision, TransferRef
 from alerting.dispatcher import Dispatcher
+from alerting.holds import HoldSink
 from alerting.outcomes import recent_outcomes, resolve_open_tasks
 from alerting.responders import ResponderRegistry
 from alerting.runtime import AlertingRuntime
@@ -16,7 +17,9 @@ __all__ = [
     "AlertingRuntime",
     "Decision",
     "Dispatcher",
+    "HoldSink",
     "ResponderRegistry",
+    "TransferRef",
     "answer_and_close",
     "recent_outcomes",
     "resolve_open_tasks",

@@ -4,6 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+__all__ = ["Decision", "TransferRef"]
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRef:
+    """What a hold.v1 message says about the initiated transfer a decision scored."""
+
+    event_id: str
+    ts_ms: int
+    payer_account: str
+    payee_account: str
+    amount: float
+    currency: str
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -19,3 +33,5 @@ class Decision:
     lat: float | None = None
     lon: float | None = None
     decided_at_s: float | None = None  # wall clock of the scoring decision; None: when alerting got it
+    # Set on a transfer scored at or above the model's hold threshold: the bank is told to hold it.
+    hold: TransferRef | None = None

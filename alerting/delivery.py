@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from alerting.backoff import backoff_delay
 from alerting.metrics import DECISION_TO_DELIVERY, DELIVERY_FAILURES, DELIVERY_RETRIES, TASKS_DELIVERED
-from alerting.outbox import Outbox, OutboxEntry
+from alerting.outbox import TASK_OUTBOX, Outbox, OutboxEntry, OutboxStreams
 from core.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from core.errors import ConfigurationError, DeliveryFailed
 from core.settings import Settings
@@ -41,7 +41,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class Deliverer:
-    """Reads ``fw:outbox`` as one consumer of group ``delivery`` and POSTs each task to the dispatch URL."""
+    """Reads ``fw:outbox`` as one consumer of group ``delivery`` and POSTs each task to the dispatch URL.
+
+    Subclasses deliver another outbox (``STREAMS``) elsewhere: see ``alerting.holds.HoldDeliverer``.
+    """
+
+    STREAMS: OutboxStreams = TASK_OUTBOX
+    URL_REQUIRED = True  # False: an entry with no URL to POST to is acknowledged once ``_attempt`` returns
 
     def __init__(
         self,
@@ -57,8 +63,8 @@ class Deliverer:
         rng: random.Random | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._url = url or settings.dispatch_url
-        if not self._url:
+        self._url = url or self._default_url(settings)
+        if not self._url and self.URL_REQUIRED:
             raise ConfigurationError("no dispatch URL: set FW_DISPATCH_URL or pass url=")
         self._settings = settings
         self._clock = clock
@@ -66,7 +72,10 @@ class Deliverer:
         self._client = client or httpx.AsyncClient(timeout=settings.delivery_timeout_s)
         # A per-instance suffix keeps two deliverers in one process (or a restarted pod) apart.
         self.outbox = Outbox(
-            redis, consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}", clock=clock
+            redis,
+            consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            clock=clock,
+            streams=self.STREAMS,
         )
         # In-flight entries are touched before every retry, so an entry idle longer than one attempt plus
         # one backoff pause has lost its deliverer; the margin avoids stealing from a slow but live peer.
@@ -81,6 +90,21 @@ class Deliverer:
         self._block_ms = block_ms
         self._rng = rng or random.Random()
         self._group_ready = False
+
+    def _default_url(self, settings: Settings) -> str | None:
+        """Where entries are POSTed when no ``url`` is passed."""
+        return settings.dispatch_url
+
+    def _on_retry(self) -> None:
+        DELIVERY_RETRIES.inc()
+
+    def _on_failure(self, reason: str) -> None:
+        DELIVERY_FAILURES.labels(reason=reason).inc()
+
+    def _on_delivered(self, entry: OutboxEntry, latency_s: float | None) -> None:
+        TASKS_DELIVERED.inc()
+        if latency_s is not None:
+            DECISION_TO_DELIVERY.observe(latency_s)
 
     async def __aenter__(self) -> Deliverer:
         return self
@@ -176,7 +200,7 @@ class Deliverer:
         s = self._settings
         if not entry.well_formed:
             if await self.outbox.dead_letter(entry, MALFORMED):
-                DELIVERY_FAILURES.labels(reason=MALFORMED).inc()
+                self._on_failure(MALFORMED)
             return False
         failures = 0
         while True:
@@ -190,26 +214,28 @@ class Deliverer:
                     if await self.outbox.dead_letter(
                         entry, reason, attempts=failures, last_error=str(exc), status_code=exc.status_code
                     ):
-                        DELIVERY_FAILURES.labels(reason=reason).inc()
+                        self._on_failure(reason)
                     return False
                 delay = backoff_delay(failures, s.delivery_backoff_base_s, s.delivery_backoff_max_s, self._rng)
                 if exc.retry_after_s is not None:  # the server knows its own recovery time better
                     delay = max(delay, min(exc.retry_after_s, s.delivery_backoff_max_s))
-                DELIVERY_RETRIES.inc()
+                self._on_retry()
                 if await sleep_or_stop(self._clock, delay, stop):
                     return False  # stopping: leave the entry pending for the next deliverer
                 await self.outbox.touch(entry.entry_id)
                 continue
             if await self.outbox.ack_delivered(entry, status_code=status, attempts=failures + 1):
-                TASKS_DELIVERED.inc()
-                if math.isfinite(entry.enqueued_at):
-                    DECISION_TO_DELIVERY.observe(max(0.0, self._clock.now_s() - entry.enqueued_at))
+                latency = (
+                    max(0.0, self._clock.now_s() - entry.enqueued_at) if math.isfinite(entry.enqueued_at) else None
+                )
+                self._on_delivered(entry, latency)
                 return True
             return False  # another deliverer acknowledged it first; the receiver deduplicated us
 
     async def _attempt(self, entry: OutboxEntry) -> int:
         """One POST; the 2xx status, or DeliveryFailed saying whether to retry."""
-        assert self._url is not None
+        if self._url is None:
+            raise DeliveryFailed("no URL to deliver to", retryable=False)
         try:
             response = await self._client.post(
                 self._url,

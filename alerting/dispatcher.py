@@ -16,6 +16,7 @@ from alerting import keys
 from alerting.audit import publish_change
 from alerting.cases import Case, CaseStore
 from alerting.decision import Decision
+from alerting.holds import HoldStore
 from alerting.metrics import ALERTS, TASKS
 from alerting.outbox import stage_outbox
 from alerting.responders import ResponderRegistry
@@ -38,6 +39,8 @@ def validate_decision(d: Decision) -> None:
         raise InvalidDecision(f"score must be within [0, 1], got {d.score!r}")
     if not d.subscriber or d.ts_ms < 0:
         raise InvalidDecision("a decision needs a subscriber and a non-negative ts_ms")
+    if d.hold is not None and not (d.hold.event_id and d.hold.amount > 0 and d.hold.ts_ms >= 0):
+        raise InvalidDecision("a hold needs the transfer's event id, a positive amount and a non-negative ts_ms")
 
 
 def _stage_warning(pipe: Pipeline, case: Case, d: Decision) -> None:
@@ -75,9 +78,13 @@ class Dispatcher:
         self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
         self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
         self._unit_hint = unit_hint
+        self.holds = HoldStore(redis, settings, clock=clock)
 
     async def handle(self, decision: Decision) -> dict[str, Any] | None:
-        """Act on one decision; the new task.v1 dict, or None (warning only, or the case already had it)."""
+        """Act on one decision; the new task.v1 dict, or None (warning only, or the case already had it).
+
+        A decision on a transfer at the hold threshold (``decision.hold``) also holds the transfer, once.
+        """
         validate_decision(decision)
         ALERTS.labels(level=str(decision.level)).inc()
         action = self.action_of(decision.level)
@@ -117,6 +124,10 @@ class Dispatcher:
             task = created if outcome is not None and outcome.escalated else None
             if claimed is not None and (task is None or task["responder_id"] != claimed["responder_id"]):
                 await self.registry.release(claimed["responder_id"])
+        if decision.hold is not None and outcome is not None:
+            # After the case commit, in a transaction of its own keyed by the transfer: a failure here retries
+            # the whole decision, whose case update is then a repeat and whose hold is made at most once.
+            await self.holds.issue(outcome.case.case_key, decision)
         if task is None:
             return None
         TASKS.labels(level=str(decision.level)).inc()
@@ -167,4 +178,6 @@ class Dispatcher:
             "delivery_failed": counts.get("delivery_failed", 0),
             "outbox": int(outbox_len),
             "dead": int(dead_len),
+            "holds": counts.get("holds", 0),
+            "holds_delivered": counts.get("holds_delivered", 0),
         }

@@ -12,6 +12,9 @@ TASKS_OPEN = "fw:tasks:open"  # sorted set: task id -> wall ms it was opened; re
 TASKS_AWAITING_ACK = "fw:tasks:awaiting-ack"  # sorted set: task id -> wall ms of its (re)assignment
 LABELS = "fw:labels"  # stream of outcome labels of resolved tasks (for training)
 AUDIT = "fw:audit"  # stream of who viewed or changed what in the console
+HOLDS_OUTBOX = "fw:holds:outbox"  # stream of hold.v1 messages awaiting the holds topic and the bank
+HOLDS_OUTBOX_DEAD = "fw:holds:outbox:dead"  # stream of hold.v1 messages that could not be delivered
+HOLDS_ACTIVE = "fw:holds:active"  # sorted set: hold id -> expires_ms, while the hold is held
 CONSOLE_CHANNEL = "fw:console"  # pub/sub channel of changes the console shows live (ids and states only)
 
 
@@ -48,6 +51,21 @@ def task_events(task_id: str) -> str:
 def task_state(task_id: str) -> str:
     """Hash of the task's lifecycle: state, responder_id, since_ms, opened_ms, tried, level, case_key."""
     return f"fw:task-state:{task_id}"
+
+
+def hold(hold_id: str) -> str:
+    """Hash of one payment hold: state, the hold.v1 message it began with, its ending, times."""
+    return f"fw:hold:{hold_id}"
+
+
+def hold_events(hold_id: str) -> str:
+    """List of the hold's messages' deliveries and failures (JSON, oldest first)."""
+    return f"fw:hold-events:{hold_id}"
+
+
+def case_holds(case_key: str) -> str:
+    """Set of the hold ids of one case."""
+    return f"fw:case-holds:{case_key}"
 
 
 def text(value: bytes | str | None) -> str | None:

@@ -2,7 +2,8 @@
 
 Every transition is checked against :data:`ALLOWED`, stored with its time and actor in ``fw:task-events:{id}``,
 mirrored in the state hash ``fw:task-state:{id}`` and audited, all in one MULTI. Resolving releases the
-responder and emits an outcome label to ``fw:labels`` (and to Kafka through an optional injected sink).
+responder and emits an outcome label to ``fw:labels`` (and to Kafka through an optional injected sink); an
+outcome that ends payment holds (``alerting.holds``) releases or cancels the case's held ones in the same MULTI.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError, WatchError
 
 from alerting import keys
 from alerting.audit import Actor, publish_change, stage_audit
+from alerting.holds import ENDING_OF_OUTCOME, HoldRecord, count_ending, stage_ending, watch_held
 from alerting.metrics import ACK_SECONDS, LABEL_PUBLISH_FAILURES, TASK_TRANSITIONS
 from alerting.responders import ResponderRegistry
 from alerting.tasks import ASSIGNED, CREATED, initial_state, task_event
@@ -151,6 +153,7 @@ class _Committed:
     after: TaskState
     label: bytes | None
     subscriber: str | None
+    holds_ended: tuple[str, int] = ("", 0)  # (action, how many holds it ended)
 
 
 class TaskLifecycle:
@@ -310,6 +313,9 @@ class TaskLifecycle:
                     after = _advance(before, to, now, outcome, new_responder)
                     label: bytes | None = None
                     subscriber: str | None = None
+                    ending = ENDING_OF_OUTCOME.get(outcome or "") if to == RESOLVED else None
+                    # Read (and watched) before the MULTI: a hold issued or ended meanwhile makes this commit retry.
+                    held: list[HoldRecord] = await watch_held(pipe, before.case_key) if ending else []
                     if to == RESOLVED:
                         raw_task = await pipe.get(keys.task(task_id))
                         if raw_task is None:
@@ -337,13 +343,16 @@ class TaskLifecycle:
                     if label is not None:
                         pipe.zrem(keys.TASKS_OPEN, task_id)
                         pipe.xadd(keys.LABELS, {"label": label}, maxlen=LABELS_MAXLEN, approximate=True)
+                    for record in held:
+                        assert ending is not None
+                        stage_ending(pipe, record, ending, actor, now, now / 1000)
                     action = "assign" if to == ASSIGNED else f"transition:{to}"
                     audit_detail = {k: v for k, v in detail.items() if k not in ("actor", "role")}
                     stage_audit(
                         pipe, actor, action, case_key=after.case_key, task_id=task_id, at_ms=now, **audit_detail
                     )
                     await pipe.execute()
-                    return _Committed(before, after, label, subscriber)
+                    return _Committed(before, after, label, subscriber, (ending or "", len(held)))
                 except WatchError:
                     continue
         raise TransitionContention(f"task {task_id}: transition to {to} lost {self._max_retries} races")
@@ -352,6 +361,9 @@ class TaskLifecycle:
         """Side effects of a committed transition; none of them may undo or fail it."""
         before, after = done.before, done.after
         TASK_TRANSITIONS.labels(state=after.state).inc()
+        action, ended = done.holds_ended
+        for _ in range(ended):
+            count_ending(action)
         if after.state == ACKNOWLEDGED and before.assigned_ms is not None:
             ACK_SECONDS.observe(max(0.0, (now - before.assigned_ms) / 1000))
         to_release = None

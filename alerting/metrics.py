@@ -38,3 +38,29 @@ RETRY_QUEUE = Gauge(
     "fw_alerting_retry_queue",
     "1 while the worker retries a decision because Redis is away (the rest wait on the pending-alerts hop).",
 )
+
+# Payment holds (hold.v1): the bank keeps an initiated transfer until told, or until the hold lapses.
+HOLDS = Counter(
+    "fw_holds_total",
+    "Payment holds by what happened to them: issued, released, cancelled, lapsed.",
+    ["event"],
+)
+HOLD_MESSAGES_DELIVERED = Counter(
+    "fw_hold_messages_delivered_total",
+    "hold.v1 messages (hold, release, cancel) published and accepted by the bank (2xx; published only, no bank URL).",
+    ["action"],
+)
+HOLD_DELIVERY_RETRIES = Counter("fw_hold_delivery_retries_total", "hold.v1 delivery attempts repeated after a failure.")
+HOLD_DELIVERY_FAILURES = Counter(
+    "fw_hold_delivery_failures_total",
+    "hold.v1 messages given up on and moved to the holds dead-letter stream, by reason.",
+    ["reason"],
+)
+# The objective: a hold reaches the bank within this of the transfer's arrival (p99), or the money may be gone.
+HOLD_LATENCY_OBJECTIVE_S = 0.25
+HOLD_LATENCY = Histogram(
+    "fw_hold_latency_seconds",
+    "Wall time from the transfer's scoring decision (the worker's receipt when unknown) to the bank's 2xx for its "
+    f"hold; objective p99 <= {HOLD_LATENCY_OBJECTIVE_S} s.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, HOLD_LATENCY_OBJECTIVE_S, 0.5, 1, 2.5, 5, 10, 30, 60),
+)

@@ -1,8 +1,9 @@
-"""The transactional outbox: tasks enter a Redis stream in the same MULTI that creates them."""
+"""The transactional outbox: tasks (and, in a stream of their own, hold messages) enter a Redis stream in the
+same MULTI that creates them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,25 +15,50 @@ from alerting import keys
 from alerting.tasks import DELIVERED, DELIVERY_FAILED, task_event
 from core.clock import SYSTEM_CLOCK, Clock
 
+__all__ = ["HOLD_OUTBOX", "TASK_OUTBOX", "Outbox", "OutboxEntry", "OutboxStreams", "stage_outbox"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStreams:
+    """One outbox's Redis names: its stream, dead-letter stream, group and where each item's history goes."""
+
+    stream: str
+    dead: str
+    group: str
+    events_of: Callable[[str], str]  # item id -> the list its delivered / delivery_failed entries go to
+    delivered_stat: str  # the fw:stats counters of its deliveries and give-ups
+    failed_stat: str
+
+
+TASK_OUTBOX = OutboxStreams(
+    keys.OUTBOX, keys.OUTBOX_DEAD, keys.OUTBOX_GROUP, keys.task_events, "delivered", "delivery_failed"
+)
+# Holds have their own stream: a bank that is down must not hold up the police's tasks, nor they the bank's holds.
+HOLD_OUTBOX = OutboxStreams(
+    keys.HOLDS_OUTBOX, keys.HOLDS_OUTBOX_DEAD, keys.OUTBOX_GROUP, keys.hold_events, "holds_delivered", "holds_failed"
+)
+
 # Success and give-up are recorded only by whoever's XACK removes the entry from the pending list, so a
 # task reclaimed by a second deliverer is still counted delivered once. KEYS: outbox, events, stats.
+# ARGV: group, entry id, event, stats field.
 _ACK_DELIVERED = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('XDEL', KEYS[1], ARGV[2])
   redis.call('RPUSH', KEYS[2], ARGV[3])
-  redis.call('HINCRBY', KEYS[3], 'delivered', 1)
+  redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
   return 1
 end
 return 0
 """
 
-# KEYS: outbox, dead, events, stats. ARGV: group, entry id, event, then the dead entry's field/value pairs.
+# KEYS: outbox, dead, events, stats. ARGV: group, entry id, event, stats field, then the dead entry's
+# field/value pairs.
 _DEAD_LETTER = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+  redis.call('XADD', KEYS[2], '*', unpack(ARGV, 5))
   redis.call('XDEL', KEYS[1], ARGV[2])
   redis.call('RPUSH', KEYS[3], ARGV[3])
-  redis.call('HINCRBY', KEYS[4], 'delivery_failed', 1)
+  redis.call('HINCRBY', KEYS[4], ARGV[4], 1)
   return 1
 end
 return 0
@@ -41,10 +67,10 @@ return 0
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """One task waiting in ``fw:outbox``; ``body`` is the exact task.v1 JSON to POST."""
+    """One task waiting in ``fw:outbox`` (or message in ``fw:holds:outbox``); ``body`` is the exact JSON to POST."""
 
     entry_id: str
-    task_id: str
+    task_id: str  # on the holds outbox, the hold id
     idempotency_key: str
     body: bytes
     enqueued_at: float  # wall-clock seconds of the outbox write
@@ -55,15 +81,23 @@ class OutboxEntry:
         return bool(self.task_id and self.idempotency_key and self.body)
 
 
-def stage_outbox(pipe: Pipeline, task: Mapping[str, Any], body: bytes, enqueued_at: float) -> None:
+def stage_outbox(
+    pipe: Pipeline,
+    task: Mapping[str, Any],
+    body: bytes,
+    enqueued_at: float,
+    streams: OutboxStreams = TASK_OUTBOX,
+    item_id: str | None = None,
+) -> None:
     """Queue the outbox write of a task inside the caller's MULTI (so it commits with the task or not at all).
 
-    ``enqueued_at`` is wall-clock seconds: where the decision-to-delivery latency starts.
+    ``enqueued_at`` is wall-clock seconds: where the decision-to-delivery latency starts. ``item_id``: the id
+    the entry's history is kept under (default the task's ``task_id``; a hold message's ``hold_id``).
     """
     pipe.xadd(
-        keys.OUTBOX,
+        streams.stream,
         {
-            "task_id": task["task_id"],
+            "task_id": item_id if item_id is not None else task["task_id"],
             "idempotency_key": task["idempotency_key"],
             "task": body,
             "enqueued_at": repr(enqueued_at),
@@ -103,11 +137,14 @@ def _stream_entries(reply: Any) -> list[OutboxEntry]:
 
 
 class Outbox:
-    """One consumer's view of ``fw:outbox`` in the ``delivery`` consumer group."""
+    """One consumer's view of ``fw:outbox`` (or another outbox's stream) in the ``delivery`` consumer group."""
 
-    def __init__(self, redis: Redis, consumer: str, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, redis: Redis, consumer: str, *, clock: Clock = SYSTEM_CLOCK, streams: OutboxStreams = TASK_OUTBOX
+    ) -> None:
         self._redis = redis
         self.consumer = consumer
+        self.streams = streams
         self._clock = clock
         self._ack_delivered = redis.register_script(_ACK_DELIVERED)
         self._dead_letter = redis.register_script(_DEAD_LETTER)
@@ -115,7 +152,7 @@ class Outbox:
     async def ensure_group(self) -> None:
         """Create the consumer group (from the stream's start, so nothing written earlier is skipped)."""
         try:
-            await self._redis.xgroup_create(keys.OUTBOX, keys.OUTBOX_GROUP, id="0", mkstream=True)
+            await self._redis.xgroup_create(self.streams.stream, self.streams.group, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
@@ -123,13 +160,13 @@ class Outbox:
     async def read_new(self, count: int, block_ms: int | None = None) -> list[OutboxEntry]:
         """Entries never handed to any consumer yet; waits up to ``block_ms`` when there are none."""
         reply = await self._redis.xreadgroup(
-            keys.OUTBOX_GROUP, self.consumer, {keys.OUTBOX: ">"}, count=count, block=block_ms
+            self.streams.group, self.consumer, {self.streams.stream: ">"}, count=count, block=block_ms
         )
         return _stream_entries(reply)
 
     async def read_own_pending(self, count: int) -> list[OutboxEntry]:
         """Entries this consumer name was given earlier and never acknowledged (a restart under the same name)."""
-        reply = await self._redis.xreadgroup(keys.OUTBOX_GROUP, self.consumer, {keys.OUTBOX: "0"}, count=count)
+        reply = await self._redis.xreadgroup(self.streams.group, self.consumer, {self.streams.stream: "0"}, count=count)
         return [e for e in _stream_entries(reply) if e.entry_id]
 
     async def claim_idle(self, min_idle_ms: int, count: int = 100) -> list[OutboxEntry]:
@@ -138,7 +175,7 @@ class Outbox:
         start = "0-0"
         while True:
             reply = await self._redis.xautoclaim(
-                keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, min_idle_ms, start_id=start, count=count
+                self.streams.stream, self.streams.group, self.consumer, min_idle_ms, start_id=start, count=count
             )
             start = keys.text(reply[0]) or "0-0"
             out.extend(_entry(entry_id, fields) for entry_id, fields in reply[1] if entry_id is not None)
@@ -147,13 +184,18 @@ class Outbox:
 
     async def touch(self, entry_id: str) -> None:
         """Reset the entry's idle time so peers do not reclaim a delivery that is still being retried."""
-        await self._redis.xclaim(keys.OUTBOX, keys.OUTBOX_GROUP, self.consumer, 0, [entry_id], justid=True)
+        await self._redis.xclaim(self.streams.stream, self.streams.group, self.consumer, 0, [entry_id], justid=True)
 
     async def ack_delivered(self, entry: OutboxEntry, **detail: Any) -> bool:
         """Acknowledge a delivered entry and record the task ``delivered``; False if someone else already had."""
         done = await self._ack_delivered(
-            keys=[keys.OUTBOX, keys.task_events(entry.task_id), keys.STATS],
-            args=[keys.OUTBOX_GROUP, entry.entry_id, task_event(DELIVERED, self._clock.now_ms(), **detail)],
+            keys=[self.streams.stream, self.streams.events_of(entry.task_id), keys.STATS],
+            args=[
+                self.streams.group,
+                entry.entry_id,
+                task_event(DELIVERED, self._clock.now_ms(), **detail),
+                self.streams.delivered_stat,
+            ],
         )
         return bool(done)
 
@@ -176,11 +218,12 @@ class Outbox:
             repr(self._clock.now_s()),
         ]
         done = await self._dead_letter(
-            keys=[keys.OUTBOX, keys.OUTBOX_DEAD, keys.task_events(entry.task_id), keys.STATS],
+            keys=[self.streams.stream, self.streams.dead, self.streams.events_of(entry.task_id), keys.STATS],
             args=[
-                keys.OUTBOX_GROUP,
+                self.streams.group,
                 entry.entry_id,
                 task_event(DELIVERY_FAILED, self._clock.now_ms(), reason=reason, **detail),
+                self.streams.failed_stat,
                 *dead_fields,
             ],
         )
@@ -189,14 +232,14 @@ class Outbox:
     async def pending_count(self) -> int:
         """Entries handed out but not acknowledged yet."""
         try:
-            info = await self._redis.xpending(keys.OUTBOX, keys.OUTBOX_GROUP)
+            info = await self._redis.xpending(self.streams.stream, self.streams.group)
         except ResponseError:
             return 0
         return int(info["pending"] if isinstance(info, dict) else info[0])
 
     async def redrive_dead(self, entry_ids: Sequence[str] | None = None, count: int = 100) -> int:
         """Put dead-lettered tasks back into the outbox (after the endpoint is fixed); returns how many."""
-        rows = await self._redis.xrange(keys.OUTBOX_DEAD, count=count)
+        rows = await self._redis.xrange(self.streams.dead, count=count)
         moved = 0
         for entry_id, fields in rows or []:
             eid = keys.text(entry_id) or ""
@@ -205,7 +248,7 @@ class Outbox:
             dead = _entry(eid, fields)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.xadd(
-                    keys.OUTBOX,
+                    self.streams.stream,
                     {
                         "task_id": dead.task_id,
                         "idempotency_key": dead.idempotency_key,
@@ -213,8 +256,8 @@ class Outbox:
                         "enqueued_at": repr(dead.enqueued_at),
                     },
                 )
-                pipe.xdel(keys.OUTBOX_DEAD, eid)
-                pipe.rpush(keys.task_events(dead.task_id), task_event("requeued", self._clock.now_ms()))
+                pipe.xdel(self.streams.dead, eid)
+                pipe.rpush(self.streams.events_of(dead.task_id), task_event("requeued", self._clock.now_ms()))
                 await pipe.execute()
             moved += 1
         return moved

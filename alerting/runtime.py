@@ -21,6 +21,7 @@ from alerting.backoff import backoff_delay
 from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
+from alerting.holds import HoldDeliverer, HoldSink
 from alerting.metrics import RETRY_QUEUE
 from core.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from core.errors import AlertingStopped, ConfigurationError
@@ -36,7 +37,8 @@ _REDIS_DOWN = (RedisError, OSError)  # OSError: a socket error redis-py did not 
 class AlertingRuntime:
     """Owns the alerting resources of one worker process; :meth:`handle` is the scoring path's sink."""
 
-    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(self, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, hold_sink: HoldSink | None = None) -> None:
+        """``hold_sink`` publishes hold.v1 messages on the holds topic (the worker passes its producer's)."""
         if not settings.redis_url:
             raise ConfigurationError("alerting needs FW_REDIS_URL")
         self.settings = settings
@@ -44,13 +46,35 @@ class AlertingRuntime:
         self.redis: Redis = Redis.from_url(settings.redis_url)
         self.dispatcher = Dispatcher(self.redis, settings, clock=clock)
         self.deliverer = Deliverer(self.redis, settings, clock=clock)
+        self.hold_deliverer = HoldDeliverer(self.redis, settings, publish=hold_sink, clock=clock)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._waiting = False
 
     async def start(self) -> None:
-        """Start delivering the outbox in the background (pending entries of a crashed worker included)."""
+        """Start delivering the outboxes in the background (pending entries of a crashed worker included) and
+        sweeping lapsed holds."""
         self._task = asyncio.create_task(self.deliverer.run(self._stop), name="outbox-deliverer")
+        self._tasks = [
+            self._task,
+            asyncio.create_task(self.hold_deliverer.run(self._stop), name="holds-deliverer"),
+            asyncio.create_task(self._sweep_holds(), name="holds-lapse-sweep"),
+        ]
+
+    async def _sweep_holds(self) -> None:
+        """Mark holds past their ``expires_ms`` lapsed, every ``FW_HOLD_SWEEP_S`` of the clock; any worker may."""
+        while not await sleep_or_stop(self.clock, self.settings.hold_sweep_s, self._stop):
+            try:
+                lapsed = await self.dispatcher.holds.lapse_due()
+            except _REDIS_DOWN as exc:
+                log.warning("hold lapse sweep failed: %s", exc)
+                continue
+            except Exception:
+                log.exception("hold lapse sweep failed")  # a bug must not end the sweep for good
+                continue
+            if lapsed:
+                log.info("holds lapsed", extra={"holds": lapsed})
 
     @property
     def retrying(self) -> int:
@@ -93,8 +117,9 @@ class AlertingRuntime:
     async def stop(self) -> None:
         """Stop delivery and retries and close connections."""
         self._stop.set()
-        if self._task is not None:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(self._task, timeout=10)
+                await asyncio.wait_for(task, timeout=10)
         await self.deliverer.aclose()
+        await self.hold_deliverer.aclose()
         await self.redis.aclose()

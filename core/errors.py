@@ -15,7 +15,7 @@
         ├── ConfigurationError
         │   └── InvalidTokensFile
         ├── InvalidDecision, InvalidResponder, InvalidTransition   (also ValueError)
-        ├── UnknownResponder, UnknownTask                          (also LookupError)
+        ├── UnknownResponder, UnknownTask, UnknownHold             (also LookupError)
         ├── NoResponderAvailable, CaseContention, TransitionContention
         ├── DeliveryFailed ....... one delivery attempt failed; ``retryable`` says whether to try again
         ├── AlertingStopped ...... the worker stopped while a decision waited for Redis
@@ -55,6 +55,7 @@ __all__ = [
     "StateNotEmpty",
     "TrainingDataError",
     "TransitionContention",
+    "UnknownHold",
     "UnknownResponder",
     "UnknownTask",
     "UnknownVersion",
@@ -164,8 +165,12 @@ class UnknownTask(AlertingError, LookupError):
     """No task with that id is stored."""
 
 
+class UnknownHold(AlertingError, LookupError):
+    """No payment hold with that id is stored."""
+
+
 class InvalidTransition(AlertingError, ValueError):
-    """A task state change the lifecycle does not allow (or a bad state/outcome name)."""
+    """A task (or hold) state change the lifecycle does not allow (or a bad state/outcome name)."""
 
 
 class TransitionContention(AlertingError):

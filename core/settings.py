@@ -39,6 +39,11 @@ class ServiceSettings(BaseModel):
     dispatch_url: str | None = Field(
         None, description="Where task.v1 JSON is POSTed; unset = the local stand-in receiver of the demo."
     )
+    bank_url: str | None = Field(
+        None,
+        description="Where hold.v1 JSON (hold, release, cancel) is POSTed to the payers' bank; unset = holds are "
+        "still recorded and published on holds_topic, but not POSTed.",
+    )
 
 
 class TopicSettings(BaseModel):
@@ -54,6 +59,7 @@ class TopicSettings(BaseModel):
     pending_alerts_topic: str = "alerts-pending.v1"
     dead_letter_topic: str = "events.dlq"
     tasks_topic: str = "tasks.v1"
+    holds_topic: str = "holds.v1"
     labels_topic: str = "labels.v1"
 
 
@@ -107,6 +113,16 @@ class DecisionSettings(BaseModel):
         "a level left out keeps its action from core/levels.py.",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
+    budget_holds_per_10k_per_day: float = Field(
+        2.0,
+        ge=0,
+        description="False payment holds (on transfers of people who are no victim) per 10,000 residents per day "
+        "that training spends on the hold threshold.",
+    )
+    hold_expiry_s: float = Field(
+        4 * 3600.0, gt=0, description="A hold nobody releases or cancels lapses this long after its transfer."
+    )
+    hold_sweep_s: float = Field(30.0, gt=0, description="How often a worker marks its expired holds lapsed.")
     residents: int = Field(
         0,
         ge=0,

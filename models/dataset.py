@@ -60,6 +60,11 @@ class Dataset:
         """The subscriber of each row."""
         return [r.subscriber for r in self.rows]
 
+    @property
+    def transfers(self) -> np.ndarray:
+        """Per row, whether it is a transfer's (the rows a payment hold can stop): rows not resting on a call."""
+        return np.asarray([not r.is_call for r in self.rows], dtype=bool)
+
     def subset(self, keep: np.ndarray) -> Dataset:
         """The rows where the boolean mask ``keep`` is set, in the same order."""
         rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]

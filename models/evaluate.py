@@ -237,6 +237,51 @@ def _case_figures(
     return figures
 
 
+def held_rows(data: Dataset, scores: np.ndarray, hold_threshold: float | None, alerting: np.ndarray) -> np.ndarray:
+    """Per row, whether the service holds it: a transfer at or above the hold threshold that reached an alert.
+
+    ``alerting``: per row, whether it reached level 1 (a hold rides on an alert, see ``streams.agents``).
+    """
+    if hold_threshold is None or not len(data.rows):
+        return np.zeros(len(data.rows), dtype=bool)
+    return np.asarray(data.transfers & alerting & (scores >= hold_threshold), dtype=bool)
+
+
+def cases_held_at_loss(data: Dataset, cases: list[dict[str, Any]], held: np.ndarray) -> set[str]:
+    """Ids of the cases whose first fraudulent transfer (the case's transfer at ``first_loss_ms``) was held."""
+    row_of = {data.rows[i].event_id: i for i in np.nonzero(data.transfers)[0]}
+    out: set[str] = set()
+    for case in cases:
+        loss = case.get("first_loss_ms")
+        if loss is None:
+            continue
+        for event_id in case["event_ids"]:
+            i = row_of.get(event_id)
+            if (
+                i is not None
+                and held[i]
+                and data.rows[i].avail_ms == loss
+                and data.rows[i].subscriber == case["victim"]
+            ):
+                out.add(case["case_id"])
+                break
+    return out
+
+
+def _hold_case_figures(
+    cases: list[dict[str, Any]], alerts_by_sub: dict[str, list[int]], held_cases: set[str]
+) -> dict[str, Any]:
+    """Cases with a loss held at it, and stopped: flagged strictly before the loss, or held at it."""
+    stopped = 0
+    for case in cases:
+        loss = case.get("first_loss_ms")
+        if loss is None:
+            continue
+        before = any(case["first_contact_ms"] <= t < loss for t in alerts_by_sub.get(case["victim"], []))
+        stopped += int(before or case["case_id"] in held_cases)
+    return {"cases_held_at_loss": sum(1 for c in cases if c["case_id"] in held_cases), "cases_stopped": stopped}
+
+
 def after_warmup(
     data: Dataset, cases: list[dict[str, Any]], warmup_days: float
 ) -> tuple[Dataset, list[dict[str, Any]]]:
@@ -386,12 +431,12 @@ def evaluate_dataset(
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
     subs = data.subscribers
-    alerting = np.nonzero(levels >= TASK_LEVEL if levels is not None else scores >= task_threshold)[0]
+    task_rows = np.nonzero(levels >= TASK_LEVEL if levels is not None else scores >= task_threshold)[0]
     alerts_by_sub: dict[str, list[int]] = defaultdict(list)
-    for i in alerting:
+    for i in task_rows:
         alerts_by_sub[subs[i]].append(int(data.avail_ms[i]))
     on_call = data.X[:, FEATURE_INDEX["oncall_calls"]] if len(data.rows) else np.zeros(0)
-    in_call = {(subs[i], int(data.avail_ms[i])) for i in alerting if on_call[i] >= 1}
+    in_call = {(subs[i], int(data.avail_ms[i])) for i in task_rows if on_call[i] >= 1}
     alerts = [(sub, at) for sub, times in alerts_by_sub.items() for at in times]
     tasks = count_tasks(alerts, episode_ms)
     victims = {c["victim"] for c in cases}
@@ -430,8 +475,26 @@ def evaluate_dataset(
     result["in_call_alerts"] = len(in_call)
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
+    # Payment holds: transfers at the model's (trained, not followed) hold threshold that reached an alert.
+    hold_threshold = getattr(scorer, "hold_threshold", None)  # a stand-in scorer may have none: no holds
+    alerting = levels >= 1 if levels is not None else scores >= scorer.thresholds[0]
+    held = held_rows(data, scores, hold_threshold, alerting)
+    held_cases = cases_held_at_loss(data, cases, held)
+    false_holds = sum(1 for i in np.nonzero(held)[0] if subs[i] not in victims)
+    result.update(
+        {
+            "hold_threshold": hold_threshold,
+            "holds": int(held.sum()),
+            "false_holds": false_holds,
+            "false_holds_per_10k_per_day": false_holds * per_10k_day,
+            **_hold_case_figures(cases, alerts_by_sub, held_cases),
+        }
+    )
     result["per_scenario"] = {
-        name: _case_figures(group, alerts_by_sub, first_seen, reasons, in_call)
+        name: {
+            **_case_figures(group, alerts_by_sub, first_seen, reasons, in_call),
+            **_hold_case_figures(group, alerts_by_sub, held_cases),
+        }
         for name, group in sorted(by_scenario.items())
     }
     # Optional extra: the same history at other false-task rates (thresholds matched on it; see the function).

@@ -49,6 +49,9 @@ class Scorer:
         self._compiled = load_compiled(model) if compiled else None
         # thresholds[i] is the lowest calibrated score of level i + 1
         self.thresholds: tuple[float, ...] = tuple(meta["thresholds"])
+        # The lowest calibrated score of a transfer that is held; None (a model trained before holds): no holds.
+        hold = meta.get("hold_threshold")
+        self.hold_threshold: float | None = float(hold) if hold is not None else None
 
     def _matrix(self, rows: Rows) -> np.ndarray:
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))

@@ -43,6 +43,8 @@ class TrainConfig:
     """Knobs of one training run."""
 
     budget_tasks_per_10k_per_day: float = 1.0
+    # False payment holds per 10k residents per day (holds on transfers of people in no case).
+    budget_holds_per_10k_per_day: float = 2.0
     episode_ms: int = DAY_MS
     num_boost_round: int = 600
     early_stopping_rounds: int = 50
@@ -196,6 +198,46 @@ def lowest_threshold_within(
     return best
 
 
+def choose_hold_threshold(
+    scores: np.ndarray,
+    subscribers: list[str],
+    avail: np.ndarray,
+    transfers: np.ndarray,
+    victims: set[str],
+    budget: float,
+    floor: float = 0.0,
+    margin_sd: float = 0.0,
+    window_ms: int | None = None,
+    resident_spans: Sequence[ResidentSpan] = (),
+) -> float:
+    """Lowest score at which holds on the transfers of people in no case fit ``budget`` per 10k per day.
+
+    Every transfer row at or above it is a hold (no episode rule: each transfer is held on its own); the rate
+    counts over all rows' people and days, as the task budget does. Never below ``floor``: a hold rides on an
+    alert, so the service holds nothing below the level-1 threshold. ``margin_sd`` as for :func:`choose_threshold`.
+    """
+    unit = _rate_of_one_task(subscribers, avail, window_ms, resident_spans) if len(avail) else 0.0
+    innocent = np.asarray([sub not in victims for sub in subscribers], dtype=bool)
+    false = np.sort(scores[transfers & innocent])[::-1]  # highest first
+    n = 0  # false holds that fit
+    while n < len(false):
+        spent = (n + 1) * unit
+        if spent + margin_sd * math.sqrt(spent * unit) > budget:
+            break
+        n += 1
+    if n == len(false):
+        return floor  # every false hold there is fits: the budget binds nowhere above the floor
+    # Just above the first false hold that does not fit (and its ties).
+    return max(math.nextafter(float(false[n]), math.inf), floor)
+
+
+def count_false_holds(
+    scores: np.ndarray, subscribers: list[str], transfers: np.ndarray, victims: set[str], threshold: float
+) -> int:
+    """Transfer rows of people in no case at or above ``threshold``: the false holds."""
+    return int(sum(1 for i in np.nonzero(transfers & (scores >= threshold))[0] if subscribers[i] not in victims))
+
+
 @dataclass(frozen=True)
 class _Fit:
     booster: lgb.Booster
@@ -347,6 +389,7 @@ def train_model(
     if fold_scores is not None:
         # Every row scored by a fold model that never saw its subscriber; all days count.
         pick_scores, pick_subs, pick_avail, window = fold_scores, subs, data.avail_ms, config.threshold_window_ms
+        pick_transfers = data.transfers
         threshold_info = {"method": "subscriber_folds", "folds": config.threshold_folds, "window_ms": window}
     else:
         # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
@@ -356,6 +399,7 @@ def train_model(
         pick_scores = sigmoid_calibrate(raw_held, slope, intercept)
         pick_subs = [subs[i] for i in np.nonzero(held_out)[0]]
         pick_avail, window = data.avail_ms[held_out], None
+        pick_transfers = data.transfers[held_out]
         threshold_info = {"method": "held_out_days"}
         if config.threshold_folds > 1:
             threshold_info["folds_skipped"] = "a fold left a time slice without positives"
@@ -375,11 +419,33 @@ def train_model(
 
     threshold_info["per"] = _population_note(config.resident_spans)
     if config.threshold_warmup_days > 0:
+        pick_transfers = pick_transfers[
+            pick_avail >= int(data.avail_ms.min()) + int(config.threshold_warmup_days * DAY_MS)
+        ]
         pick_scores, pick_subs, pick_avail = _after_warmup(
             pick_scores, pick_subs, pick_avail, int(data.avail_ms.min()), config.threshold_warmup_days
         )
         threshold_info["warmup_days"] = config.threshold_warmup_days
     thresholds = level_thresholds(threshold_for, config.budget_tasks_per_10k_per_day)
+    # The hold threshold spends its own budget over the transfer rows alone, floored at level 1 (see the function).
+    hold_threshold = choose_hold_threshold(
+        pick_scores,
+        pick_subs,
+        pick_avail,
+        pick_transfers,
+        victims,
+        config.budget_holds_per_10k_per_day,
+        thresholds[0],
+        config.threshold_margin_sd,
+        window,
+        config.resident_spans,
+    )
+    threshold_info["hold"] = {
+        "budget_per_10k_per_day": config.budget_holds_per_10k_per_day,
+        "transfer_rows": int(pick_transfers.sum()),
+        "false_holds": count_false_holds(pick_scores, pick_subs, pick_transfers, victims, hold_threshold),
+        "floored_at_level_1": hold_threshold <= thresholds[0],
+    }
     # A grid of budgets -> task threshold, so ``evaluate --budget`` can re-pick without the training data.
     budget_grid = [[budget, threshold_for(budget)] for budget in (0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)]
     metrics = {
@@ -405,6 +471,7 @@ def train_model(
         },
         "calibration": {"method": "sigmoid", "slope": slope, "intercept": intercept},
         "thresholds": thresholds,
+        "hold_threshold": hold_threshold,
         "budget_thresholds": budget_grid,
         "threshold_info": threshold_info,
         "metrics": metrics,

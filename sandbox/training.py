@@ -269,6 +269,7 @@ def _train_and_register(
     knobs = {"n_models": n_models, "threshold_folds": threshold_folds, "num_boost_round": recipe.num_boost_round}
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
+        budget_holds_per_10k_per_day=settings.budget_holds_per_10k_per_day,
         episode_ms=settings.episode_ms,
         resident_spans=tuple(resident_spans),
         **{name: value for name, value in knobs.items() if value is not None},

@@ -13,9 +13,10 @@ from typing import Any
 import orjson
 from faust.serializers import codecs as faust_codecs
 
-from alerting import AlertingRuntime
+from alerting import AlertingRuntime, TransferRef
 from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
+from core.events import TransferEvent
 from core.kinds import from_wire
 from core.pseudonym import pseudonymise
 from core.settings import Settings
@@ -72,6 +73,15 @@ _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
 _ON_CALL = FEATURE_INDEX["oncall_calls"]
+
+
+def _transfer_ref(event: Any) -> TransferRef | None:
+    """What a hold of this event would name, if it is a transfer."""
+    if not isinstance(event, TransferEvent):
+        return None
+    return TransferRef(
+        event.event_id, event.ts_ms, event.payer_account, event.payee_account, event.amount, event.currency
+    )
 
 
 def _child(metric: Any, *values: str) -> Any:
@@ -272,6 +282,7 @@ class Agents:
         async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
             rows: list[FeatureRow] = []
             ingest_s: list[float | None] = []
+            transfers: list[TransferRef | None] = []  # per row: what a hold of it would name
             touched: dict[str, SubscriberState] = {}
             feedback: list[Feedback] = []
             for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
@@ -291,6 +302,7 @@ class Agents:
                 touched[event.subscriber] = state
                 rows.append(row)
                 ingest_s.append(envelope.get("t"))
+                transfers.append(_transfer_ref(event))
             if not rows:
                 continue  # nothing new (``touched`` is empty too)
             published: list[Any] = []
@@ -307,7 +319,8 @@ class Agents:
             now = time.time()
             pending: list[tuple[bytes, bytes]] = []
             thresholds = self.budget.thresholds(scorer)
-            for row, risk, t_s in zip(rows, risks.tolist(), ingest_s, strict=True):
+            hold_at = self.budget.hold_threshold(scorer)
+            for row, risk, t_s, transfer in zip(rows, risks.tolist(), ingest_s, transfers, strict=True):
                 level = bisect.bisect_right(thresholds, risk)
                 self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk)
                 _child(EVENTS_SCORED, row.schema).inc()
@@ -318,7 +331,9 @@ class Agents:
                 if level:
                     if row.values[_ON_CALL] >= 1:
                         _child(IN_CALL_ALERTS, str(level)).inc()
-                    alert = PendingAlert(row, risk, level, scorer.version, now)
+                    # A hold rides on an alert: a transfer below level 1 makes no case for its hold to belong to.
+                    held = transfer if transfer is not None and hold_at is not None and risk >= hold_at else None
+                    alert = PendingAlert(row, risk, level, scorer.version, now, held)
                     pending.append((row.subscriber.encode(), encode_pending(alert)))
             # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
             published += await self.to_explain.send_many(pending)

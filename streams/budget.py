@@ -69,6 +69,13 @@ class LiveBudget:
             return scorer.thresholds
         return self._thresholds.get(scorer.version, scorer.thresholds)
 
+    def hold_threshold(self, scorer: Scorer) -> float | None:
+        """The lowest score of a transfer that is held: the model's trained one (None: it has none, no holds).
+
+        Not followed from outcomes like the levels' thresholds: see deploy/RUNBOOK.md, "Payment holds".
+        """
+        return scorer.hold_threshold
+
     def observe(self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float) -> None:
         """Keep a scored row for the next refit if it can matter to any level's threshold."""
         if not self.settings.budget_follow:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-from alerting import Decision
+from alerting import Decision, TransferRef
 from core.errors import MalformedPendingAlert
 from features import FeatureRow, json_values
 
@@ -28,6 +29,7 @@ class PendingAlert:
     level: int
     model_version: str
     decided_at_s: float  # wall clock of the decision, for the hand-off's own latency
+    hold: TransferRef | None = None  # a transfer scored at or above the hold threshold
 
     def decision(self, reasons: tuple[str, ...] = (), *, located: bool = True) -> Decision:
         """The decision alerting acts on; ``located=False`` leaves out where the person is (no responder search)."""
@@ -43,28 +45,31 @@ class PendingAlert:
             lat=row.lat if located else None,
             lon=row.lon if located else None,
             decided_at_s=self.decided_at_s,
+            hold=self.hold,
         )
 
 
 def encode_pending(alert: PendingAlert) -> bytes:
     """JSON of a pending alert (NaN features as null)."""
     row = alert.row
-    return orjson.dumps(
-        {
-            "e": row.event_id,
-            "s": row.subscriber,
-            "a": row.avail_ms,
-            "c": row.is_call,
-            "k": row.schema,
-            "v": json_values(row.values),
-            "la": row.lat,
-            "lo": row.lon,
-            "r": alert.score,
-            "l": alert.level,
-            "m": alert.model_version,
-            "d": alert.decided_at_s,
-        }
-    )
+    record: dict[str, Any] = {
+        "e": row.event_id,
+        "s": row.subscriber,
+        "a": row.avail_ms,
+        "c": row.is_call,
+        "k": row.schema,
+        "v": json_values(row.values),
+        "la": row.lat,
+        "lo": row.lon,
+        "r": alert.score,
+        "l": alert.level,
+        "m": alert.model_version,
+        "d": alert.decided_at_s,
+    }
+    if alert.hold is not None:
+        h = alert.hold
+        record["h"] = [h.event_id, h.ts_ms, h.payer_account, h.payee_account, h.amount, h.currency]
+    return orjson.dumps(record)
 
 
 def decode_pending(raw: bytes) -> PendingAlert:
@@ -81,6 +86,9 @@ def decode_pending(raw: bytes) -> PendingAlert:
             lon=d["lo"],
             schema=str(d.get("k") or ""),  # absent in records of a worker before signalling
         )
-        return PendingAlert(row, float(d["r"]), int(d["l"]), str(d["m"]), float(d["d"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        # "h" is absent from records of a worker from before holds (and of alerts that hold nothing).
+        h = d.get("h")
+        hold = TransferRef(str(h[0]), int(h[1]), str(h[2]), str(h[3]), float(h[4]), str(h[5])) if h else None
+        return PendingAlert(row, float(d["r"]), int(d["l"]), str(d["m"]), float(d["d"]), hold)
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedPendingAlert(f"{type(exc).__name__}: {exc}") from exc

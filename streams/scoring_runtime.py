@@ -33,6 +33,11 @@ class LiveModel:
         MODEL_INFO.info({"version": scorer.version, "features_hash": scorer.meta["features_hash"]})
         MODEL_LOADED.set(1)
         log.info("model loaded", extra={"version": scorer.version})
+        if scorer.hold_threshold is None:
+            log.warning(
+                "model has no hold threshold (trained before holds): it holds no payments",
+                extra={"version": scorer.version},
+            )
 
     def _on_nothing_wanted(self) -> bool:
         # A live model is kept when the registry is momentarily unreadable: scoring must not stop.

@@ -53,6 +53,7 @@ def topic_names(settings: Settings) -> list[str]:
         settings.dead_letter_topic,
         settings.tasks_topic,
         settings.labels_topic,
+        settings.holds_topic,
     ]
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import faust
 import orjson
 
-from alerting import AlertingRuntime
+from alerting import AlertingRuntime, HoldSink
 from core.errors import InvalidEvent
 from core.settings import Settings
 from models import ModelRegistry
@@ -100,6 +100,7 @@ def build_worker(settings: Settings) -> StreamWorker:
     dead_letter_topic = raw_topic(settings.dead_letter_topic)
     feature_topic = raw_topic(internal_topic(settings, "features"))
     pending_alert_topic = raw_topic(internal_topic(settings, settings.pending_alerts_topic))
+    holds_topic = raw_topic(settings.holds_topic)
 
     # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
     caller_table = app.Table(CALLER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
@@ -143,7 +144,12 @@ def build_worker(settings: Settings) -> StreamWorker:
     app.agent(pending_alert_topic, name="explain")(agents.explain)
 
     worker = StreamWorker(settings, app, live_model, shadow_model, agents)
-    _add_timers(worker, caller_table, subscriber_table)
+
+    async def publish_hold(key: bytes, value: bytes) -> object:
+        # Waits for the broker's ack: the hold's outbox entry is acknowledged only once it is on the topic.
+        return await (await holds_topic.send(key=key, value=value))
+
+    _add_timers(worker, caller_table, subscriber_table, publish_hold)
     register_pages(app, worker.is_ready, worker)
     return worker
 
@@ -152,7 +158,7 @@ def _changelog(table: Any) -> str:
     return str(table.changelog_topic.get_topic_name())
 
 
-def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any) -> None:
+def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any, hold_sink: HoldSink) -> None:
     """The worker's periodic work: model reloads, idle-key expiry, key counts, lag; and starting alerting."""
     from streams.metrics import CONSUMER_LAG, LIVE_KEYS
 
@@ -201,7 +207,7 @@ def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any) 
         """Load the model and start the alerting runtime (Redis, outbox delivery) with the worker."""
         worker.live_model.refresh()
         worker.shadow_model.refresh()
-        alerting = AlertingRuntime(worker.settings)
+        alerting = AlertingRuntime(worker.settings, hold_sink=hold_sink)
         await alerting.start()
         agents.alerting = alerting
 

@@ -21,6 +21,7 @@ from alerting.audit import publish_change, record_audit
 from alerting.console import views
 from alerting.console.auth import ADMIN, DISPATCHER, RESPONDER, Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.console.hub import ChangeHub
+from alerting.holds import RELEASE, HoldStore
 from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
 from alerting.metrics import CONSOLE_DENIED
 from alerting.tasks import TaskStore
@@ -36,6 +37,7 @@ from core.errors import (
     NoResponderAvailable,
     PermissionDenied,
     RateLimited,
+    UnknownHold,
     UnknownResponder,
     UnknownTask,
 )
@@ -64,6 +66,7 @@ class Console:
     redis: Redis
     lifecycle: TaskLifecycle
     tasks: TaskStore
+    holds: HoldStore
     tokens: TokenStore
     tickets: TicketSigner
     limiter: RateLimiter
@@ -82,7 +85,7 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
 def _status_of(exc: AlertingError) -> int:
     if isinstance(exc, ConsoleError):
         return exc.status
-    if isinstance(exc, UnknownTask | UnknownResponder):
+    if isinstance(exc, UnknownTask | UnknownResponder | UnknownHold):
         return 404
     if isinstance(exc, InvalidTransition | NoResponderAvailable):
         return 409
@@ -276,7 +279,7 @@ async def list_cases(request: web.Request) -> web.Response:
     """Open cases with their tasks (every view is audited)."""
     console, who = request.app[CONSOLE], _who(request)
     now = console.clock.now_ms()
-    cases = await views.open_cases(console.redis, console.lifecycle, who, now)
+    cases = await views.open_cases(console.redis, console.lifecycle, who, now, console.holds)
     await record_audit(console.redis, who.actor, "view_cases", at_ms=now, count=len(cases))
     return _json({"now_ms": now, "cases": cases})
 
@@ -334,6 +337,14 @@ async def transition(request: web.Request) -> web.Response:
             raise PermissionDenied("not your task")
     after = await console.lifecycle.transition(task_id, state, who.actor, outcome=outcome)
     return _json(after.as_dict())
+
+
+async def release_hold(request: web.Request) -> web.Response:
+    """POST: release a payment hold by hand (dispatchers and admins); audited with the release, 409 unless held."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, DISPATCHER, ADMIN)
+    record = await console.holds.end(request.match_info["hold_id"], RELEASE, who.actor)
+    return _json(record.as_dict())
 
 
 async def heartbeat(request: web.Request) -> web.Response:
@@ -439,6 +450,7 @@ def create_app(
         redis=redis,
         lifecycle=lifecycle,
         tasks=TaskStore(redis),
+        holds=HoldStore(redis, settings, clock=clock),
         tokens=TokenStore.from_file(settings.console_tokens_file),
         tickets=TicketSigner(key, settings.console_ticket_ttl_s, clock=clock),
         limiter=RateLimiter(settings.console_responder_rate_per_s, settings.console_responder_burst, clock),
@@ -462,6 +474,7 @@ def create_app(
     app.router.add_get("/api/tasks/{task_id}", get_task)
     app.router.add_post("/api/tasks/{task_id}/assign", assign)
     app.router.add_post("/api/tasks/{task_id}/transition", transition)
+    app.router.add_post("/api/holds/{hold_id}/release", release_hold)
     app.router.add_post("/api/responders/{responder_id}/heartbeat", heartbeat)
     app.router.add_post("/api/events/ticket", ticket)
     app.router.add_get("/api/events", events)

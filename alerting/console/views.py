@@ -10,16 +10,20 @@ from redis.asyncio import Redis
 from alerting import keys
 from alerting.cases import Case
 from alerting.console.auth import RESPONDER, Principal
+from alerting.holds import HoldStore
 from alerting.lifecycle import TaskLifecycle
 from alerting.responders import ResponderRegistry
 
 MAX_OPEN_TASKS = 2000  # a console lists a city's open work, not its history; bounds one request's cost
 
 
-async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal, now_ms: int) -> list[dict[str, Any]]:
+async def open_cases(
+    redis: Redis, lifecycle: TaskLifecycle, who: Principal, now_ms: int, holds: HoldStore | None = None
+) -> list[dict[str, Any]]:
     """Cases with at least one unresolved task, highest level first, then oldest first; ages as of ``now_ms``.
 
-    Dispatchers and admins see the subscriber's number; a responder sees only its own tasks' cases, pseudonymised.
+    Dispatchers and admins see the subscriber's number and, with ``holds``, each case's payment holds; a
+    responder sees only its own tasks' cases, pseudonymised, and no holds (a bank matter, not a visit's).
     """
     now = now_ms
     raw_ids = await redis.zrange(keys.TASKS_OPEN, 0, MAX_OPEN_TASKS - 1)
@@ -64,6 +68,10 @@ async def open_cases(redis: Redis, lifecycle: TaskLifecycle, who: Principal, now
         entry["opened_ms"] = min(entry["opened_ms"], st.opened_ms)
         entry["level"] = max(entry["level"], st.level)
         entry["tasks"].append({**st.as_dict(), "model_version": task.get("model_version")})
+    if holds is not None and who.role != RESPONDER:
+        by_case = await holds.for_cases(list(out))
+        for ck, entry in out.items():
+            entry["holds"] = [h.as_dict() for h in by_case.get(ck, [])]
     result = sorted(out.values(), key=lambda c: (-int(c["level"]), c["opened_ms"]))
     for c in result:
         c["age_s"] = round(max(0, now - c["opened_ms"]) / 1000, 1)

@@ -229,6 +229,7 @@ class Feed:
             "dead_letter_topic": f"{p}.events.dlq",
             "tasks_topic": f"{p}.tasks.v1",
             "labels_topic": f"{p}.labels.v1",
+            "holds_topic": f"{p}.holds.v1",
         }
 
     def env(self) -> dict[str, str]:

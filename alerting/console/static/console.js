@@ -195,6 +195,34 @@ function taskActions(task) {
   return box;
 }
 
+// A case's payment holds: state per transfer, and a Release button while the bank still holds it.
+function holdsCell(c) {
+  const cell = el("td", { class: "holds" });
+  for (const h of c.holds || []) {
+    const line = el("div", { class: "hold", "data-hold-id": h.hold_id },
+      el("span", { class: "hold-state state-" + h.state, text: h.state }),
+      el("div", { class: "muted", text: h.amount + " " + h.currency + " → " + h.payee_account }));
+    if (h.state === "held" && state.me.role !== "responder") {
+      line.append(el("button", {
+        type: "button", text: "Release", "data-action": "release-hold", "data-hold": h.hold_id,
+        onclick: () => releaseHold(h.hold_id),
+      }));
+    }
+    cell.append(line);
+  }
+  return cell;
+}
+
+async function releaseHold(holdId) {
+  try {
+    await api("/api/holds/" + encodeURIComponent(holdId) + "/release", { method: "POST", body: {} });
+    say("Release hold: done");
+  } catch (err) {
+    say("Release hold failed: " + err.message);
+  }
+  await refresh();
+}
+
 function renderQueue() {
   const body = $("queue-body");
   body.replaceChildren();
@@ -217,7 +245,8 @@ function renderQueue() {
       el("td", { class: "subscriber", text: c.subscriber }),
       el("td", {}, reasons),
       taskCell,
-      actionCell);
+      actionCell,
+      holdsCell(c));
     body.append(row);
   }
 }
