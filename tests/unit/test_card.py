@@ -49,6 +49,8 @@ CASE_FIGURE_KEYS = {
     "observable_flagged_before_loss",
     "missed_before_loss",
     "cases_first_flagged_during_call",  # signalling: flagged while on the line with the scam
+    "cases_held_at_loss",  # payment holds
+    "cases_stopped",
 }
 
 
