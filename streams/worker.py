@@ -30,6 +30,7 @@ from models import ModelRegistry
 from streams import codecs, faust_internals
 from streams.agents import Agents, StateTable
 from streams.produce import BatchSender
+from streams.publisher import TopicPublisher
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, internal_topic
 from streams.web import register_pages
@@ -68,10 +69,11 @@ class StreamWorker:
 def build_worker(settings: Settings) -> StreamWorker:
     """A worker's Faust app with its topics, tables, agents, timers and web pages; nothing runs until started."""
     codecs.register()
+    broker = settings.broker_url or "kafka://127.0.0.1:9092"
     faust_internals.install(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
-        broker=settings.broker_url or "kafka://127.0.0.1:9092",
+        broker=broker,
         store="memory://",  # state is rebuilt from the changelog topics: nothing on local disk to lose
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
@@ -100,7 +102,7 @@ def build_worker(settings: Settings) -> StreamWorker:
     dead_letter_topic = raw_topic(settings.dead_letter_topic)
     feature_topic = raw_topic(internal_topic(settings, "features"))
     pending_alert_topic = raw_topic(internal_topic(settings, settings.pending_alerts_topic))
-    holds_topic = raw_topic(settings.holds_topic)
+    raw_topic(settings.holds_topic)  # declared so the worker creates it; published by its own producer below
 
     # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
     caller_table = app.Table(CALLER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
@@ -145,10 +147,8 @@ def build_worker(settings: Settings) -> StreamWorker:
 
     worker = StreamWorker(settings, app, live_model, shadow_model, agents)
 
-    async def publish_hold(key: bytes, value: bytes) -> object:
-        # Waits for the broker's ack: the hold's outbox entry is acknowledged only once it is on the topic.
-        return await (await holds_topic.send(key=key, value=value))
-
+    # Waits for the broker's ack: the hold's outbox entry is acknowledged only once it is on the topic.
+    publish_hold = TopicPublisher(broker, settings.holds_topic)
     _add_timers(worker, caller_table, subscriber_table, publish_hold)
     register_pages(app, worker.is_ready, worker)
     return worker
