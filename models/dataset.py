@@ -65,6 +65,11 @@ class Dataset:
         """Per row, whether it is a transfer's (the rows a payment hold can stop): rows not resting on a call."""
         return np.asarray([not r.is_call for r in self.rows], dtype=bool)
 
+    @property
+    def kinds(self) -> list[str]:
+        """The event kind (schema) of each row, for the levels' caps ("" for a row recorded before kinds)."""
+        return [r.schema for r in self.rows]
+
     def subset(self, keep: np.ndarray) -> Dataset:
         """The rows where the boolean mask ``keep`` is set, in the same order."""
         rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
