@@ -27,6 +27,7 @@ __all__ = [
     "level",
     "level_budgets",
     "level_cap",
+    "level_caps",
     "level_numbers",
     "levels",
 ]
@@ -148,10 +149,15 @@ def decide_level(score: float, thresholds: Sequence[float], kind: str = "") -> i
     return min(bisect.bisect_right(thresholds, score), level_cap(kind))
 
 
+def level_caps(kinds: Sequence[str]) -> list[int]:
+    """:func:`level_cap` of each row's kind (the table read once per distinct kind, not per row)."""
+    caps = {kind: level_cap(kind) for kind in set(kinds)}
+    return [caps[k] for k in kinds]
+
+
 def decide_levels(scores: Sequence[float], thresholds: Sequence[float], kinds: Sequence[str]) -> list[int]:
     """:func:`decide_level` of each (score, kind), for a batch or a whole history."""
-    caps = {kind: level_cap(kind) for kind in set(kinds)}
-    return [min(bisect.bisect_right(thresholds, s), caps[k]) for s, k in zip(scores, kinds, strict=True)]
+    return [min(bisect.bisect_right(thresholds, s), cap) for s, cap in zip(scores, level_caps(kinds), strict=True)]
 
 
 def default_actions() -> dict[int, Action]:

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from core.events import CallEvent, Event
-from core.levels import decide_levels, level_budgets, level_cap
+from core.levels import decide_levels, level_budgets, level_caps
 from features import DAY_MS, FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
@@ -438,7 +438,7 @@ def evaluate_dataset(
     if levels is not None:
         task_rows = np.nonzero(levels >= TASK_LEVEL)[0]
     else:  # an explicit task threshold: the rows at it whose kind may reach the task level
-        may_task = np.asarray([level_cap(k) >= TASK_LEVEL for k in data.kinds], dtype=bool)
+        may_task = np.asarray(level_caps(data.kinds)) >= TASK_LEVEL
         task_rows = np.nonzero((scores >= task_threshold) & may_task)[0]
     alerts_by_sub: dict[str, list[int]] = defaultdict(list)
     for i in task_rows:

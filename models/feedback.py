@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.levels import decide_level, level_cap, levels
+from core.levels import decide_level, level_caps, levels
 from core.settings import Settings
 from features import DAY_MS
 
@@ -242,6 +242,7 @@ def follow_offline(
     open_until: dict[str, int] = {}
     row_kinds: Sequence[str] = kinds if kinds is not None else [""] * n
     top = len(levels())
+    candidate = [cap == top for cap in level_caps(row_kinds)]  # rows that may reach the top level
     for i in order.tolist():
         at, sub, score, kind = int(avail_ms[i]), subscribers[i], float(scores[i]), row_kinds[i]
         if at >= last_update + update_ms:
@@ -269,7 +270,7 @@ def follow_offline(
                 result.history.append((at, thresholds))
         level = decide_level(score, thresholds, kind)
         decided[i] = level
-        if score >= floor and level_cap(kind) == top:
+        if score >= floor and candidate[i]:
             candidates.append((at, sub, score))
         if level >= task_level and at >= open_until.get(sub, -1):
             open_until[sub] = at + episode_ms

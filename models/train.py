@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.errors import TrainingDataError
-from core.levels import level_budgets, level_cap, levels
+from core.levels import level_budgets, level_caps, levels
 from features import CATEGORICAL_FEATURES, DAY_MS, FEATURE_NAMES, FEATURES_HASH, PARAMETERS_JSON
 from models.dataset import Dataset
 from models.ensemble import average_models
@@ -331,8 +331,7 @@ def _fold_scores(
 
 def _caps(kinds: Sequence[str]) -> np.ndarray:
     """Per row, the highest level its event kind may reach (core.levels.level_cap)."""
-    caps = {kind: level_cap(kind) for kind in set(kinds)}
-    return np.asarray([caps[k] for k in kinds], dtype=np.int8)
+    return np.asarray(level_caps(kinds), dtype=np.int8)
 
 
 def _after_warmup(
