@@ -14,7 +14,7 @@ import orjson
 from core.decode import decode
 from core.errors import InvalidEvent
 from core.events import Event
-from features import FeatureEngine, FeatureRow
+from features import TICK_SCHEMA, FeatureEngine, FeatureRow, tick_call_id
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -65,6 +65,11 @@ class Dataset:
         """Per row, whether it is a transfer's (the rows a payment hold can stop): rows not resting on a call."""
         return np.asarray([not r.is_call for r in self.rows], dtype=bool)
 
+    @property
+    def event_rows(self) -> np.ndarray:
+        """Per row, whether an event made it (not a tick): what the contract's ``events`` and ``pr_auc`` count."""
+        return np.asarray([r.schema != TICK_SCHEMA for r in self.rows], dtype=bool)
+
     def subset(self, keep: np.ndarray) -> Dataset:
         """The rows where the boolean mask ``keep`` is set, in the same order."""
         rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]
@@ -91,11 +96,16 @@ def concat_datasets(parts: Sequence[Dataset]) -> Dataset:
     )
 
 
+def _listed(row: FeatureRow, positive: set[str]) -> bool:
+    # A tick is no event: it counts as its call (whose join id a case lists as the call record's event id).
+    return (tick_call_id(row.event_id) if row.schema == TICK_SCHEMA else row.event_id) in positive
+
+
 def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:
-    """Run the feature engine over events; label rows whose event a case lists."""
+    """Run the feature engine over events; label rows whose event a case lists, and ticks of such a call."""
     positive = {eid for case in cases for eid in case["event_ids"]}
     rows = list(FeatureEngine().run(events))
     X = np.asarray([r.values for r in rows], dtype=np.float64)
-    y = np.asarray([1 if r.event_id in positive else 0 for r in rows], dtype=np.int8)
+    y = np.asarray([1 if _listed(r, positive) else 0 for r in rows], dtype=np.int8)
     avail = np.asarray([r.avail_ms for r in rows], dtype=np.int64)
     return Dataset(rows, X, y, avail)
