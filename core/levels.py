@@ -8,8 +8,10 @@ the functions below rather than copying the table at import time, so a test can 
 
 from __future__ import annotations
 
+import bisect
 import itertools
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 __all__ = [
@@ -19,9 +21,12 @@ __all__ = [
     "RiskLevel",
     "budget_factors",
     "check_levels",
+    "decide_level",
+    "decide_levels",
     "default_actions",
     "level",
     "level_budgets",
+    "level_cap",
     "level_numbers",
     "levels",
 ]
@@ -42,6 +47,8 @@ class RiskLevel:
     colour: str  # CSS colour of the level's badge and map dot in the console
     budget_factor: float | None = None
     budget_per_10k_per_day: float | None = None
+    # Event kinds (schemas) whose rows may not reach this level, nor any above it.
+    barred_kinds: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def css_class(self) -> str:
@@ -61,7 +68,19 @@ LEVELS: tuple[RiskLevel, ...] = (
     # so the lower levels may alert 30 and 5 times as often as the face-to-face budget.
     RiskLevel(1, "warning", "warning", "SMS warning", "#f9a825", budget_factor=30.0),
     RiskLevel(2, "call centre", "call_centre", "call-centre call", "#ef6c00", budget_factor=5.0),
-    RiskLevel(3, "face to face", "face_to_face", "face-to-face dissuasion task", "#c62828", budget_factor=1.0),
+    # A connect (call_start.v1) says who is on the line, not what was said: at connect, a sweeping line's
+    # hundredth answered call looks like a scam's. It may warn and interrupt the call, never send an officer
+    # (a held-out city got 5 false visits per 10k a day from connects alone); a later call end, transfer or
+    # timer tick of the same call may.
+    RiskLevel(
+        3,
+        "face to face",
+        "face_to_face",
+        "face-to-face dissuasion task",
+        "#c62828",
+        budget_factor=1.0,
+        barred_kinds=frozenset({"call_start.v1"}),
+    ),
 )
 
 
@@ -110,6 +129,29 @@ def budget_factors() -> tuple[float | None, ...]:
 def level_budgets(face_to_face_per_10k_per_day: float) -> list[float]:
     """Each level's alert budget per 10k subscribers per day, in level order."""
     return [lv.budget(face_to_face_per_10k_per_day) for lv in levels()]
+
+
+def level_cap(kind: str) -> int:
+    """The highest level a row of event kind ``kind`` may reach: the levels stop below the first that bars it."""
+    for lv in levels():
+        if kind in lv.barred_kinds:
+            return lv.number - 1
+    return len(levels())
+
+
+def decide_level(score: float, thresholds: Sequence[float], kind: str = "") -> int:
+    """The level a score reaches (0: none), given one ascending threshold per level, capped for its kind.
+
+    The one score-to-level rule: the stream's decisions, the offline follower, ``evaluate`` and training all
+    come here (or to :func:`decide_levels`), so none of them can disagree on a level.
+    """
+    return min(bisect.bisect_right(thresholds, score), level_cap(kind))
+
+
+def decide_levels(scores: Sequence[float], thresholds: Sequence[float], kinds: Sequence[str]) -> list[int]:
+    """:func:`decide_level` of each (score, kind), for a batch or a whole history."""
+    caps = {kind: level_cap(kind) for kind in set(kinds)}
+    return [min(bisect.bisect_right(thresholds, s), caps[k]) for s, k in zip(scores, kinds, strict=True)]
 
 
 def default_actions() -> dict[int, Action]:

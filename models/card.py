@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
-from core.levels import levels
+from core.levels import decide_levels, levels
 from models.dataset import Dataset
 from models.evaluate import MISS_REASONS
 from models.registry import ModelVersion
@@ -130,8 +130,14 @@ def feature_importance(version: ModelVersion) -> dict[str, float]:
     return {name: float(g) for name, g in zip(booster.feature_name(), gains, strict=True)}
 
 
-def plot_pr_curve(y: np.ndarray, scores: np.ndarray, thresholds: Sequence[float], path: Path) -> None:
-    """Precision-recall over events, with the operating point of each alert level marked."""
+def plot_pr_curve(
+    y: np.ndarray, scores: np.ndarray, thresholds: Sequence[float], path: Path, kinds: Sequence[str] | None = None
+) -> None:
+    """Precision-recall over events, with the operating point of each alert level marked (``kinds``: the rows'
+    event kinds, so a level counts only the rows that may reach it)."""
+    decided = np.asarray(
+        decide_levels(scores.tolist(), thresholds, kinds if kinds is not None else [""] * len(scores)), dtype=np.int64
+    )
     fig = Figure(figsize=(6.4, 4.8))
     ax = fig.add_subplot()
     if len(y) and y.any() and not y.all():
@@ -139,7 +145,7 @@ def plot_pr_curve(y: np.ndarray, scores: np.ndarray, thresholds: Sequence[float]
         ax.step(recall, precision, where="post", color="tab:blue", label="model")
         ax.axhline(float(y.mean()), color="grey", linestyle=":", label=f"no skill ({y.mean():.2%} positive)")
         for level, threshold in enumerate(thresholds, start=1):
-            flagged = scores >= threshold
+            flagged = decided >= level
             if not flagged.any():
                 continue
             p = float(y[flagged].mean())
@@ -613,7 +619,13 @@ def write_model_card(
     target.mkdir(parents=True, exist_ok=True)
     importance = feature_importance(version)
     thresholds = [float(t) for t in version.meta.get("thresholds", [])]
-    plot_pr_curve(data.y.astype(np.int64), np.asarray(scores, dtype=np.float64), thresholds, target / PLOT_FILES[0])
+    plot_pr_curve(
+        data.y.astype(np.int64),
+        np.asarray(scores, dtype=np.float64),
+        thresholds,
+        target / PLOT_FILES[0],
+        data.kinds,
+    )
     plot_lead_times(evaluation.get("lead_times_s") or [], target / PLOT_FILES[1])
     plot_feature_importance(importance, target / PLOT_FILES[2])
     plot_per_scenario(evaluation.get("per_scenario", {}), target / PLOT_FILES[3])

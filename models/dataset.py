@@ -70,6 +70,11 @@ class Dataset:
         """Per row, whether an event made it (not a tick): what the contract's ``events`` and ``pr_auc`` count."""
         return np.asarray([r.schema != TICK_SCHEMA for r in self.rows], dtype=bool)
 
+    @property
+    def kinds(self) -> list[str]:
+        """The event kind (schema) of each row, for the levels' caps ("" for a row recorded before kinds)."""
+        return [r.schema for r in self.rows]
+
     def subset(self, keep: np.ndarray) -> Dataset:
         """The rows where the boolean mask ``keep`` is set, in the same order."""
         rows = [r for r, k in zip(self.rows, keep.tolist(), strict=True) if k]

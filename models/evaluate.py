@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from core.events import CallEvent, Event
-from core.levels import level_budgets
+from core.levels import decide_levels, level_budgets, level_cap
 from features import DAY_MS, FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
@@ -335,6 +335,7 @@ def followed_levels(
         residents,
         lambda sub: sub not in victims,
         task_level=TASK_LEVEL,
+        kinds=data.kinds,
         episode_ms=episode_ms,
         outcome_delay_ms=outcome_delay_ms,
         config=config,
@@ -429,9 +430,16 @@ def evaluate_dataset(
     """
     if scores is None:
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
+    threshold_mode = "followed" if levels is not None else "static"
     task_threshold = threshold if threshold is not None else scorer.thresholds[TASK_LEVEL - 1]
+    if levels is None and threshold is None:
+        levels = np.asarray(decide_levels(scores.tolist(), scorer.thresholds, data.kinds), dtype=np.int8)
     subs = data.subscribers
-    task_rows = np.nonzero(levels >= TASK_LEVEL if levels is not None else scores >= task_threshold)[0]
+    if levels is not None:
+        task_rows = np.nonzero(levels >= TASK_LEVEL)[0]
+    else:  # an explicit task threshold: the rows at it whose kind may reach the task level
+        may_task = np.asarray([level_cap(k) >= TASK_LEVEL for k in data.kinds], dtype=bool)
+        task_rows = np.nonzero((scores >= task_threshold) & may_task)[0]
     alerts_by_sub: dict[str, list[int]] = defaultdict(list)
     for i in task_rows:
         alerts_by_sub[subs[i]].append(int(data.avail_ms[i]))
@@ -458,7 +466,7 @@ def evaluate_dataset(
         "residents_source": "given" if residents else "distinct callees and payers seen",
         "days": round(days, 3),
         "model_version": scorer.version,
-        "threshold_mode": "followed" if levels is not None else "static",
+        "threshold_mode": threshold_mode,
         "task_threshold": task_threshold,
         "pr_auc": float(average_precision_score(event_y, scores[events])) if event_y.any() else None,
         "alerts": len(alerts),

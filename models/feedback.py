@@ -29,7 +29,6 @@ the cases file with a delay), so what ``evaluate`` prints is what the service wo
 
 from __future__ import annotations
 
-import bisect
 import heapq
 import math
 from collections import deque
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.levels import decide_level, level_cap, levels
 from core.settings import Settings
 from features import DAY_MS
 
@@ -208,6 +208,7 @@ def follow_offline(
     is_false: Callable[[str], bool],
     *,
     task_level: int,
+    kinds: Sequence[str] | None = None,
     episode_ms: int = DAY_MS,
     outcome_delay_ms: int = 4 * HOUR_MS,
     update_ms: int = 10 * 60_000,
@@ -218,11 +219,13 @@ def follow_offline(
     Every ``update_ms`` of event time the thresholds are refitted from the window so far; each task (the
     first task-level alert of a subscriber episode) comes back ``outcome_delay_ms`` later, false when
     ``is_false(subscriber)``. Rows are decided with the thresholds of their moment, never later ones.
+    ``kinds``: each row's event kind, for the levels' caps (:func:`core.levels.decide_level`); a row capped below
+    the top level is no candidate for the refits, as in the service (``streams.budget``).
     """
     config = config or FollowConfig()
     n = len(scores)
-    levels = np.zeros(n, dtype=np.int8)
-    result = FollowResult(levels)
+    decided = np.zeros(n, dtype=np.int8)
+    result = FollowResult(decided)
     if n == 0:
         return result
     order = np.argsort(avail_ms, kind="stable")
@@ -237,8 +240,10 @@ def follow_offline(
     known: dict[str, bool] = {}
     recent: deque[bool] = deque(maxlen=config.outcome_memory)
     open_until: dict[str, int] = {}
+    row_kinds: Sequence[str] = kinds if kinds is not None else [""] * n
+    top = len(levels())
     for i in order.tolist():
-        at, sub, score = int(avail_ms[i]), subscribers[i], float(scores[i])
+        at, sub, score, kind = int(avail_ms[i]), subscribers[i], float(scores[i]), row_kinds[i]
         if at >= last_update + update_ms:
             while pending and pending[0][0] <= at:
                 _, who, false = heapq.heappop(pending)
@@ -262,9 +267,9 @@ def follow_offline(
             if fitted != thresholds:
                 thresholds = fitted
                 result.history.append((at, thresholds))
-        level = bisect.bisect_right(thresholds, score)
-        levels[i] = level
-        if score >= floor:
+        level = decide_level(score, thresholds, kind)
+        decided[i] = level
+        if score >= floor and level_cap(kind) == top:
             candidates.append((at, sub, score))
         if level >= task_level and at >= open_until.get(sub, -1):
             open_until[sub] = at + episode_ms

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from core.errors import TrainingDataError
-from core.levels import level_budgets
+from core.levels import level_budgets, level_cap, levels
 from features import CATEGORICAL_FEATURES, DAY_MS, FEATURE_NAMES, FEATURES_HASH, PARAMETERS_JSON
 from models.dataset import Dataset
 from models.ensemble import average_models
@@ -32,10 +32,14 @@ REAL_VICTIMS_PER_10K_PER_DAY = 1 / 3
 ResidentSpan = tuple[int, int, int]
 
 
-def level_thresholds(threshold_for: Callable[[float], float], face_to_face_per_10k_per_day: float) -> list[float]:
-    """One score threshold per risk level (core/levels.py), level 1 lowest: each level's budget made a threshold."""
+def level_thresholds(threshold_for: Callable[[float, int], float], face_to_face_per_10k_per_day: float) -> list[float]:
+    """One score threshold per risk level (core/levels.py), level 1 lowest: each level's budget made a threshold.
+
+    ``threshold_for(budget, level)``: the threshold spending ``budget`` over the rows that may reach ``level``.
+    """
+    budgets = level_budgets(face_to_face_per_10k_per_day)
     # Sorted, so the largest budget (lowest threshold) goes to level 1, as the table's shrinking budgets intend.
-    return sorted(threshold_for(budget) for budget in level_budgets(face_to_face_per_10k_per_day))
+    return sorted(threshold_for(budget, number) for number, budget in enumerate(budgets, start=1))
 
 
 @dataclass(frozen=True)
@@ -325,6 +329,12 @@ def _fold_scores(
     return out
 
 
+def _caps(kinds: Sequence[str]) -> np.ndarray:
+    """Per row, the highest level its event kind may reach (core.levels.level_cap)."""
+    caps = {kind: level_cap(kind) for kind in set(kinds)}
+    return np.asarray([caps[k] for k in kinds], dtype=np.int8)
+
+
 def _after_warmup(
     scores: np.ndarray, subs: list[str], avail: np.ndarray, history_start_ms: int, warmup_days: float
 ) -> tuple[np.ndarray, list[str], np.ndarray]:
@@ -382,6 +392,7 @@ def train_model(
     raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
     calibrated = sigmoid_calibrate(raw_calib, slope, intercept)
     subs = data.subscribers
+    top_level = len(levels())  # the budget grid's thresholds are the face-to-face level's
     threshold_info: dict[str, Any]
     fold_scores = (
         _fold_scores(data, y, subs, train, stop, calib, params, config) if config.threshold_folds > 1 else None
@@ -389,7 +400,7 @@ def train_model(
     if fold_scores is not None:
         # Every row scored by a fold model that never saw its subscriber; all days count.
         pick_scores, pick_subs, pick_avail, window = fold_scores, subs, data.avail_ms, config.threshold_window_ms
-        pick_transfers = data.transfers
+        pick_transfers, pick_caps = data.transfers, _caps(data.kinds)
         threshold_info = {"method": "subscriber_folds", "folds": config.threshold_folds, "window_ms": window}
     else:
         # Thresholds are set on every held-out day (early-stopping and calibration slices): a false task is
@@ -399,14 +410,15 @@ def train_model(
         pick_scores = sigmoid_calibrate(raw_held, slope, intercept)
         pick_subs = [subs[i] for i in np.nonzero(held_out)[0]]
         pick_avail, window = data.avail_ms[held_out], None
-        pick_transfers = data.transfers[held_out]
+        pick_transfers, pick_caps = data.transfers[held_out], _caps(data.kinds)[held_out]
         threshold_info = {"method": "held_out_days"}
         if config.threshold_folds > 1:
             threshold_info["folds_skipped"] = "a fold left a time slice without positives"
 
-    def threshold_for(budget: float) -> float:
+    def threshold_for(budget: float, level: int = top_level) -> float:
+        # Rows whose kind may not reach the level (connects, above the call centre) spend none of its budget.
         return choose_threshold(
-            pick_scores,
+            np.where(pick_caps >= level, pick_scores, 0.0),
             pick_subs,
             pick_avail,
             victims,
@@ -419,9 +431,8 @@ def train_model(
 
     threshold_info["per"] = _population_note(config.resident_spans)
     if config.threshold_warmup_days > 0:
-        pick_transfers = pick_transfers[
-            pick_avail >= int(data.avail_ms.min()) + int(config.threshold_warmup_days * DAY_MS)
-        ]
+        after = pick_avail >= int(data.avail_ms.min()) + int(config.threshold_warmup_days * DAY_MS)
+        pick_transfers, pick_caps = pick_transfers[after], pick_caps[after]
         pick_scores, pick_subs, pick_avail = _after_warmup(
             pick_scores, pick_subs, pick_avail, int(data.avail_ms.min()), config.threshold_warmup_days
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import functools
 import logging
 import time
@@ -18,6 +17,7 @@ from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
 from core.events import TransferEvent
 from core.kinds import from_wire
+from core.levels import decide_levels
 from core.pseudonym import pseudonymise
 from core.settings import Settings
 from features import (
@@ -418,9 +418,10 @@ class Agents:
         pending: list[tuple[bytes, bytes]] = []
         thresholds = self.budget.thresholds(scorer)
         hold_at = self.budget.hold_threshold(scorer)
-        for row, risk, t_s, transfer in zip(rows, risks.tolist(), ingest_s, transfers, strict=True):
-            level = bisect.bisect_right(thresholds, risk)
-            self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk)
+        risk_list = risks.tolist()
+        decided = decide_levels(risk_list, thresholds, [r.schema for r in rows])
+        for row, risk, level, t_s, transfer in zip(rows, risk_list, decided, ingest_s, transfers, strict=True):
+            self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk, row.schema)
             _child(EVENTS_SCORED, row.schema).inc()
             _child(DECISIONS, str(level)).inc()
             if t_s:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from alerting import recent_outcomes
-from core.levels import level_budgets
+from core.levels import level_budgets, level_cap, levels
 from core.pseudonym import pseudonymise
 from core.settings import Settings
 from models import (
@@ -76,12 +76,20 @@ class LiveBudget:
         """
         return scorer.hold_threshold
 
-    def observe(self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float) -> None:
-        """Keep a scored row for the next refit if it can matter to any level's threshold."""
+    def observe(
+        self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float, kind: str = ""
+    ) -> None:
+        """Keep a scored row for the next refit if it can matter to any level's threshold.
+
+        A row whose kind is capped below the top level (a connect) is no candidate: the refit fits every level
+        from one best score per subscriber, and a connect's score would spend the visits' budget it cannot reach.
+        """
         if not self.settings.budget_follow:
             return
         if not self.settings.residents:
             self._seen.add(pseudonymise(subscriber))
+        if level_cap(kind) < len(levels()):
+            return
         if self._floor[0] != scorer.version:
             self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config))
         if score >= self._floor[1]:

@@ -150,3 +150,17 @@ def test_false_share_starts_at_the_prior_and_follows_outcomes() -> None:
     assert false_share([False] * 90, config) == pytest.approx(9 / 100)
     # Only the most recent outcomes count.
     assert false_share([True] * 500 + [False] * 100, config) == pytest.approx(9 / 110)
+
+
+def test_connects_never_make_a_task_nor_spend_the_visits_budget() -> None:
+    subs, avail, scores, victims = _stream(seed=5, days=2, victims_per_10k_per_day=12, shift=2.5)
+    as_calls = _follow(subs, avail, scores, victims)
+    kinds = ["call_start.v1"] * len(subs)
+    as_connects = follow_offline(
+        subs, avail, scores, BASE, BUDGETS, RESIDENTS, lambda s: s not in victims, task_level=3, kinds=kinds
+    )
+    assert (as_calls.levels >= 3).any()
+    assert as_connects.levels.max() <= 2 and as_connects.tasks == 0
+    # On a flooding stream calls push the task threshold up; connects spend none of its budget.
+    assert max(th[2] for _, th in as_connects.history) <= BASE[2]
+    assert max(th[2] for _, th in as_calls.history) > BASE[2]

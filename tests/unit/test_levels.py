@@ -10,7 +10,18 @@ from alerting.console.server import levels_css, levels_json
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher, validate_decision
 from core.errors import InvalidDecision
-from core.levels import LEVELS, RiskLevel, budget_factors, check_levels, default_actions, level, level_numbers
+from core.levels import (
+    LEVELS,
+    RiskLevel,
+    budget_factors,
+    check_levels,
+    decide_level,
+    decide_levels,
+    default_actions,
+    level,
+    level_cap,
+    level_numbers,
+)
 from core.settings import Settings
 from models.train import level_thresholds
 
@@ -23,7 +34,7 @@ def _decision(level_number: int) -> Decision:
     return Decision("+8613800000001", "e-1", 1_700_000_000_000, 0.99, level_number, "m-1")
 
 
-def _threshold_for(budget: float) -> float:
+def _threshold_for(budget: float, level_number: int = 0) -> float:
     return 1.0 / (1.0 + budget)  # any score threshold falls as the budget grows
 
 
@@ -92,3 +103,32 @@ def test_a_fourth_level_reaches_dispatcher_training_card_and_console(monkeypatch
     }
     assert ".level.level-4 { background: #6a1b9a; }" in levels_css()
     assert [x["level"] for x in levels_json(settings)] == list(level_numbers())
+
+
+THRESHOLDS = (0.2, 0.5, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("score", "kind", "expected"),
+    [
+        (0.1, "call.v1", 0),
+        (0.2, "call.v1", 1),  # a threshold is reached at equality
+        (0.6, "transfer.v1", 2),
+        (0.95, "call.v1", 3),
+        (0.95, "transfer.v1", 3),
+        (0.95, "", 3),  # a row recorded before kinds is not capped
+        (0.95, "call_start.v1", 2),  # a connect interrupts the call, never sends an officer
+        (0.6, "call_start.v1", 2),
+        (0.3, "call_start.v1", 1),
+    ],
+)
+def test_one_rule_turns_a_score_and_its_kind_into_a_level(score: float, kind: str, expected: int) -> None:
+    assert decide_level(score, THRESHOLDS, kind) == expected
+    assert decide_levels([score, score], THRESHOLDS, [kind, kind]) == [expected, expected]
+
+
+def test_a_bar_stops_every_level_above_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(core.levels, "LEVELS", (*LEVELS, ESCORT))
+    assert level_cap("call_start.v1") == 2  # barred at 3, so at the escort level too
+    assert level_cap("transfer.v1") == 4
+    assert decide_level(0.99, (*THRESHOLDS, 0.95), "transfer.v1") == 4
