@@ -95,6 +95,12 @@ class WorkerSettings(BaseModel):
     score_batch_max: int = Field(200, ge=1, description="Most events scored in one model call.")
     score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
+    tick_idle_s: float = Field(
+        10.0,
+        gt=0,
+        description="A subscriber partition without events this long (wall clock) has its open calls' due ticks "
+        "fired at the newest event time of the worker's other partitions, so idle partitions do not stall them.",
+    )
 
 
 class DecisionSettings(BaseModel):

@@ -2,7 +2,8 @@
 
 Inside: ``registry`` (every feature once: name, block, sentence; ``FEATURES_HASH``), ``params`` (every constant
 that shapes a value), ``steps`` (the one step order, for the offline ``FeatureEngine`` and the stream agents),
-``state``/``windows`` (per-key rolling state) and ``vector`` (the row). Imports only the ground floor
+``state``/``windows`` (per-key rolling state), ``vector`` (the row) and ``timers`` (open calls re-scored in
+event time). Imports only the ground floor
 (``core``); other packages import from here, not from the modules.
 """
 
@@ -35,6 +36,7 @@ from features.steps import (
     steps_for,
     subscriber_stage,
 )
+from features.timers import TICK_SCHEMA, TickIndex, tick_call_id
 from features.vector import (
     CATEGORICAL_FEATURES,
     FEATURE_INDEX,
@@ -66,6 +68,7 @@ __all__ = [
     "PARAMETERS_JSON",
     "PAYEE_AGE_CAP_S",
     "PAYEE_PREFIX",
+    "TICK_SCHEMA",
     "WINDOW_NAMES",
     "WINDOW_SPANS_MS",
     "CallerSnapshot",
@@ -79,6 +82,7 @@ __all__ = [
     "PayeeSnapshot",
     "PayeeState",
     "SubscriberState",
+    "TickIndex",
     "apply_feedback",
     "available_at",
     "caller_step",
@@ -97,5 +101,6 @@ __all__ = [
     "steps_for",
     "subscriber_stage",
     "subscriber_step",
+    "tick_call_id",
     "transfer_feedback",
 ]

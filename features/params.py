@@ -10,6 +10,7 @@ from typing import Any
 
 __all__ = [
     "CALLER_MAX_ENTRIES",
+    "CALL_TICK_MARKS_S",
     "CHANNEL_CODES",
     "DAY_MS",
     "DEDUP_IDS",
@@ -91,6 +92,9 @@ OPEN_CALL_TIMEOUT_MS = 4 * HOUR_MS
 MAX_OPEN_CALLS = 8  # a person on more calls at once is a switchboard; the oldest are dropped
 # Calls that ended, remembered so a signalling message arriving after its call record opens nothing.
 ENDED_CALL_IDS = 64
+# A call still on the line this many seconds (event time) after it connected is scored again ("tick"), so a
+# warning can go out before it ends. Ascending, and all well inside OPEN_CALL_TIMEOUT_MS.
+CALL_TICK_MARKS_S: tuple[int, ...] = (300, 600, 1200)
 
 # -- bounded memory per key: a cap that is reached changes values --------------------------------
 DEDUP_IDS = 512

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from core.events import Event
 from features.state import PAYEE_PREFIX, CallerState, PayeeState, SubscriberState
 from features.steps import KeyState, feedback_stage, steps_for
+from features.timers import TickIndex
 from features.vector import FeatureRow, available_at
 
 __all__ = ["FeatureEngine", "in_arrival_order"]
@@ -23,13 +24,16 @@ class FeatureEngine:
     The order per event is ``features.steps``' (the agents' order): key stage, subscriber stage, then the
     transfer's feedback applied to the callers and payee it names. The stream applies feedback a hop later;
     since feedback only counts from ``FEEDBACK_DELAY_MS`` of event time on, that makes no difference while
-    the hop is faster than the delay (see ``features.params``).
+    the hop is faster than the delay (see ``features.params``). Open calls' timers (``features.timers``) fire
+    in :meth:`step` and :meth:`run`, as the stream's event time reaches them; :meth:`process` fires none.
     """
 
     def __init__(self) -> None:
         self.callers: dict[str, CallerState] = {}
         self.payees: dict[str, PayeeState] = {}  # by account (the key-stage key without its prefix)
         self.subscribers: dict[str, SubscriberState] = {}
+        self.ticks = TickIndex()
+        self.watermark_ms = 0  # the newest event time seen: ticks due by it have fired
 
     def key_states(self) -> dict[str, KeyState]:
         """Every key-stage state under its table key: calling numbers, and payees under ``payee:<account>``."""
@@ -66,11 +70,24 @@ class FeatureEngine:
         row, feedback = out
         for fb in feedback:
             feedback_stage(self._key_state(fb.key), fb)
+        if sub.open_calls:
+            self.ticks.schedule(event.subscriber, sub)
         return row
 
+    def fire_ticks(self, until_ms: int) -> list[FeatureRow]:
+        """Advance event time to ``until_ms`` (never back) and the rows of the ticks due by then."""
+        self.watermark_ms = max(self.watermark_ms, until_ms)
+        return [row for row, _ in self.ticks.fire_due(self.watermark_ms, self.subscribers.get)]
+
+    def step(self, event: Event) -> list[FeatureRow]:
+        """The rows one event brings: the ticks due by its time first, then its own (if any)."""
+        rows = self.fire_ticks(available_at(event))
+        row = self.process(event)
+        if row is not None:
+            rows.append(row)
+        return rows
+
     def run(self, events: Iterable[Event]) -> Iterator[FeatureRow]:
-        """Feature rows of the events, processed in arrival order."""
+        """Feature rows of the events and of the ticks their event time reaches, in arrival order."""
         for event in in_arrival_order(events):
-            row = self.process(event)
-            if row is not None:
-                yield row
+            yield from self.step(event)

@@ -622,6 +622,10 @@ class OpenCall:
     caller_short_share_24h: float  # of the caller's answered calls that day, those under SHORT_CALL_S
     caller_paid_callees_7d: int
     caller_age_s: float
+    # Appended and defaulted, so lists stored before them decode: the marks of CALL_TICK_MARKS_S already fired.
+    ticks: int = 0
+    lat: float | None = None  # where the callee was when it connected, for a re-scored call's alert
+    lon: float | None = None
 
     def to_list(self) -> list[Any]:
         return [
@@ -632,6 +636,9 @@ class OpenCall:
             self.caller_short_share_24h,
             self.caller_paid_callees_7d,
             self.caller_age_s,
+            self.ticks,
+            self.lat,
+            self.lon,
         ]
 
 
@@ -691,6 +698,8 @@ class SubscriberState:
                 caller.answered_short_share_24h,
                 caller.paid_callees_7d,
                 caller.age_s,
+                lat=start.callee_lat,
+                lon=start.callee_lon,
             )
             while len(self.open_calls) > MAX_OPEN_CALLS:
                 del self.open_calls[next(iter(self.open_calls))]

@@ -53,6 +53,7 @@ __all__ = [
     "FEATURES_HASH",
     "FEATURE_INDEX",
     "FEATURE_NAMES",
+    "TICK_SCHEMA",
     "FeatureRow",
     "apply_feedback",
     "available_at",
@@ -64,11 +65,14 @@ __all__ = [
     "json_values",
     "payee_step",
     "subscriber_step",
+    "tick_row",
     "transfer_feedback",
     "transfer_row",
 ]
 
 NAN = float("nan")
+# The ``schema`` of a row that no event made: an open call re-scored by its timer (``features.timers``).
+TICK_SCHEMA = "tick"
 
 # ``subscriber_step`` appends the blocks in this order; the registry must declare them so.
 _ROW_ORDER = (
@@ -352,20 +356,60 @@ def _finish(
     lon: float | None,
 ) -> FeatureRow:
     """The blocks every kind shares (windows, subscriber, suspicious, on_call), and the row."""
+    is_start = type(event) is CallStartEvent
+    return _shared_blocks(
+        state, event.event_id, event.subscriber, event.schema, at_ms, values, is_call, is_start, lat, lon
+    )
+
+
+def _shared_blocks(
+    state: SubscriberState,
+    event_id: str,
+    subscriber: str,
+    schema: str,
+    at_ms: int,
+    values: list[float],
+    is_call: bool,
+    is_start: bool,
+    lat: float | None,
+    lon: float | None,
+) -> FeatureRow:
     _windows_block(state, values)
     _subscriber_block(state, values)
     _suspicious_block(state, at_ms, values)
-    _on_call_block(state, at_ms, type(event) is CallStartEvent, values)
+    _on_call_block(state, at_ms, is_start, values)
     return FeatureRow(
-        event_id=event.event_id,
-        subscriber=event.subscriber,
+        event_id=event_id,
+        subscriber=subscriber,
         avail_ms=at_ms,
         is_call=is_call,
         values=tuple(values),
         lat=lat,
         lon=lon,
-        schema=event.schema,
+        schema=schema,
     )
+
+
+def tick_row(state: SubscriberState, subscriber: str, event_id: str, call: OpenCall, at_ms: int) -> FeatureRow:
+    """The row of an open call re-scored at ``at_ms`` (a timer, see ``features.timers``); changes no state.
+
+    Like its ``call_start.v1`` row, with what is known at ``at_ms``: no length yet, and no caller snapshot (the
+    ``on_call`` block carries what was kept of it).
+    """
+    contact = state.contacts.get(call.caller)
+    values = _event_block(at_ms, True)
+    values += [  # call
+        NAN,
+        1.0,
+        1.0 if call.stranger else 0.0,
+        (at_ms - contact[0]) / 1000 if contact else 0.0,
+        float(contact[2]) if contact else 0.0,
+        float(contact[3]) if contact else 0.0,
+    ]
+    values += _NAN_CALLER
+    values += _NAN_TRANSFER
+    values += _NAN_PAYEE
+    return _shared_blocks(state, event_id, subscriber, TICK_SCHEMA, at_ms, values, True, False, call.lat, call.lon)
 
 
 def subscriber_step(

@@ -438,7 +438,7 @@ def _card_text(
             "",
         ]
     lines += [
-        f"{_fmt(evaluation.get('events'))} events, {_fmt(int(data.y.sum()))} of them positive "
+        f"{_fmt(evaluation.get('events'))} events, {_fmt(int(data.y[data.event_rows].sum()))} of them positive "
         f"(listed in a case); model `{evaluation.get('model_version', version.version)}`.",
         "",
         *_table(("metric", "value", "meaning"), [(key, evaluation.get(key), what) for key, what in METRIC_ROWS]),

@@ -14,7 +14,7 @@ import orjson
 from core.decode import decode
 from core.errors import InvalidEvent
 from core.events import Event
-from features import FeatureEngine, FeatureRow
+from features import TICK_SCHEMA, FeatureEngine, FeatureRow, tick_call_id
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -66,6 +66,11 @@ class Dataset:
         return np.asarray([not r.is_call for r in self.rows], dtype=bool)
 
     @property
+    def event_rows(self) -> np.ndarray:
+        """Per row, whether an event made it (not a tick): what the contract's ``events`` and ``pr_auc`` count."""
+        return np.asarray([r.schema != TICK_SCHEMA for r in self.rows], dtype=bool)
+
+    @property
     def kinds(self) -> list[str]:
         """The event kind (schema) of each row, for the levels' caps ("" for a row recorded before kinds)."""
         return [r.schema for r in self.rows]
@@ -96,11 +101,16 @@ def concat_datasets(parts: Sequence[Dataset]) -> Dataset:
     )
 
 
+def _listed(row: FeatureRow, positive: set[str]) -> bool:
+    # A tick is no event: it counts as its call (whose join id a case lists as the call record's event id).
+    return (tick_call_id(row.event_id) if row.schema == TICK_SCHEMA else row.event_id) in positive
+
+
 def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:
-    """Run the feature engine over events; label rows whose event a case lists."""
+    """Run the feature engine over events; label rows whose event a case lists, and ticks of such a call."""
     positive = {eid for case in cases for eid in case["event_ids"]}
     rows = list(FeatureEngine().run(events))
     X = np.asarray([r.values for r in rows], dtype=np.float64)
-    y = np.asarray([1 if r.event_id in positive else 0 for r in rows], dtype=np.int8)
+    y = np.asarray([1 if _listed(r, positive) else 0 for r in rows], dtype=np.int8)
     avail = np.asarray([r.avail_ms for r in rows], dtype=np.int64)
     return Dataset(rows, X, y, avail)

@@ -455,8 +455,12 @@ def evaluate_dataset(
     by_scenario: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for case in cases:
         by_scenario[case["scenario"]].append(case)
+    # Ticks (open calls re-scored) alert like events but are none: ``events`` and ``pr_auc`` leave them out.
+    events = data.event_rows if len(data.rows) else np.zeros(0, dtype=bool)
+    event_y = data.y[events]
     result: dict[str, Any] = {
-        "events": len(data.rows),
+        "events": int(events.sum()),
+        "ticks": len(data.rows) - int(events.sum()),
         "subscribers": n_subs,
         "residents": people,
         "residents_source": "given" if residents else "distinct callees and payers seen",
@@ -464,7 +468,7 @@ def evaluate_dataset(
         "model_version": scorer.version,
         "threshold_mode": threshold_mode,
         "task_threshold": task_threshold,
-        "pr_auc": float(average_precision_score(data.y, scores)) if data.y.any() else None,
+        "pr_auc": float(average_precision_score(event_y, scores[events])) if event_y.any() else None,
         "alerts": len(alerts),
         "alerts_per_10k_per_day": len(alerts) * per_10k_day,
         "tasks": len(tasks),

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from features import (
     KeyState,
     PayeeSnapshot,
     SubscriberState,
+    TickIndex,
     available_at,
     encode_row,
     feedback_stage,
@@ -54,9 +55,10 @@ from streams.metrics import (
     SCORE_BATCH,
     SCORE_SECONDS,
     SHADOW_DECISIONS,
+    TICKS_FIRED,
 )
 from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
-from streams.produce import BatchSender, unpack
+from streams.produce import BatchSender, partition_of, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
 
 __all__ = ["Agents", "StateTable"]
@@ -198,6 +200,13 @@ class Agents:
         self.alerting: AlertingRuntime | None = None  # set when the worker has started it
         self.watermark_ms = 0  # the newest event time this worker has scored
         self.budget = LiveBudget(settings)  # the thresholds each level decides with, following outcomes
+        # Open calls' timers (``features.timers``), per partition of the subscriber topic: its due ticks (built
+        # from the table when the partition is first met), its event time, and when (wall clock) it last had one.
+        self._partitions = list(range(settings.partitions))
+        self._tick_index: dict[int, TickIndex] = {}
+        self._tick_watermark: dict[int, int] = {}
+        self._tick_seen_s: dict[int, float] = {}
+        self._tick_lock = asyncio.Lock()  # a batch of ``score`` and the idle ticks never interleave
 
     async def dead_letter(self, raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
         """Publish a rejected message with why it was rejected; count it."""
@@ -280,72 +289,161 @@ class Agents:
         """
         settings = self.settings
         async for batch in stream.take(settings.score_batch_max, within=settings.score_batch_wait_s):
-            rows: list[FeatureRow] = []
-            ingest_s: list[float | None] = []
-            transfers: list[TransferRef | None] = []  # per row: what a hold of it would name
+            async with self._tick_lock:
+                await self._score_batch(batch)
+
+    async def _score_batch(self, batch: list[bytes]) -> None:
+        rows: list[FeatureRow] = []
+        ingest_s: list[float | None] = []
+        transfers: list[TransferRef | None] = []  # per row: what a hold of it would name
+        touched: dict[str, SubscriberState] = {}
+        feedback: list[Feedback] = []
+        now_s = time.monotonic()
+        for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
+            steps = steps_for(event)
+            if steps is None:
+                continue
+            # The subscriber's partition (records of this topic are keyed by it): its ticks due by now first.
+            partition = partition_of(event.subscriber.encode(), self._partitions)
+            self._tick_seen_s[partition] = now_s
+            for tick in self._fire_ticks(partition, available_at(event), touched):
+                rows.append(tick)
+                ingest_s.append(None)
+                transfers.append(None)
+            # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
+            wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
+            snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
+            state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
+            out = steps.subscriber_stage(state, event, snap)
+            if out is None:
+                _subscriber_duplicates.inc()
+                continue
+            row, raised = out
+            feedback += raised
+            touched[event.subscriber] = state
+            if state.open_calls:
+                self._ticks_of(partition).schedule(event.subscriber, state)
+            rows.append(row)
+            ingest_s.append(envelope.get("t"))
+            transfers.append(_transfer_ref(event))
+        if rows:  # else nothing new (``touched`` is empty too)
+            await self._decide(rows, ingest_s, transfers, touched, feedback)
+
+    def _ticks_of(self, partition: int) -> TickIndex:
+        """The partition's due ticks; first met since start or assignment, rebuilt from the stored states."""
+        index = self._tick_index.get(partition)
+        if index is None:
+            index = self._tick_index[partition] = TickIndex()
+            parts = self._partitions
+            stored = list(self.subscriber_states.table.data.items())
+            index.rebuild(
+                (key, state)
+                for key, state in stored
+                if state.open_calls and partition_of(key.encode(), parts) == partition
+            )
+        return index
+
+    def _fire_ticks(self, partition: int, until_ms: int, touched: dict[str, SubscriberState]) -> list[FeatureRow]:
+        """Move the partition's event time to ``until_ms`` (never back); the rows of the ticks due by then."""
+        watermark = max(self._tick_watermark.get(partition, 0), until_ms)
+        self._tick_watermark[partition] = watermark
+        index = self._ticks_of(partition)
+        due = index.next_due()
+        if due is None or due > watermark:
+            return []
+        states = self.subscriber_states
+
+        def state_of(subscriber: str) -> SubscriberState:
+            state: SubscriberState = states.current(subscriber, touched, SubscriberState)
+            return state
+
+        rows: list[FeatureRow] = []
+        for row, state in index.fire_due(watermark, state_of):
+            touched[row.subscriber] = state
+            rows.append(row)
+        if rows:
+            TICKS_FIRED.inc(len(rows))
+        return rows
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Drop the timers of partitions taken away: met again, they are rebuilt from the recovered table."""
+        for partition in partitions:
+            self._tick_index.pop(partition, None)
+            self._tick_watermark.pop(partition, None)
+            self._tick_seen_s.pop(partition, None)
+
+    async def fire_idle_ticks(self, assigned: Iterable[int]) -> int:
+        """Fire the due ticks of partitions without an event for ``tick_idle_s`` (wall clock); how many fired.
+
+        The one place wall time touches the timers, and only partitions that are idle: their event time is moved
+        to the newest of this worker's partitions (never back), as the stream's would have moved offline.
+        """
+        if self.live_model.scorer is None:
+            return 0  # nothing could score them; they stay due
+        async with self._tick_lock:
+            top = max(self._tick_watermark.values(), default=0)
+            now_s = time.monotonic()
             touched: dict[str, SubscriberState] = {}
-            feedback: list[Feedback] = []
-            for event, envelope in _in_arrival_order(batch, arrival=_score_arrival):
-                steps = steps_for(event)
-                if steps is None:
-                    continue
-                # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
-                wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
-                snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
-                state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
-                out = steps.subscriber_stage(state, event, snap)
-                if out is None:
-                    _subscriber_duplicates.inc()
-                    continue
-                row, raised = out
-                feedback += raised
-                touched[event.subscriber] = state
-                rows.append(row)
-                ingest_s.append(envelope.get("t"))
-                transfers.append(_transfer_ref(event))
-            if not rows:
-                continue  # nothing new (``touched`` is empty too)
-            published: list[Any] = []
-            if settings.publish_features:
-                for row in rows:
-                    key = row.subscriber.encode()
-                    published.append(await self.feature_topic.send(key=key, value=encode_row(row)))
-            scorer = self.live_model.scorer or await self._wait_for_model()
-            started = time.perf_counter()
-            risks = scorer.score([r.values for r in rows])
-            SCORE_SECONDS.observe(time.perf_counter() - started)
-            SCORE_BATCH.observe(len(rows))
-            self.watermark_ms = max(self.watermark_ms, max(r.avail_ms for r in rows))
-            now = time.time()
-            pending: list[tuple[bytes, bytes]] = []
-            thresholds = self.budget.thresholds(scorer)
-            hold_at = self.budget.hold_threshold(scorer)
-            risk_list = risks.tolist()
-            decided = decide_levels(risk_list, thresholds, [r.schema for r in rows])
-            for row, risk, level, t_s, transfer in zip(rows, risk_list, decided, ingest_s, transfers, strict=True):
-                self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk, row.schema)
-                _child(EVENTS_SCORED, row.schema).inc()
-                _child(DECISIONS, str(level)).inc()
-                if t_s:
-                    EVENT_TO_DECISION.observe(max(0.0, now - t_s))
-                EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
-                if level:
-                    if row.values[_ON_CALL] >= 1:
-                        _child(IN_CALL_ALERTS, str(level)).inc()
-                    # A hold rides on an alert: a transfer below level 1 makes no case for its hold to belong to.
-                    held = transfer if transfer is not None and hold_at is not None and risk >= hold_at else None
-                    alert = PendingAlert(row, risk, level, scorer.version, now, held)
-                    pending.append((row.subscriber.encode(), encode_pending(alert)))
-            # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
-            published += await self.to_explain.send_many(pending)
-            if self.shadow_model.scorer is not None:
-                self._score_shadow(self.shadow_model.scorer, rows, risks)
-            # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
-            await self.to_callers.send_many([(fb.key.encode(), orjson.dumps(fb.to_envelope())) for fb in feedback])
-            # One changelog write per key and batch, before the batch's events are acknowledged, and only after
-            # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
-            # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.
-            await self.subscriber_states.write(touched, after=published)
+            rows: list[FeatureRow] = []
+            for partition in assigned:
+                seen = self._tick_seen_s.setdefault(partition, now_s)  # a partition never met idles from now
+                if top and now_s - seen >= self.settings.tick_idle_s:
+                    rows += self._fire_ticks(partition, top, touched)
+            if rows:
+                await self._decide(rows, [None] * len(rows), [None] * len(rows), touched, [])
+            return len(rows)
+
+    async def _decide(
+        self,
+        rows: list[FeatureRow],
+        ingest_s: list[float | None],
+        transfers: list[TransferRef | None],
+        touched: dict[str, SubscriberState],
+        feedback: list[Feedback],
+    ) -> None:
+        """Score rows, queue the risky ones for ``explain``, then send the feedback and write the states."""
+        settings = self.settings
+        published: list[Any] = []
+        if settings.publish_features:
+            for row in rows:
+                key = row.subscriber.encode()
+                published.append(await self.feature_topic.send(key=key, value=encode_row(row)))
+        scorer = self.live_model.scorer or await self._wait_for_model()
+        started = time.perf_counter()
+        risks = scorer.score([r.values for r in rows])
+        SCORE_SECONDS.observe(time.perf_counter() - started)
+        SCORE_BATCH.observe(len(rows))
+        self.watermark_ms = max(self.watermark_ms, max(r.avail_ms for r in rows))
+        now = time.time()
+        pending: list[tuple[bytes, bytes]] = []
+        thresholds = self.budget.thresholds(scorer)
+        hold_at = self.budget.hold_threshold(scorer)
+        risk_list = risks.tolist()
+        decided = decide_levels(risk_list, thresholds, [r.schema for r in rows])
+        for row, risk, level, t_s, transfer in zip(rows, risk_list, decided, ingest_s, transfers, strict=True):
+            self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk, row.schema)
+            _child(EVENTS_SCORED, row.schema).inc()
+            _child(DECISIONS, str(level)).inc()
+            if t_s:
+                EVENT_TO_DECISION.observe(max(0.0, now - t_s))
+            EVENT_TIME_LAG.observe(max(0.0, now - row.avail_ms / 1000))
+            if level:
+                if row.values[_ON_CALL] >= 1:
+                    _child(IN_CALL_ALERTS, str(level)).inc()
+                # A hold rides on an alert: a transfer below level 1 makes no case for its hold to belong to.
+                held = transfer if transfer is not None and hold_at is not None and risk >= hold_at else None
+                alert = PendingAlert(row, risk, level, scorer.version, now, held)
+                pending.append((row.subscriber.encode(), encode_pending(alert)))
+        # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
+        published += await self.to_explain.send_many(pending)
+        if self.shadow_model.scorer is not None:
+            self._score_shadow(self.shadow_model.scorer, rows, risks)
+        # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
+        await self.to_callers.send_many([(fb.key.encode(), orjson.dumps(fb.to_envelope())) for fb in feedback])
+        # One changelog write per key and batch, before the batch's events are acknowledged, and only after
+        # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
+        # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.
+        await self.subscriber_states.write(touched, after=published)
 
     async def explain(self, stream: Any) -> None:
         """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""

@@ -37,6 +37,7 @@ __all__ = [
     "SCORE_SECONDS",
     "SHADOW_DECISIONS",
     "SKIPPED_ACKS",
+    "TICKS_FIRED",
     "watch_gc_pauses",
 ]
 
@@ -54,6 +55,9 @@ DUPLICATES = Counter("fw_duplicate_events_total", "Events ignored because their 
 EVENTS_SCORED = Counter("fw_events_scored_total", "Events scored by the model", ["kind"])
 EVENTS_IGNORED = Counter(
     "fw_events_ignored_total", "Valid events of a kind no stage of this worker handles (a newer producer)", ["kind"]
+)
+TICKS_FIRED = Counter(
+    "fw_call_ticks_total", "Open calls re-scored as they passed a mark of CALL_TICK_MARKS_S (event time)"
 )
 DECISIONS = Counter("fw_decisions_total", "Scored events by risk level (0 = no alert)", ["level"])
 IN_CALL_ALERTS = Counter(

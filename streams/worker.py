@@ -159,7 +159,7 @@ def _changelog(table: Any) -> str:
 
 
 def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any, hold_sink: HoldSink) -> None:
-    """The worker's periodic work: model reloads, idle-key expiry, key counts, lag; and starting alerting."""
+    """The worker's periodic work: model reloads, idle-key expiry, idle ticks, key counts, lag; starting alerting."""
     from streams.metrics import CONSUMER_LAG, LIVE_KEYS
 
     app, agents = worker.app, worker.agents
@@ -217,6 +217,23 @@ def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any, 
         if scorer is not None and alerting is not None and agents.watermark_ms:
             await agents.budget.refit(alerting.redis, scorer, agents.watermark_ms)
 
+    subscriber_topic = internal_topic(worker.settings, worker.settings.enriched_calls_topic)
+
+    async def fire_idle_ticks() -> None:
+        """Keep open calls' timers going on subscriber partitions that get no events (see ``tick_idle_s``)."""
+        if app.rebalancing or app.in_recovery or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
+            return  # a table still recovering would give a partition's timers without some of its open calls
+        assigned = [tp.partition for tp in app.consumer.assignment() if tp.topic == subscriber_topic]
+        await agents.fire_idle_ticks(assigned)
+
+    def forget_timers(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """Partitions revoked or (re)assigned get their timers rebuilt from the recovered table when next met."""
+        changed: set[Any] = args[0] if args else set()
+        agents.forget_partitions(tp.partition for tp in changed if tp.topic == subscriber_topic)
+
+    app.on_partitions_revoked.connect(forget_timers)
+    app.on_partitions_assigned.connect(forget_timers)
+    app.timer(interval=max(1.0, worker.settings.tick_idle_s / 2), name="fire_idle_ticks")(fire_idle_ticks)
     app.timer(interval=worker.settings.budget_update_s, name="refit_thresholds")(refit_thresholds)
     app.timer(interval=worker.settings.model_reload_s, name="reload_model")(reload_model)
     app.timer(interval=60.0, name="expire_idle_keys")(expire_idle_keys)

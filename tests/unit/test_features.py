@@ -21,6 +21,7 @@ from features.state import (
     state_from_obj,
 )
 from features.steps import key_of, key_stage, key_state_type, subscriber_stage
+from features.timers import TICK_SCHEMA, TickIndex
 from features.vector import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -525,17 +526,29 @@ def _through_changelog(events: Iterable[Event]) -> list[FeatureRow]:
     """The agents' steps on fresh states restored from their serialised form before every event and feedback.
 
     Callers and payees share one store (as they share the caller table); feedback is applied after the
-    transfer's row, each through its own round trip.
+    transfer's row, each through its own round trip. Ticks fire from stored states too, and every 400 events
+    the tick index is dropped and rebuilt from the store, as a restarted worker does.
     """
     keyed: dict[str, bytes] = {}
     subscribers: dict[str, bytes] = {}
     out: list[FeatureRow] = []
+    ticks = TickIndex()
+
+    def load_sub(subscriber: str) -> SubscriberState | None:
+        raw = subscribers.get(subscriber)
+        return SubscriberState.from_obj(orjson.loads(raw)) if raw is not None else None
 
     def load(key: str, new: type[CallerState] | type[PayeeState]) -> CallerState | PayeeState:
         raw = keyed.get(key)
         return state_from_obj(orjson.loads(raw)) if raw is not None else new()
 
-    for event in in_arrival_order(events):
+    for n, event in enumerate(in_arrival_order(events)):
+        if n % 400 == 0:
+            ticks = TickIndex()
+            ticks.rebuild((sub, state) for sub in subscribers if (state := load_sub(sub)) is not None)
+        for row, fired in ticks.fire_due(available_at(event), load_sub):
+            subscribers[row.subscriber] = orjson.dumps(fired.to_obj())
+            out.append(row)
         key = key_of(event)
         state = load(key, key_state_type(key))
         snap = key_stage(state, event)
@@ -546,6 +559,7 @@ def _through_changelog(events: Iterable[Event]) -> list[FeatureRow]:
         sub = SubscriberState.from_obj(orjson.loads(raw)) if raw is not None else SubscriberState()
         result = subscriber_stage(sub, event, snap)
         subscribers[event.subscriber] = orjson.dumps(sub.to_obj())
+        ticks.schedule(event.subscriber, sub)
         if result is not None:
             row, feedback = result
             out.append(row)
@@ -560,7 +574,9 @@ def test_engine_equals_per_event_changelog_round_trips(city_events: list[Event])
     engine_rows = list(FeatureEngine().run(city_events))
     changelog_rows = _through_changelog(city_events)
     distinct = len({e.event_id for e in city_events})
-    assert len(engine_rows) == len(changelog_rows) == distinct
+    n_ticks = sum(r.schema == TICK_SCHEMA for r in engine_rows)
+    assert n_ticks > 0 and len({r.event_id for r in engine_rows}) == len(engine_rows)
+    assert len(engine_rows) == len(changelog_rows) == distinct + n_ticks
     assert sum(r.is_call for r in engine_rows) > 0 and sum(not r.is_call for r in engine_rows) > 0
     assert sum(r.schema == "call_start.v1" for r in engine_rows) > 0
     on_call = FEATURE_INDEX["oncall_calls"]
