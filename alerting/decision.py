@@ -17,6 +17,8 @@ class TransferRef:
     payee_account: str
     amount: float
     currency: str
+    # Wall time the transfer reached the broker (None: unknown): a hold's latency counts from here.
+    received_at_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,8 +232,11 @@ class HoldStore:
                     pipe.sadd(keys.case_holds(case_key), hold_id)
                     pipe.zadd(keys.HOLDS_ACTIVE, {hold_id: message["expires_ms"]})
                     pipe.hincrby(keys.STATS, "holds", 1)
-                    # Latency starts at the scoring decision when known, as for tasks.
-                    enqueued_at = d.decided_at_s if d.decided_at_s is not None else now_s
+                    # Latency starts where the bank's wait does: the transfer's arrival on the broker when known,
+                    # else the scoring decision (as for tasks), else now.
+                    enqueued_at = next(
+                        t for t in (d.hold.received_at_s if d.hold else None, d.decided_at_s, now_s) if t is not None
+                    )
                     stage_outbox(pipe, message, body, enqueued_at, streams=HOLD_OUTBOX, item_id=hold_id)
                     stage_audit(pipe, HOLDS_ACTOR, "hold:hold", case_key=case_key, at_ms=now_ms, hold_id=hold_id)
                     await pipe.execute()

@@ -60,7 +60,7 @@ HOLD_DELIVERY_FAILURES = Counter(
 HOLD_LATENCY_OBJECTIVE_S = 0.25
 HOLD_LATENCY = Histogram(
     "fw_hold_latency_seconds",
-    "Wall time from the transfer's scoring decision (the worker's receipt when unknown) to the bank's 2xx for its "
-    f"hold; objective p99 <= {HOLD_LATENCY_OBJECTIVE_S} s.",
+    "Wall time from the transfer's arrival on the broker (its scoring decision when unknown) to the bank's 2xx "
+    f"for its hold; objective p99 <= {HOLD_LATENCY_OBJECTIVE_S} s.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, HOLD_LATENCY_OBJECTIVE_S, 0.5, 1, 2.5, 5, 10, 30, 60),
 )

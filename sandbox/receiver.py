@@ -1,4 +1,5 @@
-"""A stand-in dispatch endpoint (what the police app's backend would be) for the demo and the tests."""
+"""A stand-in dispatch endpoint (what the police app's backend would be) and a stand-in bank (``/holds``),
+for the demo, the benchmark and the tests."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from alerting import answer_and_close
 
-__all__ = ["REQUIRED", "Receiver", "ReceiverServer", "main"]
+__all__ = ["HOLD_REQUIRED", "REQUIRED", "Receiver", "ReceiverServer", "main"]
 
 # The task.v1 fields a real endpoint would refuse a task without.
 REQUIRED = (
@@ -27,6 +28,8 @@ REQUIRED = (
     "model_version",
     "idempotency_key",
 )
+# The hold.v1 fields a bank would refuse an instruction without.
+HOLD_REQUIRED = ("hold_id", "action", "transfer_event_id", "payer_account", "idempotency_key", "expires_ms")
 
 
 class Receiver:
@@ -37,6 +40,7 @@ class Receiver:
         self.body_timeout_s = body_timeout_s
         self.timed_out = 0
         self.tasks: list[dict[str, Any]] = []
+        self.holds: list[dict[str, Any]] = []  # hold.v1 messages (hold, release, cancel), once per key
         self.keys: set[str] = set()
         self.requests = 0
         self.duplicates = 0
@@ -65,6 +69,16 @@ class Receiver:
 
     async def post_task(self, request: web.Request) -> web.Response:
         """Store a task once per Idempotency-Key: 201 first time, 200 for a repeat."""
+        return await self._store(request, REQUIRED, self.tasks, "task_id")
+
+    async def post_hold(self, request: web.Request) -> web.Response:
+        """Accept a hold.v1 instruction once per Idempotency-Key, as a bank would: 201, then 200 for a repeat."""
+        return await self._store(request, HOLD_REQUIRED, self.holds, "hold_id")
+
+    async def _store(
+        self, request: web.Request, required: tuple[str, ...], into: list[dict[str, Any]], id_field: str
+    ) -> web.Response:
+        """Validate a JSON POST and keep it once per Idempotency-Key (tasks and holds share the key space)."""
         self.requests += 1
         try:
             async with asyncio.timeout(self.body_timeout_s):
@@ -80,21 +94,21 @@ class Receiver:
             self.failed += 1
             return web.json_response({"error": "injected failure"}, status=self._fail_status)
         try:
-            task = orjson.loads(body)
+            message = orjson.loads(body)
         except orjson.JSONDecodeError:
             return web.json_response({"error": "body is not JSON"}, status=400)
-        if not isinstance(task, dict):
+        if not isinstance(message, dict):
             return web.json_response({"error": "body is not a JSON object"}, status=400)
-        missing = [f for f in REQUIRED if f not in task]
+        missing = [f for f in required if f not in message]
         if missing:
             return web.json_response({"error": f"missing fields: {', '.join(missing)}"}, status=422)
-        key = request.headers.get("Idempotency-Key") or str(task["idempotency_key"])
+        key = request.headers.get("Idempotency-Key") or str(message["idempotency_key"])
         if key in self.keys:
             self.duplicates += 1
-            return web.json_response({"status": "duplicate", "task_id": task["task_id"]}, status=200)
+            return web.json_response({"status": "duplicate", id_field: message[id_field]}, status=200)
         self.keys.add(key)
-        self.tasks.append(task)
-        return web.json_response({"status": "created", "task_id": task["task_id"]}, status=201)
+        into.append(message)
+        return web.json_response({"status": "created", id_field: message[id_field]}, status=201)
 
     async def list_tasks(self, request: web.Request) -> web.Response:
         """Every stored task, in arrival order."""
@@ -105,9 +119,10 @@ class Receiver:
         return web.json_response(self.stats())
 
     def app(self) -> web.Application:
-        """An aiohttp application serving POST /tasks, GET /tasks and GET /stats."""
+        """An aiohttp application serving POST /tasks, GET /tasks, POST /holds and GET /stats."""
         app = web.Application()
         app.router.add_post("/tasks", self.post_task)
+        app.router.add_post("/holds", self.post_hold)
         app.router.add_get("/tasks", self.list_tasks)
         app.router.add_get("/stats", self.get_stats)
         return app
@@ -127,6 +142,13 @@ class ReceiverServer:
         if self.base_url is None:
             raise RuntimeError("receiver not started")
         return self.base_url + "/tasks"
+
+    @property
+    def holds_url(self) -> str:
+        """Where the hold deliverer POSTs (the bank's endpoint)."""
+        if self.base_url is None:
+            raise RuntimeError("receiver not started")
+        return self.base_url + "/holds"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start serving (port 0 = any free port); returns the base URL."""

@@ -77,12 +77,18 @@ _score_arrival = PACK_ARRIVAL.labels(stage="score")
 _ON_CALL = FEATURE_INDEX["oncall_calls"]
 
 
-def _transfer_ref(event: Any) -> TransferRef | None:
-    """What a hold of this event would name, if it is a transfer."""
+def _transfer_ref(event: Any, received_at_s: float | None) -> TransferRef | None:
+    """What a hold of this event would name, if it is a transfer (on the broker since ``received_at_s``)."""
     if not isinstance(event, TransferEvent):
         return None
     return TransferRef(
-        event.event_id, event.ts_ms, event.payer_account, event.payee_account, event.amount, event.currency
+        event.event_id,
+        event.ts_ms,
+        event.payer_account,
+        event.payee_account,
+        event.amount,
+        event.currency,
+        received_at_s,
     )
 
 
@@ -325,7 +331,7 @@ class Agents:
                 self._ticks_of(partition).schedule(event.subscriber, state)
             rows.append(row)
             ingest_s.append(envelope.get("t"))
-            transfers.append(_transfer_ref(event))
+            transfers.append(_transfer_ref(event, envelope.get("t")))
         if rows:  # else nothing new (``touched`` is empty too)
             await self._decide(rows, ingest_s, transfers, touched, feedback)
 

@@ -68,7 +68,7 @@ def encode_pending(alert: PendingAlert) -> bytes:
     }
     if alert.hold is not None:
         h = alert.hold
-        record["h"] = [h.event_id, h.ts_ms, h.payer_account, h.payee_account, h.amount, h.currency]
+        record["h"] = [h.event_id, h.ts_ms, h.payer_account, h.payee_account, h.amount, h.currency, h.received_at_s]
     return orjson.dumps(record)
 
 
@@ -88,7 +88,9 @@ def decode_pending(raw: bytes) -> PendingAlert:
         )
         # "h" is absent from records of a worker from before holds (and of alerts that hold nothing).
         h = d.get("h")
-        hold = TransferRef(str(h[0]), int(h[1]), str(h[2]), str(h[3]), float(h[4]), str(h[5])) if h else None
+        # Its 7th element, the receipt time, is absent from records of a worker before hold latency counted from it.
+        received = float(h[6]) if h and len(h) > 6 and h[6] is not None else None
+        hold = TransferRef(str(h[0]), int(h[1]), str(h[2]), str(h[3]), float(h[4]), str(h[5]), received) if h else None
         return PendingAlert(row, float(d["r"]), int(d["l"]), str(d["m"]), float(d["d"]), hold)
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedPendingAlert(f"{type(exc).__name__}: {exc}") from exc

@@ -29,6 +29,13 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
     assert 0 < scaled["p50_ms"] <= scaled["p99_ms"]
     # Both processes took part: each owned partitions and burnt CPU on them.
     assert all(share and share > 0 for share in scaled["cpu_share_of_one_core_per_worker"]), scaled
+    holds = result["hold_latency"]
+    # Every hold the worker issued reached the bank once, and its latency was measured.
+    assert holds["holds_issued"] > 0 and holds["holds_delivered"] == holds["holds_issued"], holds
+    assert holds["bank_received"] == holds["holds_issued"], holds
+    figures = holds["transfer_to_bank_2xx"]
+    assert figures["count"] == holds["holds_issued"] and 0 < figures["p50_ms"] <= figures["p99_ms"], holds
+    assert holds["p99_vs_objective"] is not None
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
     assert result["ratios"]["worker_vs_naive_agent"] > 0
     assert result["worker"]["cpu_us_per_event"] > 0 and result["limits"]
