@@ -8,6 +8,7 @@ from typing import Any
 
 import jsonschema
 import numpy as np
+import orjson
 import pytest
 
 from alerting.decision import Decision, TransferRef
@@ -98,6 +99,18 @@ def test_pending_alert_carries_the_transfer_and_reads_older_records() -> None:
     assert back.hold == d.hold and back.decision().hold == d.hold
     older = encode_pending(PendingAlert(row, 0.93, 3, "m-7", 12.5))
     assert b'"h"' not in older and decode_pending(older).hold is None
+
+
+def test_pending_alert_keeps_when_the_transfer_reached_the_broker() -> None:
+    # The hold's latency counts from there; a record from before that field reads as unknown.
+    row = FeatureRow("t-1", "+8613800001111", T0, False, tuple([0.0] * len(FEATURE_NAMES)), None, None)
+    transfer = TransferRef("t-1", T0, "ACC-PAYER", "ACC-PAYEE", 25_000.0, "CNY", received_at_s=1_767_225_600.25)
+    back = decode_pending(encode_pending(PendingAlert(row, 0.93, 3, "m-7", 12.5, transfer)))
+    assert back.hold is not None and back.hold.received_at_s == 1_767_225_600.25
+    old_record = orjson.loads(encode_pending(PendingAlert(row, 0.93, 3, "m-7", 12.5, transfer)))
+    old_record["h"] = old_record["h"][:6]
+    older = decode_pending(orjson.dumps(old_record))
+    assert older.hold is not None and older.hold.received_at_s is None and older.hold.event_id == "t-1"
 
 
 # --- the hold threshold -------------------------------------------------------------------------------------
