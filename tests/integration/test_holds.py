@@ -97,8 +97,15 @@ def settings(bank: Bank) -> Settings:
     )
 
 
-def _decision(phone: str, event_id: str, ts_ms: int = T0, level: int = 3, hold: bool = True) -> Decision:
-    transfer = TransferRef(event_id, ts_ms, f"ACC-{phone[-4:]}", "ACC-MULE-1", 48_000.0, "CNY")
+def _decision(
+    phone: str,
+    event_id: str,
+    ts_ms: int = T0,
+    level: int = 3,
+    hold: bool = True,
+    received_at_s: float | None = None,
+) -> Decision:
+    transfer = TransferRef(event_id, ts_ms, f"ACC-{phone[-4:]}", "ACC-MULE-1", 48_000.0, "CNY", received_at_s)
     return Decision(
         phone,
         event_id,
@@ -145,6 +152,20 @@ async def test_one_hold_per_transfer_even_when_dispatched_twice(
     assert record.state == "held" and record.case_key == task["case_key"]
     events = [orjson.loads(e) for e in await r.lrange(keys.hold_events(hold_id), 0, -1)]
     assert [e["state"] for e in events] == ["delivered"]
+
+
+async def test_hold_latency_counts_from_the_transfers_arrival_on_the_broker(
+    r: aioredis.Redis, settings: Settings, bank: Bank, clock: ManualClock
+) -> None:
+    # The bank waits from the transfer, not from the decision: 0.3 s on the broker before it was scored.
+    latency = REGISTRY.get_sample_value("fw_hold_latency_seconds_sum") or 0.0
+    count = REGISTRY.get_sample_value("fw_hold_latency_seconds_count") or 0.0
+    decision = _decision("+8613800004444", "t-4", received_at_s=T0 / 1000 - 0.3)
+    assert await Dispatcher(r, settings, clock=clock).handle(decision) is not None
+    clock.advance(0.1)
+    assert await _drain(r, settings, clock) == 1
+    assert REGISTRY.get_sample_value("fw_hold_latency_seconds_count") == count + 1
+    assert REGISTRY.get_sample_value("fw_hold_latency_seconds_sum") == pytest.approx(latency + 0.4)
 
 
 @pytest.mark.parametrize(
