@@ -8,12 +8,14 @@ from alerting.console import start_console, write_demo_tokens
 from alerting.decision import Decision, TransferRef
 from alerting.dispatcher import Dispatcher
 from alerting.holds import HoldSink
+from alerting.metrics import HOLD_LATENCY_OBJECTIVE_S
 from alerting.outcomes import recent_outcomes, resolve_open_tasks
 from alerting.responders import ResponderRegistry
 from alerting.runtime import AlertingRuntime
 from alerting.webutil import answer_and_close
 
 __all__ = [
+    "HOLD_LATENCY_OBJECTIVE_S",
     "AlertingRuntime",
     "Decision",
     "Dispatcher",

@@ -501,7 +501,7 @@ async def _hold_latency(
 ) -> dict[str, Any]:
     """Holds delivered to a local bank at ``hold_rate`` offered: p50/p99 from the transfer's arrival on the
     broker to the bank's 2xx, against event-to-decision in the same phase and the 250 ms objective."""
-    from alerting.metrics import HOLD_LATENCY_OBJECTIVE_S
+    from alerting import HOLD_LATENCY_OBJECTIVE_S
     from streams import replay_events as replay
 
     rate = config.hold_rate
