@@ -357,7 +357,7 @@ def run(
     signalling: Annotated[
         float,
         typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (0: no feed)"),
-    ] = 0.0,
+    ] = 1.0,
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated city (days of history, then the judged days),
     a model, a worker, a dispatch receiver."""

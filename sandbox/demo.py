@@ -86,9 +86,11 @@ class DemoConfig:
     # real-time stream; the demo runs days in a minute, where 30 s would be a day of event time per refit,
     # and one refit would step the thresholds down a whole day's pace at once (seen: pinned at the lower bound).
     budget_update_s: float = 1.0
-    # Share of the city's answered calls signalled when they connect (call_start.v1); 0: no signalling feed. Off
-    # by default until connects are kept below the visit level (the training worlds have no signalling either).
-    signalling: float = 0.0
+    # Share of the city's answered calls signalled when they connect (call_start.v1); 0: no signalling feed.
+    signalling: float = 1.0
+    # The training worlds' signalled shares (WorldRanges.signalling): full, none and lossy, so the model the demo
+    # trains serves a city with or without a feed.
+    train_signalling: tuple[float, ...] = (1.0, 0.0, 0.5)
     timeout_s: float = 300.0  # how long the worker may make no progress before the run gives up
     hold: bool = False  # keep the console (and everything behind it) up after the summary, until Ctrl-C
     console_port: int = 0
@@ -123,6 +125,7 @@ def default_training_worlds(config: DemoConfig) -> list[CityConfig]:
         subscriber_days=config.subscribers * config.train_days,
         days=(2.0, config.train_days),
         victims_per_10k_per_day=(rate / 2, rate * 1.5),
+        signalling=config.train_signalling,
     )
     return sample_worlds(DEFAULT_TRAIN_WORLDS, config.train_seed, ranges)
 

@@ -44,11 +44,10 @@ class WorldRanges:
     scenario_jitter_sd: float = 0.6  # log-normal noise on each scenario's default weight
     drop_probability: float = 0.25  # chance that a world has no case of a given scenario
     min_scenarios: int = 4  # a world keeps at least this many scenarios (fewer only if fewer are allowed)
-    # The signalled share of answered calls, world k taking entry k mod len; e.g. (1.0, 0.0, 0.5) trains one model
-    # for operators with a full signalling feed, a lossy one and none. None by default for now: scored as its own
-    # row, a call's connect from a line sweeping the city looks the same whether the person will hang up or talk,
-    # and a model trained on signalled worlds sent 5 false visits per 10k a day at connects (issue #17 note).
-    signalling: tuple[float, ...] = (0.0,)
+    # The signalled share of answered calls, world k taking entry k mod len: a full feed, none and a lossy one, so
+    # one model serves operators with and without signalling (issue #17's study: trained this way it sends no
+    # false visits at connects, which a model trained on signalled worlds alone did before the level caps).
+    signalling: tuple[float, ...] = (1.0, 0.0, 0.5)
 
     def __post_init__(self) -> None:
         pairs = (
