@@ -125,21 +125,38 @@ class CaseOutcome:
     case: Case
     created: bool  # the decision opened a new episode
     escalated: bool  # the decision's level had no record yet in this case (the hook ran)
+    repeated: bool = False  # a new occasion repeated its level's action in this case (the hook ran)
 
 
-# Called inside the case's MULTI block when a decision escalates its case: queue the task/warning
-# writes on the pipeline so they commit atomically with the case. May run again if the commit loses a race.
-EscalationHook = Callable[[Case, Pipeline], Awaitable[None]]
+# Called inside the case's MULTI block when a decision escalates its case, or repeats its level's action for a
+# new occasion (the third argument; None for the level's first action): queue the task/warning writes on the
+# pipeline so they commit atomically with the case. May run again if the commit loses a race.
+EscalationHook = Callable[[Case, Pipeline, str | None], Awaitable[None]]
+
+REPEATS_FIELD = "repeats"  # how many actions the case repeated for new occasions
+
+
+def occasion_field(occasion: str) -> str:
+    """The case's hash field marking that this call or transfer has acted in the case."""
+    return f"occasion:{occasion}"
 
 
 class CaseStore:
     """Cases in Redis, updated atomically per subscriber with WATCH/MULTI."""
 
-    def __init__(self, redis: Redis, episode_ms: int, pseudonym_key: bytes | None = None, max_retries: int = 100):
+    def __init__(
+        self,
+        redis: Redis,
+        episode_ms: int,
+        pseudonym_key: bytes | None = None,
+        max_retries: int = 100,
+        repeats_per_case: int = 0,
+    ):
         self._redis = redis
         self._episode_ms = episode_ms
         self._pseudonym_key = pseudonym_key
         self._max_retries = max_retries
+        self._repeats_per_case = repeats_per_case
 
     def pseudonym(self, subscriber: str) -> str:
         """The subscriber's pseudonym, as used in case keys."""
@@ -158,8 +175,14 @@ class CaseStore:
             return None
         return await self.get(key)
 
-    async def record(self, d: Decision, on_escalation: EscalationHook | None = None) -> CaseOutcome:
-        """Fold the decision into its subscriber's open case (or open one), atomically with the hook's writes."""
+    async def record(
+        self, d: Decision, on_escalation: EscalationHook | None = None, *, may_repeat: bool = False
+    ) -> CaseOutcome:
+        """Fold the decision into its subscriber's open case (or open one), atomically with the hook's writes.
+
+        ``may_repeat``: the level's action repeats for a new occasion (``d.occasion``) of an open case, at most
+        ``repeats_per_case`` times; the same occasion never acts twice at a level it has reached.
+        """
         pseud = self.pseudonym(d.subscriber)
         pointer_key = keys.case_open(pseud)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -180,6 +203,7 @@ class CaseStore:
                     after = apply_decision(before, pseud, d, self._episode_ms)
                     created = before is None
                     escalated = before is None or d.level > before.level
+                    repeated = not escalated and may_repeat and self._repeats(raw, d)
 
                     pipe.multi()
                     pipe.hset(keys.case(after.case_key), mapping=after.to_fields())
@@ -190,13 +214,27 @@ class CaseStore:
                         )
                     if created:
                         pipe.hincrby(keys.STATS, "cases", 1)
-                    if escalated and on_escalation is not None:
-                        await on_escalation(after, pipe)
+                    if (escalated or repeated) and d.occasion:
+                        pipe.hset(keys.case(after.case_key), occasion_field(d.occasion), str(d.level))
+                    if repeated:
+                        pipe.hincrby(keys.case(after.case_key), REPEATS_FIELD, 1)
+                    if on_escalation is not None and (escalated or repeated):
+                        await on_escalation(after, pipe, d.occasion if repeated else None)
                     await pipe.execute()
-                    return CaseOutcome(case=after, created=created, escalated=escalated)
+                    return CaseOutcome(case=after, created=created, escalated=escalated, repeated=repeated)
                 except WatchError:
                     continue
         raise CaseContention(f"case update for {pseud} lost {self._max_retries} races in a row")
+
+    def _repeats(self, raw: Mapping[Any, Any], d: Decision) -> bool:
+        """Whether ``d`` is a new occasion of the case ``raw`` that may repeat its level's action."""
+        if not d.occasion or not raw:
+            return False
+        f = {keys.text(k): keys.text(v) for k, v in raw.items()}
+        acted = f.get(occasion_field(d.occasion))
+        if acted is not None and int(acted or 0) >= d.level:
+            return False  # this call or transfer already acted at this level (a later tick, a redelivery)
+        return int(f.get(REPEATS_FIELD) or 0) < self._repeats_per_case
 
 
 def _pointer(raw: Mapping[Any, Any]) -> tuple[str | None, int]:

@@ -37,3 +37,7 @@ class Decision:
     decided_at_s: float | None = None  # wall clock of the scoring decision; None: when alerting got it
     # Set on a transfer scored at or above the model's hold threshold: the bank is told to hold it.
     hold: TransferRef | None = None
+    # The call (its join id) or transfer (its event id) scored; None: unknown. A new occasion in a case that
+    # already had this level's warning or call may repeat it (core.levels.REPEATED_ACTIONS).
+    occasion: str | None = None
+    in_call: bool = False  # the person was on a (signalled) call when this was scored: the call is the emergency

@@ -17,13 +17,13 @@ from alerting.audit import publish_change
 from alerting.cases import Case, CaseStore
 from alerting.decision import Decision
 from alerting.holds import HoldStore
-from alerting.metrics import ALERTS, TASKS
+from alerting.metrics import ACTIONS_REPEATED, ALERTS, IN_CALL_ACTIONS, TASKS
 from alerting.outbox import stage_outbox
 from alerting.responders import ResponderRegistry
-from alerting.tasks import build_task, stage_task
+from alerting.tasks import build_task, idempotency_key, stage_task
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidDecision
-from core.levels import Action, level, level_numbers
+from core.levels import REPEATED_ACTIONS, Action, level, level_numbers
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ def validate_decision(d: Decision) -> None:
         raise InvalidDecision("a hold needs the transfer's event id, a positive amount and a non-negative ts_ms")
 
 
-def _stage_warning(pipe: Pipeline, case: Case, d: Decision) -> None:
-    """Queue a warning record (for the SMS/in-app sender) inside the case's MULTI."""
+def _stage_warning(pipe: Pipeline, case: Case, d: Decision, occasion: str | None) -> None:
+    """Queue a warning record (for the SMS/in-app sender) inside the case's MULTI; ``occasion``: the new call or
+    transfer a repeated warning is for."""
     record = {
         "case_key": case.case_key,
         "subscriber": d.subscriber,  # the sender must know whom to warn
@@ -53,7 +54,9 @@ def _stage_warning(pipe: Pipeline, case: Case, d: Decision) -> None:
         "reasons": list(d.reasons),
         "created_ms": d.ts_ms,
         "model_version": d.model_version,
-        "idempotency_key": f"{case.case_key}:L{d.level}",
+        "idempotency_key": idempotency_key(case.case_key, d.level, occasion),
+        # On the line now: the sender interrupts (an in-app alert over the call) instead of a plain SMS.
+        "in_call": d.in_call,
     }
     pipe.xadd(keys.WARNINGS, {"warning": orjson.dumps(record)}, maxlen=WARNINGS_MAXLEN, approximate=True)
     pipe.hset(keys.case(case.case_key), f"warning:L{d.level}", "1")
@@ -76,7 +79,12 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
-        self.cases = CaseStore(redis, settings.episode_ms, settings.pseudonym_key.get_secret_value().encode())
+        self.cases = CaseStore(
+            redis,
+            settings.episode_ms,
+            settings.pseudonym_key.get_secret_value().encode(),
+            repeats_per_case=settings.repeats_per_case,
+        )
         self._unit_hint = unit_hint
         self.holds = HoldStore(redis, settings, clock=clock)
 
@@ -95,21 +103,22 @@ class Dispatcher:
         claim_tried = False
         created: dict[str, Any] | None = None
 
-        async def on_escalation(case: Case, pipe: Pipeline) -> None:
+        async def on_escalation(case: Case, pipe: Pipeline, occasion: str | None) -> None:
             nonlocal claimed, claim_tried, created
             created = None  # a retried transaction must not report the previous attempt's task
             if action == "warning":
-                _stage_warning(pipe, case, decision)
+                _stage_warning(pipe, case, decision, occasion)
                 return
             if action == "face_to_face" and not claim_tried:
                 # The claim cannot join the MULTI (it searches and locks other keys), so it happens first
                 # and is kept across retries; it is released below if no task ends up using it.
                 claim_tried = True
                 claimed = await self._claim(decision, case)
-            new_task = build_task(case, decision, claimed["responder_id"] if claimed else None, task_id)
+            responder = claimed["responder_id"] if claimed else None
+            new_task = build_task(case, decision, responder, task_id, occasion=occasion, action=action)
             body = orjson.dumps(new_task)
             now_s = self._clock.now_s()
-            stage_task(pipe, new_task, body, now_ms=int(now_s * 1000))
+            stage_task(pipe, new_task, body, now_ms=int(now_s * 1000), occasion=occasion)
             # Latency starts at the scoring decision when known (it crossed a topic to get here).
             enqueued_at = decision.decided_at_s if decision.decided_at_s is not None else now_s
             stage_outbox(pipe, new_task, body, enqueued_at=enqueued_at)
@@ -117,17 +126,24 @@ class Dispatcher:
 
         outcome = None
         try:
-            outcome = await self.cases.record(decision, on_escalation)
+            outcome = await self.cases.record(decision, on_escalation, may_repeat=action in REPEATED_ACTIONS)
         finally:
-            # Only the committed attempt counts: if it did not escalate, the hook did not run in it and
+            # Only the committed attempt counts: if it did not act, the hook did not run in it and
             # ``created`` is left over from an attempt that lost its race.
-            task = created if outcome is not None and outcome.escalated else None
+            acted = outcome is not None and (outcome.escalated or outcome.repeated)
+            task = created if acted else None
             if claimed is not None and (task is None or task["responder_id"] != claimed["responder_id"]):
                 await self.registry.release(claimed["responder_id"])
         if decision.hold is not None and outcome is not None:
             # After the case commit, in a transaction of its own keyed by the transfer: a failure here retries
             # the whole decision, whose case update is then a repeat and whose hold is made at most once.
             await self.holds.issue(outcome.case.case_key, decision)
+        if acted:
+            lv = str(decision.level)
+            if outcome is not None and outcome.repeated:
+                ACTIONS_REPEATED.labels(level=lv).inc()
+            if decision.in_call:
+                IN_CALL_ACTIONS.labels(level=lv).inc()
         if task is None:
             return None
         TASKS.labels(level=str(decision.level)).inc()

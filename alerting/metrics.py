@@ -6,6 +6,14 @@ from prometheus_client import Counter, Gauge, Histogram
 
 ALERTS = Counter("fw_alerts_total", "Decisions handed to alerting, by level.", ["level"])
 TASKS = Counter("fw_tasks_total", "Tasks created (one per case and level), by level.", ["level"])
+ACTIONS_REPEATED = Counter(
+    "fw_repeated_actions_total",
+    "Warnings and call-centre tasks repeated for a new call or transfer of a case that had its level's action.",
+    ["level"],
+)
+IN_CALL_ACTIONS = Counter(
+    "fw_in_call_actions_total", "Warnings and tasks made while the person was on a suspect call, by level.", ["level"]
+)
 TASKS_DELIVERED = Counter("fw_tasks_delivered_total", "Tasks the dispatch endpoint accepted (2xx).")
 DELIVERY_RETRIES = Counter("fw_delivery_retries_total", "Delivery attempts repeated after a retryable failure.")
 DELIVERY_FAILURES = Counter(

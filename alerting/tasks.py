@@ -20,13 +20,38 @@ DISPATCH_ACTOR = "dispatcher"  # the automatic dispatch path, as named in task h
 MAX_TASK_REASONS = 10  # what a responder can read on a phone before knocking on a door
 
 
-def idempotency_key(case_key: str, level: int) -> str:
-    """The deterministic key of the one task a case may have at a level: replays and retries reuse it."""
-    return f"{case_key}:L{level}"
+# What a task made while the person is on the line says first: the call is the emergency, not the case.
+IN_CALL_REASONS = {
+    "call_centre": "call this person now: they are on a call with a suspected fraud line",
+    "face_to_face": "they were on a call with a suspected fraud line when this was sent",
+}
 
 
-def build_task(case: Case, d: Decision, responder_id: str | None, task_id: str | None = None) -> dict[str, Any]:
-    """A task.v1 dict for the decision that escalated ``case``; ``subscriber`` is the clear phone number."""
+def idempotency_key(case_key: str, level: int, occasion: str | None = None) -> str:
+    """The deterministic key of a case's task at a level (and, for a repeat, the occasion that repeated it):
+    replays and retries reuse it."""
+    return f"{case_key}:L{level}" if occasion is None else f"{case_key}:L{level}:{occasion}"
+
+
+def case_task_field(level: int, occasion: str | None = None) -> str:
+    """The case's hash field naming its task at ``level`` (a repeat's own field, so the first stays found)."""
+    return f"task:L{level}" if occasion is None else f"repeat:L{level}:{occasion}"
+
+
+def build_task(
+    case: Case,
+    d: Decision,
+    responder_id: str | None,
+    task_id: str | None = None,
+    *,
+    occasion: str | None = None,
+    action: str = "",
+) -> dict[str, Any]:
+    """A task.v1 dict for the decision that escalated ``case`` (or repeated its level for ``occasion``);
+    ``subscriber`` is the clear phone number."""
+    reasons = merge_reasons(d.reasons, case.reasons, MAX_TASK_REASONS)
+    if d.in_call and action in IN_CALL_REASONS:
+        reasons = merge_reasons((IN_CALL_REASONS[action],), reasons, MAX_TASK_REASONS)
     task: dict[str, Any] = {
         "task_id": task_id or uuid.uuid4().hex,
         "case_key": case.case_key,
@@ -35,11 +60,11 @@ def build_task(case: Case, d: Decision, responder_id: str | None, task_id: str |
         "level": d.level,
         "score": max(case.score, d.score),
         # This decision's reasons first (why now), then the case's earlier ones (the story so far).
-        "reasons": list(merge_reasons(d.reasons, case.reasons, MAX_TASK_REASONS)),
+        "reasons": list(reasons),
         "responder_id": responder_id,
         "created_ms": d.ts_ms,  # event time, so a replay builds the same task
         "model_version": d.model_version,
-        "idempotency_key": idempotency_key(case.case_key, d.level),
+        "idempotency_key": idempotency_key(case.case_key, d.level, occasion),
     }
     lat, lon = (d.lat, d.lon) if d.lat is not None and d.lon is not None else (case.lat, case.lon)
     if lat is not None and lon is not None:  # the schema wants numbers or nothing, never null
@@ -69,16 +94,16 @@ def initial_state(task: dict[str, Any], now_ms: int) -> dict[Any, str]:
     return fields
 
 
-def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes, now_ms: int) -> None:
+def stage_task(pipe: Pipeline, task: dict[str, Any], body: bytes, now_ms: int, *, occasion: str | None = None) -> None:
     """Queue the writes that create a task at ``now_ms`` (inside the caller's MULTI): the task, its first event,
-    state, indexes."""
+    state, indexes; ``occasion``: the new call or transfer a repeated task is for."""
     task_id, level = task["task_id"], task["level"]
     now = now_ms
     rid = task.get("responder_id")
     pipe.set(keys.task(task_id), body)
     # A responder claimed at dispatch is named in this first entry: created and assigned happen in one commit.
     pipe.rpush(keys.task_events(task_id), task_event(CREATED, now, actor=DISPATCH_ACTOR, responder_id=rid))
-    pipe.hset(keys.case(task["case_key"]), f"task:L{level}", task_id)
+    pipe.hset(keys.case(task["case_key"]), case_task_field(level, occasion), task_id)
     pipe.hincrby(keys.STATS, f"tasks:L{level}", 1)
     pipe.hset(keys.task_state(task_id), mapping=initial_state(task, now))
     pipe.zadd(keys.TASKS_OPEN, {task_id: now})

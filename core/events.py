@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
-__all__ = ["CALLER_KINDS", "CHANNELS", "CallEvent", "CallStartEvent", "Event", "TransferEvent", "call_join_key"]
+__all__ = [
+    "CALLER_KINDS",
+    "CHANNELS",
+    "CallEvent",
+    "CallStartEvent",
+    "Event",
+    "TransferEvent",
+    "call_join_key",
+    "occasion_of",
+]
 
 CALLER_KINDS: tuple[str, ...] = ("mobile", "landline", "overseas", "virtual", "voip", "unknown")
 CHANNELS: tuple[str, ...] = ("mobile_app", "online_bank", "atm", "counter", "third_party")
@@ -99,6 +108,16 @@ class CallStartEvent:
 def call_join_key(call: CallEvent) -> str:
     """The id joining a call record to its ``call_start.v1``: its ``call_id`` if given, else its ``event_id``."""
     return call.call_id or call.event_id
+
+
+def occasion_of(event: CallEvent | TransferEvent | CallStartEvent) -> str:
+    """The call or transfer an event is part of: a call's connect, its timer ticks and its end share the call's
+    join id; a transfer is its own. A new occasion in an open case may warn again."""
+    if isinstance(event, CallEvent):
+        return call_join_key(event)
+    if isinstance(event, CallStartEvent):
+        return event.call_id
+    return event.event_id
 
 
 Event = CallEvent | TransferEvent | CallStartEvent

@@ -17,6 +17,7 @@ from typing import Literal, get_args
 __all__ = [
     "ACTIONS",
     "LEVELS",
+    "REPEATED_ACTIONS",
     "Action",
     "RiskLevel",
     "budget_factors",
@@ -34,6 +35,10 @@ __all__ = [
 
 Action = Literal["none", "warning", "call_centre", "face_to_face"]
 ACTIONS: tuple[Action, ...] = get_args(Action)
+# Actions a case repeats when a new call or transfer of its episode reaches their level again: a warning and a
+# call-centre call are cheap and say "this call, now"; a visit is not repeated (one officer per case, and the
+# acknowledgement watcher escalates a visit that stalls).
+REPEATED_ACTIONS: frozenset[Action] = frozenset({"warning", "call_centre"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,12 @@ class DecisionSettings(BaseModel):
         "a level left out keeps its action from core/levels.py.",
     )
     episode_ms: int = Field(24 * 3600 * 1000, description="One case per subscriber per episode of this length.")
+    repeats_per_case: int = Field(
+        6,
+        ge=0,
+        description="Warnings and call-centre calls a case may repeat for new calls or transfers of its episode "
+        "(0: one action per case and level).",
+    )
     budget_holds_per_10k_per_day: float = Field(
         2.0,
         ge=0,

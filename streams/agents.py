@@ -15,7 +15,7 @@ from faust.serializers import codecs as faust_codecs
 from alerting import AlertingRuntime, TransferRef
 from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
-from core.events import TransferEvent
+from core.events import TransferEvent, occasion_of
 from core.kinds import from_wire
 from core.levels import decide_levels
 from core.pseudonym import pseudonymise
@@ -34,6 +34,7 @@ from features import (
     feedback_stage,
     key_state_type,
     steps_for,
+    tick_call_id,
 )
 from models import reasons
 from streams.budget import LiveBudget
@@ -302,6 +303,7 @@ class Agents:
         rows: list[FeatureRow] = []
         ingest_s: list[float | None] = []
         transfers: list[TransferRef | None] = []  # per row: what a hold of it would name
+        occasions: list[str] = []  # per row: the call or transfer it belongs to
         touched: dict[str, SubscriberState] = {}
         feedback: list[Feedback] = []
         now_s = time.monotonic()
@@ -316,6 +318,7 @@ class Agents:
                 rows.append(tick)
                 ingest_s.append(None)
                 transfers.append(None)
+                occasions.append(tick_call_id(tick.event_id))
             # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
             wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
             snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
@@ -332,8 +335,9 @@ class Agents:
             rows.append(row)
             ingest_s.append(envelope.get("t"))
             transfers.append(_transfer_ref(event, envelope.get("t")))
+            occasions.append(occasion_of(event))
         if rows:  # else nothing new (``touched`` is empty too)
-            await self._decide(rows, ingest_s, transfers, touched, feedback)
+            await self._decide(rows, ingest_s, transfers, occasions, touched, feedback)
 
     def _ticks_of(self, partition: int) -> TickIndex:
         """The partition's due ticks; first met since start or assignment, rebuilt from the stored states."""
@@ -396,7 +400,8 @@ class Agents:
                 if top and now_s - seen >= self.settings.tick_idle_s:
                     rows += self._fire_ticks(partition, top, touched)
             if rows:
-                await self._decide(rows, [None] * len(rows), [None] * len(rows), touched, [])
+                occasions = [tick_call_id(row.event_id) for row in rows]
+                await self._decide(rows, [None] * len(rows), [None] * len(rows), occasions, touched, [])
             return len(rows)
 
     async def _decide(
@@ -404,6 +409,7 @@ class Agents:
         rows: list[FeatureRow],
         ingest_s: list[float | None],
         transfers: list[TransferRef | None],
+        occasions: list[str],
         touched: dict[str, SubscriberState],
         feedback: list[Feedback],
     ) -> None:
@@ -426,7 +432,8 @@ class Agents:
         hold_at = self.budget.hold_threshold(scorer)
         risk_list = risks.tolist()
         decided = decide_levels(risk_list, thresholds, [r.schema for r in rows])
-        for row, risk, level, t_s, transfer in zip(rows, risk_list, decided, ingest_s, transfers, strict=True):
+        batch = zip(rows, risk_list, decided, ingest_s, transfers, occasions, strict=True)
+        for row, risk, level, t_s, transfer, occasion in batch:
             self.budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, risk, row.schema)
             _child(EVENTS_SCORED, row.schema).inc()
             _child(DECISIONS, str(level)).inc()
@@ -438,7 +445,7 @@ class Agents:
                     _child(IN_CALL_ALERTS, str(level)).inc()
                 # A hold rides on an alert: a transfer below level 1 makes no case for its hold to belong to.
                 held = transfer if transfer is not None and hold_at is not None and risk >= hold_at else None
-                alert = PendingAlert(row, risk, level, scorer.version, now, held)
+                alert = PendingAlert(row, risk, level, scorer.version, now, held, occasion)
                 pending.append((row.subscriber.encode(), encode_pending(alert)))
         # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
         published += await self.to_explain.send_many(pending)

@@ -15,7 +15,9 @@ import orjson
 
 from alerting import Decision, TransferRef
 from core.errors import MalformedPendingAlert
-from features import FeatureRow, json_values
+from features import FEATURE_INDEX, FeatureRow, json_values
+
+_ON_CALL = FEATURE_INDEX["oncall_calls"]
 
 __all__ = ["PendingAlert", "decode_pending", "encode_pending"]
 
@@ -30,6 +32,12 @@ class PendingAlert:
     model_version: str
     decided_at_s: float  # wall clock of the decision, for the hand-off's own latency
     hold: TransferRef | None = None  # a transfer scored at or above the hold threshold
+    occasion: str | None = None  # the call (join id) or transfer (event id) the row scored
+
+    @property
+    def in_call(self) -> bool:
+        """The person was on a signalled call when the row was scored."""
+        return self.row.values[_ON_CALL] >= 1
 
     def decision(self, reasons: tuple[str, ...] = (), *, located: bool = True) -> Decision:
         """The decision alerting acts on; ``located=False`` leaves out where the person is (no responder search)."""
@@ -46,6 +54,8 @@ class PendingAlert:
             lon=row.lon if located else None,
             decided_at_s=self.decided_at_s,
             hold=self.hold,
+            occasion=self.occasion,
+            in_call=self.in_call,
         )
 
 
@@ -66,6 +76,8 @@ def encode_pending(alert: PendingAlert) -> bytes:
         "m": alert.model_version,
         "d": alert.decided_at_s,
     }
+    if alert.occasion is not None:
+        record["o"] = alert.occasion
     if alert.hold is not None:
         h = alert.hold
         record["h"] = [h.event_id, h.ts_ms, h.payer_account, h.payee_account, h.amount, h.currency, h.received_at_s]
@@ -91,6 +103,15 @@ def decode_pending(raw: bytes) -> PendingAlert:
         # Its 7th element, the receipt time, is absent from records of a worker before hold latency counted from it.
         received = float(h[6]) if h and len(h) > 6 and h[6] is not None else None
         hold = TransferRef(str(h[0]), int(h[1]), str(h[2]), str(h[3]), float(h[4]), str(h[5]), received) if h else None
-        return PendingAlert(row, float(d["r"]), int(d["l"]), str(d["m"]), float(d["d"]), hold)
+        occasion = d.get("o")  # absent from records of a worker before repeated warnings
+        return PendingAlert(
+            row,
+            float(d["r"]),
+            int(d["l"]),
+            str(d["m"]),
+            float(d["d"]),
+            hold,
+            None if occasion is None else str(occasion),
+        )
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedPendingAlert(f"{type(exc).__name__}: {exc}") from exc

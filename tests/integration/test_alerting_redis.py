@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import jsonschema
+import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
@@ -235,6 +236,55 @@ async def test_one_task_per_case_and_level(r: aioredis.Redis, settings: Settings
     assert stats["outbox"] == 4
     events = await TaskStore(r).events(t3["task_id"])
     assert [e["state"] for e in events] == ["created"]
+
+
+async def test_a_new_call_or_transfer_in_the_case_warns_again(r: aioredis.Redis, settings: Settings) -> None:
+    d = Dispatcher(r, settings.model_copy(update={"repeats_per_case": 2}))
+    await d.registry.load([_responder("p0", 0.5), _responder("p1", 1.5)])
+    phone = "+8613800004444"
+
+    first = await d.handle(_decision(phone, T0, 1, occasion="call-A"))
+    assert first is None and await r.xlen(keys.WARNINGS) == 1
+    # The same call again (a timer's re-score, a redelivery): nothing new.
+    assert await d.handle(_decision(phone, T0 + 300_000, 1, occasion="call-A")) is None
+    # A new call of the same episode: a second warning, with a key of its own; its redelivery adds nothing.
+    for _ in range(2):
+        assert await d.handle(_decision(phone, T0 + 600_000, 1, occasion="call-B")) is None
+    warnings = [orjson.loads(fields[b"warning"]) for _, fields in await r.xrange(keys.WARNINGS)]
+    case_key = warnings[0]["case_key"]
+    assert [w["idempotency_key"] for w in warnings] == [f"{case_key}:L1", f"{case_key}:L1:call-B"]
+
+    # The same call rises to the call centre while on the line: the task says to call now.
+    call = await d.handle(_decision(phone, T0 + 700_000, 2, occasion="call-B", in_call=True))
+    assert call is not None and call["idempotency_key"] == f"{case_key}:L2"
+    assert call["reasons"][0] == "call this person now: they are on a call with a suspected fraud line"
+    assert _metric("fw_in_call_actions_total", level="2") >= 1
+    # A transfer of the same episode at the call-centre level: a second call-centre task, keyed by the transfer.
+    again = await d.handle(_decision(phone, T0 + 800_000, 2, occasion="tr-1"))
+    assert again is not None and again["idempotency_key"] == f"{case_key}:L2:tr-1"
+    assert again["task_id"] != call["task_id"] and again["case_key"] == case_key
+    assert await TaskStore(r).for_case(case_key) == {2: call["task_id"]}  # the level's first task stays found
+    # The case's repeats are spent (2): a third new occasion acts no more.
+    assert await d.handle(_decision(phone, T0 + 900_000, 2, occasion="tr-2")) is None
+    assert await r.xlen(keys.WARNINGS) == 2 and await r.xlen(keys.OUTBOX) == 2
+
+    # A visit is never repeated: one officer per case.
+    other = "+8613800005555"
+    visit = await d.handle(_decision(other, T0, 3, occasion="tr-9"))
+    assert visit is not None and visit["idempotency_key"].endswith(":L3")
+    assert await d.handle(_decision(other, T0 + 60_000, 3, occasion="tr-10")) is None
+
+    # Concurrent deliveries of one new occasion repeat it once.
+    third = "+8613800006666"
+    assert await d.handle(_decision(third, T0, 2, occasion="call-X")) is not None
+    made = await asyncio.gather(*(d.handle(_decision(third, T0 + 1000, 2, occasion="call-Y")) for _ in range(8)))
+    assert len([t for t in made if t is not None]) == 1
+    stored = [
+        orjson.loads(raw)
+        for raw in await r.mget([keys.task(keys.text(t) or "") for t in await r.zrange(keys.TASKS_OPEN, 0, -1)])
+    ]
+    idem = [t["idempotency_key"] for t in stored]
+    assert len(idem) == len(set(idem)) == 5  # no key under two task ids
 
 
 async def test_delivery_latency_starts_at_the_scoring_decision(r: aioredis.Redis, settings: Settings) -> None:

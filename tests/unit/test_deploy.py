@@ -346,6 +346,10 @@ def test_dashboard_covers_the_required_metrics() -> None:
         "fw_scoring_seconds_bucket",
         "fw_feature_state_keys",
         "fw_model_info",
+        "fw_in_call_alerts_total",
+        "fw_repeated_actions_total",
+        "fw_hold_latency_seconds_bucket",
+        "fw_holds_total",
     }
     assert required <= used, sorted(required - used)
     dash = json.loads(DASHBOARD.read_text())

@@ -53,3 +53,31 @@ def test_round_trip_is_exact(
 def test_a_foreign_record_is_a_clear_error(raw: bytes) -> None:
     with pytest.raises(MalformedPendingAlert):
         decode_pending(raw)
+
+
+def test_the_occasion_and_the_call_on_the_line_reach_the_decision() -> None:
+    values = [0.0] * len(FEATURE_NAMES)
+    values[FEATURE_NAMES.index("oncall_calls")] = 1.0
+    row = FeatureRow("c-1-7", "+8613800001111", 1_700_000_000_000, True, tuple(values), None, None)
+    back = decode_pending(encode_pending(PendingAlert(row, 0.5, 2, "v1", 1.0, None, "call-42")))
+    decision = back.decision(("why",))
+    assert (decision.occasion, decision.in_call) == ("call-42", True)
+    # A record from a worker before occasions: none, so the case acts once per level as before.
+    quiet = PendingAlert(
+        FeatureRow("t-1", "+86", 5, False, tuple([0.0] * len(FEATURE_NAMES)), None, None), 0.5, 1, "v1", 1.0
+    )
+    old = decode_pending(encode_pending(quiet))
+    assert (old.occasion, old.decision().in_call) == (None, False)
+
+
+def test_a_calls_connect_ticks_and_end_share_one_occasion() -> None:
+    from core.events import CallEvent, CallStartEvent, TransferEvent, occasion_of
+    from features.timers import tick_call_id, tick_id
+
+    start = CallStartEvent("s-1", "k-9", 1000, "+852", "+86", "mobile")
+    end = CallEvent("c-1", 1000, "+852", "+86", True, 600.0, "mobile", call_id="k-9")
+    unjoined = CallEvent("c-2", 1000, "+852", "+86", True, 60.0, "mobile")
+    transfer = TransferEvent("t-1", 5000, "+86", "A1", "B2", 100.0, "CNY", "mobile_app")
+    assert occasion_of(start) == occasion_of(end) == "k-9"
+    assert occasion_of(unjoined) == "c-2" and occasion_of(transfer) == "t-1"
+    assert tick_call_id(tick_id("k-9", 1)) == "k-9"  # a timer's re-score of the call is the same occasion
