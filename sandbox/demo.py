@@ -574,6 +574,16 @@ def summarise(result: dict[str, Any], cases_path: Path, model_version: str, star
         "in_call_alerts_by_level": {
             str(level): counted("fw_in_call_alerts_total", level=str(level)) for level in (1, 2, 3)
         },
+        # The warnings and calls those alerts made (an in-call one interrupts the call), and the actions a case
+        # repeated for a new call or transfer of its episode.
+        "in_call_actions_by_level": {
+            str(level): counted("fw_in_call_actions_total", level=str(level)) for level in (1, 2, 3)
+        },
+        "repeated_actions": counted("fw_repeated_actions_total"),
+        # Payment holds asked of the bank, and what became of them (released, cancelled, lapsed).
+        "holds": {
+            event: counted("fw_holds_total", event=event) for event in ("issued", "released", "cancelled", "lapsed")
+        },
         "tasks_dispatched": len(tasks),
         "tasks_by_level": {str(lv): sum(1 for t in tasks if int(t["level"]) == lv) for lv in (2, 3)},
         "face_to_face": caught_before_loss(tasks, cases, level=3),

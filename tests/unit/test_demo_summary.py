@@ -17,11 +17,13 @@ pytestmark = pytest.mark.unit
 JUDGED_FROM = 1_000_000
 
 
-def _samples(scored: float, level3: float, dead: float) -> dict[str, float]:
+def _samples(scored: float, level3: float, dead: float, held: float = 0.0) -> dict[str, float]:
     return {
         "fw_events_scored_total{kind=call}": scored,
         "fw_decisions_total{level=3}": level3,
         "fw_dead_letters_total{reason=json}": dead,
+        "fw_holds_total{event=issued}": held,
+        "fw_in_call_actions_total{level=2}": held / 2,
     }
 
 
@@ -45,12 +47,12 @@ def test_summary_leaves_the_history_out(tmp_path: Path) -> None:
     path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in cases))
     history = {
         "replay": ReplayStats(sent=700, calls=650, transfers=50, unroutable=0, seconds=30.0),
-        "samples": _samples(scored=700, level3=9, dead=0),
+        "samples": _samples(scored=700, level3=9, dead=0, held=2),
         "seconds": 42.0,
     }
     result = {
         "replay": ReplayStats(sent=205, calls=190, transfers=10, unroutable=5, seconds=60.0),
-        "samples": _samples(scored=900, level3=12, dead=5),
+        "samples": _samples(scored=900, level3=12, dead=5, held=6),
         "history": history,
         "judged_from_ms": JUDGED_FROM,
         # Two tasks of the history (one for a case it holds), one for the half-seen case, one for "a".
@@ -59,6 +61,8 @@ def test_summary_leaves_the_history_out(tmp_path: Path) -> None:
     summary = summarise(result, path, "v1", time.monotonic())
     assert summary["events_sent"] == 205 and summary["events_processed"] == 200 and summary["dead_letters"] == 5
     assert summary["alerts_by_level"]["3"] == 3
+    assert summary["holds"] == {"issued": 4, "released": 0, "cancelled": 0, "lapsed": 0}
+    assert summary["in_call_actions_by_level"]["2"] == 2
     assert summary["tasks_dispatched"] == 2
     face = summary["face_to_face"]
     assert (face["cases"], face["cases_with_loss"], face["caught_before_money_left"]) == (2, 2, 1)
