@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score
 
 from core.events import CallEvent, Event
 from core.levels import decide_levels, level_budgets, level_caps
+from core.settings import Settings
 from features import DAY_MS, FEATURE_INDEX, available_at
 from models.dataset import Dataset, build_dataset
 from models.episodes import count_tasks
@@ -319,13 +320,18 @@ def followed_levels(
     episode_ms: int = DAY_MS,
     config: FollowConfig | None = None,
     outcome_delay_ms: int = OUTCOME_DELAY_MS,
+    hold_budget: float | None = None,
 ) -> FollowResult:
-    """Each row's level as the service decides it: thresholds following outcomes simulated from the cases.
+    """Each row's level (and hold) as the service decides it: thresholds following outcomes simulated from
+    the cases.
 
     A task for a subscriber who is the victim of no case comes back ``false_alarm`` ``outcome_delay_ms``
-    after it was opened; any other comes back as not false.
+    after it was opened; any other comes back as not false. The hold threshold follows its own budget
+    (``hold_budget`` false holds per 10k per day; None: the ``FW_BUDGET_HOLDS_PER_10K_PER_DAY`` default).
     """
     victims = {c["victim"] for c in cases}
+    if hold_budget is None:
+        hold_budget = float(Settings.model_fields["budget_holds_per_10k_per_day"].default)
     return follow_offline(
         data.subscribers,
         data.avail_ms,
@@ -339,6 +345,9 @@ def followed_levels(
         episode_ms=episode_ms,
         outcome_delay_ms=outcome_delay_ms,
         config=config,
+        hold_base=getattr(scorer, "hold_threshold", None),  # a stand-in scorer may have none: no holds
+        hold_budget=hold_budget,
+        transfers=data.transfers,
     )
 
 
@@ -358,6 +367,7 @@ def evaluate(
     budget: float = 1.0,
     follow: FollowConfig | None = None,
     outcome_delay_ms: int = OUTCOME_DELAY_MS,
+    hold_budget: float | None = None,
 ) -> dict[str, Any]:
     """The contract's evaluation object; ``threshold`` overrides the model's task-level threshold.
 
@@ -372,7 +382,7 @@ def evaluate(
     followed = None
     if follow is not None and threshold is None:
         followed = followed_levels(
-            everything, cases, scorer, scores, people, budget, episode_ms, follow, outcome_delay_ms
+            everything, cases, scorer, scores, people, budget, episode_ms, follow, outcome_delay_ms, hold_budget
         )
     keep, judged = judged_after_warmup(everything, cases, warmup_days)
     data = everything.subset(keep) if warmup_days > 0 else everything
@@ -386,6 +396,7 @@ def evaluate(
         contacts=fraud_contacts(events, cases),
         residents=residents,
         levels=None if followed is None else followed.levels[keep],
+        held=None if followed is None or followed.held is None else followed.held[keep],
     )
     if followed is not None:
         result["thresholds_followed"] = followed_summary(followed, outcome_delay_ms)
@@ -405,6 +416,9 @@ def followed_summary(followed: FollowResult, outcome_delay_ms: int) -> dict[str,
         "task_threshold_min": min(t for _, t in task) if task else None,
         "task_threshold_max": max(t for _, t in task) if task else None,
         "thresholds_last": list(followed.history[-1][1]) if followed.history else None,
+        "hold_threshold_last": followed.hold_history[-1][1] if followed.hold_history else None,
+        "hold_threshold_min": min(t for _, t in followed.hold_history) if followed.hold_history else None,
+        "hold_threshold_max": max(t for _, t in followed.hold_history) if followed.hold_history else None,
         "tasks": followed.tasks,
         "outcomes_returned": followed.outcomes,
     }
@@ -420,6 +434,7 @@ def evaluate_dataset(
     contacts: dict[str, list[int]] | None = None,
     residents: int | None = None,
     levels: np.ndarray | None = None,
+    held: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate` over feature rows already built from the events (``scores``: already computed).
 
@@ -427,6 +442,8 @@ def evaluate_dataset(
     subscribers who had already talked with a fraud number. ``levels``: each row's decided level (from
     :func:`followed_levels`); without them a row alerts at the task level when its score reaches the
     (static) task threshold. Rates are per 10k ``residents`` (else distinct callees and payers) per day.
+    ``held``: each row's hold as the follower decided it (:attr:`FollowResult.held`); else the model's own
+    hold threshold holds.
     """
     if scores is None:
         scores = scorer.score(data.X) if len(data.rows) else np.zeros(0)
@@ -487,10 +504,12 @@ def evaluate_dataset(
     result["in_call_alerts"] = len(in_call)
     # Optional extra (not in the contract's minimum): every lead time behind ``median_lead_time_s``, ascending.
     result["lead_times_s"] = sorted(_lead_times(cases, alerts_by_sub)[2])
-    # Payment holds: transfers at the model's (trained, not followed) hold threshold that reached an alert.
+    # Payment holds: transfers at the hold threshold (followed, or the model's own) that reached an alert.
     hold_threshold = getattr(scorer, "hold_threshold", None)  # a stand-in scorer may have none: no holds
-    alerting = levels >= 1 if levels is not None else scores >= scorer.thresholds[0]
-    held = held_rows(data, scores, hold_threshold, alerting)
+    result["hold_threshold_mode"] = "static" if held is None else "followed"
+    if held is None:
+        alerting = levels >= 1 if levels is not None else scores >= scorer.thresholds[0]
+        held = held_rows(data, scores, hold_threshold, alerting)
     held_cases = cases_held_at_loss(data, cases, held)
     false_holds = sum(1 for i in np.nonzero(held)[0] if subs[i] not in victims)
     result.update(

@@ -196,6 +196,10 @@ class FollowResult:
     history: list[tuple[int, tuple[float, ...]]] = field(default_factory=list)  # (from event ms, thresholds)
     outcomes: int = 0  # outcomes that had come back by the end
     tasks: int = 0
+    # Per row, whether it was held (a transfer at the followed hold threshold of its moment that reached an
+    # alert); None: the model has no hold threshold.
+    held: np.ndarray | None = None
+    hold_history: list[tuple[int, float]] = field(default_factory=list)  # (from event ms, hold threshold)
 
 
 def follow_offline(
@@ -213,6 +217,9 @@ def follow_offline(
     outcome_delay_ms: int = 4 * HOUR_MS,
     update_ms: int = 10 * 60_000,
     config: FollowConfig | None = None,
+    hold_base: float | None = None,
+    hold_budget: float = 0.0,
+    transfers: np.ndarray | None = None,
 ) -> FollowResult:
     """Replay rows in event time as the service decides them, thresholds following simulated outcomes.
 
@@ -221,6 +228,8 @@ def follow_offline(
     ``is_false(subscriber)``. Rows are decided with the thresholds of their moment, never later ones.
     ``kinds``: each row's event kind, for the levels' caps (:func:`core.levels.decide_level`); a row capped below
     the top level is no candidate for the refits, as in the service (``streams.budget``).
+    ``hold_base``: the model's hold threshold, followed the same way on its own chain with ``hold_budget``
+    false holds per 10k per day, its candidates the ``transfers`` rows (a bool mask) only.
     """
     config = config or FollowConfig()
     n = len(scores)
@@ -243,6 +252,9 @@ def follow_offline(
     row_kinds: Sequence[str] = kinds if kinds is not None else [""] * n
     top = len(levels())
     candidate = [cap == top for cap in level_caps(row_kinds)]  # rows that may reach the top level
+    hold = _HoldChain(hold_base, hold_budget, residents, config, start) if hold_base is not None else None
+    is_transfer = transfers.tolist() if transfers is not None else [False] * n
+    held = np.zeros(n, dtype=bool)
     for i in order.tolist():
         at, sub, score, kind = int(avail_ms[i]), subscribers[i], float(scores[i]), row_kinds[i]
         if at >= last_update + update_ms:
@@ -252,24 +264,30 @@ def follow_offline(
                 recent.append(false)
             while candidates and candidates[0][0] < at - config.max_window_ms:
                 candidates.popleft()
+            share = false_share(recent, config)
             fitted = follow_thresholds(
                 base,
                 budgets,
                 thresholds,
                 best_in_windows(candidates, [at - span for span in spans]),
                 known,
-                false_share(recent, config),
+                share,
                 residents,
                 at - start,
                 at - last_update,
                 config,
             )
+            if hold is not None:
+                hold.refit(known, share, at, at - last_update)
             last_update = at
             if fitted != thresholds:
                 thresholds = fitted
                 result.history.append((at, thresholds))
         level = decide_level(score, thresholds, kind)
         decided[i] = level
+        if hold is not None and is_transfer[i]:
+            held[i] = level >= 1 and score >= hold.threshold
+            hold.observe(at, sub, score)
         if score >= floor and candidate[i]:
             candidates.append((at, sub, score))
         if level >= task_level and at >= open_until.get(sub, -1):
@@ -277,7 +295,45 @@ def follow_offline(
             result.tasks += 1
             heapq.heappush(pending, (at + outcome_delay_ms, sub, is_false(sub)))
     result.outcomes = len(recent)
+    if hold is not None:
+        result.held, result.hold_history = held, hold.history
     return result
+
+
+class _HoldChain:
+    """The hold threshold's own follower in :func:`follow_offline`: one level, transfers as its candidates."""
+
+    def __init__(self, base: float, budget: float, residents: int, config: FollowConfig, start_ms: int) -> None:
+        self.base, self.budget, self.residents, self.config = base, budget, residents, config
+        self.threshold = base
+        self.floor = _bounds(base, config)[0]
+        self.span = config.window_ms(budget, residents)
+        self.start = start_ms
+        self.candidates: deque[tuple[int, str, float]] = deque()
+        self.history: list[tuple[int, float]] = [(start_ms, base)]
+
+    def observe(self, at: int, subscriber: str, score: float) -> None:
+        if score >= self.floor:
+            self.candidates.append((at, subscriber, score))
+
+    def refit(self, known: Mapping[str, bool], share: float, at: int, elapsed_ms: int) -> None:
+        while self.candidates and self.candidates[0][0] < at - self.span:
+            self.candidates.popleft()
+        (fitted,) = follow_thresholds(
+            (self.base,),
+            (self.budget,),
+            (self.threshold,),
+            best_in_windows(self.candidates, [at - self.span]),
+            known,
+            share,
+            self.residents,
+            at - self.start,
+            elapsed_ms,
+            self.config,
+        )
+        if fitted != self.threshold:
+            self.threshold = fitted
+            self.history.append((at, fitted))
 
 
 def best_in_windows(candidates: Reversible[tuple[int, str, float]], since_ms: Sequence[int]) -> list[dict[str, float]]:

@@ -272,6 +272,7 @@ def evaluate_on_city(
         contacts=judged.contacts,
         residents=judged.residents,
         levels=None if followed is None else followed.levels[judged.keep],
+        held=None if followed is None or followed.held is None else followed.held[judged.keep],
     )
     if followed is not None:
         result["thresholds_followed"] = followed_summary(followed, OUTCOME_DELAY_MS)

@@ -104,17 +104,26 @@ def write_card_for(
     contacts = fraud_contacts(loaded.events, case_list)
     all_scores = scorer.score(everything.X)  # once: the judged rows and the cold start share them
     # Decided as the service would, from the first event (the warm-up's too), as ``evaluate`` does.
-    levels = None
+    levels = held = None
     if follow is not None:
         people = residents or max(len(set(everything.subscribers)), 1)
         budget_now = settings.budget_tasks_per_10k_per_day
         followed = followed_levels(
-            everything, case_list, scorer, all_scores, people, budget_now, settings.episode_ms, follow
+            everything,
+            case_list,
+            scorer,
+            all_scores,
+            people,
+            budget_now,
+            settings.episode_ms,
+            follow,
+            hold_budget=settings.budget_holds_per_10k_per_day,
         )
-        levels = followed.levels
+        levels, held = followed.levels, followed.held
     keep, judged = judged_after_warmup(everything, case_list, warmup_days)
     data, scores = (everything.subset(keep), all_scores[keep]) if warmup_days > 0 else (everything, all_scores)
     judged_levels = None if levels is None else (levels[keep] if warmup_days > 0 else levels)
+    judged_held = None if held is None else (held[keep] if warmup_days > 0 else held)
     result = evaluate_dataset(
         data,
         judged,
@@ -125,6 +134,7 @@ def write_card_for(
         contacts=contacts,
         residents=residents,
         levels=judged_levels,
+        held=judged_held,
     )
     if warmup_days > 0:
         result["warmup_days"] = warmup_days
@@ -139,6 +149,7 @@ def write_card_for(
             contacts=contacts,
             residents=residents,
             levels=levels,
+            held=held,
         )
         result["cold_start"] = {key: cold.get(key) for key in COLD_START_KEYS}
     result["rejected_lines"] = loaded.rejected
@@ -427,6 +438,7 @@ def evaluate_files(
         budget=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         follow=FollowConfig.from_settings(settings) if follow else None,
         outcome_delay_ms=delay_ms,
+        hold_budget=settings.budget_holds_per_10k_per_day,
     )
     if residents is not None:
         result["residents_source"] = source

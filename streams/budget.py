@@ -18,6 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from alerting import recent_outcomes
+from core.events import TransferEvent
 from core.levels import level_budgets, level_cap, levels
 from core.pseudonym import pseudonymise
 from core.settings import Settings
@@ -35,6 +36,7 @@ from streams.metrics import (
     BUDGET_REFITS,
     BUDGET_RESIDENTS,
     FALSE_SHARE,
+    HOLD_THRESHOLD,
     LEVEL_THRESHOLD,
     LEVEL_THRESHOLD_BOUND,
 )
@@ -44,8 +46,9 @@ __all__ = ["LiveBudget"]
 log = logging.getLogger(__name__)
 
 CANDIDATES = "fw:budget:candidates"  # sorted set: JSON [event id, subscriber pseudonym, score] -> event ms
+HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
-STATE = "fw:budget:state"  # hash: model, thresholds (JSON), since_ms, refit_ms
+STATE = "fw:budget:state"  # hash: model, thresholds (JSON), hold, since_ms, refit_ms
 LOCK = "fw:budget:lock"
 
 
@@ -56,9 +59,12 @@ class LiveBudget:
         self.settings = settings
         self.config = FollowConfig.from_settings(settings)
         self._thresholds: dict[str, tuple[float, ...]] = {}  # model version -> followed thresholds
+        self._hold: dict[str, float] = {}  # model version -> followed hold threshold
         self._buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
+        self._hold_buffer: list[tuple[str, str, int, float]] = []  # the same, transfers at the hold floor
         self._seen: set[str] = set()
-        self._floor: tuple[str, float] = ("", 0.0)  # (model version, its candidate floor): once per model
+        # (model version, its candidate floor, its hold candidates' floor): computed once per model
+        self._floor: tuple[str, float, float] = ("", 0.0, 0.0)
         BUDGET_FOLLOWING.set(int(settings.budget_follow))
         for result in ("ok", "redis_error"):
             BUDGET_REFITS.labels(result=result)  # both series exist from the start, so a rate over them is 0
@@ -70,11 +76,11 @@ class LiveBudget:
         return self._thresholds.get(scorer.version, scorer.thresholds)
 
     def hold_threshold(self, scorer: Scorer) -> float | None:
-        """The lowest score of a transfer that is held: the model's trained one (None: it has none, no holds).
-
-        Not followed from outcomes like the levels' thresholds: see deploy/RUNBOOK.md, "Payment holds".
-        """
-        return scorer.hold_threshold
+        """The lowest score of a transfer that is held now (None: the model has none, no holds): followed from
+        the outcomes on its own budget of false holds, as the levels' thresholds are on theirs."""
+        if not self.settings.budget_follow or scorer.hold_threshold is None:
+            return scorer.hold_threshold
+        return self._hold.get(scorer.version, scorer.hold_threshold)
 
     def observe(
         self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float, kind: str = ""
@@ -91,9 +97,12 @@ class LiveBudget:
         if level_cap(kind) < len(levels()):
             return
         if self._floor[0] != scorer.version:
-            self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config))
+            hold_floor = candidate_floor((scorer.hold_threshold,), self.config) if scorer.hold_threshold else 2.0
+            self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config), hold_floor)
         if score >= self._floor[1]:
             self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
+        if kind == TransferEvent.SCHEMA and score >= self._floor[2]:
+            self._hold_buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
 
     async def refit(self, redis: Redis, scorer: Scorer, watermark_ms: int) -> None:
         """Store the rows kept since the last call, refit (if this worker holds the lock) and read back."""
@@ -110,18 +119,24 @@ class LiveBudget:
 
     async def _flush(self, redis: Redis, watermark_ms: int) -> None:
         buffer, self._buffer = self._buffer, []
+        holds, self._hold_buffer = self._hold_buffer, []
         seen, self._seen = self._seen, set()
         pipe = redis.pipeline(transaction=False)
         if buffer:
             pipe.zadd(CANDIDATES, {orjson.dumps([e, p, round(s, 9)]): at for e, p, at, s in buffer})
             pipe.hsetnx(STATE, "since_ms", min(at for _, _, at, _ in buffer))
+        if holds:
+            pipe.zadd(HOLD_CANDIDATES, {orjson.dumps([e, p, round(s, 9)]): at for e, p, at, s in holds})
         if seen:
             pipe.pfadd(SEEN, *seen)
-        pipe.zremrangebyscore(CANDIDATES, "-inf", watermark_ms - self.config.max_window_ms)
+        for key in (CANDIDATES, HOLD_CANDIDATES):
+            pipe.zremrangebyscore(key, "-inf", watermark_ms - self.config.max_window_ms)
         try:
             await pipe.execute()
         except BaseException:
-            self._buffer = buffer + self._buffer  # kept for the next try: a row is never dropped for an outage
+            # Kept for the next try: a row is never dropped for an outage.
+            self._buffer = buffer + self._buffer
+            self._hold_buffer = holds + self._hold_buffer
             self._seen |= seen
             raise
 
@@ -143,11 +158,7 @@ class LiveBudget:
         budgets = level_budgets(self.settings.budget_tasks_per_10k_per_day)
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
-        raw: list[Any] = await redis.zrangebyscore(CANDIDATES, watermark_ms - max(spans), "+inf", withscores=True)
-        candidates = []
-        for member, at in raw:
-            _, pseudonym, score = orjson.loads(member)
-            candidates.append((int(at), str(pseudonym), float(score)))
+        candidates = await _candidates(redis, CANDIDATES, watermark_ms - max(spans))
         outcomes = await recent_outcomes(redis, self.config.outcome_memory)
         known: dict[str, bool] = {}
         for subscriber, false in reversed(outcomes):  # oldest first, so the newest outcome per subscriber wins
@@ -165,10 +176,29 @@ class LiveBudget:
             elapsed_ms,
             self.config,
         )
-        await redis.hset(
-            STATE,
-            mapping={"model": scorer.version, "thresholds": orjson.dumps(list(fitted)), "refit_ms": watermark_ms},
-        )
+        state_now: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
+            "model": scorer.version,
+            "thresholds": orjson.dumps(list(fitted)),
+            "refit_ms": watermark_ms,
+        }
+        if scorer.hold_threshold is not None:
+            # The hold threshold: one more level on a chain of its own, transfers its candidates.
+            hold_budget = self.settings.budget_holds_per_10k_per_day
+            hold_span = self.config.window_ms(hold_budget, residents)
+            same_model = field.get("model") == scorer.version and field.get("hold")
+            (state_now["hold"],) = follow_thresholds(
+                (scorer.hold_threshold,),
+                (hold_budget,),
+                (float(field["hold"]) if same_model else scorer.hold_threshold,),
+                best_in_windows(await _candidates(redis, HOLD_CANDIDATES, watermark_ms - hold_span), [0]),
+                known,
+                share,
+                residents,
+                watermark_ms - since,
+                elapsed_ms,
+                self.config,
+            )
+        await redis.hset(STATE, mapping=state_now)
         BUDGET_REFITS.labels(result="ok").inc()
         BUDGET_RESIDENTS.set(residents)
         FALSE_SHARE.set(share)
@@ -179,11 +209,26 @@ class LiveBudget:
             fitted = tuple(float(x) for x in orjson.loads(field["thresholds"]))
             if len(fitted) == len(scorer.thresholds):
                 self._thresholds = {scorer.version: fitted}
+            if field.get("hold"):
+                self._hold = {scorer.version: float(field["hold"])}
+        hold = self.hold_threshold(scorer)
+        if hold is not None:
+            HOLD_THRESHOLD.set(hold)
         bounds = threshold_bounds(scorer.thresholds, self.config)
         for number, (threshold, (lo, hi)) in enumerate(zip(self.thresholds(scorer), bounds, strict=True), 1):
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="high").set(hi)
+
+
+async def _candidates(redis: Redis, key: str, since_ms: int) -> list[tuple[int, str, float]]:
+    """The (event ms, pseudonym, score) candidates of ``key`` from ``since_ms`` on, in time order."""
+    raw: list[Any] = await redis.zrangebyscore(key, since_ms, "+inf", withscores=True)
+    out = []
+    for member, at in raw:
+        _, pseudonym, score = orjson.loads(member)
+        out.append((int(at), str(pseudonym), float(score)))
+    return out
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -45,6 +45,9 @@ LEVEL_THRESHOLD = Gauge("fw_level_threshold", "The score threshold each risk lev
 LEVEL_THRESHOLD_BOUND = Gauge(
     "fw_level_threshold_bound", "Lowest and highest threshold a level may follow to", ["level", "side"]
 )
+HOLD_THRESHOLD = Gauge(
+    "fw_hold_threshold", "The score at or above which an alerting transfer is held now (followed like the levels')"
+)
 BUDGET_FOLLOWING = Gauge("fw_budget_following", "1 when the thresholds follow the outcomes (FW_BUDGET_FOLLOW)")
 FALSE_SHARE = Gauge("fw_budget_false_share", "Share of recent visit outcomes that were false alarms (with the prior)")
 BUDGET_RESIDENTS = Gauge("fw_budget_residents", "Residents the per-10k budgets are counted over")

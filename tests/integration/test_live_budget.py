@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from alerting import recent_outcomes
 from core.settings import Settings
-from streams.budget import CANDIDATES, STATE, LiveBudget
+from streams.budget import CANDIDATES, HOLD_CANDIDATES, STATE, LiveBudget
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +26,13 @@ def _settings(**extra: Any) -> Settings:
     return Settings(budget_follow=True, residents=10_000, budget_min_span_h=1.0, **extra)
 
 
-def _scorer(version: str = "v1") -> Any:
-    return SimpleNamespace(version=version, thresholds=BASE)
+def _scorer(version: str = "v1", hold: float | None = None) -> Any:
+    return SimpleNamespace(version=version, thresholds=BASE, hold_threshold=hold)
 
 
 async def _fresh(url: str) -> Redis:
     redis = Redis.from_url(url)
-    await redis.delete(CANDIDATES, STATE, "fw:budget:lock", "fw:budget:seen", "fw:labels")
+    await redis.delete(CANDIDATES, HOLD_CANDIDATES, STATE, "fw:budget:lock", "fw:budget:seen", "fw:labels")
     return redis
 
 
@@ -69,6 +69,33 @@ def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(
         assert other.thresholds(_scorer("v2")) == BASE
         outcomes = await recent_outcomes(redis, 10)
         assert len(outcomes) == 10 and all(false for _, false in outcomes)
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_the_hold_threshold_follows_false_holds_on_transfers_only(redis_service: Any) -> None:
+    async def go() -> None:
+        redis = await _fresh(redis_service.url)
+        budget = LiveBudget(_settings())
+        scorer = _scorer(hold=0.5)
+        # Two hours: 100 transfers of innocent people above the hold threshold, and 300 calls scored higher still.
+        for i in range(100):
+            sub = f"+8613{i:09d}"
+            budget.observe(scorer, f"t{i}", sub, i * 72_000, 0.55 + i * 1e-4, "transfer.v1")
+            await redis.xadd("fw:labels", {"label": orjson.dumps({"subscriber": sub, "outcome": "false_alarm"})})
+        for i in range(300):
+            budget.observe(scorer, f"c{i}", f"+8614{i:09d}", i * 24_000, 0.9, "call.v1")
+        await budget.refit(redis, scorer, watermark_ms=2 * 3_600_000)
+        held_from = budget.hold_threshold(scorer)
+        assert held_from is not None and held_from > 0.5599  # above every false hold (kept to 9 digits): none fit
+        assert await redis.zcard(HOLD_CANDIDATES) == 100  # the calls are no hold candidates
+        # Another worker holds from the same threshold; a model without one holds nothing.
+        other = LiveBudget(_settings())
+        await redis.set("fw:budget:lock", b"held by the first worker", px=60_000)
+        await other.refit(redis, scorer, watermark_ms=2 * 3_600_000 + 1)
+        assert other.hold_threshold(scorer) == held_from
+        assert other.hold_threshold(_scorer("v2")) is None
         await redis.aclose()
 
     asyncio.run(go())

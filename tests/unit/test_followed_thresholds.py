@@ -164,3 +164,48 @@ def test_connects_never_make_a_task_nor_spend_the_visits_budget() -> None:
     # On a flooding stream calls push the task threshold up; connects spend none of its budget.
     assert max(th[2] for _, th in as_connects.history) <= BASE[2]
     assert max(th[2] for _, th in as_calls.history) > BASE[2]
+
+
+def test_the_hold_threshold_follows_its_own_budget_of_false_holds() -> None:
+    subs, avail, scores, victims = _stream(seed=5, days=3, victims_per_10k_per_day=12, shift=2.5)
+    rng = np.random.default_rng(9)
+    # A third of the residents' rows are transfers, and every victim's second row (the loss).
+    transfers = rng.random(len(subs)) < 1 / 3
+    seen: set[str] = set()
+    for i, sub in enumerate(subs):
+        if sub in victims:
+            transfers[i] = sub in seen
+            seen.add(sub)
+    hold_base = BASE[1]
+    followed = follow_offline(
+        subs,
+        avail,
+        scores,
+        BASE,
+        BUDGETS,
+        RESIDENTS,
+        lambda s: s not in victims,
+        task_level=3,
+        config=FollowConfig(),
+        hold_base=hold_base,
+        hold_budget=2.0,
+        transfers=transfers,
+    )
+    assert followed.held is not None
+
+    def false_holds_on_day(held: np.ndarray, day: int) -> float:
+        rows = [
+            i for i in np.nonzero(held)[0] if subs[i] not in victims and day * DAY_MS <= avail[i] < (day + 1) * DAY_MS
+        ]
+        return len(rows) * 10_000 / RESIDENTS
+
+    static = transfers & (scores >= hold_base) & (scores >= BASE[0])
+    assert false_holds_on_day(static, 2) > 50  # at the model's own hold threshold the bank would be flooded
+    # Followed, the last day's false holds are within the target of 3 per 10k per day (budget 2, aim 0.8)...
+    assert false_holds_on_day(followed.held, 2) <= 3.0
+    assert followed.hold_history[-1][1] > hold_base
+    # ...a hold only rides on an alert, and victims' losses are still held (fewer than at the static threshold:
+    # it explores down from its jump at 1-2 log-odds a day, as the levels do).
+    assert not (followed.held & (followed.levels < 1)).any()
+    losses = [i for i in np.nonzero(transfers)[0] if subs[i] in victims]
+    assert sum(bool(followed.held[i]) for i in losses) / len(losses) > 0.3
