@@ -7,6 +7,7 @@ need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)  # promtool checks deploy/ rules in the tests
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium chromium-driver)
+command -v docker-compose >/dev/null 2>&1 || need_apt+=(docker-compose)  # `config` checks deploy/ (no engine)
 if ((${#need_apt[@]})); then
   echo "[setup] apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
