@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,27 +411,34 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 victims = victims_of(city.cases)  # whose visits the stand-in responders record as not false
                 if paths["history"].stat().st_size:
                     _say(f"replaying {config.history_days:g} days of history unpaced: the worker builds its state")
-                    history = await _replay_and_wait(
-                        run_settings,
-                        paths["history"],
-                        metrics_url,
-                        config,
-                        server.receiver,
-                        speedup=None,
+                    history_outcomes = asyncio.create_task(
+                        _stand_in_responders(run_settings, victims, worker_clock, config)
                     )
+                    try:
+                        history = await _replay_and_wait(
+                            run_settings,
+                            paths["history"],
+                            metrics_url,
+                            config,
+                            server.receiver,
+                            speedup=None,
+                        )
+                    finally:
+                        history_outcomes.cancel()
+                        during = await asyncio.gather(history_outcomes, return_exceptions=True)
                     _say(f"history drained in {history['seconds']:.0f} s; now the judged days")
                     # The history's visits are over by the judged days: every responder is back as rostered, and
-                    # has recorded each visit's outcome (from the cases: no case, a false alarm), which the
-                    # worker's thresholds follow (models/feedback.py) before the judged days begin.
+                    # has recorded each visit's outcome (from the cases: no case, a false alarm; most of them
+                    # during the replay), which the worker's thresholds follow (models/feedback.py).
                     redis = Redis.from_url(run_settings.redis_url or "")
                     resolved = await resolve_open_tasks(redis, run_settings, victims.outcome, STAND_IN_RESPONDERS)
-                    history["outcomes_recorded"] = resolved
+                    history["outcomes_recorded"] = _resolved_count(during[0]) + resolved
                     await ResponderRegistry(redis).load(city.responders)
                     await redis.aclose()
                     await asyncio.sleep(run_settings.budget_update_s + 1)  # one refit sees them
                 speedup = config.days * 86_400 / max(config.replay_seconds, 1.0)
                 stand_ins = asyncio.create_task(
-                    _stand_in_responders(run_settings, victims, judged_from, speedup, config)
+                    _stand_in_responders(run_settings, victims, paced_clock(judged_from, speedup), config)
                 )
                 try:
                     result = await _replay_and_wait(
@@ -490,25 +497,45 @@ def victims_of(cases: list[dict[str, Any]]) -> _Victims:
     return _Victims(frozenset(c["victim"] for c in cases))
 
 
-async def _stand_in_responders(
-    settings: Settings, victims: _Victims, judged_from_ms: int, speedup: float, config: DemoConfig
-) -> int:
+EventNow = Callable[[Redis], Awaitable[int | None]]  # the stream's event time now (None: not known yet)
+
+
+def paced_clock(start_ms: int, speedup: float) -> EventNow:
+    """Event time read off a paced replay: it sends the event of time T at ``(T - start) / speedup`` seconds."""
+    started = time.monotonic()
+
+    async def now(_redis: Redis) -> int | None:
+        return start_ms + int((time.monotonic() - started) * speedup * 1000)
+
+    return now
+
+
+async def worker_clock(redis: Redis) -> int | None:
+    """Event time as the worker's last threshold refit saw it (an unpaced replay has no clock of its own)."""
+    from streams import refit_event_ms
+
+    return await refit_event_ms(redis)
+
+
+async def _stand_in_responders(settings: Settings, victims: _Victims, event_now: EventNow, config: DemoConfig) -> int:
     """Until cancelled, resolve each task ``outcome_delay_h`` of event time after it was created; how many.
 
-    Event time is read off the paced replay (it sends the event of time T at ``(T - start) / speedup``
-    seconds), so a visit's outcome comes back when the stream is about that many hours further on.
+    So a visit's outcome comes back when the stream is about that many hours further on, in the history's
+    unpaced replay as in the judged days (without outcomes all week, the thresholds would count every
+    history task as half false and start the judged days pinned high).
     """
     from alerting import resolve_open_tasks
 
     delay_ms = int(config.outcome_delay_h * 3_600_000)
-    started = time.monotonic()
     redis = Redis.from_url(settings.redis_url or "")
     resolved = 0
     try:
         while True:
             await asyncio.sleep(1.0)
-            now_ms = judged_from_ms + int((time.monotonic() - started) * speedup * 1000)
             try:
+                now_ms = await event_now(redis)
+                if now_ms is None:
+                    continue
                 resolved += await resolve_open_tasks(
                     redis, settings, victims.outcome, STAND_IN_RESPONDERS, created_before_ms=now_ms - delay_ms
                 )

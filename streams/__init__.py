@@ -21,6 +21,7 @@ __all__ = [
     "ensure_topics",
     "internal_topic",
     "load_lines",
+    "refit_event_ms",
     "replay_events",
     "seed_tables",
     "topic_names",
@@ -42,6 +43,7 @@ _HOME = {
     "SeedStats": "streams.seed",
     "changelog_topic": "streams.topics",
     "seed_tables": "streams.seed",
+    "refit_event_ms": "streams.budget",
 }
 
 

@@ -41,7 +41,7 @@ from streams.metrics import (
     LEVEL_THRESHOLD_BOUND,
 )
 
-__all__ = ["LiveBudget"]
+__all__ = ["LiveBudget", "refit_event_ms"]
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class LiveBudget:
                 (float(field["hold"]) if same_model else scorer.hold_threshold,),
                 best_in_windows(await _candidates(redis, HOLD_CANDIDATES, watermark_ms - hold_span), [0]),
                 known,
-                share,
+                self.config.hold_unknown_false,
                 residents,
                 watermark_ms - since,
                 elapsed_ms,
@@ -219,6 +219,12 @@ class LiveBudget:
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="high").set(hi)
+
+
+async def refit_event_ms(redis: Redis) -> int | None:
+    """The event time (the workers' watermark) of the thresholds' last refit; None before the first."""
+    raw = await redis.hget(STATE, "refit_ms")
+    return int(raw) if raw else None
 
 
 async def _candidates(redis: Redis, key: str, since_ms: int) -> list[tuple[int, str, float]]:
