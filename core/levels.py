@@ -21,6 +21,7 @@ __all__ = [
     "Action",
     "RiskLevel",
     "budget_factors",
+    "candidate_groups",
     "check_levels",
     "decide_level",
     "decide_levels",
@@ -146,12 +147,41 @@ def level_cap(kind: str) -> int:
 
 
 def decide_level(score: float, thresholds: Sequence[float], kind: str = "") -> int:
-    """The level a score reaches (0: none), given one ascending threshold per level, capped for its kind.
+    """The highest level, up to its kind's cap, whose threshold the score reaches (0: none).
 
     The one score-to-level rule: the stream's decisions, the offline follower, ``evaluate`` and training all
-    come here (or to :func:`decide_levels`), so none of them can disagree on a level.
+    come here (or to :func:`decide_levels`), so none of them can disagree on a level. Thresholds ascend within
+    each of :func:`candidate_groups` (a followed visit threshold may sit below the warnings' when connects, which
+    only the lower levels see, crowd theirs); with ascending thresholds this is the bisection it always was.
     """
-    return min(bisect.bisect_right(thresholds, score), level_cap(kind))
+    return _decide(score, thresholds, level_cap(kind), _ascending(thresholds))
+
+
+def _ascending(thresholds: Sequence[float]) -> bool:
+    return all(a <= b for a, b in itertools.pairwise(thresholds))
+
+
+def _decide(score: float, thresholds: Sequence[float], cap: int, ascending: bool) -> int:
+    if ascending:
+        return bisect.bisect_right(thresholds, score, hi=cap)
+    for number in range(cap, 0, -1):
+        if score >= thresholds[number - 1]:
+            return number
+    return 0
+
+
+def candidate_groups() -> tuple[int, ...]:
+    """Per level, a group number shared by consecutive levels that the same event kinds may reach: their
+    followed thresholds fit the same candidates, so they ascend within the group (not across groups)."""
+    groups: list[int] = []
+    barred: frozenset[str] = frozenset()
+    for lv in levels():
+        if lv.barred_kinds - barred or not groups:
+            groups.append(len(set(groups)))
+        else:
+            groups.append(groups[-1])
+        barred |= lv.barred_kinds
+    return tuple(groups)
 
 
 def level_caps(kinds: Sequence[str]) -> list[int]:
@@ -162,7 +192,8 @@ def level_caps(kinds: Sequence[str]) -> list[int]:
 
 def decide_levels(scores: Sequence[float], thresholds: Sequence[float], kinds: Sequence[str]) -> list[int]:
     """:func:`decide_level` of each (score, kind), for a batch or a whole history."""
-    return [min(bisect.bisect_right(thresholds, s), cap) for s, cap in zip(scores, level_caps(kinds), strict=True)]
+    ascending = _ascending(thresholds)
+    return [_decide(s, thresholds, cap, ascending) for s, cap in zip(scores, level_caps(kinds), strict=True)]
 
 
 def default_actions() -> dict[int, Action]:

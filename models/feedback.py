@@ -10,7 +10,8 @@ machine over the trailing window, refitted every few seconds (service) or minute
   outcomes (a Beta average from a prior, so the first hours, before outcomes return, count task volume);
 - clearly overspent (spent, less ``evidence_sd`` Poisson SDs, above the level's allowance): the threshold jumps
   to the *fit*, the lowest score at which the window's candidates (every row scored at or above the lowest
-  threshold any level may reach, each subscriber's best), weighted the same way, fit the allowance; it
+  threshold any level may reach and whose kind may reach this level, each subscriber's best), weighted the
+  same way, fit the allowance; it
   never falls on this branch;
 - underspent (spent, plus ``explore_sd`` SDs, below the allowance): the threshold steps down,
   ``logit_down_per_day`` log-odds a day (up to twice that with much room), so it explores lower scores and
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.levels import decide_level, level_caps, levels
+from core.levels import candidate_groups, decide_level, level_caps
 from core.settings import Settings
 from features import DAY_MS
 
@@ -45,6 +46,7 @@ __all__ = [
     "FollowConfig",
     "FollowResult",
     "best_in_windows",
+    "best_per_level",
     "candidate_floor",
     "false_share",
     "follow_offline",
@@ -155,12 +157,14 @@ def follow_thresholds(
     span_ms: int,
     elapsed_ms: int,
     config: FollowConfig,
+    groups: Sequence[int] | None = None,
 ) -> tuple[float, ...]:
     """One step: each level's threshold from its previous one, its window and the outcomes known.
 
     ``windows[i]``: each subscriber's best candidate score in level i + 1's window (see
     :meth:`FollowConfig.window_ms`); ``known_false``: subscribers whose visit has come back (True: false
-    alarm); ``span_ms``: traffic seen so far; ``elapsed_ms``: since the previous step.
+    alarm); ``span_ms``: traffic seen so far; ``elapsed_ms``: since the previous step. ``groups``: per level,
+    the group whose thresholds ascend together (:func:`core.levels.candidate_groups`; None: all one group).
     """
     if span_ms < config.min_span_ms or residents <= 0:
         return tuple(base)
@@ -185,8 +189,13 @@ def follow_thresholds(
         else:
             threshold = prev
         out.append(min(max(threshold, lo), hi))
-    # A higher level never sits below a lower one (each level's alert is also the lower levels' alert).
-    return tuple(np.maximum.accumulate(out).tolist())
+    # Within a group (levels fitted on the same candidates) a higher level never sits below a lower one: each
+    # level's alert is also the lower levels' alert. Across groups it may (core.levels.decide_level).
+    group_of = groups if groups is not None else [0] * len(out)
+    top: dict[int, float] = {}
+    for i, g in enumerate(group_of):
+        out[i] = top[g] = max(out[i], top.get(g, out[i]))
+    return tuple(out)
 
 
 def _weight(known: bool | None, share: float) -> float:
@@ -232,7 +241,7 @@ def follow_offline(
     first task-level alert of a subscriber episode) comes back ``outcome_delay_ms`` later, false when
     ``is_false(subscriber)``. Rows are decided with the thresholds of their moment, never later ones.
     ``kinds``: each row's event kind, for the levels' caps (:func:`core.levels.decide_level`); a row capped below
-    the top level is no candidate for the refits, as in the service (``streams.budget``).
+    a level is no candidate for that level's refits, as in the service (``streams.budget``).
     ``hold_base``: the model's hold threshold, followed the same way on its own chain with ``hold_budget``
     false holds per 10k per day, its candidates the ``transfers`` rows (a bool mask) only.
     """
@@ -249,14 +258,13 @@ def follow_offline(
     start = int(avail_ms[order[0]])
     result.history.append((start, thresholds))
     last_update = start
-    candidates: deque[tuple[int, str, float]] = deque()  # rows at or above the floor: (event ms, sub, score)
+    candidates: deque[tuple[int, str, float, int]] = deque()  # rows at the floor: (event ms, sub, score, cap)
     pending: list[tuple[int, str, bool]] = []  # a heap of (known at, subscriber, false alarm)
     known: dict[str, bool] = {}
     recent: deque[bool] = deque(maxlen=config.outcome_memory)
     open_until: dict[str, int] = {}
     row_kinds: Sequence[str] = kinds if kinds is not None else [""] * n
-    top = len(levels())
-    candidate = [cap == top for cap in level_caps(row_kinds)]  # rows that may reach the top level
+    caps = level_caps(row_kinds)
     hold = _HoldChain(hold_base, hold_budget, residents, config, start) if hold_base is not None else None
     is_transfer = transfers.tolist() if transfers is not None else [False] * n
     held = np.zeros(n, dtype=bool)
@@ -274,13 +282,14 @@ def follow_offline(
                 base,
                 budgets,
                 thresholds,
-                best_in_windows(candidates, [at - span for span in spans]),
+                best_per_level(candidates, [at - span for span in spans]),
                 known,
                 share,
                 residents,
                 at - start,
                 at - last_update,
                 config,
+                candidate_groups(),
             )
             if hold is not None:
                 hold.refit(known, at, at - last_update)
@@ -293,8 +302,8 @@ def follow_offline(
         if hold is not None and is_transfer[i]:
             held[i] = level >= 1 and score >= hold.threshold
             hold.observe(at, sub, score)
-        if score >= floor and candidate[i]:
-            candidates.append((at, sub, score))
+        if score >= floor and caps[i] >= 1:
+            candidates.append((at, sub, score, caps[i]))
         if level >= task_level and at >= open_until.get(sub, -1):
             open_until[sub] = at + episode_ms
             result.tasks += 1
@@ -339,6 +348,19 @@ class _HoldChain:
         if fitted != self.threshold:
             self.threshold = fitted
             self.history.append((at, fitted))
+
+
+def best_per_level(
+    candidates: Sequence[tuple[int, str, float, int]], since_ms: Sequence[int]
+) -> list[dict[str, float]]:
+    """Each level's window of :func:`best_in_windows`, from the ``(event ms, subscriber, score, cap)`` candidates
+    whose kind may reach that level (``cap``: :func:`core.levels.level_cap`), so a connect, capped below a visit,
+    spends the warnings' and calls' budgets and never the visits'."""
+    out = []
+    for number, since in enumerate(since_ms, 1):
+        reaching = [(at, sub, score) for at, sub, score, cap in candidates if cap >= number]
+        out.append(best_in_windows(reaching, [since])[0])
+    return out
 
 
 def best_in_windows(candidates: Reversible[tuple[int, str, float]], since_ms: Sequence[int]) -> list[dict[str, float]]:

@@ -19,13 +19,13 @@ from redis.exceptions import RedisError
 
 from alerting import recent_outcomes
 from core.events import TransferEvent
-from core.levels import level_budgets, level_cap, levels
+from core.levels import candidate_groups, level_budgets, level_cap, levels
 from core.pseudonym import pseudonymise
 from core.settings import Settings
 from models import (
     FollowConfig,
     Scorer,
-    best_in_windows,
+    best_per_level,
     candidate_floor,
     false_share,
     follow_thresholds,
@@ -45,7 +45,9 @@ __all__ = ["LiveBudget", "refit_event_ms"]
 
 log = logging.getLogger(__name__)
 
-CANDIDATES = "fw:budget:candidates"  # sorted set: JSON [event id, subscriber pseudonym, score] -> event ms
+# sorted set: JSON [event id, subscriber pseudonym, score, cap] -> event ms; cap: the highest level the row's kind
+# may reach (core.levels.level_cap; absent from members of a worker before it: the top level)
+CANDIDATES = "fw:budget:candidates"
 HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
 STATE = "fw:budget:state"  # hash: model, thresholds (JSON), hold, since_ms, refit_ms
@@ -60,8 +62,8 @@ class LiveBudget:
         self.config = FollowConfig.from_settings(settings)
         self._thresholds: dict[str, tuple[float, ...]] = {}  # model version -> followed thresholds
         self._hold: dict[str, float] = {}  # model version -> followed hold threshold
-        self._buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
-        self._hold_buffer: list[tuple[str, str, int, float]] = []  # the same, transfers at the hold floor
+        self._buffer: list[tuple[str, str, int, float, int]] = []  # (event id, pseudonym, event ms, score, cap)
+        self._hold_buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
         self._seen: set[str] = set()
         # (model version, its candidate floor, its hold candidates' floor): computed once per model
         self._floor: tuple[str, float, float] = ("", 0.0, 0.0)
@@ -85,22 +87,21 @@ class LiveBudget:
     def observe(
         self, scorer: Scorer, event_id: str, subscriber: str, avail_ms: int, score: float, kind: str = ""
     ) -> None:
-        """Keep a scored row for the next refit if it can matter to any level's threshold.
+        """Keep a scored row for the next refit if it can matter to any level's threshold (or the hold's).
 
-        A row whose kind is capped below the top level (a connect) is no candidate: the refit fits every level
-        from one best score per subscriber, and a connect's score would spend the visits' budget it cannot reach.
+        A row whose kind is capped below a level (a connect, below a visit) is that level's candidate no more: the
+        refit fits each level from the best score per subscriber among the rows that may reach it.
         """
         if not self.settings.budget_follow:
             return
         if not self.settings.residents:
             self._seen.add(pseudonymise(subscriber))
-        if level_cap(kind) < len(levels()):
-            return
+        cap = level_cap(kind)
         if self._floor[0] != scorer.version:
             hold_floor = candidate_floor((scorer.hold_threshold,), self.config) if scorer.hold_threshold else 2.0
             self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config), hold_floor)
-        if score >= self._floor[1]:
-            self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
+        if cap >= 1 and score >= self._floor[1]:
+            self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score, cap))
         if kind == TransferEvent.SCHEMA and score >= self._floor[2]:
             self._hold_buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
 
@@ -123,8 +124,8 @@ class LiveBudget:
         seen, self._seen = self._seen, set()
         pipe = redis.pipeline(transaction=False)
         if buffer:
-            pipe.zadd(CANDIDATES, {orjson.dumps([e, p, round(s, 9)]): at for e, p, at, s in buffer})
-            pipe.hsetnx(STATE, "since_ms", min(at for _, _, at, _ in buffer))
+            pipe.zadd(CANDIDATES, {orjson.dumps([e, p, round(s, 9), c]): at for e, p, at, s, c in buffer})
+            pipe.hsetnx(STATE, "since_ms", min(at for _, _, at, _, _ in buffer))
         if holds:
             pipe.zadd(HOLD_CANDIDATES, {orjson.dumps([e, p, round(s, 9)]): at for e, p, at, s in holds})
         if seen:
@@ -168,13 +169,14 @@ class LiveBudget:
             base,
             budgets,
             previous,
-            best_in_windows(candidates, [watermark_ms - span for span in spans]),
+            best_per_level(candidates, [watermark_ms - span for span in spans]),
             known,
             share,
             residents,
             watermark_ms - since,
             elapsed_ms,
             self.config,
+            candidate_groups(),
         )
         state_now: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
             "model": scorer.version,
@@ -190,7 +192,7 @@ class LiveBudget:
                 (scorer.hold_threshold,),
                 (hold_budget,),
                 (float(field["hold"]) if same_model else scorer.hold_threshold,),
-                best_in_windows(await _candidates(redis, HOLD_CANDIDATES, watermark_ms - hold_span), [0]),
+                best_per_level(await _candidates(redis, HOLD_CANDIDATES, watermark_ms - hold_span), [0]),
                 known,
                 self.config.hold_unknown_false,
                 residents,
@@ -227,13 +229,15 @@ async def refit_event_ms(redis: Redis) -> int | None:
     return int(raw) if raw else None
 
 
-async def _candidates(redis: Redis, key: str, since_ms: int) -> list[tuple[int, str, float]]:
-    """The (event ms, pseudonym, score) candidates of ``key`` from ``since_ms`` on, in time order."""
+async def _candidates(redis: Redis, key: str, since_ms: int) -> list[tuple[int, str, float, int]]:
+    """The (event ms, pseudonym, score, cap) candidates of ``key`` from ``since_ms`` on, in time order."""
     raw: list[Any] = await redis.zrangebyscore(key, since_ms, "+inf", withscores=True)
+    top = len(levels())
     out = []
     for member, at in raw:
-        _, pseudonym, score = orjson.loads(member)
-        out.append((int(at), str(pseudonym), float(score)))
+        fields = orjson.loads(member)
+        cap = int(fields[3]) if len(fields) > 3 else top  # hold candidates, and members of older workers
+        out.append((int(at), str(fields[1]), float(fields[2]), cap))
     return out
 
 

@@ -161,9 +161,19 @@ def test_connects_never_make_a_task_nor_spend_the_visits_budget() -> None:
     )
     assert (as_calls.levels >= 3).any()
     assert as_connects.levels.max() <= 2 and as_connects.tasks == 0
-    # On a flooding stream calls push the task threshold up; connects spend none of its budget.
+    # On a flooding stream calls push the task threshold up; connects spend none of its budget...
     assert max(th[2] for _, th in as_connects.history) <= BASE[2]
     assert max(th[2] for _, th in as_calls.history) > BASE[2]
+    # ...but they do spend the warnings' and calls' budgets, which they can reach: a flood of connects no longer
+    # warns everyone on the line (the visit threshold may then sit below theirs, core.levels.decide_level).
+    last = as_connects.history[-1][1]
+    assert last[0] > BASE[0] and last[1] > BASE[1] and last[1] >= last[0]
+    second_day = np.nonzero((as_connects.levels >= 1) & (avail >= DAY_MS))[0]
+    warned = {subs[i] for i in second_day} - victims
+    flooded = {subs[i] for i in np.nonzero((scores >= BASE[0]) & (avail >= DAY_MS))[0]} - victims
+    # Per 10k on the second day: near the warnings' budget (the first day's flood is still in the window),
+    # against ten times that at the model's own threshold.
+    assert len(warned) * 10_000 / RESIDENTS < 1.5 * level_budgets(1.0)[0] < len(flooded) * 10_000 / RESIDENTS / 10
 
 
 def test_the_hold_threshold_follows_its_own_budget_of_false_holds() -> None:

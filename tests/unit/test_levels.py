@@ -132,3 +132,19 @@ def test_a_bar_stops_every_level_above_it(monkeypatch: pytest.MonkeyPatch) -> No
     assert level_cap("call_start.v1") == 2  # barred at 3, so at the escort level too
     assert level_cap("transfer.v1") == 4
     assert decide_level(0.99, (*THRESHOLDS, 0.95), "transfer.v1") == 4
+
+
+def test_a_visit_threshold_below_the_warnings_still_decides_the_highest_level_reached() -> None:
+    from core.levels import candidate_groups, decide_level, decide_levels
+
+    # Connects (capped below a visit) are candidates of the warning and call levels only: those two ascend
+    # together, the visit level on its own.
+    assert candidate_groups() == (0, 0, 1)
+    crossed = (0.5, 0.96, 0.9)  # connects crowded the lower levels above the followed visit threshold
+    assert decide_level(0.92, crossed, "call.v1") == 3
+    assert decide_level(0.92, crossed, "call_start.v1") == 1  # capped at 2, below its threshold: a warning
+    assert decide_level(0.97, crossed, "call_start.v1") == 2
+    assert decide_level(0.4, crossed, "call.v1") == 0
+    assert decide_levels([0.92, 0.92, 0.4], crossed, ["call.v1", "call_start.v1", "transfer.v1"]) == [3, 1, 0]
+    # Ascending thresholds decide as they always did.
+    assert decide_levels([0.2, 0.5, 0.95], (0.3, 0.6, 0.9), ["call.v1"] * 3) == [0, 1, 3]
