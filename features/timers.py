@@ -93,6 +93,18 @@ class TickIndex:
         """When the soonest queued tick is due (it may turn out stale)."""
         return self._heap[0][0] if self._heap else None
 
+    def fire_own(self, subscriber: str, state: SubscriberState, until_ms: int) -> list[FeatureRow]:
+        """Fire one subscriber's ticks due at or before ``until_ms`` (before its own event of that time), in due
+        order; their queued hints turn stale and fire nothing later."""
+        rows = []
+        for _, join_id, mark in due_ticks(state, until_ms):
+            row = fire_tick(state, subscriber, join_id, mark)
+            if row is not None:
+                rows.append(row)
+        if rows:
+            self.schedule(subscriber, state)
+        return rows
+
     def fire_due(
         self, until_ms: int, state_of: Callable[[str], SubscriberState | None]
     ) -> list[tuple[FeatureRow, SubscriberState]]:

@@ -272,6 +272,7 @@ async def _replay_and_wait(
     the config's) is how long the worker may go without scoring anything before this gives up.
     """
     from alerting import Dispatcher
+    from core.levels import level_numbers
     from streams import replay_events as replay
 
     started = time.monotonic()
@@ -293,10 +294,14 @@ async def _replay_and_wait(
             dead = total(samples, "fw_dead_letters_total")
             done = total(samples, "fw_events_scored_total") + total(samples, "fw_duplicate_events_total")
             alert_stats = await dispatcher.stats()
+            # Every alert scored has been explained and acted on too (the explain hop runs behind scoring: an
+            # unpaced history's alerts would otherwise spill into the judged days, tasks and outcomes with them).
+            alerted = sum(total(samples, "fw_decisions_total", level=str(n)) for n in level_numbers())
             if (
                 samples
                 and consumed + dead >= sent_before + stats.sent
                 and done >= consumed
+                and total(samples, "fw_alerts_total") >= alerted
                 and not alert_stats["outbox"]
             ):
                 received = receiver.stats()

@@ -15,7 +15,7 @@ from faust.serializers import codecs as faust_codecs
 from alerting import AlertingRuntime, TransferRef
 from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
-from core.events import TransferEvent, occasion_of
+from core.events import CallEvent, TransferEvent, occasion_of
 from core.kinds import from_wire
 from core.levels import decide_levels
 from core.pseudonym import pseudonymise
@@ -208,7 +208,10 @@ class Agents:
         self.watermark_ms = 0  # the newest event time this worker has scored
         self.budget = LiveBudget(settings)  # the thresholds each level decides with, following outcomes
         # Open calls' timers (``features.timers``), per partition of the subscriber topic: its due ticks (built
-        # from the table when the partition is first met), its event time, and when (wall clock) it last had one.
+        # from the table when the partition is first met), its event time, and when (wall clock) it last had a
+        # call record. The partition's clock is its call records' event time, not every kind's: the records come
+        # on a topic of their own, and a transfer or a connect read ahead of them (a replay, a late records feed)
+        # would otherwise tick a call whose end is merely still on the wire.
         self._partitions = list(range(settings.partitions))
         self._tick_index: dict[int, TickIndex] = {}
         self._tick_watermark: dict[int, int] = {}
@@ -311,18 +314,23 @@ class Agents:
             steps = steps_for(event)
             if steps is None:
                 continue
-            # The subscriber's partition (records of this topic are keyed by it): its ticks due by now first.
+            # The subscriber's partition (records of this topic are keyed by it): a call record moves its clock,
+            # firing the partition's ticks due by then first.
             partition = partition_of(event.subscriber.encode(), self._partitions)
-            self._tick_seen_s[partition] = now_s
-            for tick in self._fire_ticks(partition, available_at(event), touched):
-                rows.append(tick)
-                ingest_s.append(None)
-                transfers.append(None)
-                occasions.append(tick_call_id(tick.event_id))
+            at = available_at(event)
+            if isinstance(event, CallEvent):
+                self._tick_seen_s[partition] = now_s
+                self._fire_ticks_into(partition, at, touched, rows, ingest_s, transfers, occasions)
             # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
             wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
             snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
             state = self.subscriber_states.current(event.subscriber, touched, SubscriberState)
+            if state.open_calls:  # its own calls' marks passed by this event's time come first, as offline
+                own = self._ticks_of(partition).fire_own(event.subscriber, state, at)
+                if own:
+                    touched[event.subscriber] = state
+                    TICKS_FIRED.inc(len(own))
+                    self._add_ticks(own, rows, ingest_s, transfers, occasions)
             out = steps.subscriber_stage(state, event, snap)
             if out is None:
                 _subscriber_duplicates.inc()
@@ -338,6 +346,32 @@ class Agents:
             occasions.append(occasion_of(event))
         if rows:  # else nothing new (``touched`` is empty too)
             await self._decide(rows, ingest_s, transfers, occasions, touched, feedback)
+
+    def _fire_ticks_into(
+        self,
+        partition: int,
+        until_ms: int,
+        touched: dict[str, SubscriberState],
+        rows: list[FeatureRow],
+        ingest_s: list[float | None],
+        transfers: list[TransferRef | None],
+        occasions: list[str],
+    ) -> None:
+        self._add_ticks(self._fire_ticks(partition, until_ms, touched), rows, ingest_s, transfers, occasions)
+
+    @staticmethod
+    def _add_ticks(
+        ticks: list[FeatureRow],
+        rows: list[FeatureRow],
+        ingest_s: list[float | None],
+        transfers: list[TransferRef | None],
+        occasions: list[str],
+    ) -> None:
+        for tick in ticks:
+            rows.append(tick)
+            ingest_s.append(None)
+            transfers.append(None)
+            occasions.append(tick_call_id(tick.event_id))
 
     def _ticks_of(self, partition: int) -> TickIndex:
         """The partition's due ticks; first met since start or assignment, rebuilt from the stored states."""
@@ -385,13 +419,13 @@ class Agents:
     async def fire_idle_ticks(self, assigned: Iterable[int]) -> int:
         """Fire the due ticks of partitions without an event for ``tick_idle_s`` (wall clock); how many fired.
 
-        The one place wall time touches the timers, and only partitions that are idle: their event time is moved
-        to the newest of this worker's partitions (never back), as the stream's would have moved offline.
+        The one place wall time touches the timers, and only partitions without a call record for that long:
+        their event time is moved to the newest this worker has scored (never back), as offline.
         """
         if self.live_model.scorer is None:
             return 0  # nothing could score them; they stay due
         async with self._tick_lock:
-            top = max(self._tick_watermark.values(), default=0)
+            top = self.watermark_ms
             now_s = time.monotonic()
             touched: dict[str, SubscriberState] = {}
             rows: list[FeatureRow] = []

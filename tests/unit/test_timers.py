@@ -224,3 +224,40 @@ async def test_per_partition_serving_computes_the_offline_rows_ticks_included_ac
     for row in features.rows:
         want = offline[row["event_id"]]
         assert row["avail_ms"] == want.avail_ms and _same(row["values"], want.values), row["event_id"]
+
+
+def _records_in_order(events: list[Event]) -> list[bytes]:
+    """The score agent's envelopes of ``events`` in exactly this (arrival) order."""
+    keyed: dict[str, Any] = {}
+    out = []
+    for event in events:
+        key = key_of(event)
+        snap = key_stage(keyed.setdefault(key, key_state_type(key)()), event)
+        assert snap is not None
+        out.append(orjson.dumps({"e": to_wire(event), "s": snap.to_list()}))
+    return out
+
+
+async def test_a_call_whose_record_is_still_on_the_wire_is_not_ticked_by_other_kinds() -> None:
+    parts = list(range(PARTITIONS))
+    victim = "+8613800000001"
+    home = partition_of(victim.encode(), parts)
+    neighbour = next(n for i in range(2, 200) if partition_of((n := f"+86138000{i:05d}").encode(), parts) == home)
+    t0 = 1_700_000_000_000
+    start = CallStartEvent("s-1", "k-1", t0, "+85290000001", victim, "mobile")
+    # A neighbour's transfer 10 min on, read before the victim's 3-minute call record (a faster topic).
+    transfer = TransferEvent("t-1", t0 + 10 * MINUTE_MS, neighbour, "A1", "B1", 50.0, "CNY", "mobile_app")
+    record = CallEvent("c-1", t0, "+85290000001", victim, True, 180.0, "mobile", call_id="k-1")
+    later = CallEvent("c-2", t0 + 30 * MINUTE_MS, "+85290000002", neighbour, True, 30.0, "mobile")
+    features = _FeatureTopic()
+    agents = _agents({}, features, _Sender())
+    for raw in _records_in_order([start, transfer, record, later]):
+        await agents._score_batch([b"[" + raw + b"]"])
+    assert [r["event_id"] for r in features.rows] == ["s-1", "t-1", "c-1", "c-2"]  # no tick: the call had ended
+
+    # A call that is still on the line is ticked once the call records pass its marks.
+    start2 = CallStartEvent("s-2", "k-2", t0 + 40 * MINUTE_MS, "+85290000003", victim, "mobile")
+    then = CallEvent("c-3", t0 + 47 * MINUTE_MS, "+85290000004", neighbour, True, 30.0, "mobile")
+    for raw in _records_in_order([start2, then]):
+        await agents._score_batch([b"[" + raw + b"]"])
+    assert [r["event_id"] for r in features.rows][4:] == ["s-2", tick_id("k-2", 0), "c-3"]
