@@ -9,7 +9,7 @@ from alerting.decision import Decision, TransferRef
 from alerting.dispatcher import Dispatcher
 from alerting.holds import HoldSink
 from alerting.metrics import HOLD_LATENCY_OBJECTIVE_S
-from alerting.outcomes import recent_outcomes, resolve_open_tasks
+from alerting.outcomes import recent_outcomes, record_history_labels, resolve_open_tasks
 from alerting.responders import ResponderRegistry
 from alerting.runtime import AlertingRuntime
 from alerting.webutil import answer_and_close
@@ -24,6 +24,7 @@ __all__ = [
     "TransferRef",
     "answer_and_close",
     "recent_outcomes",
+    "record_history_labels",
     "resolve_open_tasks",
     "start_console",
     "write_demo_tokens",

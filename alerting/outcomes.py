@@ -14,7 +14,7 @@ from alerting.lifecycle import RESOLVED, TaskLifecycle
 from core.errors import InvalidTransition
 from core.settings import Settings
 
-__all__ = ["NOT_FALSE_OUTCOMES", "recent_outcomes", "resolve_open_tasks"]
+__all__ = ["NOT_FALSE_OUTCOMES", "recent_outcomes", "record_history_labels", "resolve_open_tasks"]
 
 # Outcomes that say the subscriber was a victim (the visit was not a false alarm); ``unreachable`` says neither.
 NOT_FALSE_OUTCOMES = frozenset({"dissuaded", "money_lost"})
@@ -33,6 +33,18 @@ async def recent_outcomes(redis: Redis, count: int) -> list[tuple[str, bool]]:
         if outcome == "false_alarm" or outcome in NOT_FALSE_OUTCOMES:
             out.append((str(label["subscriber"]), outcome == "false_alarm"))
     return out
+
+
+async def record_history_labels(redis: Redis, labels: list[dict[str, Any]]) -> int:
+    """Append outcome labels of visits made before this deployment's Redis existed (a seeded history), oldest
+    first, where the thresholds read outcomes; how many."""
+    if not labels:
+        return 0
+    pipe = redis.pipeline(transaction=False)
+    for label in labels:
+        pipe.xadd(keys.LABELS, {"label": orjson.dumps(label)})
+    await pipe.execute()
+    return len(labels)
 
 
 async def resolve_open_tasks(

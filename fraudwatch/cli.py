@@ -358,6 +358,10 @@ def run(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (0: no feed)"),
     ] = 1.0,
+    history_mode: Annotated[
+        str,
+        typer.Option(help="seed: build the history offline (as a real week would be); replay: through the worker"),
+    ] = "seed",
 ) -> None:
     """The whole service on loopback: broker, Redis, a simulated city (days of history, then the judged days),
     a model, a worker, a dispatch receiver."""
@@ -373,7 +377,10 @@ def run(
         hold=hold,
         console_port=console_port,
         signalling=signalling,
+        history_mode="replay" if history_mode == "replay" else "seed",
     )
+    if history_mode not in ("seed", "replay"):
+        raise typer.BadParameter("--history-mode is seed or replay")
     summary = run_demo(get_settings(), config)
     if not hold:  # with --hold the summary was printed before the wait
         _print_json(summary)

@@ -31,6 +31,7 @@ from models.feedback import (
     best_per_level,
     candidate_floor,
     false_share,
+    follow_offline,
     follow_thresholds,
     threshold_bounds,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "evaluate",
     "evaluate_dataset",
     "false_share",
+    "follow_offline",
     "follow_thresholds",
     "followed_levels",
     "followed_summary",

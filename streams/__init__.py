@@ -23,6 +23,7 @@ __all__ = [
     "load_lines",
     "refit_event_ms",
     "replay_events",
+    "seed_follower",
     "seed_tables",
     "topic_names",
     "watch_gc_pauses",
@@ -44,6 +45,7 @@ _HOME = {
     "changelog_topic": "streams.topics",
     "seed_tables": "streams.seed",
     "refit_event_ms": "streams.budget",
+    "seed_follower": "streams.budget",
 }
 
 

@@ -18,12 +18,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from alerting import recent_outcomes
+from core.errors import StateNotEmpty
 from core.events import TransferEvent
 from core.levels import candidate_groups, level_budgets, level_cap, levels
 from core.pseudonym import pseudonymise
 from core.settings import Settings
+from features import FeatureRow
 from models import (
     FollowConfig,
+    FollowResult,
     Scorer,
     best_per_level,
     candidate_floor,
@@ -41,7 +44,7 @@ from streams.metrics import (
     LEVEL_THRESHOLD_BOUND,
 )
 
-__all__ = ["LiveBudget", "refit_event_ms"]
+__all__ = ["LiveBudget", "refit_event_ms", "seed_follower"]
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +224,52 @@ class LiveBudget:
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="high").set(hi)
+
+
+async def seed_follower(
+    redis: Redis,
+    scorer: Scorer,
+    followed: FollowResult,
+    rows: list[FeatureRow],
+    scores: list[float],
+    config: FollowConfig,
+) -> int:
+    """Write the follower's state after a history decided offline (:func:`models.follow_offline` over ``rows``
+    and their ``scores``): its last thresholds and hold threshold, and the candidates of the last window, as the
+    workers would have stored them; how many candidates. Into an empty follower only (a new deployment)."""
+    if await redis.exists(STATE):
+        raise StateNotEmpty("the followed thresholds already have a state: seed a new deployment only")
+    if not rows:
+        return 0
+    end = max(r.avail_ms for r in rows)
+    floor = candidate_floor(scorer.thresholds, config)
+    hold_floor = candidate_floor((scorer.hold_threshold,), config) if scorer.hold_threshold else 2.0
+    since = end - config.max_window_ms
+    members: dict[bytes, int] = {}
+    holds: dict[bytes, int] = {}
+    for row, score in zip(rows, scores, strict=True):
+        if row.avail_ms < since:
+            continue
+        pseud, cap = pseudonymise(row.subscriber), level_cap(row.schema)
+        if cap >= 1 and score >= floor:
+            members[orjson.dumps([row.event_id, pseud, round(score, 9), cap])] = row.avail_ms
+        if row.schema == TransferEvent.SCHEMA and score >= hold_floor:
+            holds[orjson.dumps([row.event_id, pseud, round(score, 9)])] = row.avail_ms
+    state: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
+        "model": scorer.version,
+        "thresholds": orjson.dumps(list(followed.history[-1][1])),
+        "since_ms": min(r.avail_ms for r in rows),
+        "refit_ms": end,
+    }
+    if followed.hold_history:
+        state["hold"] = followed.hold_history[-1][1]
+    pipe = redis.pipeline(transaction=True)
+    for key, batch in ((CANDIDATES, members), (HOLD_CANDIDATES, holds)):
+        if batch:
+            pipe.zadd(key, batch)
+    pipe.hset(STATE, mapping=state)
+    await pipe.execute()
+    return len(members)
 
 
 async def refit_event_ms(redis: Redis) -> int | None:

@@ -78,3 +78,22 @@ def test_summary_leaves_the_history_out(tmp_path: Path) -> None:
 def test_the_main_job_replays_history_before_the_two_judged_days() -> None:
     config = DemoConfig()
     assert config.history_days >= 3.0 and config.days == 2.0
+
+
+def test_a_seeded_history_is_left_out_and_reported(tmp_path: Path) -> None:
+    cases = [_case("h", 100, 900), _case("a", JUDGED_FROM + 10, JUDGED_FROM + 1000)]
+    path = tmp_path / "city" / "cases.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in cases))
+    seeded = {"mode": "seeded", "rows": 900, "tasks": 3, "task_threshold_at_end": 0.95}
+    result = {
+        "replay": ReplayStats(sent=205, calls=190, transfers=10, unroutable=5, seconds=60.0),
+        "samples": _samples(scored=200, level3=2, dead=5),  # the worker saw the judged days only
+        "history": None,
+        "seeded_history": seeded,
+        "judged_from_ms": JUDGED_FROM,
+        "tasks": [_task("a", JUDGED_FROM + 50)],
+    }
+    summary = summarise(result, path, "v1", time.monotonic())
+    assert summary["events_processed"] == 200 and summary["history"] == seeded
+    assert summary["face_to_face"]["cases"] == 1  # the history's case is not judged
