@@ -320,7 +320,8 @@ class Agents:
             at = available_at(event)
             if isinstance(event, CallEvent):
                 self._tick_seen_s[partition] = now_s
-                self._fire_ticks_into(partition, at, touched, rows, ingest_s, transfers, occasions)
+                due = self._fire_ticks(partition, at, touched)
+                self._add_ticks(due, rows, ingest_s, transfers, occasions)
             # "c"/"p": a caller's or payee's snapshot as an older worker wrote it (before the one "s").
             wire_snap = envelope.get("s") or envelope.get("c") or envelope.get("p")
             snap = steps.snapshot_type.from_list(wire_snap) if wire_snap else None
@@ -346,18 +347,6 @@ class Agents:
             occasions.append(occasion_of(event))
         if rows:  # else nothing new (``touched`` is empty too)
             await self._decide(rows, ingest_s, transfers, occasions, touched, feedback)
-
-    def _fire_ticks_into(
-        self,
-        partition: int,
-        until_ms: int,
-        touched: dict[str, SubscriberState],
-        rows: list[FeatureRow],
-        ingest_s: list[float | None],
-        transfers: list[TransferRef | None],
-        occasions: list[str],
-    ) -> None:
-        self._add_ticks(self._fire_ticks(partition, until_ms, touched), rows, ingest_s, transfers, occasions)
 
     @staticmethod
     def _add_ticks(
