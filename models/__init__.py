@@ -11,6 +11,7 @@ from typing import Any
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
 from models.dataset import Dataset, build_dataset, concat_datasets, load_events, read_jsonl
+from models.episodes import count_tasks
 from models.evaluate import (
     OUTCOME_DELAY_MS,
     TASK_LEVEL,
@@ -59,6 +60,7 @@ __all__ = [
     "check_features",
     "compile_version",
     "concat_datasets",
+    "count_tasks",
     "evaluate",
     "evaluate_dataset",
     "false_share",

@@ -526,7 +526,7 @@ async def _seed_history(settings: Settings, history: Path, victims: _Victims, co
     from alerting import record_history_labels
     from core.levels import level_budgets, levels
     from features import FeatureEngine
-    from models import FollowConfig, ModelRegistry, Scorer, follow_offline, load_events
+    from models import FollowConfig, ModelRegistry, Scorer, count_tasks, follow_offline, load_events
     from streams import seed_follower, seed_tables
 
     started = time.monotonic()
@@ -559,18 +559,17 @@ async def _seed_history(settings: Settings, history: Path, victims: _Victims, co
     )
     # The visits' outcomes that had come back by the history's end, oldest first, as responders record them.
     end = max((r.avail_ms for r in rows), default=0)
-    visited: dict[str, int] = {}
-    labels = []
-    for row, level in sorted(zip(rows, followed.levels.tolist(), strict=True), key=lambda x: x[0].avail_ms):
-        if level >= len(levels()) and row.avail_ms >= visited.get(row.subscriber, -1):
-            visited[row.subscriber] = row.avail_ms + settings.episode_ms
-            if row.avail_ms + delay_ms <= end:
-                labels.append(
-                    {"subscriber": row.subscriber, "outcome": victims.outcome(row.subscriber), "at_ms": row.avail_ms}
-                )
+    top = len(levels())
+    visits = count_tasks(
+        [(r.subscriber, r.avail_ms) for r, level in zip(rows, followed.levels.tolist(), strict=True) if level >= top],
+        settings.episode_ms,
+    )
+    labels = [
+        {"subscriber": sub, "outcome": victims.outcome(sub), "at_ms": at} for sub, at in visits if at + delay_ms <= end
+    ]
     redis = Redis.from_url(settings.redis_url or "")
     try:
-        outcomes = await record_history_labels(redis, sorted(labels, key=lambda lb: int(lb["at_ms"] + delay_ms)))
+        outcomes = await record_history_labels(redis, labels)  # count_tasks lists them in time order
         candidates = await seed_follower(redis, scorer, followed, rows, scores.tolist(), follow)
     finally:
         await redis.aclose()
