@@ -162,6 +162,7 @@ def _ascending(thresholds: Sequence[float]) -> bool:
 
 
 def _decide(score: float, thresholds: Sequence[float], cap: int, ascending: bool) -> int:
+    cap = min(cap, len(thresholds))  # a caller may pass fewer thresholds than levels (a plot's operating points)
     if ascending:
         return bisect.bisect_right(thresholds, score, hi=cap)
     for number in range(cap, 0, -1):
