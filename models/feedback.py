@@ -75,6 +75,10 @@ class FollowConfig:
     prior_false_share: float = 0.5  # before outcomes return
     prior_weight: float = 0.5  # outcomes it takes to outweigh the prior
     outcome_memory: int = 100  # the false share is over this many most recent outcomes (the current region)
+    # Whose outcome is known (a weight of 0 or 1 instead of the share): this many newest outcomes, enough for a
+    # week's visits in a big city. Only the last ``outcome_memory`` made a held victim count as false again once
+    # its visit's outcome was a hundred outcomes old (seen live: the hold threshold at 0.999, offline at 0.916).
+    known_memory: int = 20_000
     # A held transfer with no outcome counts as this much of a false hold. Not the tasks' false share: most
     # holds belong to people no one visits (a warning-level alert), whose holds lapse unlabelled, while the
     # outcomes that do return are mostly the victims' (seen: with the share, the threshold slid to its lower
@@ -260,8 +264,10 @@ def follow_offline(
     last_update = start
     candidates: deque[tuple[int, str, float, int]] = deque()  # rows at the floor: (event ms, sub, score, cap)
     pending: list[tuple[int, str, bool]] = []  # a heap of (known at, subscriber, false alarm)
-    known: dict[str, bool] = {}
+    known: dict[str, bool] = {}  # newest outcome per subscriber, of the last ``known_memory``
     recent: deque[bool] = deque(maxlen=config.outcome_memory)
+    known_order: deque[str] = deque()
+    known_count: dict[str, int] = {}  # outcomes of each subscriber among the last ``known_memory``
     open_until: dict[str, int] = {}
     row_kinds: Sequence[str] = kinds if kinds is not None else [""] * n
     caps = level_caps(row_kinds)
@@ -275,6 +281,13 @@ def follow_offline(
                 _, who, false = heapq.heappop(pending)
                 known[who] = false
                 recent.append(false)
+                known_order.append(who)
+                known_count[who] = known_count.get(who, 0) + 1
+                if len(known_order) > config.known_memory:
+                    gone = known_order.popleft()
+                    known_count[gone] -= 1
+                    if not known_count[gone]:  # someone with a newer outcome in memory stays known
+                        del known_count[gone], known[gone]
             while candidates and candidates[0][0] < at - config.max_window_ms:
                 candidates.popleft()
             share = false_share(recent, config)

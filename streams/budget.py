@@ -163,11 +163,12 @@ class LiveBudget:
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
         candidates = await _candidates(redis, CANDIDATES, watermark_ms - max(spans))
-        outcomes = await recent_outcomes(redis, self.config.outcome_memory)
+        outcomes = await recent_outcomes(redis, self.config.known_memory)
         known: dict[str, bool] = {}
         for subscriber, false in reversed(outcomes):  # oldest first, so the newest outcome per subscriber wins
             known[pseudonymise(subscriber)] = false
-        share = false_share([false for _, false in reversed(outcomes)], self.config)
+        latest = outcomes[: self.config.outcome_memory]
+        share = false_share([false for _, false in reversed(latest)], self.config)
         fitted = follow_thresholds(
             base,
             budgets,
