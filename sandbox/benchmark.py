@@ -143,11 +143,11 @@ def limits(result: dict[str, Any]) -> str:
     )
 
 
-async def _wait_ready(port: int, proc: Any) -> None:
+async def _wait_ready(port: int, proc: Any, timeout_s: float = 100.0) -> None:
     import httpx
 
     async with httpx.AsyncClient() as client:
-        for _ in range(400):
+        for _ in range(int(timeout_s / 0.25)):
             if proc.poll() is not None:
                 raise RuntimeError("benchmark worker exited; see its log")
             try:
@@ -513,7 +513,11 @@ async def _hold_latency(
     proc = start_worker(run, env(port, models), work / "holds.log")
     url = f"http://127.0.0.1:{port}/metrics"
     try:
-        await _wait_ready(port, proc)
+        # It joins the benchmark worker's group, so it first recovers that group's tables (every earlier phase's
+        # keys): minutes on a full run, not the 100 s a fresh worker gets.
+        started = time.monotonic()
+        await _wait_ready(port, proc, timeout_s=600.0)
+        recovered_s = round(time.monotonic() - started, 1)
         before = await asyncio.to_thread(scrape, url)
         stats = await replay(path, run, rate=rate)
         await _drain_rate([url], total(before, "fw_events_scored_total") + stats.sent, timeout_s=120)
@@ -536,6 +540,7 @@ async def _hold_latency(
     return {
         "offered_events_per_s": rate,
         "achieved_send_rate": round(stats.rate, 1),
+        "worker_ready_after_s": recovered_s,
         **model,
         "holds_issued": issued,
         "holds_delivered": delivered,
