@@ -177,10 +177,10 @@ def candidate_groups() -> tuple[int, ...]:
     groups: list[int] = []
     barred: frozenset[str] = frozenset()
     for lv in levels():
-        if lv.barred_kinds - barred or not groups:
-            groups.append(len(set(groups)))
+        if not groups:
+            groups.append(0)
         else:
-            groups.append(groups[-1])
+            groups.append(groups[-1] + 1 if lv.barred_kinds - barred else groups[-1])
         barred |= lv.barred_kinds
     return tuple(groups)
 

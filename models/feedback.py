@@ -366,13 +366,18 @@ class _HoldChain:
 def best_per_level(
     candidates: Sequence[tuple[int, str, float, int]], since_ms: Sequence[int]
 ) -> list[dict[str, float]]:
-    """Each level's window of :func:`best_in_windows`, from the ``(event ms, subscriber, score, cap)`` candidates
-    whose kind may reach that level (``cap``: :func:`core.levels.level_cap`), so a connect, capped below a visit,
-    spends the warnings' and calls' budgets and never the visits'."""
-    out = []
-    for number, since in enumerate(since_ms, 1):
-        reaching = [(at, sub, score) for at, sub, score, cap in candidates if cap >= number]
-        out.append(best_in_windows(reaching, [since])[0])
+    """Each level's window of :func:`best_in_windows` (``since_ms``: one start per level), from the ``(event ms,
+    subscriber, score, cap)`` candidates whose kind may reach that level (``cap``: :func:`core.levels.level_cap`),
+    so a connect, capped below a visit, spends the warnings' and calls' budgets and never the visits'. The levels
+    of one :func:`core.levels.candidate_groups` group share their candidates: one walk per group."""
+    groups = candidate_groups()
+    out: list[dict[str, float]] = [{} for _ in since_ms]
+    for group in sorted(set(groups)):
+        members = [i for i, g in enumerate(groups) if g == group]
+        lowest = members[0] + 1  # a kind reaching the group's lowest level reaches all of them
+        reaching = [(at, sub, score) for at, sub, score, cap in candidates if cap >= lowest]
+        for i, best in zip(members, best_in_windows(reaching, [since_ms[i] for i in members]), strict=True):
+            out[i] = best
     return out
 
 

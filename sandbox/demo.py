@@ -570,7 +570,7 @@ async def _seed_history(settings: Settings, history: Path, victims: _Victims, co
     redis = Redis.from_url(settings.redis_url or "")
     try:
         outcomes = await record_history_labels(redis, labels)  # count_tasks lists them in time order
-        candidates = await seed_follower(redis, scorer, followed, rows, scores.tolist(), follow)
+        candidates = await seed_follower(redis, settings, scorer, followed, rows, scores.tolist())
     finally:
         await redis.aclose()
     return {

@@ -28,6 +28,7 @@ from models import (
     FollowConfig,
     FollowResult,
     Scorer,
+    best_in_windows,
     best_per_level,
     candidate_floor,
     false_share,
@@ -190,13 +191,16 @@ class LiveBudget:
         if scorer.hold_threshold is not None:
             # The hold threshold: one more level on a chain of its own, transfers its candidates.
             hold_budget = self.settings.budget_holds_per_10k_per_day
-            hold_span = self.config.window_ms(hold_budget, residents)
+            hold_since = watermark_ms - self.config.window_ms(hold_budget, residents)
             same_model = field.get("model") == scorer.version and field.get("hold")
             (state_now["hold"],) = follow_thresholds(
                 (scorer.hold_threshold,),
                 (hold_budget,),
                 (float(field["hold"]) if same_model else scorer.hold_threshold,),
-                best_per_level(await _candidates(redis, HOLD_CANDIDATES, watermark_ms - hold_span), [0]),
+                best_in_windows(
+                    [(at, p, score) for at, p, score, _ in await _candidates(redis, HOLD_CANDIDATES, hold_since)],
+                    [hold_since],
+                ),
                 known,
                 self.config.hold_unknown_false,
                 residents,
@@ -229,33 +233,26 @@ class LiveBudget:
 
 async def seed_follower(
     redis: Redis,
+    settings: Settings,
     scorer: Scorer,
     followed: FollowResult,
     rows: list[FeatureRow],
     scores: list[float],
-    config: FollowConfig,
 ) -> int:
     """Write the follower's state after a history decided offline (:func:`models.follow_offline` over ``rows``
-    and their ``scores``): its last thresholds and hold threshold, and the candidates of the last window, as the
-    workers would have stored them; how many candidates. Into an empty follower only (a new deployment)."""
+    and their ``scores``): its last thresholds and hold threshold, and the candidates of the last window, kept
+    and stored as a worker keeps and stores them; how many rows were kept. Into an empty follower only."""
     if await redis.exists(STATE):
         raise StateNotEmpty("the followed thresholds already have a state: seed a new deployment only")
     if not rows:
         return 0
+    budget = LiveBudget(settings)
     end = max(r.avail_ms for r in rows)
-    floor = candidate_floor(scorer.thresholds, config)
-    hold_floor = candidate_floor((scorer.hold_threshold,), config) if scorer.hold_threshold else 2.0
-    since = end - config.max_window_ms
-    members: dict[bytes, int] = {}
-    holds: dict[bytes, int] = {}
     for row, score in zip(rows, scores, strict=True):
-        if row.avail_ms < since:
-            continue
-        pseud, cap = pseudonymise(row.subscriber), level_cap(row.schema)
-        if cap >= 1 and score >= floor:
-            members[orjson.dumps([row.event_id, pseud, round(score, 9), cap])] = row.avail_ms
-        if row.schema == TransferEvent.SCHEMA and score >= hold_floor:
-            holds[orjson.dumps([row.event_id, pseud, round(score, 9)])] = row.avail_ms
+        if row.avail_ms >= end - budget.config.max_window_ms:
+            budget.observe(scorer, row.event_id, row.subscriber, row.avail_ms, score, row.schema)
+    kept = len(budget._buffer)
+    await budget._flush(redis, end)
     state: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
         "model": scorer.version,
         "thresholds": orjson.dumps(list(followed.history[-1][1])),
@@ -264,13 +261,8 @@ async def seed_follower(
     }
     if followed.hold_history:
         state["hold"] = followed.hold_history[-1][1]
-    pipe = redis.pipeline(transaction=True)
-    for key, batch in ((CANDIDATES, members), (HOLD_CANDIDATES, holds)):
-        if batch:
-            pipe.zadd(key, batch)
-    pipe.hset(STATE, mapping=state)
-    await pipe.execute()
-    return len(members)
+    await redis.hset(STATE, mapping=state)
+    return kept
 
 
 async def refit_event_ms(redis: Redis) -> int | None:

@@ -8,13 +8,17 @@ import math
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from redis.asyncio import Redis
 
 from alerting import recent_outcomes
+from core.errors import StateNotEmpty
 from core.settings import Settings
-from streams.budget import CANDIDATES, HOLD_CANDIDATES, STATE, LiveBudget
+from features import FeatureRow
+from models import FollowResult
+from streams.budget import CANDIDATES, HOLD_CANDIDATES, STATE, LiveBudget, seed_follower
 
 pytestmark = pytest.mark.integration
 
@@ -96,6 +100,36 @@ def test_the_hold_threshold_follows_false_holds_on_transfers_only(redis_service:
         await other.refit(redis, scorer, watermark_ms=2 * 3_600_000 + 1)
         assert other.hold_threshold(scorer) == held_from
         assert other.hold_threshold(_scorer("v2")) is None
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_seeded_follower_is_what_the_workers_decide_with(redis_service: Any) -> None:
+    async def go() -> None:
+        redis = await _fresh(redis_service.url)
+        scorer = _scorer(hold=0.5)
+        kinds = ["call.v1", "call_start.v1", "transfer.v1", "call.v1"]
+        # A week and a day of rows: the first is older than the longest window and is not kept.
+        times = [0, 8 * DAY_MS, 8 * DAY_MS + 1, 8 * DAY_MS + 2]
+        rows = [
+            FeatureRow(f"e{i}", f"+8613{i:09d}", t, k != "transfer.v1", (), None, None, k)
+            for i, (t, k) in enumerate(zip(times, kinds, strict=True))
+        ]
+        followed = FollowResult(
+            np.zeros(4, dtype=np.int8), [(0, BASE), (DAY_MS, (0.3, 0.5, 0.7))], hold_history=[(0, 0.5), (DAY_MS, 0.65)]
+        )
+        kept = await seed_follower(redis, _settings(), scorer, followed, rows, [0.9, 0.9, 0.9, 0.01])
+        assert (
+            kept == 2 and await redis.zcard(CANDIDATES) == 2
+        )  # the recent connect and transfer; not the old call nor the low score
+        assert await redis.zcard(HOLD_CANDIDATES) == 1
+        worker = LiveBudget(_settings())
+        await redis.set("fw:budget:lock", b"held", px=60_000)  # read back only, no refit of its own
+        await worker.refit(redis, scorer, watermark_ms=8 * DAY_MS + 3)
+        assert worker.thresholds(scorer) == (0.3, 0.5, 0.7) and worker.hold_threshold(scorer) == 0.65
+        with pytest.raises(StateNotEmpty):
+            await seed_follower(redis, _settings(), scorer, followed, rows, [0.9] * 4)
         await redis.aclose()
 
     asyncio.run(go())
