@@ -419,7 +419,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
             seeded: dict[str, Any] | None = None
             if config.history_mode == "seed" and paths["history"].stat().st_size:
                 _say(f"building {config.history_days:g} days of history offline: state, thresholds, outcomes")
-                seeded = await _seed_history(run_settings, paths["history"], victims, config)
+                seeded = await _seed_history(run_settings, paths["history"], city.cases, config)
                 _say(
                     f"history seeded in {seeded['seconds']:.0f} s: {seeded['rows']} rows, {seeded['tasks']} visits, "
                     f"task threshold {seeded['task_threshold_at_end']:.4f}; now the judged days"
@@ -519,14 +519,16 @@ def victims_of(cases: list[dict[str, Any]]) -> _Victims:
     return _Victims(frozenset(c["victim"] for c in cases))
 
 
-async def _seed_history(settings: Settings, history: Path, victims: _Victims, config: DemoConfig) -> dict[str, Any]:
-    """Build the history's feature state offline into the empty changelogs, decide it as the service would
+async def _seed_history(
+    settings: Settings, history: Path, cases: list[dict[str, Any]], config: DemoConfig
+) -> dict[str, Any]:
+    """Build the history's feature state offline into the empty changelogs, decide it as ``evaluate`` does
     (thresholds following simulated outcomes, ``config.outcome_delay_h`` after each visit) and write the
     follower's state and those outcomes into Redis; what it did, for the summary."""
     from alerting import record_history_labels
-    from core.levels import level_budgets, levels
+    from core.levels import levels
     from features import FeatureEngine
-    from models import FollowConfig, ModelRegistry, Scorer, count_tasks, follow_offline, load_events
+    from models import Dataset, FollowConfig, ModelRegistry, Scorer, count_tasks, followed_levels, load_events
     from streams import seed_follower, seed_tables
 
     started = time.monotonic()
@@ -535,27 +537,22 @@ async def _seed_history(settings: Settings, history: Path, victims: _Victims, co
     rows = await asyncio.to_thread(lambda: list(engine.run(loaded.events)))
     await seed_tables(settings, engine.key_states(), engine.subscribers)
     scorer = Scorer(ModelRegistry(settings.models_path).live())
-    scores = await asyncio.to_thread(scorer.score, np.asarray([r.values for r in rows], dtype=np.float64))
-    follow = FollowConfig.from_settings(settings)
+    X = np.asarray([r.values for r in rows], dtype=np.float64)
+    scores = await asyncio.to_thread(scorer.score, X)
     delay_ms = int(config.outcome_delay_h * 3_600_000)
-    residents = settings.residents or config.subscribers
+    data = Dataset(rows, X, np.zeros(len(rows), dtype=np.int8), np.asarray([r.avail_ms for r in rows], dtype=np.int64))
     followed = await asyncio.to_thread(
-        follow_offline,
-        [r.subscriber for r in rows],
-        np.asarray([r.avail_ms for r in rows], dtype=np.int64),
+        followed_levels,
+        data,
+        cases,
+        scorer,
         scores,
-        scorer.thresholds,
-        level_budgets(settings.budget_tasks_per_10k_per_day),
-        residents,
-        lambda sub: sub not in victims.people,
-        task_level=len(levels()),
-        kinds=[r.schema for r in rows],
-        episode_ms=settings.episode_ms,
-        outcome_delay_ms=delay_ms,
-        config=follow,
-        hold_base=scorer.hold_threshold,
-        hold_budget=settings.budget_holds_per_10k_per_day,
-        transfers=np.asarray([r.schema == "transfer.v1" for r in rows], dtype=bool),
+        settings.residents or config.subscribers,
+        settings.budget_tasks_per_10k_per_day,
+        settings.episode_ms,
+        FollowConfig.from_settings(settings),
+        delay_ms,
+        settings.budget_holds_per_10k_per_day,
     )
     # The visits' outcomes that had come back by the history's end, oldest first, as responders record them.
     end = max((r.avail_ms for r in rows), default=0)
@@ -564,6 +561,7 @@ async def _seed_history(settings: Settings, history: Path, victims: _Victims, co
         [(r.subscriber, r.avail_ms) for r, level in zip(rows, followed.levels.tolist(), strict=True) if level >= top],
         settings.episode_ms,
     )
+    victims = victims_of(cases)
     labels = [
         {"subscriber": sub, "outcome": victims.outcome(sub), "at_ms": at} for sub, at in visits if at + delay_ms <= end
     ]
