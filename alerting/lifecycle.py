@@ -2,14 +2,14 @@
 
 Every transition is checked against :data:`ALLOWED`, stored with its time and actor in ``fw:task-events:{id}``,
 mirrored in the state hash ``fw:task-state:{id}`` and audited, all in one MULTI. Resolving releases the
-responder and emits an outcome label to ``fw:labels`` (and to Kafka through an optional injected sink); an
+responder and emits an outcome label to ``fw:labels`` (``alerting.labels`` publishes it on Kafka); an
 outcome that ends payment holds (``alerting.holds``) releases or cancels the case's held ones in the same MULTI.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,11 +21,12 @@ from redis.exceptions import RedisError, WatchError
 from alerting import keys
 from alerting.audit import Actor, publish_change, stage_audit
 from alerting.holds import ENDING_OF_OUTCOME, HoldRecord, count_ending, stage_ending, watch_held
-from alerting.metrics import ACK_SECONDS, LABEL_PUBLISH_FAILURES, TASK_TRANSITIONS
+from alerting.metrics import ACK_SECONDS, TASK_TRANSITIONS
 from alerting.responders import ResponderRegistry
 from alerting.tasks import ASSIGNED, CREATED, initial_state, task_event
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidTransition, TransitionContention, UnknownTask
+from core.levels import level
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,6 @@ ALLOWED: Mapping[str, frozenset[str]] = {
 }
 
 LABELS_MAXLEN = 1_000_000  # labels are training data: trimmed only as a guard against a runaway writer
-
-# Publishes one label to Kafka: (key, value) -> anything. Injected so tests and the console run without a broker.
-LabelSink = Callable[[bytes, bytes], Awaitable[object]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +123,37 @@ def check_transition(current: str, wanted: str) -> None:
         raise InvalidTransition(f"{current} -> {wanted} is not allowed")
 
 
-def label_record(task: Mapping[str, Any], outcome: str, resolved_ms: int) -> dict[str, Any]:
-    """The outcome label of a resolved task (the subscriber in clear, as in task.v1, to join with events)."""
+LABEL_FORMAT = "label.v1"
+# What training makes of an outcome: the person was being defrauded (1), was not (0), or nobody knows (None).
+LABEL_TARGET: Mapping[str, int | None] = {"dissuaded": 1, "money_lost": 1, "false_alarm": 0, "unreachable": None}
+
+
+def label_record(
+    task: Mapping[str, Any], case: Mapping[Any, Any], outcome: str, resolved_ms: int, action: str
+) -> dict[str, Any]:
+    """The outcome label of a resolved task (README, "Outcome labels"); the subscriber in clear, as in task.v1,
+    so training can join the episode's events (``episode_start_ms`` to ``episode_end_ms``, event time)."""
+    start = case.get(b"start_ms") or case.get("start_ms")
+    end = case.get(b"last_ts_ms") or case.get("last_ts_ms")
+    created = int(task.get("created_ms") or 0)
     return {
+        "format": LABEL_FORMAT,
         "case_key": task["case_key"],
         "subscriber": task["subscriber"],
         "task_id": task["task_id"],
         "level": task["level"],
+        "action": action,
+        "score": task.get("score"),
         "outcome": outcome,
+        "target": LABEL_TARGET.get(outcome),
+        # A visit that stopped the payment changed what the events would have shown: training may weigh it.
+        "intervened": outcome == "dissuaded",
+        "task_created_ms": created,
+        "episode_start_ms": int(start) if start is not None else created,
+        "episode_end_ms": int(end) if end is not None else created,
         "resolved_ms": resolved_ms,
         "model_version": task.get("model_version", ""),
     }
-
-
-def kafka_label_sink(producer: Any, topic: str) -> LabelSink:
-    """A LabelSink over an aiokafka-style producer: ``send_and_wait(topic, value=..., key=...)``."""
-
-    async def send(key: bytes, value: bytes) -> object:
-        return await producer.send_and_wait(topic, value=value, key=key)
-
-    return send
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +174,6 @@ class TaskLifecycle:
         settings: Settings,
         *,
         registry: ResponderRegistry | None = None,
-        label_sink: LabelSink | None = None,
         max_retries: int = 50,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -173,7 +181,6 @@ class TaskLifecycle:
         self.settings = settings
         self.clock = clock
         self.registry = registry or ResponderRegistry(redis, stale_s=settings.responder_stale_s, clock=clock)
-        self._label_sink = label_sink
         self._max_retries = max_retries
 
     async def get(self, task_id: str) -> TaskState:
@@ -321,8 +328,10 @@ class TaskLifecycle:
                         if raw_task is None:
                             raise UnknownTask(task_id)
                         task = orjson.loads(raw_task)
+                        case = await pipe.hgetall(keys.case(before.case_key))
                         assert outcome is not None  # checked by transition()
-                        label = orjson.dumps(label_record(task, outcome, now))
+                        taken = self.settings.level_actions.get(before.level, level(before.level).action)
+                        label = orjson.dumps(label_record(task, case, outcome, now, taken))
                         subscriber = str(task["subscriber"])
                     detail: dict[str, Any] = {"actor": actor.name, "role": actor.role}
                     if to == ASSIGNED:
@@ -376,13 +385,6 @@ class TaskLifecycle:
                 await self.registry.release(to_release)
             except RedisError as exc:  # committed already: the responder stays busy until someone frees it
                 log.error("task %s: could not release responder %s: %s", after.task_id, to_release, exc)
-        if done.label is not None and self._label_sink is not None:
-            try:
-                await self._label_sink((done.subscriber or "").encode(), done.label)
-            except Exception as exc:
-                # The label is safe in fw:labels; Kafka can be back-filled from there.
-                LABEL_PUBLISH_FAILURES.inc()
-                log.warning("task %s: label not published to Kafka: %s", after.task_id, exc)
         await publish_change(
             self.redis,
             {

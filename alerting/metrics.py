@@ -39,7 +39,16 @@ ESCALATION_POST_FAILURES = Counter(
     "Escalation POSTs to the supervisor endpoint that failed (logged, not retried).",
 )
 LABEL_PUBLISH_FAILURES = Counter(
-    "fw_label_publish_failures_total", "Outcome labels stored in fw:labels whose Kafka publish failed."
+    "fw_label_publish_failures_total",
+    "Attempts to publish an outcome label from fw:labels to the labels topic that failed (retried).",
+)
+LABELS_PUBLISHED = Counter("fw_labels_published_total", "Outcome labels published on the labels topic.")
+LABEL_BACKLOG = Gauge(
+    "fw_label_backlog", "Outcome labels in fw:labels not yet published on the labels topic (unread plus pending)."
+)
+TASKS_UNACKNOWLEDGED = Gauge(
+    "fw_tasks_unacknowledged",
+    "Assigned tasks waiting for their responder's acknowledgement (as the dispatch service last looked).",
 )
 CONSOLE_DENIED = Counter("fw_console_denied_total", "Console requests refused, by reason.", ["reason"])
 RETRY_QUEUE = Gauge(

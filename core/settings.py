@@ -207,7 +207,17 @@ class EscalationSettings(BaseModel):
 
 
 class ConsoleSettings(BaseModel):
-    """The dispatch console and responder API: tokens, tickets, request limits."""
+    """The dispatch service (console, responder API and app): address, tokens, tickets, request limits."""
+
+    console_host: str = Field("127.0.0.1", description="Where `fraudwatch dispatch` listens (0.0.0.0 in a container).")
+    console_port: int = Field(8090, ge=0, le=65535, description="Its port (0 = any free port, printed at start).")
+    ack_watch: bool = Field(True, description="Run the acknowledgement watcher (escalation) in the dispatch service.")
+    label_claim_idle_s: float = Field(
+        30.0,
+        gt=0,
+        description="A label read but not acknowledged by a dispatch replica for this long is taken over by another "
+        "(the first one died mid-publish).",
+    )
 
     console_tokens_file: Path | None = Field(
         None,

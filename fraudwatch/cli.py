@@ -343,6 +343,43 @@ def worker() -> None:
 
 
 @app.command()
+def dispatch(
+    host: Annotated[str | None, typer.Option(help="Listen address (default FW_CONSOLE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default FW_CONSOLE_PORT; 0 = any free port)")] = None,
+) -> None:
+    """Run one dispatch service replica: console, responder API and app, ack watcher, label publisher
+    (needs FW_REDIS_URL; with FW_BROKER_URL the labels go to the labels topic)."""
+    from core.logs import configure
+
+    settings = get_settings()
+    if not settings.redis_url:
+        raise typer.BadParameter("the dispatch service needs FW_REDIS_URL; `fraudwatch run` starts one")
+    configure(settings.log_level)
+
+    async def go() -> None:
+        from alerting import DispatchService
+        from streams import TopicPublisher
+
+        publisher = TopicPublisher(settings.broker_url, settings.labels_topic) if settings.broker_url else None
+        service = DispatchService(settings, label_sink=publisher)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        url = await service.start(host, port)
+        sys.stdout.write(f"dispatch service at {url}/ (responder app {url}/app/)\n")
+        sys.stdout.flush()
+        try:
+            await stop.wait()
+        finally:
+            await service.stop()
+            if publisher is not None:
+                await publisher.stop()
+
+    asyncio.run(go())
+
+
+@app.command()
 def run(
     subscribers: int = 3000,
     days: Annotated[float, typer.Option(help="Judged days: the summary counts only these")] = 2.0,

@@ -202,27 +202,36 @@ def total(samples: dict[str, float], name: str, **labels: str) -> float:
     return sum(v for key, v in samples.items() if key.startswith(name + "{") and all(w in key for w in want))
 
 
-def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], timeout_s: float, what: str = "worker") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}; see its log")
+            raise RuntimeError(f"{what} exited with {proc.returncode}; see its log")
         try:
             if httpx.get(base + "/readyz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise TimeoutError("worker not ready in time")
+    raise TimeoutError(f"{what} not ready in time")
 
 
 def start_worker(settings: Settings, env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     """Launch ``fraudwatch worker`` as its own process with the given FW_* settings."""
+    return _spawn("worker", env_overrides, log_path)
+
+
+def start_dispatch(env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Launch ``fraudwatch dispatch`` (console, responder app, ack watcher, label publisher) as its own process."""
+    return _spawn("dispatch", env_overrides, log_path)
+
+
+def _spawn(command: str, env_overrides: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **env_overrides}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = log_path.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "fraudwatch.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "fraudwatch.cli", command], env=env, stdout=out, stderr=subprocess.STDOUT
     )
 
 
@@ -330,7 +339,7 @@ async def _replay_and_wait(
 
 def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     """Run the whole service once over a simulated city and return the summary."""
-    from alerting import ResponderRegistry, resolve_open_tasks, start_console, write_demo_tokens
+    from alerting import ResponderRegistry, resolve_open_tasks, write_demo_tokens
     from sandbox.receiver import ReceiverServer
     from streams import ensure_topics
 
@@ -399,10 +408,8 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
             redis = Redis.from_url(run_settings.redis_url or "")
             await ResponderRegistry(redis).load(city.responders)
             await redis.aclose()
-            console = await start_console(
-                run_settings, run_settings.redis_url or "", port=config.console_port, watch_acks=config.hold
-            )
-            _say(f"dispatch console {console.url}/  (dispatcher token: {tokens.dispatcher})")
+            console_port = config.console_port or free_port()
+            console_url = f"http://127.0.0.1:{console_port}"
             env = {
                 "FW_BROKER_URL": run_settings.broker_url or "",
                 "FW_REDIS_URL": run_settings.redis_url or "",
@@ -414,7 +421,17 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 # The budget is per resident: the simulated city's subscribers, not every number seen.
                 "FW_RESIDENTS": str(settings.residents or config.subscribers),
                 "FW_BUDGET_UPDATE_S": str(config.budget_update_s),
+                "FW_CONSOLE_TOKENS_FILE": str(tokens.path),
             }
+            # The stand-in responders resolve visits on the replay's clock, not the wall clock: the watcher
+            # would escalate every one of them unless the console is held open for people to use.
+            console = start_dispatch(
+                {**env, "FW_CONSOLE_PORT": str(console_port), "FW_ACK_WATCH": "1" if config.hold else "0"},
+                logs / "dispatch.log",
+            )
+            stack.callback(stop_worker, console)  # stopped before the broker and Redis it uses
+            await asyncio.to_thread(_wait_ready, console_url, console, 60, "dispatch service")
+            _say(f"dispatch service {console_url}/  (dispatcher token: {tokens.dispatcher}; logs {logs}/dispatch.log)")
             victims = victims_of(city.cases)  # whose visits the stand-in responders record as not false
             seeded: dict[str, Any] | None = None
             if config.history_mode == "seed" and paths["history"].stat().st_size:
@@ -480,7 +497,7 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 result["judged_from_ms"] = judged_from
                 result["tasks"] = list(server.receiver.tasks)
                 result["receiver_url"] = receiver_url
-                result["console_url"] = console.url + "/"
+                result["console_url"] = console_url + "/"
                 if config.hold:
                     _say("summary below; the console stays up for the dispatchers until Ctrl-C")
                     print(
@@ -493,7 +510,6 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
                 return result
             finally:
                 stop_worker(proc)
-                await console.stop()
                 await server.stop()
 
         result = asyncio.run(main())

@@ -15,6 +15,7 @@ __all__ = [
     "Routed",
     "SeedStats",
     "StreamWorker",
+    "TopicPublisher",
     "bootstrap",
     "build_worker",
     "changelog_topic",
@@ -46,6 +47,7 @@ _HOME = {
     "seed_tables": "streams.seed",
     "refit_event_ms": "streams.budget",
     "seed_follower": "streams.budget",
+    "TopicPublisher": "streams.publisher",
 }
 
 

@@ -1,6 +1,6 @@
-"""The dispatch console: responder and dispatcher HTTP API, live events (SSE) and one browser page."""
+"""The dispatch console: responder and dispatcher HTTP API, live events (SSE) and the browser pages."""
 
 from alerting.console.auth import DemoTokens, write_demo_tokens
-from alerting.console.server import ConsoleServer, create_app, start_console
+from alerting.console.server import create_app
 
-__all__ = ["ConsoleServer", "DemoTokens", "create_app", "start_console", "write_demo_tokens"]
+__all__ = ["DemoTokens", "create_app", "write_demo_tokens"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
@@ -16,13 +15,12 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from alerting.ackwatch import AckWatcher
 from alerting.audit import publish_change, record_audit
 from alerting.console import views
 from alerting.console.auth import ADMIN, DISPATCHER, RESPONDER, Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.console.hub import ChangeHub
 from alerting.holds import RELEASE, HoldStore
-from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, LabelSink, TaskLifecycle
+from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, TaskLifecycle
 from alerting.metrics import CONSOLE_DENIED
 from alerting.tasks import TaskStore
 from alerting.webutil import answer_and_close
@@ -439,12 +437,10 @@ async def events(request: web.Request) -> web.StreamResponse:
 # --- app ----------------------------------------------------------------------------------------------------
 
 
-def create_app(
-    settings: Settings, redis: Redis, *, label_sink: LabelSink | None = None, clock: Clock = SYSTEM_CLOCK
-) -> web.Application:
+def create_app(settings: Settings, redis: Redis, *, clock: Clock = SYSTEM_CLOCK) -> web.Application:
     """The console application over an existing Redis client (the caller owns and closes the client)."""
     key = settings.console_ticket_key.get_secret_value().encode() if settings.console_ticket_key else os.urandom(32)
-    lifecycle = TaskLifecycle(redis, settings, label_sink=label_sink, clock=clock)
+    lifecycle = TaskLifecycle(redis, settings, clock=clock)
     console = Console(
         settings=settings,
         redis=redis,
@@ -488,68 +484,3 @@ def create_app(
     app.on_startup.append(start_hub)
     app.on_shutdown.append(close_hub)
     return app
-
-
-class ConsoleServer:
-    """A running console: ``url`` is its base URL; :meth:`stop` stops the server, the watcher and Redis."""
-
-    def __init__(
-        self,
-        runner: web.AppRunner,
-        redis: Redis,
-        url: str,
-        watcher: AckWatcher | None,
-        watcher_task: asyncio.Task[None] | None,
-        stop_event: asyncio.Event,
-    ) -> None:
-        self.url = url
-        self.app = runner.app
-        self._runner = runner
-        self._redis = redis
-        self._watcher = watcher
-        self._watcher_task = watcher_task
-        self._stop = stop_event
-
-    async def stop(self) -> None:
-        """Stop serving (open SSE streams end), stop the ack watcher, close the Redis client."""
-        self._stop.set()
-        if self._watcher_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._watcher_task, 10)
-        if self._watcher is not None:
-            await self._watcher.aclose()
-        await self._runner.cleanup()
-        await self._redis.aclose()
-
-
-async def start_console(
-    settings: Settings,
-    redis_url: str,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    *,
-    label_sink: LabelSink | None = None,
-    watch_acks: bool = True,
-    clock: Clock = SYSTEM_CLOCK,
-) -> ConsoleServer:
-    """Serve the console on ``host:port`` (0 = any free port) and, unless told not to, run the ack watcher."""
-    redis = Redis.from_url(redis_url)
-    app = create_app(settings, redis, label_sink=label_sink, clock=clock)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-    try:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-    except BaseException:
-        await runner.cleanup()
-        await redis.aclose()
-        raise
-    bound_host, bound_port = runner.addresses[0][:2]
-    url = f"http://{bound_host}:{bound_port}"
-    stop = asyncio.Event()
-    watcher = watcher_task = None
-    if watch_acks:
-        watcher = AckWatcher(app[CONSOLE].lifecycle)
-        watcher_task = asyncio.create_task(watcher.run(stop), name="ack-watcher")
-    log.info("console at %s", url)
-    return ConsoleServer(runner, redis, url, watcher, watcher_task, stop)

@@ -28,11 +28,12 @@ from hypothesis import HealthCheck, given, reject
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from alerting.console import ConsoleServer, start_console, write_demo_tokens
+from alerting.console import write_demo_tokens
 from alerting.console.server import RESPONDER_STATES
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import OUTCOMES, STATES
+from alerting.service import DispatchService, start_console
 from core.settings import Settings
 from sandbox.services import start_redis
 
@@ -85,7 +86,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         responder_search_radii_km=(2.0, 5.0),
     )
 
-    async def up() -> tuple[ConsoleServer, str]:
+    async def up() -> tuple[DispatchService, str]:
         console = await start_console(settings, redis_service.url, watch_acks=False)
         r = aioredis.Redis.from_url(redis_service.url)
         try:

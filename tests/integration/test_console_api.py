@@ -15,10 +15,11 @@ import pytest
 import redis.asyncio as aioredis
 
 from alerting import keys
-from alerting.console import ConsoleServer, start_console, write_demo_tokens
+from alerting.console import write_demo_tokens
 from alerting.console.auth import Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
+from alerting.service import DispatchService, start_console
 from core.clock import ManualClock
 from core.errors import InvalidTokensFile, RateLimited
 from core.settings import Settings
@@ -63,14 +64,14 @@ def clock() -> ManualClock:
 @pytest.fixture
 async def console(
     r: aioredis.Redis, redis_server: RunningService, settings: Settings, clock: ManualClock
-) -> AsyncIterator[ConsoleServer]:
+) -> AsyncIterator[DispatchService]:
     server = await start_console(settings, redis_server.url, watch_acks=False, clock=clock)
     yield server
     await server.stop()
 
 
 @pytest.fixture
-async def http(console: ConsoleServer) -> AsyncIterator[httpx.AsyncClient]:
+async def http(console: DispatchService) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=console.url, timeout=5) as client:
         yield client
 

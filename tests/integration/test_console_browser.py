@@ -10,10 +10,11 @@ import redis.asyncio as aioredis
 
 from alerting import keys
 from alerting.audit import Actor
-from alerting.console import ConsoleServer, start_console, write_demo_tokens
+from alerting.console import write_demo_tokens
 from alerting.decision import Decision
 from alerting.dispatcher import Dispatcher
 from alerting.lifecycle import TaskLifecycle
+from alerting.service import DispatchService, start_console
 from core.settings import Settings
 from sandbox.services import RunningService
 
@@ -71,7 +72,7 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
     assert task is not None and task["responder_id"] == "p-17"
     tid = task["task_id"]
 
-    console: ConsoleServer = await start_console(settings, redis_server.url, watch_acks=False)
+    console: DispatchService = await start_console(settings, redis_server.url, watch_acks=False)
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         async with playwright_api.async_playwright() as pw:

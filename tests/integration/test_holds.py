@@ -19,11 +19,12 @@ from prometheus_client import REGISTRY
 
 from alerting import keys
 from alerting.audit import Actor
-from alerting.console import start_console, write_demo_tokens
+from alerting.console import write_demo_tokens
 from alerting.decision import Decision, TransferRef
 from alerting.dispatcher import Dispatcher
 from alerting.holds import HoldDeliverer, HoldStore, hold_id_for
 from alerting.lifecycle import TaskLifecycle
+from alerting.service import start_console
 from core.clock import ManualClock
 from core.settings import Settings
 from sandbox.services import RunningService

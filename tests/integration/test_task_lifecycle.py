@@ -19,6 +19,7 @@ from alerting.audit import Actor
 from alerting.decision import Decision
 from alerting.delivery import Deliverer
 from alerting.dispatcher import Dispatcher
+from alerting.labels import LabelPublisher
 from alerting.lifecycle import TaskLifecycle
 from alerting.tasks import TaskStore
 from core.clock import ManualClock
@@ -122,7 +123,7 @@ async def test_lifecycle_end_to_end(r: aioredis.Redis) -> None:
         sent.append((key, value))
 
     dispatcher = Dispatcher(r, settings)
-    life = TaskLifecycle(r, settings, label_sink=kafka)
+    life = TaskLifecycle(r, settings)
     phone = "+8613800002001"
     # Nobody on duty yet: the task is created unassigned and waits for the desk.
     task = await dispatcher.handle(_decision(phone))
@@ -166,15 +167,28 @@ async def test_lifecycle_end_to_end(r: aioredis.Redis) -> None:
     assert len(rows) == 1
     label = orjson.loads(rows[0][1][b"label"])
     assert label == {
+        "format": "label.v1",
         "case_key": task["case_key"],
         "subscriber": phone,
         "task_id": task["task_id"],
         "level": 3,
+        "action": "face_to_face",
+        "score": 0.93,
         "outcome": "dissuaded",
+        "target": 1,
+        "intervened": True,
+        "task_created_ms": T0,
+        "episode_start_ms": T0,
+        "episode_end_ms": T0,
         "resolved_ms": label["resolved_ms"],
         "model_version": "m-test-7",
     }
     assert abs(label["resolved_ms"] - time.time() * 1000) < 60_000
+    # The publisher copies it to the labels topic once, keyed by the subscriber; a second round sends nothing.
+    publisher = LabelPublisher(r, settings, kafka, consumer="t1")
+    await publisher.ensure_group()
+    assert await publisher.publish_once() == 1
+    assert await publisher.publish_once() == 0
     assert sent == [(phone.encode(), rows[0][1][b"label"])]
 
     # Released, closed, audited, counted.
@@ -395,24 +409,39 @@ async def test_heartbeat_status_rules(r: aioredis.Redis) -> None:
     assert moved is not None and moved["lat"] == pytest.approx(HOME[0]) and moved["seen_ms"] > 0
 
 
-async def test_label_sink_failure_keeps_the_label(r: aioredis.Redis) -> None:
+async def test_a_label_the_topic_refused_is_published_later_once(r: aioredis.Redis) -> None:
     settings = _settings()
+    up = False
+    sent: list[bytes] = []
 
-    async def broken(key: bytes, value: bytes) -> None:
-        raise ConnectionError("broker down")
+    async def flaky(key: bytes, value: bytes) -> None:
+        if not up:
+            raise ConnectionError("broker down")
+        sent.append(value)
 
     dispatcher = Dispatcher(r, settings)
     await dispatcher.registry.load([_responder("p", 0.5)])
-    life = TaskLifecycle(r, settings, label_sink=broken)
-    failures_before = _metric("fw_label_publish_failures_total")
+    life = TaskLifecycle(r, settings)
     task = await dispatcher.handle(_decision("+8613800002009"))
     assert task is not None
     await life.transition(task["task_id"], "acknowledged", OFFICER)
     st = await life.transition(task["task_id"], "resolved", OFFICER, outcome="unreachable")
-    assert st.state == "resolved"
-    assert await r.xlen(keys.LABELS) == 1
-    assert _metric("fw_label_publish_failures_total") - failures_before == 1
+    assert st.state == "resolved" and await r.xlen(keys.LABELS) == 1
     assert (await reg_status(r, "p")) == "available"
+
+    first = LabelPublisher(r, settings, flaky, consumer="dies")
+    await first.ensure_group()
+    with pytest.raises(Exception, match="refused"):
+        await first.publish_once()
+    assert sent == []
+    # The first replica is gone with the label read but unacknowledged: another one takes it over once idle.
+    up = True
+    other = LabelPublisher(r, settings.model_copy(update={"label_claim_idle_s": 0.05}), flaky, consumer="lives")
+    await asyncio.sleep(0.1)
+    assert await other.publish_once() == 1
+    assert await other.publish_once() == 0 and await first.publish_once() == 0
+    assert [orjson.loads(v)["outcome"] for v in sent] == ["unreachable"]
+    assert orjson.loads(sent[0])["target"] is None
 
 
 async def reg_status(r: aioredis.Redis, rid: str) -> str | None:
