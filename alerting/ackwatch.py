@@ -150,7 +150,11 @@ class AckWatcher:
         if not url:
             return
         try:
-            response = await self._client.post(url, json=escalation, timeout=self._settings.supervisor_timeout_s)
+            # One key per missed assignment: a supervisor that dedupes on it sees each escalation once.
+            key = f"escalation:{escalation['task_id']}:{escalation['assigned_ms']}"
+            response = await self._client.post(
+                url, json=escalation, headers={"Idempotency-Key": key}, timeout=self._settings.supervisor_timeout_s
+            )
             response.raise_for_status()
         except httpx.HTTPError as exc:
             # The reassignment already happened; a missed notice is logged and counted, not retried.
