@@ -6,8 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,9 @@ DISPATCHER, RESPONDER, ADMIN = "dispatcher", "responder", "admin"
 ROLES = (DISPATCHER, RESPONDER, ADMIN)
 MIN_TOKEN_CHARS = 24  # a token is a password nobody types twice; short ones are a configuration mistake
 TOKENS_FILE_NAME = "console-tokens.json"
+TOKENS_RECHECK_S = 1.0  # how often a request may look whether the tokens file changed
+
+log = logging.getLogger(__name__)
 
 
 def _digest(token: str) -> bytes:
@@ -62,23 +67,41 @@ def _principal(token: str, entry: Any) -> Principal:
 
 
 class TokenStore:
-    """Known tokens, kept only as SHA-256 digests; lookups compare against every one in constant time."""
+    """Known tokens, kept only as SHA-256 digests; lookups compare against every one in constant time.
 
-    def __init__(self, tokens: Mapping[str, Mapping[str, Any]]) -> None:
+    Loaded from a file, it re-reads the file when it changes (looked at most once a second), so a token is
+    added or revoked without a restart; a file that became unreadable keeps the tokens last read, and says so.
+    """
+
+    def __init__(self, tokens: Mapping[str, Mapping[str, Any]], path: Path | None = None) -> None:
         self._entries = [(_digest(tok), _principal(tok, dict(entry))) for tok, entry in tokens.items()]
+        self._path = path
+        self._stamp = _stamp(path) if path is not None else None
+        self._looked = time.monotonic()
 
     @classmethod
     def from_file(cls, path: Path | None) -> TokenStore:
         """Load ``{token: {role, name, responder_id?}}``; no file configured means no token is valid."""
         if path is None:
             return cls({})
+        return cls(_read_tokens(Path(path)), Path(path))
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed since the last look; True when the tokens were replaced."""
+        if self._path is None or time.monotonic() - self._looked < TOKENS_RECHECK_S:
+            return False
+        self._looked = time.monotonic()
+        stamp = _stamp(self._path)
+        if stamp == self._stamp:
+            return False
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
-            raise InvalidTokensFile(f"cannot read console tokens file {path}: {exc}") from exc
-        if not isinstance(data, dict):
-            raise InvalidTokensFile("the console tokens file must hold one JSON object")
-        return cls(data)
+            fresh = TokenStore(_read_tokens(self._path))
+        except InvalidTokensFile as exc:
+            log.error("console tokens file changed but cannot be used, keeping the previous tokens: %s", exc)
+            return False
+        self._entries, self._stamp = fresh._entries, stamp
+        log.info("console tokens reloaded: %d tokens", len(self._entries))
+        return True
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -95,6 +118,28 @@ class TokenStore:
             if hmac.compare_digest(wanted, digest):
                 found = principal
         return found
+
+
+def _read_tokens(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidTokensFile(f"cannot read console tokens file {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidTokensFile("the console tokens file must hold one JSON object")
+    for entry in data.values():
+        if not isinstance(entry, dict):
+            raise InvalidTokensFile(f"console tokens file: the entry of a token is not an object ({type(entry)})")
+    return data
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or rewritten (a Kubernetes Secret update swaps a symlink)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _b64(raw: bytes) -> str:

@@ -188,7 +188,9 @@ def _principal_of(request: web.Request) -> Principal | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
-    return request.app[CONSOLE].tokens.authenticate(token.strip())
+    tokens = request.app[CONSOLE].tokens
+    tokens.refresh()
+    return tokens.authenticate(token.strip())
 
 
 def _who(request: web.Request) -> Principal:

@@ -444,3 +444,23 @@ async def test_sse_ticket_and_stream(
         }
     ]
     assert "+86" not in json.dumps(received)  # change notices never carry the subscriber's number
+
+
+async def test_tokens_are_added_and_revoked_without_a_restart(
+    http: httpx.AsyncClient, tokens: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alerting.console import auth as auth_module
+
+    monkeypatch.setattr(auth_module, "TOKENS_RECHECK_S", 0.0)
+    assert (await http.get("/api/me", headers=auth(tokens["p1"]))).status_code == 200
+    path = Path(tokens["path"])
+    entries = json.loads(path.read_text())
+    del entries[tokens["p1"]]  # p1's phone was lost
+    newcomer = "n" * 40
+    entries[newcomer] = {"role": "dispatcher", "name": "night-desk"}
+    path.write_text(json.dumps(entries))
+    assert (await http.get("/api/me", headers=auth(tokens["p1"]))).status_code == 401
+    me = await http.get("/api/me", headers=auth(newcomer))
+    assert me.status_code == 200 and me.json()["name"] == "night-desk"
+    path.write_text("{ broken")  # a half-written edit keeps the tokens last read
+    assert (await http.get("/api/me", headers=auth(newcomer))).status_code == 200

@@ -500,10 +500,12 @@ def test_k8s_references_resolve() -> None:
     for volume in pod_spec["volumes"]:
         if "persistentVolumeClaim" in volume:
             assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in names
-    labels = dep["spec"]["template"]["metadata"]["labels"]
-    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    for service in _k8s_kind("Service"):
-        assert service["spec"]["selector"].items() <= labels.items()
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d in _k8s_kind("Deployment")]
+    for deployment in _k8s_kind("Deployment"):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    for service in _k8s_kind("Service"):  # each Service selects the pods of exactly one Deployment
+        assert sum(service["spec"]["selector"].items() <= labels.items() for labels in pod_labels) == 1
     (kustomization,) = _k8s_kind("Kustomization")
     for resource in kustomization["resources"]:
         assert (K8S / resource).is_file(), resource
@@ -512,14 +514,40 @@ def test_k8s_references_resolve() -> None:
 
 @pytest.mark.unit
 def test_k8s_secret_is_a_placeholder_and_receiver_not_deployed() -> None:
-    (secret,) = _k8s_kind("Secret")
-    values = {**secret.get("stringData", {}), **secret.get("data", {})}
-    assert set(values) == {"FW_PSEUDONYM_KEY"}
-    assert "placeholder" in values["FW_PSEUDONYM_KEY"].lower()
+    values: dict[str, str] = {}
+    for secret in _k8s_kind("Secret"):
+        values.update({**secret.get("stringData", {}), **secret.get("data", {})})
+    assert set(values) == {"FW_PSEUDONYM_KEY", "FW_CONSOLE_TICKET_KEY", "console-tokens.json"}
+    assert all("placeholder" in value.lower() for value in values.values())
     assert "FW_PSEUDONYM_KEY" not in _configmap_env()
     for path in K8S_FILES:
         assert "sandbox.receiver" not in path.read_text(), path.name
     assert not _configmap_env()["FW_DISPATCH_URL"].startswith("http://receiver")
+
+
+@pytest.mark.unit
+def test_k8s_dispatch_service_is_deployed_with_two_replicas_probes_secrets_and_a_budget() -> None:
+    (dep,) = [d for d in _k8s_kind("Deployment") if d["metadata"]["name"] == "fraudwatch-dispatch"]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"] == ["fraudwatch", "dispatch"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(container["ports"][0]["containerPort"])
+    env = {e["name"]: e for e in container["env"]}
+    assert env["FW_CONSOLE_TICKET_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "fraudwatch-dispatch-secrets"
+    secrets = {d["metadata"]["name"] for d in _k8s_kind("Secret")}
+    assert {v["secret"]["secretName"] for v in pod["spec"]["volumes"] if "secret" in v} <= secrets
+    (pdb,) = [d for d in _k8s_kind("PodDisruptionBudget") if d["metadata"]["name"] == "fraudwatch-dispatch"]
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (service,) = [d for d in _k8s_kind("Service") if d["metadata"]["name"] == "fraudwatch-dispatch"]
+    assert service["spec"]["ports"][0]["targetPort"] == container["ports"][0]["name"]
+    compose = _compose()["services"]["dispatch"]
+    assert compose["command"] == ["fraudwatch", "dispatch"] and compose["deploy"]["replicas"] == 2
+    jobs = {job["job_name"] for job in _load_yaml(DEPLOY / "prometheus" / "prometheus.yml")["scrape_configs"]}
+    assert "fraudwatch-dispatch" in jobs
 
 
 @pytest.mark.unit
