@@ -204,8 +204,11 @@ class TaskLifecycle:
                     continue
         return out
 
-    async def transition(self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None) -> TaskState:
-        """Move a task to acknowledged, en_route, on_scene or resolved (which needs an outcome)."""
+    async def transition(
+        self, task_id: str, state: str, actor: Actor, *, outcome: str | None = None, note: str | None = None
+    ) -> TaskState:
+        """Move a task to acknowledged, en_route, on_scene or resolved (which needs an outcome); ``note``, the
+        responder's words, goes into the task's history."""
         if state == ASSIGNED:
             raise InvalidTransition("use assign() to (re)assign a task to a responder")
         if state not in STATES:
@@ -215,7 +218,7 @@ class TaskLifecycle:
         if state != RESOLVED and outcome is not None:
             raise InvalidTransition("only resolved takes an outcome")
         now = self.clock.now_ms()
-        done = await self._commit(task_id, state, actor, now, outcome=outcome)
+        done = await self._commit(task_id, state, actor, now, outcome=outcome, note=note)
         await self._after(done, actor, now)
         return done.after
 
@@ -306,6 +309,7 @@ class TaskLifecycle:
         new_responder: str | None = None,
         expect_assigned_ms: int | None = None,
         reason: str | None = None,
+        note: str | None = None,
     ) -> _Committed:
         state_key = keys.task_state(task_id)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -340,6 +344,8 @@ class TaskLifecycle:
                         detail["outcome"] = outcome
                     if reason is not None:
                         detail["reason"] = reason
+                    if note:
+                        detail["note"] = note
 
                     pipe.multi()
                     pipe.hset(state_key, mapping=after.to_fields())

@@ -312,3 +312,14 @@ class ResponderRegistry:
 
     async def _try_claim(self, responder_id: str) -> bool:
         return bool(await self._cas(keys=[keys.responder(responder_id)], args=["available", "busy", self._now()]))
+
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km (what a responder's app shows; Redis GEO answers the nearest-search)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))

@@ -15,14 +15,16 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
+from alerting import keys
 from alerting.audit import publish_change, record_audit
 from alerting.console import views
 from alerting.console.auth import ADMIN, DISPATCHER, RESPONDER, Principal, RateLimiter, TicketSigner, TokenStore
 from alerting.console.hub import ChangeHub
 from alerting.holds import RELEASE, HoldStore
-from alerting.lifecycle import ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED, TaskLifecycle
+from alerting.lifecycle import ACKNOWLEDGED, ALLOWED, EN_ROUTE, ON_SCENE, OUTCOMES, RESOLVED, TaskLifecycle
 from alerting.metrics import CONSOLE_DENIED
-from alerting.tasks import TaskStore
+from alerting.responders import haversine_km
+from alerting.tasks import ASSIGNED, TaskStore
 from alerting.webutil import answer_and_close
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import (
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
 RESPONDER_STATES = (ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED)  # what a responder may report on its own task
+OPEN_FOR_RESPONDER = frozenset({ASSIGNED, ACKNOWLEDGED, EN_ROUTE, ON_SCENE})  # a task the app shows as current
+MAX_NOTE_CHARS = 1000
+IDEMPOTENCY_TTL_S = 86_400  # a phone offline for a day still gets the first answer to its retried step
 SSE_KEEPALIVE_S = 15.0
 # The page loads only its own files and talks only to its own origin: no CDN, no tiles, no inline script.
 CSP = (
@@ -70,6 +75,7 @@ class Console:
     limiter: RateLimiter
     hub: ChangeHub
     page: bytes
+    app_page: bytes
     clock: Clock
 
 
@@ -322,21 +328,118 @@ async def assign(request: web.Request) -> web.Response:
 
 
 async def transition(request: web.Request) -> web.Response:
-    """POST {state, outcome?}: report progress; responders only on their own tasks."""
+    """POST {state, outcome?, note?}: report progress; responders only on their own tasks.
+
+    With an ``Idempotency-Key`` header a repeated request (the app retrying over a flaky connection) gets the
+    first answer again instead of a 409 for a step already taken.
+    """
     console, who = request.app[CONSOLE], _who(request)
     task_id = request.match_info["task_id"]
     body = await _body(request)
-    state, outcome = body.get("state"), body.get("outcome")
+    state, outcome, note = body.get("state"), body.get("outcome"), body.get("note")
     if not isinstance(state, str) or (outcome is not None and not isinstance(outcome, str)):
         raise BadRequest("state (and outcome, if given) must be strings")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
+        raise BadRequest(f"note must be a string of at most {MAX_NOTE_CHARS} characters")
+    replay_key = _idempotency_key(request, who, task_id)
+    if replay_key is not None and (seen := await console.redis.get(replay_key)) is not None:
+        return web.Response(body=seen, content_type="application/json")
     if who.role == RESPONDER:
         if state not in RESPONDER_STATES:
             raise PermissionDenied(f"a responder may report only {', '.join(RESPONDER_STATES)}")
         current = await console.lifecycle.get(task_id)
         if current.responder_id != who.responder_id:
             raise PermissionDenied("not your task")
-    after = await console.lifecycle.transition(task_id, state, who.actor, outcome=outcome)
-    return _json(after.as_dict())
+    try:
+        after = await console.lifecycle.transition(task_id, state, who.actor, outcome=outcome, note=note)
+    except InvalidTransition:
+        # The same request, sent twice at once: the second lost the race to the first; answer as the first did.
+        if replay_key is not None and (seen := await console.redis.get(replay_key)) is not None:
+            return web.Response(body=seen, content_type="application/json")
+        raise
+    answer = orjson.dumps(after.as_dict())
+    if replay_key is not None:
+        await console.redis.set(replay_key, answer, ex=IDEMPOTENCY_TTL_S)
+    return web.Response(body=answer, content_type="application/json")
+
+
+def _idempotency_key(request: web.Request, who: Principal, task_id: str) -> str | None:
+    raw = request.headers.get("Idempotency-Key", "").strip()
+    if not raw:
+        return None
+    if len(raw) > 128:
+        raise BadRequest("Idempotency-Key is at most 128 characters")
+    return f"fw:idem:{who.token_id}:{task_id}:{raw}"
+
+
+async def my_task(request: web.Request) -> web.Response:
+    """GET: the responder's current task (the newest open one assigned to it) with the person's number in clear,
+    the place and the distance from the responder's last position; every view is audited."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, RESPONDER)
+    now = console.clock.now_ms()
+    raw_ids: list[Any] = await console.redis.zrange(keys.TASKS_OPEN, 0, views.MAX_OPEN_TASKS - 1)
+    ids = [keys.text(t) or "" for t in raw_ids]
+    states = await console.lifecycle.get_many(ids)
+    mine = [st for st in states.values() if st.responder_id == who.responder_id and st.state in OPEN_FOR_RESPONDER]
+    me_now = await console.lifecycle.registry.get(who.responder_id or "") or {}
+    if not mine:
+        return _json({"now_ms": now, "task": None, "me": _position(me_now)})
+    current = max(mine, key=lambda st: st.assigned_ms or 0)
+    task = await console.tasks.get(current.task_id) or {}
+    lat, lon = task.get("lat"), task.get("lon")
+    here = _position(me_now)
+    distance = None
+    if lat is not None and lon is not None and here["lat"] is not None and here["lon"] is not None:
+        distance = round(haversine_km(here["lat"], here["lon"], float(lat), float(lon)), 2)
+    await record_audit(
+        console.redis,
+        who.actor,
+        "view_number",
+        at_ms=now,
+        case_key=current.case_key,
+        task_id=current.task_id,
+    )
+    return _json(
+        {
+            "now_ms": now,
+            "task": {
+                "task_id": current.task_id,
+                "case_key": current.case_key,
+                "level": current.level,
+                "state": current.state,
+                "next": sorted(ALLOWED.get(current.state, frozenset()) & set(RESPONDER_STATES)),
+                "subscriber": task.get("subscriber"),
+                "reasons": task.get("reasons", []),
+                "score": task.get("score"),
+                "lat": lat,
+                "lon": lon,
+                "distance_km": distance,
+                "assigned_ms": current.assigned_ms,
+                "outcomes": list(OUTCOMES),
+            },
+            "me": here,
+        }
+    )
+
+
+def _position(record: dict[str, Any]) -> dict[str, Any]:
+    lat, lon = record.get("lat"), record.get("lon")
+    return {
+        "lat": float(lat) if lat is not None else None,
+        "lon": float(lon) if lon is not None else None,
+        "status": record.get("status"),
+    }
+
+
+async def app_page(request: web.Request) -> web.Response:
+    """The responder app (a phone page); like the console it holds no data until a token is given."""
+    return web.Response(body=request.app[CONSOLE].app_page, content_type="text/html", charset="utf-8")
+
+
+async def app_worker(request: web.Request) -> web.FileResponse:
+    """The app's service worker, served under /app/ so its scope is the app."""
+    return web.FileResponse(STATIC_DIR / "app-sw.js", headers={"Content-Type": "text/javascript"})
 
 
 async def release_hold(request: web.Request) -> web.Response:
@@ -454,6 +557,7 @@ def create_app(settings: Settings, redis: Redis, *, clock: Clock = SYSTEM_CLOCK)
         limiter=RateLimiter(settings.console_responder_rate_per_s, settings.console_responder_burst, clock),
         hub=ChangeHub(redis),
         page=(STATIC_DIR / "index.html").read_bytes(),
+        app_page=(STATIC_DIR / "app.html").read_bytes(),
         clock=clock,
     )
     if not len(console.tokens):
@@ -466,7 +570,10 @@ def create_app(settings: Settings, redis: Redis, *, clock: Clock = SYSTEM_CLOCK)
     app.router.add_get("/levels.json", level_table)
     app.router.add_get("/levels.css", level_styles)
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    app.router.add_get("/app/", app_page)
+    app.router.add_get("/app/sw.js", app_worker)
     app.router.add_get("/api/me", me)
+    app.router.add_get("/api/my/task", my_task)
     app.router.add_get("/api/cases", list_cases)
     app.router.add_get("/api/responders", list_responders)
     app.router.add_get("/api/tasks/{task_id}", get_task)

@@ -464,3 +464,27 @@ async def test_tokens_are_added_and_revoked_without_a_restart(
     assert me.status_code == 200 and me.json()["name"] == "night-desk"
     path.write_text("{ broken")  # a half-written edit keeps the tokens last read
     assert (await http.get("/api/me", headers=auth(newcomer))).status_code == 200
+
+
+async def test_a_retried_step_with_its_idempotency_key_gets_the_first_answer(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings
+) -> None:
+    dispatcher = Dispatcher(r, settings)
+    await dispatcher.registry.load(
+        [{"responder_id": "p1", "kind": "police", "unit": "U1", "lat": HOME[0], "lon": HOME[1], "status": "available"}]
+    )
+    task = await dispatcher.handle(Decision("+8613800007001", "e-idem", T0, 0.95, 3, "m", ("r",), *HOME))
+    assert task is not None and task["responder_id"] == "p1"
+    url = f"/api/tasks/{task['task_id']}/transition"
+    step = {"state": "acknowledged"}
+    first = await http.post(url, json=step, headers={**auth(tokens["p1"]), "Idempotency-Key": "k-1"})
+    again = await http.post(url, json=step, headers={**auth(tokens["p1"]), "Idempotency-Key": "k-1"})
+    assert first.status_code == again.status_code == 200 and first.json() == again.json()
+    unkeyed = await http.post(url, json=step, headers=auth(tokens["p1"]))
+    assert unkeyed.status_code == 409  # the same step without its key is a step already taken
+    events = [e for e in await r.lrange(keys.task_events(task["task_id"]), 0, -1) if b"acknowledged" in e]
+    assert len(events) == 1
+    mine = await http.get("/api/my/task", headers=auth(tokens["p1"]))
+    assert mine.status_code == 200 and mine.json()["task"]["subscriber"] == "+8613800007001"
+    assert mine.json()["task"]["next"] == ["en_route", "resolved"]
+    assert (await http.get("/api/my/task", headers=auth(tokens["dispatcher"]))).status_code == 403

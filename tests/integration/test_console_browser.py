@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -121,3 +122,112 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
     audit = [(keys.text(f[b"actor"]), keys.text(f[b"action"])) for _, f in await r.xrange(keys.AUDIT)]
     assert ("demo-dispatcher", "view_cases") in audit
     assert ("demo-dispatcher", "transition:acknowledged") in audit
+
+
+async def test_a_responder_takes_a_task_on_the_phone_app_and_its_label_reaches_the_topic(
+    r: aioredis.Redis, redis_server: RunningService, tmp_path: Path
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    from sandbox.services import start_tansu
+    from streams import TopicPublisher
+    from streams.topics import bootstrap, create_topics
+
+    tokens = write_demo_tokens(tmp_path, ["p-17"])
+    settings = Settings(console_tokens_file=tokens.path, responder_search_radii_km=(2.0, 5.0, 10.0))
+    dispatcher = Dispatcher(r, settings)
+    await dispatcher.registry.load(
+        [{"responder_id": "p-17", "kind": "police", "unit": "U1", "lat": HOME[0] + KM_LAT, "lon": HOME[1],
+          "status": "available"}]
+    )  # fmt: skip
+    phone = "+8613800004002"
+    broker = start_tansu()
+    publisher = TopicPublisher(broker.url, "labels.v1")
+    console: DispatchService | None = None
+    try:
+        await create_topics(bootstrap(broker.url), ["labels.v1"], 1)
+        console = await start_console(settings, redis_server.url, watch_acks=False, label_sink=publisher)
+        async with playwright_api.async_playwright() as pw:
+            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                context = await browser.new_context(
+                    viewport={"width": 390, "height": 844},
+                    device_scale_factor=2,
+                    is_mobile=True,
+                    has_touch=True,
+                    geolocation={"latitude": HOME[0] + 2 * KM_LAT, "longitude": HOME[1]},
+                    permissions=["geolocation"],
+                )
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                await page.goto(console.url + "/app/")
+                await page.fill("#app-token", tokens.responders["p-17"])
+                await page.click("#app-login")
+                await page.locator("#empty").wait_for(timeout=10_000)
+                # The phone's position arrives by heartbeat.
+                for _ in range(50):
+                    seen = await dispatcher.registry.get("p-17") or {}
+                    if abs(float(seen.get("lat", 0)) - (HOME[0] + 2 * KM_LAT)) < 1e-6:
+                        break
+                    await page.wait_for_timeout(100)
+                else:
+                    pytest.fail("no heartbeat with the phone's position")
+
+                task = await dispatcher.handle(
+                    Decision(phone, "e-app-1", T0, 0.96, 3, "m-app", ("caller posed as police",), *HOME)
+                )
+                assert task is not None and task["responder_id"] == "p-17"
+                await page.locator("#task:not([hidden])").wait_for(timeout=15_000)
+                assert await page.locator("#phone").inner_text() == phone  # the assigned responder needs it
+                assert await page.locator("#phone").get_attribute("href") == f"tel:{phone}"
+                assert (await page.locator("#map-link").get_attribute("href") or "").startswith(f"geo:{HOME[0]}")
+                assert "2.0 km" in await page.locator("#distance").inner_text()
+                assert "posed as police" in await page.locator("#reasons").inner_text()
+                box = await page.locator("#step-acknowledged").bounding_box()
+                assert box is not None and box["height"] >= 48 and box["width"] >= 300  # a thumb-sized button
+
+                # A dead spot: the step is kept on the phone and sent once the network is back.
+                await context.set_offline(True)
+                await page.click("#step-acknowledged")
+                await page.wait_for_function("() => document.querySelector('#queue').textContent.startsWith('1 step')")
+                assert (await TaskLifecycle(r, settings).get(task["task_id"])).state == "assigned"
+                await context.set_offline(False)
+                await page.wait_for_function("() => document.querySelector('#queue').textContent === ''", timeout=15_000)
+                assert (await TaskLifecycle(r, settings).get(task["task_id"])).state == "acknowledged"
+                await page.wait_for_function("() => document.querySelector('#state').textContent === 'acknowledged'")
+                await page.screenshot(path=str(ARTIFACTS / "responder-app.png"), full_page=True)
+                await page.fill("#note", "talked her out of the transfer at the door")
+                await page.click('button[data-outcome="dissuaded"]')
+                await page.locator("#empty:not([hidden])").wait_for(timeout=15_000)
+                assert errors == []
+                assert await page.evaluate("JSON.parse(localStorage.getItem('fw-app-queue') || '[]').length") == 0
+            finally:
+                await browser.close()
+
+        state = await TaskLifecycle(r, settings).get(task["task_id"])
+        assert state.state == "resolved" and state.outcome == "dissuaded"
+        events = [orjson.loads(e) for e in await r.lrange(keys.task_events(task["task_id"]), 0, -1)]
+        assert any(e.get("note") == "talked her out of the transfer at the door" for e in events)
+        audit = [(keys.text(f[b"actor"]), keys.text(f[b"action"])) for _, f in await r.xrange(keys.AUDIT)]
+        assert ("responder-p-17", "view_number") in audit
+
+        consumer = AIOKafkaConsumer("labels.v1", bootstrap_servers=bootstrap(broker.url), auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            label = None
+            for _ in range(40):
+                got = await consumer.getmany(timeout_ms=500)
+                found = [orjson.loads(m.value) for msgs in got.values() for m in msgs]
+                if found:
+                    label = found[0]
+                    break
+        finally:
+            await consumer.stop()
+        assert label is not None, "no label on the labels topic"
+        assert label["task_id"] == task["task_id"] and label["outcome"] == "dissuaded" and label["target"] == 1
+    finally:
+        if console is not None:
+            await console.stop()
+        await publisher.stop()
+        broker.stop()
