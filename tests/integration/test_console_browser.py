@@ -193,7 +193,8 @@ async def test_a_responder_takes_a_task_on_the_phone_app_and_its_label_reaches_t
                 await page.wait_for_function("() => document.querySelector('#queue').textContent.startsWith('1 step')")
                 assert (await TaskLifecycle(r, settings).get(task["task_id"])).state == "assigned"
                 await context.set_offline(False)
-                await page.wait_for_function("() => document.querySelector('#queue').textContent === ''", timeout=15_000)
+                sent = "() => document.querySelector('#queue').textContent === ''"
+                await page.wait_for_function(sent, timeout=15_000)
                 assert (await TaskLifecycle(r, settings).get(task["task_id"])).state == "acknowledged"
                 await page.wait_for_function("() => document.querySelector('#state').textContent === 'acknowledged'")
                 await page.screenshot(path=str(ARTIFACTS / "responder-app.png"), full_page=True)
