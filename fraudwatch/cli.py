@@ -116,7 +116,13 @@ def simulate(
 @app.command()
 def train(
     events: Annotated[Path | None, typer.Argument(help="events.jsonl (omit with --worlds)")] = None,
-    cases: Annotated[Path | None, typer.Argument(help="cases.jsonl (omit with --worlds)")] = None,
+    cases: Annotated[
+        Path | None, typer.Argument(help="cases.jsonl (omit with --worlds, or with --labels only)")
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="Outcome labels (label.v1 JSONL dumped from the labels topic) beside or instead of CASES"),
+    ] = None,
     worlds: Annotated[
         int | None,
         typer.Option(min=1, help="Train on N sampled simulated worlds (sandbox/worlds.py) instead of files"),
@@ -149,8 +155,8 @@ def train(
 
     settings = get_settings()
     if worlds is not None:
-        if events is not None or cases is not None:
-            raise typer.BadParameter("give EVENTS and CASES or --worlds, not both")
+        if events is not None or cases is not None or labels is not None:
+            raise typer.BadParameter("give EVENTS and CASES (or --labels) or --worlds, not both")
         from sandbox.worlds import WorldRanges, sample_worlds
 
         ranges = WorldRanges() if subscriber_days is None else WorldRanges(subscriber_days=subscriber_days)
@@ -164,13 +170,20 @@ def train(
             n_models=models,
             threshold_folds=threshold_folds,
         )
-    elif events is None or cases is None:
-        raise typer.BadParameter("give EVENTS and CASES, or --worlds N")
+    elif events is None or (cases is None and labels is None):
+        raise typer.BadParameter("give EVENTS and CASES (and/or --labels FILE), or --worlds N")
     elif exclude_scenario or subscriber_days is not None:
         raise typer.BadParameter("--exclude-scenario and --subscriber-days go with --worlds")
     else:
         version = train_from_files(
-            events, cases, settings, budget=budget, promote=promote, n_models=models, threshold_folds=threshold_folds
+            events,
+            cases,
+            settings,
+            budget=budget,
+            promote=promote,
+            n_models=models,
+            threshold_folds=threshold_folds,
+            labels=labels,
         )
     _print_json(
         {
@@ -180,6 +193,7 @@ def train(
             "thresholds": version.meta["thresholds"],
             "threshold_info": version.meta.get("threshold_info"),
             "worlds": version.meta["data"].get("worlds"),
+            "sources": version.meta["data"].get("sources"),
             "promoted": promote,
         }
     )

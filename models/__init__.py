@@ -36,6 +36,7 @@ from models.feedback import (
     follow_thresholds,
     threshold_bounds,
 )
+from models.field_labels import FieldLabels, cases_from_labels, read_labels
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
 from models.train import ResidentSpan, TrainConfig, train_model
@@ -45,6 +46,7 @@ __all__ = [
     "OUTCOME_DELAY_MS",
     "TASK_LEVEL",
     "Dataset",
+    "FieldLabels",
     "FollowConfig",
     "FollowResult",
     "ModelRegistry",
@@ -57,6 +59,7 @@ __all__ = [
     "best_per_level",
     "build_dataset",
     "candidate_floor",
+    "cases_from_labels",
     "check_features",
     "compile_version",
     "concat_datasets",
@@ -74,6 +77,7 @@ __all__ = [
     "load_events",
     "operating_curve",
     "read_jsonl",
+    "read_labels",
     "reasons",
     "threshold_bounds",
     "threshold_for_budget",

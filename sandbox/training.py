@@ -25,6 +25,7 @@ from models import (
     Scorer,
     TrainConfig,
     build_dataset,
+    cases_from_labels,
     compile_version,
     concat_datasets,
     evaluate,
@@ -34,6 +35,7 @@ from models import (
     judged_after_warmup,
     load_events,
     read_jsonl,
+    read_labels,
     threshold_for_budget,
     train_model,
 )
@@ -201,7 +203,7 @@ def write_card_on_city(version: ModelVersion, city: CityConfig, settings: Settin
 
 def train_from_files(
     events: Path,
-    cases: Path,
+    cases: Path | None,
     settings: Settings,
     budget: float | None = None,
     promote: bool = True,
@@ -209,8 +211,12 @@ def train_from_files(
     n_models: int | None = None,
     threshold_folds: int | None = None,
     card_warmup_days: float = 0.0,
+    labels: Path | None = None,
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model.
+
+    ``labels``, a dump of the labels topic (``models.field_labels``), adds the field's outcomes beside the
+    cases, or stands instead of them (``cases`` None); the metadata says how many of each were used.
 
     With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
     city and its model card written into its folder before it is promoted (judged after
@@ -218,13 +224,22 @@ def train_from_files(
     ``threshold_folds`` are :class:`TrainConfig`'s seed ensemble and subscriber-fold thresholds (None: its
     defaults; ``n_models=1, threshold_folds=0`` trains about 3x faster, e.g. for tests).
     """
-    case_list = read_jsonl(cases)
+    if cases is None and labels is None:
+        raise TrainingDataError("give a cases file, a labels file, or both")
+    case_list = read_jsonl(cases) if cases is not None else []
     loaded = load_events(events)
+    field: dict[str, Any] | None = None
+    if labels is not None:
+        found, doubled = read_labels(labels)
+        from_labels = cases_from_labels(found, loaded.events, doubled)
+        case_list = case_list + from_labels.cases
+        field = {"file": str(labels), **from_labels.summary()}
     data = build_dataset(loaded.events, case_list)
     spans, source = _file_residents(events, data, settings)
     info = {
         "events_file": str(events),
         "cases": len(case_list),
+        "sources": {"cases_file": str(cases) if cases else None, "field_labels": field},
         "rejected_lines": loaded.rejected,
         "residents": sum(r for r, _, _ in spans) or None,
         "residents_source": source,

@@ -87,3 +87,56 @@ def test_train_counts_the_files_residents_city_json_then_fw_residents_then_none(
     assert info["residents"] == 100 and info["residents_source"] == "city.json"
     assert by_env.resident_spans[0][0] == 70 and env_info["residents_source"] == "FW_RESIDENTS"
     assert len(seen) == 3 and seen[2][0].resident_spans == () and seen[2][1]["residents"] is None
+
+
+def test_train_from_a_labels_file_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outcome labels as the responders' records make them: victims visited (dissuaded), innocents visited
+    (false_alarm), one unreachable and one delivered twice; the model learns from them with no cases file."""
+    import orjson
+
+    from core.events import Event
+    from models.dataset import load_events, read_jsonl
+
+    paths = write_city(simulate(CityConfig(subscribers=800, days=4, seed=3, victims_per_10k_per_day=60)), tmp_path)
+    cases = read_jsonl(paths["cases"])
+    events: list[Event] = load_events(paths["events"]).events
+    first_seen: dict[str, int] = {}
+    for event in events:
+        first_seen.setdefault(event.subscriber, event.ts_ms)
+    labels = []
+    for n, case in enumerate(cases):
+        times = [e.ts_ms for e in events if e.event_id in set(case["event_ids"])]
+        labels.append(
+            {"task_id": f"t{n}", "subscriber": case["victim"], "outcome": "dissuaded", "target": 1, "intervened": True,
+             "episode_start_ms": min(times), "episode_end_ms": max(times)}
+        )  # fmt: skip
+    victims = {c["victim"] for c in cases}
+    innocents = [s for s in first_seen if s not in victims][:20]
+    for n, sub in enumerate(innocents):
+        outcome, target = ("unreachable", None) if n == 0 else ("false_alarm", 0)
+        labels.append(
+            {"task_id": f"f{n}", "subscriber": sub, "outcome": outcome, "target": target,
+             "episode_start_ms": first_seen[sub], "episode_end_ms": first_seen[sub] + 3_600_000}
+        )  # fmt: skip
+    labels.append(labels[0])  # the topic is at least once
+    dump = tmp_path / "labels.jsonl"
+    dump.write_bytes(b"\n".join(orjson.dumps(lb) for lb in labels) + b"\n")
+
+    settings = Settings(data_dir=tmp_path / "data", compile_models=False)
+    monkeypatch.setattr(cli, "get_settings", lambda: settings)
+    args = ["train", str(paths["events"]), "--labels", str(dump), "--no-promote", "--models", "1"]
+    result = CliRunner().invoke(cli.app, [*args, "--threshold-folds", "0"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    field = out["sources"]["field_labels"]
+    assert field["positives"] == len(cases) and field["negatives"] == len(innocents) - 1
+    assert field["unknown_left_out"] == 1 and field["duplicates_dropped"] == 1 and field["intervened"] == len(cases)
+    assert out["sources"]["cases_file"] is None
+    assert (
+        out["metrics"]["positives"]["train"] > 0 and out["metrics"]["calibration_roc_auc"] > 0.8
+    )  # learnt from labels
+
+    missing = tmp_path / "bad.jsonl"
+    missing.write_text('{"task_id": "x"}\n')
+    bad = CliRunner().invoke(cli.app, ["train", str(paths["events"]), "--labels", str(missing)])
+    assert bad.exit_code != 0
