@@ -113,6 +113,20 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
                     timeout=10_000,
                 )
                 await page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
+
+                # Filters: a level with no case hides the row; back to all shows it.
+                await page.select_option("#filter-level", "1")
+                await row.wait_for(state="detached", timeout=5_000)
+                await page.select_option("#filter-level", "")
+                await page.fill("#filter-text", phone[-4:])
+                await row.wait_for(timeout=5_000)
+
+                # At a phone's size the queue is a column of cards that fits the screen.
+                await page.set_viewport_size({"width": 390, "height": 844})
+                await row.wait_for(timeout=5_000)
+                width = await page.evaluate("() => document.documentElement.scrollWidth")
+                assert width <= 392, f"the console overflows a phone's width ({width}px)"
+                await page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
                 assert errors == []
             finally:
                 await browser.close()

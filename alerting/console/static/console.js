@@ -197,7 +197,7 @@ function taskActions(task) {
 
 // A case's payment holds: state per transfer, and a Release button while the bank still holds it.
 function holdsCell(c) {
-  const cell = el("td", { class: "holds" });
+  const cell = el("td", { class: "holds", "data-label": "Holds" });
   for (const h of c.holds || []) {
     const line = el("div", { class: "hold", "data-hold-id": h.hold_id },
       el("span", { class: "hold-state state-" + h.state, text: h.state }),
@@ -226,13 +226,19 @@ async function releaseHold(holdId) {
 function renderQueue() {
   const body = $("queue-body");
   body.replaceChildren();
-  $("case-count").textContent = "(" + state.cases.length + ")";
-  $("empty").hidden = state.cases.length > 0;
-  for (const c of state.cases) {
+  const wantLevel = $("filter-level").value, wantState = $("filter-state").value;
+  const wantText = $("filter-text").value.trim().toLowerCase();
+  const shown = state.cases.filter((c) =>
+    (!wantLevel || String(c.level) === wantLevel) &&
+    (!wantState || c.tasks.some((t) => t.state === wantState)) &&
+    (!wantText || [c.case_key, c.subscriber, ...c.tasks.map((t) => t.responder_id || "")].some((v) => String(v).toLowerCase().includes(wantText))));
+  $("case-count").textContent = shown.length === state.cases.length ? "(" + shown.length + ")" : "(" + shown.length + " of " + state.cases.length + ")";
+  $("empty").hidden = shown.length > 0;
+  for (const c of shown) {
     const reasons = el("ul", { class: "reasons" });
     for (const r of c.reasons) reasons.append(el("li", { text: r }));
-    const taskCell = el("td");
-    const actionCell = el("td");
+    const taskCell = el("td", { "data-label": "Task" });
+    const actionCell = el("td", { "data-label": "Actions" });
     for (const t of c.tasks) {
       taskCell.append(el("div", { class: "task", "data-task-id": t.task_id },
         el("span", { class: "task-state state-" + t.state, text: t.state.replace("_", " ") }),
@@ -240,10 +246,10 @@ function renderQueue() {
       actionCell.append(taskActions(t));
     }
     const row = el("tr", { "data-case-key": c.case_key },
-      el("td", {}, el("span", { class: "level level-" + c.level, text: String(c.level), title: levelName(c.level) })),
-      el("td", { class: "age", "data-opened": String(c.opened_ms), text: ageText(c.opened_ms) }),
-      el("td", { class: "subscriber", text: c.subscriber }),
-      el("td", {}, reasons),
+      el("td", { "data-label": "Level" }, el("span", { class: "level level-" + c.level, text: String(c.level), title: levelName(c.level) })),
+      el("td", { class: "age", "data-label": "Age", "data-opened": String(c.opened_ms), text: ageText(c.opened_ms) }),
+      el("td", { class: "subscriber", "data-label": "Subscriber", text: c.subscriber }),
+      el("td", { "data-label": "Why" }, reasons),
       taskCell,
       actionCell,
       holdsCell(c));
@@ -317,6 +323,8 @@ $("login-form").addEventListener("submit", (event) => {
   if (value) login(value);
 });
 $("logout").addEventListener("click", () => logout(""));
+for (const id of ["filter-level", "filter-state"]) $(id).addEventListener("change", renderQueue);
+$("filter-text").addEventListener("input", renderQueue);
 setInterval(() => {
   for (const cell of document.querySelectorAll("td.age")) cell.textContent = ageText(Number(cell.dataset.opened));
 }, 1000);
