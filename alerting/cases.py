@@ -17,6 +17,7 @@ from core.errors import CaseContention
 from core.pseudonym import pseudonymise
 
 MAX_REASONS = 20  # enough to explain a case; bounded so a chatty subscriber cannot grow a case forever
+CASE_DECISIONS_KEPT = 500  # a case's timeline keeps its newest scored events; older ones fall off
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,9 @@ class CaseStore:
 
                     pipe.multi()
                     pipe.hset(keys.case(after.case_key), mapping=after.to_fields())
+                    # The case's timeline: every scored event that reached a level, in the console.
+                    pipe.rpush(keys.case_decisions(after.case_key), _timeline_entry(d))
+                    pipe.ltrim(keys.case_decisions(after.case_key), -CASE_DECISIONS_KEPT, -1)
                     if open_key != after.case_key:
                         pipe.hset(
                             pointer_key,
@@ -235,6 +239,22 @@ class CaseStore:
         if acted is not None and int(acted or 0) >= d.level:
             return False  # this call or transfer already acted at this level (a later tick, a redelivery)
         return int(f.get(REPEATS_FIELD) or 0) < self._repeats_per_case
+
+
+def _timeline_entry(d: Decision) -> bytes:
+    """One scored event of a case as the timeline shows it (event time; no number, only the event's id)."""
+    return orjson.dumps(
+        {
+            "ts_ms": d.ts_ms,
+            "event_id": d.event_id,
+            "score": round(d.score, 4),
+            "level": d.level,
+            "occasion": d.occasion,
+            "in_call": d.in_call,
+            "hold": d.hold is not None,
+            "reasons": list(d.reasons[:3]),
+        }
+    )
 
 
 def _pointer(raw: Mapping[Any, Any]) -> tuple[str | None, int]:

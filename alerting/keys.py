@@ -33,6 +33,11 @@ def case(case_key: str) -> str:
     return f"fw:case:{case_key}"
 
 
+def case_decisions(case_key: str) -> str:
+    """List of the scored events folded into one case (JSON, oldest first; the newest CASE_DECISIONS_KEPT)."""
+    return f"fw:case-decisions:{case_key}"
+
+
 def case_open(subscriber_pseudonym: str) -> str:
     """Hash pointing at the subscriber's latest case: case_key, start_ms, end_ms."""
     return f"fw:case-open:{subscriber_pseudonym}"

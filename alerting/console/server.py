@@ -290,6 +290,18 @@ async def list_cases(request: web.Request) -> web.Response:
     return _json({"now_ms": now, "cases": cases})
 
 
+async def timeline(request: web.Request) -> web.Response:
+    """GET: one case's timeline (dispatchers and admins; audited): scored events, task steps and who took them."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, DISPATCHER, ADMIN)
+    case_key = request.match_info["case_key"]
+    found = await views.case_timeline(console.redis, case_key, console.holds)
+    if found is None:
+        return _error(404, f"no case {case_key}")
+    await record_audit(console.redis, who.actor, "view_timeline", at_ms=console.clock.now_ms(), case_key=case_key)
+    return _json(found)
+
+
 async def list_responders(request: web.Request) -> web.Response:
     """All responders with status, position and staleness (dispatchers and admins)."""
     console, who = request.app[CONSOLE], _who(request)
@@ -575,6 +587,7 @@ def create_app(settings: Settings, redis: Redis, *, clock: Clock = SYSTEM_CLOCK)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/my/task", my_task)
     app.router.add_get("/api/cases", list_cases)
+    app.router.add_get("/api/cases/{case_key}/timeline", timeline)
     app.router.add_get("/api/responders", list_responders)
     app.router.add_get("/api/tasks/{task_id}", get_task)
     app.router.add_post("/api/tasks/{task_id}/assign", assign)

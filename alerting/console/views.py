@@ -106,3 +106,37 @@ async def responders(redis: Redis, registry: ResponderRegistry, now_ms: int) -> 
         item["stale"] = registry.is_stale(item, now)
         out.append(item)
     return out
+
+
+async def case_timeline(redis: Redis, case_key: str, holds: HoldStore) -> dict[str, Any] | None:
+    """A case's story: each scored event that reached a level (event time), each task's transitions with who
+    made them, and its payment holds (wall time); None for an unknown case."""
+    raw = await redis.hgetall(keys.case(case_key))
+    if not raw:
+        return None
+    case = Case.from_fields(raw)
+    scored = [orjson.loads(e) for e in await redis.lrange(keys.case_decisions(case_key), 0, -1)]
+    task_ids = sorted(
+        {keys.text(v) or "" for f, v in raw.items() if (keys.text(f) or "").startswith(("task:L", "repeat:L"))}
+    )
+    pipe = redis.pipeline(transaction=False)
+    for tid in task_ids:
+        pipe.lrange(keys.task_events(tid), 0, -1)
+    histories = await pipe.execute() if task_ids else []
+    actions: list[dict[str, Any]] = []
+    for tid, history in zip(task_ids, histories, strict=True):
+        for entry in history:
+            event = orjson.loads(entry)
+            actions.append({"task_id": tid, **event})
+    for record in await holds.for_case(case_key):
+        view = record.as_dict()
+        actions.append({"hold_id": view["hold_id"], "state": f"hold {view['state']}", "at_ms": view["created_ms"]})
+    actions.sort(key=lambda a: int(a.get("at_ms") or 0))
+    return {
+        "case_key": case_key,
+        "level": case.level,
+        "start_ms": case.start_ms,
+        "decisions": case.decisions,
+        "scored": scored,
+        "actions": actions,
+    }

@@ -88,7 +88,7 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
 
                 row = page.locator(f'tr[data-case-key="{task["case_key"]}"]')
                 await row.wait_for(timeout=10_000)
-                assert await row.locator("td.subscriber").inner_text() == phone
+                assert await row.locator("td.subscriber .number").inner_text() == phone
                 assert "safe account" in await row.inner_text()
                 state = page.locator(f'div[data-task-id="{tid}"] .task-state')
                 assert await state.inner_text() == "assigned"
@@ -112,6 +112,12 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
                     arg=tid,
                     timeout=10_000,
                 )
+                # The case's timeline: the scored event and each step with who took it.
+                await row.locator("button.timeline-button").click()
+                await page.locator("#timeline-panel:not([hidden])").wait_for(timeout=10_000)
+                steps = await page.locator("#timeline-actions").inner_text()
+                assert "acknowledged · by demo-dispatcher" in steps and "en route · by officer-17" in steps
+                assert "score 0.970 → L3" in await page.locator("#timeline-scored").inner_text()
                 await page.screenshot(path=str(ARTIFACTS / "console.png"), full_page=True)
 
                 # Filters: a level with no case hides the row; back to all shows it.

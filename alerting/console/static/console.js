@@ -153,6 +153,31 @@ async function act(taskId, path, body, label) {
   await refresh();
 }
 
+async function showTimeline(caseKey) {
+  let data;
+  try {
+    data = await api("/api/cases/" + encodeURIComponent(caseKey) + "/timeline");
+  } catch (err) {
+    say("Timeline failed: " + err.message);
+    return;
+  }
+  const panel = $("timeline-panel");
+  $("timeline-title").textContent = "Case " + caseKey + " · level " + data.level + " · " + data.decisions + " scored events";
+  const scored = $("timeline-scored");
+  scored.replaceChildren(...data.scored.map((e) => el("li", {
+    text: new Date(e.ts_ms).toLocaleString() + " · score " + e.score.toFixed(3) + " → L" + e.level +
+      (e.in_call ? " · on a call" : "") + (e.hold ? " · hold" : "") + " · " + (e.reasons[0] || ""),
+  })));
+  const actions = $("timeline-actions");
+  actions.replaceChildren(...data.actions.map((a) => el("li", {
+    text: new Date(a.at_ms).toLocaleString() + " · " + String(a.state).replace("_", " ") +
+      (a.actor ? " · by " + a.actor : "") + (a.responder_id ? " · " + a.responder_id : "") +
+      (a.outcome ? " · " + a.outcome : "") + (a.reason ? " (" + a.reason + ")" : "") + (a.note ? " · “" + a.note + "”" : ""),
+  })));
+  panel.hidden = false;
+  panel.scrollIntoView({ block: "nearest" });
+}
+
 // --- rendering ------------------------------------------------------------------------------------------
 
 function ageText(openedMs) {
@@ -248,7 +273,9 @@ function renderQueue() {
     const row = el("tr", { "data-case-key": c.case_key },
       el("td", { "data-label": "Level" }, el("span", { class: "level level-" + c.level, text: String(c.level), title: levelName(c.level) })),
       el("td", { class: "age", "data-label": "Age", "data-opened": String(c.opened_ms), text: ageText(c.opened_ms) }),
-      el("td", { class: "subscriber", "data-label": "Subscriber", text: c.subscriber }),
+      el("td", { class: "subscriber", "data-label": "Subscriber" }, el("span", { class: "number", text: c.subscriber }),
+        el("div", {}, el("button", { type: "button", class: "timeline-button", "data-case": c.case_key, text: "Timeline",
+          onclick: () => showTimeline(c.case_key) }))),
       el("td", { "data-label": "Why" }, reasons),
       taskCell,
       actionCell,
@@ -323,6 +350,7 @@ $("login-form").addEventListener("submit", (event) => {
   if (value) login(value);
 });
 $("logout").addEventListener("click", () => logout(""));
+$("timeline-close").addEventListener("click", () => { $("timeline-panel").hidden = true; });
 for (const id of ["filter-level", "filter-state"]) $(id).addEventListener("change", renderQueue);
 $("filter-text").addEventListener("input", renderQueue);
 setInterval(() => {
