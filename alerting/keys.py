@@ -9,6 +9,7 @@ OUTBOX_DEAD = "fw:outbox:dead"  # stream of tasks that could not be delivered
 OUTBOX_GROUP = "delivery"
 WARNINGS = "fw:warnings"  # stream of level-1 warning records (for the SMS/in-app sender)
 TASKS_OPEN = "fw:tasks:open"  # sorted set: task id -> wall ms it was opened; resolved tasks leave it
+TASKS_CLOSED = "fw:tasks:closed"  # sorted set: task id -> wall ms it was resolved (the console's closed-case search)
 TASKS_AWAITING_ACK = "fw:tasks:awaiting-ack"  # sorted set: task id -> wall ms of its (re)assignment
 LABELS = "fw:labels"  # stream of outcome labels of resolved tasks (for training)
 AUDIT = "fw:audit"  # stream of who viewed or changed what in the console

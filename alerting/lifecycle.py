@@ -357,6 +357,7 @@ class TaskLifecycle:
                         pipe.zrem(keys.TASKS_AWAITING_ACK, task_id)
                     if label is not None:
                         pipe.zrem(keys.TASKS_OPEN, task_id)
+                        pipe.zadd(keys.TASKS_CLOSED, {task_id: now})
                         pipe.xadd(keys.LABELS, {"label": label}, maxlen=LABELS_MAXLEN, approximate=True)
                     for record in held:
                         assert ending is not None

@@ -42,6 +42,7 @@ from core.errors import (
     UnknownTask,
 )
 from core.levels import levels
+from core.pseudonym import pseudonymise
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 RESPONDER_STATES = (ACKNOWLEDGED, EN_ROUTE, ON_SCENE, RESOLVED)  # what a responder may report on its own task
 OPEN_FOR_RESPONDER = frozenset({ASSIGNED, ACKNOWLEDGED, EN_ROUTE, ON_SCENE})  # a task the app shows as current
 MAX_NOTE_CHARS = 1000
+CLOSED_SEARCH_DEFAULT_MS = 7 * 86_400_000  # a search without dates looks at the last week
 IDEMPOTENCY_TTL_S = 86_400  # a phone offline for a day still gets the first answer to its retried step
 SSE_KEEPALIVE_S = 15.0
 # The page loads only its own files and talks only to its own origin: no CDN, no tiles, no inline script.
@@ -300,6 +302,42 @@ async def timeline(request: web.Request) -> web.Response:
         return _error(404, f"no case {case_key}")
     await record_audit(console.redis, who.actor, "view_timeline", at_ms=console.clock.now_ms(), case_key=case_key)
     return _json(found)
+
+
+async def search_closed(request: web.Request) -> web.Response:
+    """GET ?case=&responder=&number=&from_ms=&to_ms=: resolved tasks (dispatchers and admins, who see numbers;
+    audited, the number only as its pseudonym)."""
+    console, who = request.app[CONSOLE], _who(request)
+    _require(who, DISPATCHER, ADMIN)
+    now = console.clock.now_ms()
+    q = request.query
+    try:
+        to_ms = int(q.get("to_ms") or now)
+        from_ms = int(q.get("from_ms") or to_ms - CLOSED_SEARCH_DEFAULT_MS)
+    except ValueError as exc:
+        raise BadRequest("from_ms and to_ms are integers (ms since the epoch)") from exc
+    number = q.get("number", "").strip()
+    found = await views.closed_tasks(
+        console.redis,
+        console.lifecycle,
+        from_ms=from_ms,
+        to_ms=to_ms,
+        case_key=q.get("case", "").strip(),
+        responder_id=q.get("responder", "").strip(),
+        number=number,
+    )
+    key = console.settings.pseudonym_key.get_secret_value().encode()
+    await record_audit(
+        console.redis,
+        who.actor,
+        "search_closed",
+        at_ms=now,
+        count=len(found),
+        case=q.get("case", ""),
+        responder=q.get("responder", ""),
+        number=pseudonymise(number, key) if number else "",
+    )
+    return _json({"now_ms": now, "from_ms": from_ms, "to_ms": to_ms, "tasks": found})
 
 
 async def list_responders(request: web.Request) -> web.Response:
@@ -588,6 +626,7 @@ def create_app(settings: Settings, redis: Redis, *, clock: Clock = SYSTEM_CLOCK)
     app.router.add_get("/api/my/task", my_task)
     app.router.add_get("/api/cases", list_cases)
     app.router.add_get("/api/cases/{case_key}/timeline", timeline)
+    app.router.add_get("/api/closed", search_closed)
     app.router.add_get("/api/responders", list_responders)
     app.router.add_get("/api/tasks/{task_id}", get_task)
     app.router.add_post("/api/tasks/{task_id}/assign", assign)

@@ -140,3 +140,58 @@ async def case_timeline(redis: Redis, case_key: str, holds: HoldStore) -> dict[s
         "scored": scored,
         "actions": actions,
     }
+
+
+MAX_CLOSED_SCANNED = 5000  # one search reads at most this many resolved tasks (newest first) from its window
+MAX_CLOSED_SHOWN = 200
+
+
+async def closed_tasks(
+    redis: Redis,
+    lifecycle: TaskLifecycle,
+    *,
+    from_ms: int,
+    to_ms: int,
+    case_key: str = "",
+    responder_id: str = "",
+    number: str = "",
+) -> list[dict[str, Any]]:
+    """Resolved tasks in ``[from_ms, to_ms]`` (wall time of resolution), newest first, filtered by case key (a
+    prefix), responder and the person's number; each with its outcome and who resolved it."""
+    raw_ids: list[Any] = await redis.zrevrangebyscore(
+        keys.TASKS_CLOSED, to_ms, from_ms, start=0, num=MAX_CLOSED_SCANNED, withscores=True
+    )
+    found = [(keys.text(t) or "", int(score)) for t, score in raw_ids]
+    states = await lifecycle.get_many([t for t, _ in found])
+    keep = [
+        (tid, at)
+        for tid, at in found
+        if tid in states
+        and (not case_key or states[tid].case_key.startswith(case_key))
+        and (not responder_id or states[tid].responder_id == responder_id)
+    ]
+    pipe = redis.pipeline(transaction=False)
+    for tid, _ in keep:
+        pipe.get(keys.task(tid))
+    bodies = await pipe.execute() if keep else []
+    out: list[dict[str, Any]] = []
+    for (tid, at), body in zip(keep, bodies, strict=True):
+        task = orjson.loads(body) if body else {}
+        if number and task.get("subscriber") != number:
+            continue
+        st = states[tid]
+        out.append(
+            {
+                "task_id": tid,
+                "case_key": st.case_key,
+                "level": st.level,
+                "outcome": st.outcome,
+                "responder_id": st.responder_id,
+                "resolved_ms": at,
+                "subscriber": task.get("subscriber"),
+                "reasons": task.get("reasons", [])[:2],
+            }
+        )
+        if len(out) >= MAX_CLOSED_SHOWN:
+            break
+    return out

@@ -488,3 +488,37 @@ async def test_a_retried_step_with_its_idempotency_key_gets_the_first_answer(
     assert mine.status_code == 200 and mine.json()["task"]["subscriber"] == "+8613800007001"
     assert mine.json()["task"]["next"] == ["en_route", "resolved"]
     assert (await http.get("/api/my/task", headers=auth(tokens["dispatcher"]))).status_code == 403
+
+
+async def test_closed_cases_are_found_by_number_responder_case_and_date(
+    r: aioredis.Redis, http: httpx.AsyncClient, tokens: dict[str, str], settings: Settings, clock: ManualClock
+) -> None:
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    await dispatcher.registry.load(
+        [{"responder_id": "p1", "kind": "police", "unit": "U1", "lat": HOME[0], "lon": HOME[1], "status": "available"}]
+    )
+    phone = "+8613800007002"
+    task = await dispatcher.handle(Decision(phone, "e-closed", T0, 0.95, 3, "m", ("r",), *HOME))
+    assert task is not None
+    url = f"/api/tasks/{task['task_id']}/transition"
+    for body in ({"state": "acknowledged"}, {"state": "resolved", "outcome": "false_alarm"}):
+        assert (await http.post(url, json=body, headers=auth(tokens["p1"]))).status_code == 200
+    desk = auth(tokens["dispatcher"])
+
+    async def found(**query: str) -> list[str]:
+        answer = await http.get("/api/closed", params=query, headers=desk)
+        assert answer.status_code == 200, answer.text
+        return [t["task_id"] for t in answer.json()["tasks"]]
+
+    assert await found(number=phone) == [task["task_id"]]
+    assert await found(responder="p1") == [task["task_id"]]
+    assert await found(case=task["case_key"][:12]) == [task["task_id"]]
+    assert await found(number="+8613800000000") == []
+    now = clock.now_ms()
+    assert await found(from_ms=str(now + 60_000), to_ms=str(now + 120_000)) == []
+    answer = await http.get("/api/closed", params={"number": phone}, headers=desk)
+    assert answer.json()["tasks"][0]["outcome"] == "false_alarm"
+    assert (await http.get("/api/closed", headers=auth(tokens["p1"]))).status_code == 403
+    # The audit says who searched for what, with the number only as its pseudonym.
+    entries = [f for _, f in await r.xrange(keys.AUDIT) if f.get(b"action") == b"search_closed"]
+    assert entries and all(phone.encode() not in b"".join(f.values()) for f in entries)

@@ -178,6 +178,30 @@ async function showTimeline(caseKey) {
   panel.scrollIntoView({ block: "nearest" });
 }
 
+async function searchClosed() {
+  const params = new URLSearchParams();
+  for (const [name, id] of [["case", "closed-case"], ["responder", "closed-responder"], ["number", "closed-number"]]) {
+    const value = $(id).value.trim();
+    if (value) params.set(name, value);
+  }
+  const from = $("closed-from").value, to = $("closed-to").value;
+  if (from) params.set("from_ms", String(Date.parse(from + "T00:00:00")));
+  if (to) params.set("to_ms", String(Date.parse(to + "T23:59:59")));
+  let data;
+  try {
+    data = await api("/api/closed?" + params.toString());
+  } catch (err) {
+    say("Search failed: " + err.message);
+    return;
+  }
+  const list = $("closed-results");
+  if (!data.tasks.length) { list.replaceChildren(el("li", { class: "empty", text: "Nothing found." })); return; }
+  list.replaceChildren(...data.tasks.map((t) => el("li", { "data-task-id": t.task_id },
+    new Date(t.resolved_ms).toLocaleString() + " · L" + t.level + " · " + (t.outcome || "") + " · " +
+      (t.subscriber || "") + " · " + (t.responder_id || "nobody") + " · ",
+    el("button", { type: "button", class: "timeline-button", text: "Timeline", onclick: () => showTimeline(t.case_key) }))));
+}
+
 // --- rendering ------------------------------------------------------------------------------------------
 
 function ageText(openedMs) {
@@ -351,6 +375,7 @@ $("login-form").addEventListener("submit", (event) => {
 });
 $("logout").addEventListener("click", () => logout(""));
 $("timeline-close").addEventListener("click", () => { $("timeline-panel").hidden = true; });
+$("closed-form").addEventListener("submit", (event) => { event.preventDefault(); searchClosed(); });
 for (const id of ["filter-level", "filter-state"]) $(id).addEventListener("change", renderQueue);
 $("filter-text").addEventListener("input", renderQueue);
 setInterval(() => {
