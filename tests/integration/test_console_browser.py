@@ -133,6 +133,17 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
                 width = await page.evaluate("() => document.documentElement.scrollWidth")
                 assert width <= 392, f"the console overflows a phone's width ({width}px)"
                 await page.screenshot(path=str(ARTIFACTS / "console-phone.png"), full_page=True)
+                # Once resolved, the case is found among the closed ones by its number.
+                await TaskLifecycle(r, settings).transition(
+                    tid, "resolved", Actor("desk", "dispatcher"), outcome="dissuaded"
+                )
+                await page.fill("#closed-number", phone)
+                await page.click("#closed-search")
+                hit = page.locator(f'#closed-results li[data-task-id="{tid}"]')
+                await hit.wait_for(timeout=10_000)
+                assert "dissuaded" in await hit.inner_text()
+                await row.wait_for(state="detached", timeout=10_000)  # and it left the open queue
+
                 assert errors == []
             finally:
                 await browser.close()
