@@ -95,6 +95,8 @@ async def test_dispatcher_acknowledges_a_task_in_the_browser(
                 await page.locator("#live.on").wait_for(timeout=10_000)  # the SSE stream is open
                 assert await page.locator("#map circle.case").count() == 1
                 assert await page.locator("#map circle.responder").count() == 3
+                assert await page.locator('#map rect.unit[data-unit="U1"]').count() == 1  # the grid unit's area
+                assert "unit U1" in (await page.locator("#map circle.case title").text_content() or "")
 
                 await page.click(f'button[data-action="acknowledged"][data-task="{tid}"]')
                 await page.wait_for_function(

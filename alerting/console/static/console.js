@@ -332,6 +332,19 @@ function renderMap() {
   const ox = (W - spanX * scale) / 2, oy = (H - spanY * scale) / 2;
   const xy = (la, lo) => [ox + (lo - minLon) * kx * scale, H - (oy + (la - minLat) * scale)];
   const where = new Map(state.responders.map((r) => [r.responder_id, r]));
+  // The grid units, drawn as the area their responders cover (padded bounding box): where a case falls.
+  const units = unitAreas();
+  for (const u of units) {
+    const [x1, y1] = xy(u.maxLat, u.minLon), [x2, y2] = xy(u.minLat, u.maxLon);
+    const box = svg("rect", { x: x1, y: y1, width: Math.max(x2 - x1, 1), height: Math.max(y2 - y1, 1), class: "unit", "data-unit": u.unit });
+    const title = svg("title", {});
+    title.textContent = "unit " + u.unit + " · " + u.count + " responders";
+    box.append(title);
+    map.append(box);
+    const label = svg("text", { x: Math.max(x1, 2) + 4, y: Math.max(y1, 2) + 14, class: "unit-label" });
+    label.textContent = u.unit;
+    map.append(label);
+  }
   for (const c of state.cases) {
     if (c.lat == null || c.lon == null) continue;
     const [x, y] = xy(c.lat, c.lon);
@@ -354,10 +367,42 @@ function renderMap() {
     const [x, y] = xy(c.lat, c.lon);
     const dot = svg("circle", { cx: x, cy: y, r: 4 + 2 * c.level, class: "case level-" + c.level, "data-case": c.case_key });
     const title = svg("title", {});
-    title.textContent = "L" + c.level + " " + levelName(c.level) + " · " + c.subscriber + " · " + (c.reasons[0] || "");
+    const unit = unitOf(units, c.lat, c.lon);
+    title.textContent = "L" + c.level + " " + levelName(c.level) + " · " + c.subscriber + (unit ? " · unit " + unit : "") + " · " + (c.reasons[0] || "");
     dot.append(title);
     map.append(dot);
   }
+}
+
+function unitAreas() {
+  const byUnit = new Map();
+  for (const r of state.responders) {
+    if (!Number.isFinite(r.lat) || !Number.isFinite(r.lon) || !r.unit) continue;
+    const u = byUnit.get(r.unit) || { unit: r.unit, minLat: Infinity, maxLat: -Infinity, minLon: Infinity, maxLon: -Infinity, count: 0 };
+    u.minLat = Math.min(u.minLat, r.lat); u.maxLat = Math.max(u.maxLat, r.lat);
+    u.minLon = Math.min(u.minLon, r.lon); u.maxLon = Math.max(u.maxLon, r.lon);
+    u.count += 1;
+    byUnit.set(r.unit, u);
+  }
+  const out = [...byUnit.values()];
+  for (const u of out) {
+    const padLat = Math.max((u.maxLat - u.minLat) * 0.1, 0.002), padLon = Math.max((u.maxLon - u.minLon) * 0.1, 0.002);
+    u.minLat -= padLat; u.maxLat += padLat; u.minLon -= padLon; u.maxLon += padLon;
+  }
+  return out;
+}
+
+function unitOf(units, lat, lon) {
+  // The smallest unit area holding the point; else the unit whose area's centre is nearest.
+  const holding = units.filter((u) => lat >= u.minLat && lat <= u.maxLat && lon >= u.minLon && lon <= u.maxLon);
+  const area = (u) => (u.maxLat - u.minLat) * (u.maxLon - u.minLon);
+  if (holding.length) return holding.sort((a, b) => area(a) - area(b))[0].unit;
+  let best = null, bestD = Infinity;
+  for (const u of units) {
+    const d = Math.hypot((u.minLat + u.maxLat) / 2 - lat, (u.minLon + u.maxLon) / 2 - lon);
+    if (d < bestD) { best = u.unit; bestD = d; }
+  }
+  return best;
 }
 
 function render() {
