@@ -25,6 +25,7 @@ from alerting import keys
 from alerting.backoff import backoff_delay
 from alerting.metrics import LABEL_BACKLOG, LABEL_PUBLISH_FAILURES, LABELS_PUBLISHED
 from core.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
+from core.errors import LabelPublishFailed
 from core.settings import Settings
 
 __all__ = ["LABEL_GROUP", "LabelPublisher", "LabelSink"]
@@ -78,7 +79,7 @@ class LabelPublisher:
                 failures += 1
                 log.warning("label publisher: redis unavailable: %s", exc)
                 await sleep_or_stop(self._clock, backoff_delay(failures, 0.2, 5.0), stop)
-            except _SinkFailed as exc:
+            except LabelPublishFailed as exc:
                 failures += 1
                 LABEL_PUBLISH_FAILURES.inc()
                 log.warning("label publisher: %s; will retry", exc)
@@ -110,7 +111,7 @@ class LabelPublisher:
             try:
                 await self._sink(_subscriber_key(value), value)
             except Exception as exc:
-                raise _SinkFailed(f"the labels topic refused label {entry_id!r}: {exc}") from exc
+                raise LabelPublishFailed(f"the labels topic refused label {entry_id!r}: {exc}") from exc
             await self._redis.xack(keys.LABELS, LABEL_GROUP, entry_id)
             LABELS_PUBLISHED.inc()
             self.published += 1
@@ -124,10 +125,6 @@ class LabelPublisher:
             if (name.decode() if isinstance(name, bytes) else name) == LABEL_GROUP:
                 lag = group.get("lag") or 0
                 LABEL_BACKLOG.set(int(lag) + int(group.get("pending") or 0))
-
-
-class _SinkFailed(Exception):
-    """The labels topic refused a label (wrapped so the loop tells it from a Redis failure)."""
 
 
 def _subscriber_key(value: bytes) -> bytes:

@@ -18,6 +18,7 @@
         ├── UnknownResponder, UnknownTask, UnknownHold             (also LookupError)
         ├── NoResponderAvailable, CaseContention, TransitionContention
         ├── DeliveryFailed ....... one delivery attempt failed; ``retryable`` says whether to try again
+        ├── LabelPublishFailed ... the labels topic refused an outcome label (the publisher retries it)
         ├── AlertingStopped ...... the worker stopped while a decision waited for Redis
         └── ConsoleError ......... a console request error; ``status`` is its HTTP status
             ├── BadRequest (400), AuthenticationRequired (401), PermissionDenied (403)
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidResponder",
     "InvalidTokensFile",
     "InvalidTransition",
+    "LabelPublishFailed",
     "MalformedPendingAlert",
     "ModelError",
     "NoModel",
@@ -141,6 +143,10 @@ class NoResponderAvailable(AlertingError):
 
 class CaseContention(AlertingError):
     """A case update kept losing optimistic-lock races and gave up."""
+
+
+class LabelPublishFailed(AlertingError):
+    """The labels topic refused an outcome label; it stays pending in ``fw:labels`` and is retried."""
 
 
 class DeliveryFailed(AlertingError):
