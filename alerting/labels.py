@@ -68,14 +68,18 @@ class LabelPublisher:
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop``; Redis or broker away: wait with backoff and go on, never give up."""
         failures = 0
+        grouped = False
         while not stop.is_set():
             try:
-                await self.ensure_group()
+                if not grouped:  # once, and again after any Redis error (a flushed or replaced Redis lost it)
+                    await self.ensure_group()
+                    grouped = True
                 sent = await self.publish_once(block_ms=1000)
                 failures = 0
                 if not sent:
                     await self._report_backlog()
             except (RedisError, OSError) as exc:
+                grouped = False
                 failures += 1
                 log.warning("label publisher: redis unavailable: %s", exc)
                 await sleep_or_stop(self._clock, backoff_delay(failures, 0.2, 5.0), stop)
