@@ -41,3 +41,4 @@ class Decision:
     # already had this level's warning or call may repeat it (core.levels.REPEATED_ACTIONS).
     occasion: str | None = None
     in_call: bool = False  # the person was on a (signalled) call when this was scored: the call is the emergency
+    threshold: float | None = None  # the threshold of ``level`` it was decided with (task and label carry it)

@@ -144,6 +144,7 @@ def label_record(
         "level": task["level"],
         "action": action,
         "score": task.get("score"),
+        "threshold": task.get("threshold"),
         "outcome": outcome,
         "target": LABEL_TARGET.get(outcome),
         # A visit that stopped the payment changed what the events would have shown: training may weigh it.

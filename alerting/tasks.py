@@ -66,6 +66,8 @@ def build_task(
         "model_version": d.model_version,
         "idempotency_key": idempotency_key(case.case_key, d.level, occasion),
     }
+    if d.threshold is not None:  # an optional field of task.v1: what the score was measured against
+        task["threshold"] = d.threshold
     lat, lon = (d.lat, d.lon) if d.lat is not None and d.lon is not None else (case.lat, case.lon)
     if lat is not None and lon is not None:  # the schema wants numbers or nothing, never null
         task["lat"], task["lon"] = lat, lon

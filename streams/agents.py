@@ -468,7 +468,8 @@ class Agents:
                     _child(IN_CALL_ALERTS, str(level)).inc()
                 # A hold rides on an alert: a transfer below level 1 makes no case for its hold to belong to.
                 held = transfer if transfer is not None and hold_at is not None and risk >= hold_at else None
-                alert = PendingAlert(row, risk, level, scorer.version, now, held, occasion)
+                reached = thresholds[level - 1] if level - 1 < len(thresholds) else None
+                alert = PendingAlert(row, risk, level, scorer.version, now, held, occasion, reached)
                 pending.append((row.subscriber.encode(), encode_pending(alert)))
         # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
         published += await self.to_explain.send_many(pending)

@@ -33,6 +33,7 @@ class PendingAlert:
     decided_at_s: float  # wall clock of the decision, for the hand-off's own latency
     hold: TransferRef | None = None  # a transfer scored at or above the hold threshold
     occasion: str | None = None  # the call (join id) or transfer (event id) the row scored
+    threshold: float | None = None  # the threshold of the level reached, as the budget had it then
 
     @property
     def in_call(self) -> bool:
@@ -56,6 +57,7 @@ class PendingAlert:
             hold=self.hold,
             occasion=self.occasion,
             in_call=self.in_call,
+            threshold=self.threshold,
         )
 
 
@@ -78,6 +80,8 @@ def encode_pending(alert: PendingAlert) -> bytes:
     }
     if alert.occasion is not None:
         record["o"] = alert.occasion
+    if alert.threshold is not None:
+        record["t"] = alert.threshold
     if alert.hold is not None:
         h = alert.hold
         record["h"] = [h.event_id, h.ts_ms, h.payer_account, h.payee_account, h.amount, h.currency, h.received_at_s]
@@ -104,6 +108,7 @@ def decode_pending(raw: bytes) -> PendingAlert:
         received = float(h[6]) if h and len(h) > 6 and h[6] is not None else None
         hold = TransferRef(str(h[0]), int(h[1]), str(h[2]), str(h[3]), float(h[4]), str(h[5]), received) if h else None
         occasion = d.get("o")  # absent from records of a worker before repeated warnings
+        threshold = d.get("t")  # absent from records of a worker before labels carried it
         return PendingAlert(
             row,
             float(d["r"]),
@@ -112,6 +117,7 @@ def decode_pending(raw: bytes) -> PendingAlert:
             float(d["d"]),
             hold,
             None if occasion is None else str(occasion),
+            None if threshold is None else float(threshold),
         )
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedPendingAlert(f"{type(exc).__name__}: {exc}") from exc

@@ -149,6 +149,8 @@ async def test_events_become_tasks_over_http(
             assert 0.0 <= task["score"] <= 1.0
             assert task["reasons"], "an alert must explain itself"
             assert int(task["level"]) >= 2
+            # The threshold it was decided with rides along (the label carries it to training).
+            assert 0.0 < task["threshold"] <= task["score"] + 1e-9
         face_to_face = [t for t in tasks if int(t["level"]) == 3 and t["responder_id"]]
         for task in face_to_face:
             status = await redis.hget(f"fw:responder:{task['responder_id']}", "status")

@@ -112,6 +112,7 @@ def _decision(subscriber: str, level: int = 3, **kw: Any) -> Decision:
         reasons=("caller posed as police", "large transfer being set up"),
         lat=kw.get("lat", HOME[0]),
         lon=kw.get("lon", HOME[1]),
+        threshold=0.9,
     )
 
 
@@ -174,6 +175,7 @@ async def test_lifecycle_end_to_end(r: aioredis.Redis) -> None:
         "level": 3,
         "action": "face_to_face",
         "score": 0.93,
+        "threshold": 0.9,
         "outcome": "dissuaded",
         "target": 1,
         "intervened": True,

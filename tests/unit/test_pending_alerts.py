@@ -59,15 +59,15 @@ def test_the_occasion_and_the_call_on_the_line_reach_the_decision() -> None:
     values = [0.0] * len(FEATURE_NAMES)
     values[FEATURE_NAMES.index("oncall_calls")] = 1.0
     row = FeatureRow("c-1-7", "+8613800001111", 1_700_000_000_000, True, tuple(values), None, None)
-    back = decode_pending(encode_pending(PendingAlert(row, 0.5, 2, "v1", 1.0, None, "call-42")))
+    back = decode_pending(encode_pending(PendingAlert(row, 0.5, 2, "v1", 1.0, None, "call-42", 0.4375)))
     decision = back.decision(("why",))
-    assert (decision.occasion, decision.in_call) == ("call-42", True)
+    assert (decision.occasion, decision.in_call, decision.threshold) == ("call-42", True, 0.4375)
     # A record from a worker before occasions: none, so the case acts once per level as before.
     quiet = PendingAlert(
         FeatureRow("t-1", "+86", 5, False, tuple([0.0] * len(FEATURE_NAMES)), None, None), 0.5, 1, "v1", 1.0
     )
     old = decode_pending(encode_pending(quiet))
-    assert (old.occasion, old.decision().in_call) == (None, False)
+    assert (old.occasion, old.decision().in_call, old.threshold) == (None, False, None)
 
 
 def test_a_calls_connect_ticks_and_end_share_one_occasion() -> None:
