@@ -277,8 +277,15 @@ function renderQueue() {
   body.replaceChildren();
   const wantLevel = $("filter-level").value, wantState = $("filter-state").value;
   const wantText = $("filter-text").value.trim().toLowerCase();
+  const wantUnit = $("filter-unit").value;
+  const units = unitAreas();
+  syncUnitOptions(units);
+  const unitOfResponder = new Map(state.responders.map((r) => [r.responder_id, r.unit]));
+  const inUnit = (c) => c.tasks.some((t) => t.responder_id && unitOfResponder.get(t.responder_id) === wantUnit) ||
+    (c.lat != null && c.lon != null && unitOf(units, c.lat, c.lon) === wantUnit);
   const shown = state.cases.filter((c) =>
     (!wantLevel || String(c.level) === wantLevel) &&
+    (!wantUnit || inUnit(c)) &&
     (!wantState || c.tasks.some((t) => t.state === wantState)) &&
     (!wantText || [c.case_key, c.subscriber, ...c.tasks.map((t) => t.responder_id || "")].some((v) => String(v).toLowerCase().includes(wantText))));
   $("case-count").textContent = shown.length === state.cases.length ? "(" + shown.length + ")" : "(" + shown.length + " of " + state.cases.length + ")";
@@ -374,6 +381,14 @@ function renderMap() {
   }
 }
 
+function syncUnitOptions(units) {
+  const select = $("filter-unit");
+  const have = new Set([...select.options].map((o) => o.value));
+  for (const u of [...units].sort((a, b) => a.unit.localeCompare(b.unit))) {
+    if (!have.has(u.unit)) select.append(el("option", { value: u.unit, text: u.unit }));
+  }
+}
+
 function unitAreas() {
   const byUnit = new Map();
   for (const r of state.responders) {
@@ -421,7 +436,7 @@ $("login-form").addEventListener("submit", (event) => {
 $("logout").addEventListener("click", () => logout(""));
 $("timeline-close").addEventListener("click", () => { $("timeline-panel").hidden = true; });
 $("closed-form").addEventListener("submit", (event) => { event.preventDefault(); searchClosed(); });
-for (const id of ["filter-level", "filter-state"]) $(id).addEventListener("change", renderQueue);
+for (const id of ["filter-level", "filter-state", "filter-unit"]) $(id).addEventListener("change", renderQueue);
 $("filter-text").addEventListener("input", renderQueue);
 setInterval(() => {
   for (const cell of document.querySelectorAll("td.age")) cell.textContent = ageText(Number(cell.dataset.opened));
