@@ -27,6 +27,7 @@ from alerting.tasks import ASSIGNED, CREATED, initial_state, task_event
 from core.clock import SYSTEM_CLOCK, Clock
 from core.errors import InvalidTransition, TransitionContention, UnknownTask
 from core.levels import level
+from core.outcomes import OUTCOME_TARGET
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,8 +125,6 @@ def check_transition(current: str, wanted: str) -> None:
 
 
 LABEL_FORMAT = "label.v1"
-# What training makes of an outcome: the person was being defrauded (1), was not (0), or nobody knows (None).
-LABEL_TARGET: Mapping[str, int | None] = {"dissuaded": 1, "money_lost": 1, "false_alarm": 0, "unreachable": None}
 
 
 def label_record(
@@ -146,7 +145,7 @@ def label_record(
         "score": task.get("score"),
         "threshold": task.get("threshold"),
         "outcome": outcome,
-        "target": LABEL_TARGET.get(outcome),
+        "target": OUTCOME_TARGET.get(outcome),
         # A visit that stopped the payment changed what the events would have shown: training may weigh it.
         "intervened": outcome == "dissuaded",
         "task_created_ms": created,

@@ -15,6 +15,7 @@ from typing import Any
 
 from core.errors import TrainingDataError
 from core.events import Event
+from core.outcomes import OUTCOME_TARGET
 from models.dataset import read_jsonl
 
 __all__ = ["FieldLabels", "cases_from_labels", "read_labels"]
@@ -93,4 +94,4 @@ def cases_from_labels(labels: Iterable[dict[str, Any]], events: Iterable[Event],
 def _target(label: dict[str, Any]) -> int | None:
     if "target" in label:
         return None if label["target"] is None else int(label["target"])
-    return {"dissuaded": 1, "money_lost": 1, "false_alarm": 0}.get(str(label.get("outcome")))
+    return OUTCOME_TARGET.get(str(label.get("outcome")))

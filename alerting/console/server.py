@@ -432,13 +432,12 @@ async def my_task(request: web.Request) -> web.Response:
     ids = [keys.text(t) or "" for t in raw_ids]
     states = await console.lifecycle.get_many(ids)
     mine = [st for st in states.values() if st.responder_id == who.responder_id and st.state in OPEN_FOR_RESPONDER]
-    me_now = await console.lifecycle.registry.get(who.responder_id or "") or {}
+    here = _position(await console.lifecycle.registry.get(who.responder_id or "") or {})
     if not mine:
-        return _json({"now_ms": now, "task": None, "me": _position(me_now)})
+        return _json({"now_ms": now, "task": None, "me": here})
     current = max(mine, key=lambda st: st.assigned_ms or 0)
     task = await console.tasks.get(current.task_id) or {}
     lat, lon = task.get("lat"), task.get("lon")
-    here = _position(me_now)
     distance = None
     if lat is not None and lon is not None and here["lat"] is not None and here["lon"] is not None:
         distance = round(haversine_km(here["lat"], here["lon"], float(lat), float(lon)), 2)
