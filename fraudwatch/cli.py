@@ -68,6 +68,21 @@ def _stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 
+def _instant_ms(text: str) -> int:
+    """Epoch ms from an ISO 8601 time (UTC when it names no zone) or from a number of ms."""
+    import datetime as dt
+
+    if text.strip().isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{text!r} is neither an ISO 8601 time nor epoch ms") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
+
+
 def _print_json(obj: object) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
 
@@ -123,6 +138,20 @@ def train(
         Path | None,
         typer.Option(help="Outcome labels (label.v1 JSONL dumped from the labels topic) beside or instead of CASES"),
     ] = None,
+    reports: Annotated[
+        Path | None,
+        typer.Option(help="Police reports (case.v1 JSONL, cases with a loss) beside or instead of CASES"),
+    ] = None,
+    cutoff: Annotated[
+        str | None,
+        typer.Option(
+            help="Train only on what was known then (ISO time or epoch ms): earlier events, labels resolved "
+            "by it, reports made by it"
+        ),
+    ] = None,
+    report_delay_days: Annotated[
+        float, typer.Option(min=0.0, help="Days from a loss to its report, for reports without reported_ms")
+    ] = 3.0,
     worlds: Annotated[
         int | None,
         typer.Option(min=1, help="Train on N sampled simulated worlds (sandbox/worlds.py) instead of files"),
@@ -155,8 +184,8 @@ def train(
 
     settings = get_settings()
     if worlds is not None:
-        if events is not None or cases is not None or labels is not None:
-            raise typer.BadParameter("give EVENTS and CASES (or --labels) or --worlds, not both")
+        if events is not None or cases is not None or labels is not None or reports is not None:
+            raise typer.BadParameter("give EVENTS and CASES (or --labels/--reports) or --worlds, not both")
         from sandbox.worlds import WorldRanges, sample_worlds
 
         ranges = WorldRanges() if subscriber_days is None else WorldRanges(subscriber_days=subscriber_days)
@@ -170,8 +199,8 @@ def train(
             n_models=models,
             threshold_folds=threshold_folds,
         )
-    elif events is None or (cases is None and labels is None):
-        raise typer.BadParameter("give EVENTS and CASES (and/or --labels FILE), or --worlds N")
+    elif events is None or (cases is None and labels is None and reports is None):
+        raise typer.BadParameter("give EVENTS and CASES (and/or --labels FILE, --reports FILE), or --worlds N")
     elif exclude_scenario or subscriber_days is not None:
         raise typer.BadParameter("--exclude-scenario and --subscriber-days go with --worlds")
     else:
@@ -184,6 +213,9 @@ def train(
             n_models=models,
             threshold_folds=threshold_folds,
             labels=labels,
+            reports=reports,
+            cutoff_ms=_instant_ms(cutoff) if cutoff is not None else None,
+            report_delay_ms=int(report_delay_days * 86_400_000),
         )
     _print_json(
         {
@@ -493,6 +525,62 @@ def generalise(
     _print_json(result)
 
 
+@app.command("field-trial")
+def field_trial(
+    events: Annotated[Path, typer.Argument(help="The city's events.jsonl, from its first day")],
+    cases: Annotated[Path, typer.Argument(help="Its cases.jsonl: outcomes and police reports come from it, delayed")],
+    model: Annotated[
+        str | None, typer.Option(help="The shipped model (version or folder) [default: the live one]")
+    ] = None,
+    week_days: Annotated[float, typer.Option(min=1.0, help="Days between retrains")] = 7.0,
+    outcome_delay_h: Annotated[float, typer.Option(min=0.0, help="Hours from a task to its outcome")] = 4.0,
+    report_delay_days: Annotated[float, typer.Option(min=0.0, help="Days from a loss to its police report")] = 3.0,
+    field_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a field row against a simulated one")] = 3.0,
+    slice_folds: Annotated[int, typer.Option(min=2, help="1 of K subscriber folds is the promotion slice")] = 4,
+    worlds: Annotated[
+        int | None,
+        typer.Option(min=1, help="Sample N training worlds [default: the shipped model's own worlds]"),
+    ] = None,
+    world_seed: Annotated[int, typer.Option(help="Seed of the world sampler (with --worlds)")] = 7,
+    subscriber_days: Annotated[
+        float | None, typer.Option(min=1.0, help="Subscriber-days of the sampled worlds (with --worlds)")
+    ] = None,
+    residents: Annotated[int | None, typer.Option(min=1, help="The city's residents [default: its city.json]")] = None,
+    models: Annotated[int, typer.Option(min=1, help="Boosters per retrained model")] = 1,
+    threshold_folds: Annotated[int, typer.Option(min=0, help="Subscriber folds for its thresholds")] = 0,
+) -> None:
+    """Serve a city from its first day with the shipped model, retrain every week on its outcomes and police
+    reports, promote only what beats the live model on a held-out slice; per-week table on stderr, JSON out."""
+    from models import field_trial_table
+    from sandbox.field_trial import TrialConfig, field_trial_files
+
+    settings = get_settings()
+    sampled = None
+    if worlds is not None:
+        from sandbox.worlds import WorldRanges, sample_worlds
+
+        ranges = WorldRanges() if subscriber_days is None else WorldRanges(subscriber_days=subscriber_days)
+        sampled = sample_worlds(worlds, world_seed, ranges)
+    elif subscriber_days is not None:
+        raise typer.BadParameter("--subscriber-days goes with --worlds")
+    config = TrialConfig(
+        week_days=week_days,
+        outcome_delay_h=outcome_delay_h,
+        report_delay_days=report_delay_days,
+        field_weight=field_weight,
+        slice_folds=slice_folds,
+        n_models=models,
+        threshold_folds=threshold_folds,
+    )
+
+    def say(message: str) -> None:
+        sys.stderr.write(message + "\n")
+
+    result = field_trial_files(events, cases, settings, config, model, sampled, residents, say=say)
+    sys.stderr.write("\n".join(field_trial_table(result)) + "\n")
+    _print_json(result)
+
+
 @app.command()
 def benchmark(
     tiny: Annotated[bool, typer.Option(help="Seconds-long run that only proves the machinery works")] = False,
@@ -530,12 +618,20 @@ def models_list() -> None:
                 "version": v.version,
                 "promoted": v.version == promoted,
                 "features_hash": v.meta["features_hash"],
+                # Where its labels came from: simulated worlds, a cases file, field outcomes, police reports.
+                "sources": (v.meta.get("data") or {}).get("sources")
+                or {"simulated": (v.meta.get("data") or {}).get("source", "files")},
                 "data": v.meta.get("data"),
                 "metrics": v.meta.get("metrics"),
             }
             for v in registry.versions()
         ]
     )
+
+
+def _sources(data: dict[str, object]) -> object:
+    """A version's label sources: its recorded ones, else what its data says it was trained on."""
+    return data.get("sources") or {"trained_on": data.get("source", "files")}
 
 
 @models_app.command("promote")

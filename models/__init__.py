@@ -10,7 +10,7 @@ from typing import Any
 
 from models.budget import threshold_for_budget
 from models.compiled import compile_version
-from models.dataset import Dataset, build_dataset, concat_datasets, load_events, read_jsonl
+from models.dataset import Dataset, build_dataset, case_labels, concat_datasets, load_events, read_jsonl
 from models.episodes import count_tasks
 from models.evaluate import (
     OUTCOME_DELAY_MS,
@@ -28,15 +28,24 @@ from models.explain import reasons
 from models.feedback import (
     FollowConfig,
     FollowResult,
+    ModelSwap,
     best_in_windows,
     best_per_level,
     candidate_floor,
+    carry_over,
     false_share,
     follow_offline,
     follow_thresholds,
     threshold_bounds,
 )
-from models.field_labels import FieldLabels, cases_from_labels, read_labels
+from models.field_labels import (
+    FieldLabels,
+    FieldReports,
+    cases_from_labels,
+    cases_from_reports,
+    labels_known_by,
+    read_labels,
+)
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
 from models.train import ResidentSpan, TrainConfig, train_model
@@ -47,9 +56,11 @@ __all__ = [
     "TASK_LEVEL",
     "Dataset",
     "FieldLabels",
+    "FieldReports",
     "FollowConfig",
     "FollowResult",
     "ModelRegistry",
+    "ModelSwap",
     "ModelVersion",
     "ResidentSpan",
     "Scorer",
@@ -59,7 +70,10 @@ __all__ = [
     "best_per_level",
     "build_dataset",
     "candidate_floor",
+    "carry_over",
+    "case_labels",
     "cases_from_labels",
+    "cases_from_reports",
     "check_features",
     "compile_version",
     "concat_datasets",
@@ -67,6 +81,7 @@ __all__ = [
     "evaluate",
     "evaluate_dataset",
     "false_share",
+    "field_trial_table",
     "follow_offline",
     "follow_thresholds",
     "followed_levels",
@@ -74,6 +89,7 @@ __all__ = [
     "fraud_contacts",
     "generalisation_tables",
     "judged_after_warmup",
+    "labels_known_by",
     "load_events",
     "operating_curve",
     "read_jsonl",
@@ -85,7 +101,7 @@ __all__ = [
     "write_model_card",
 ]
 
-_LAZY = {"COLD_START_KEYS", "generalisation_tables", "write_model_card"}
+_LAZY = {"COLD_START_KEYS", "field_trial_table", "generalisation_tables", "write_model_card"}
 
 
 def __getattr__(name: str) -> Any:

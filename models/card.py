@@ -328,6 +328,49 @@ def generalisation_headline(result: dict[str, Any], features_hash: str | None) -
     return lines
 
 
+def field_trial_table(result: dict[str, Any]) -> list[str]:
+    """A field trial's per-week table as Markdown lines (``fraudwatch field-trial`` prints it too)."""
+    lines = [
+        "| week | served by | retrained after it: promoted? (slice PR-AUC new vs live) | false visits /10k/day "
+        "| before loss | by loss | stopped | false holds /10k/day | PR-AUC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in result.get("weeks", []):
+        retrain = row.get("retrain_after")
+        after = "–"
+        if retrain is not None:
+            verdict = "yes" if retrain["promoted"] else "no"
+            after = f"{verdict} ({_fixed(retrain['slice_pr_auc_candidate'])} vs {_fixed(retrain['slice_pr_auc_live'])})"
+        n = row.get("cases_with_loss") or 0
+        lines.append(
+            f"| {row['week']} | `{row['model']}` | {after} | {_fixed(row.get('false_tasks_per_10k_per_day'))} "
+            f"| {row.get('cases_flagged_before_loss')}/{n} | {row.get('cases_flagged_by_loss')}/{n} "
+            f"| {row.get('cases_stopped')}/{n} | {_fixed(row.get('false_holds_per_10k_per_day'))} "
+            f"| {_fixed(row.get('pr_auc'))} |"
+        )
+    return lines
+
+
+def _fixed(x: Any) -> str:
+    return "–" if x is None else f"{float(x):.2f}"
+
+
+def field_trial_section(result: dict[str, Any]) -> list[str]:
+    """The card's field-trial section: where the trial ran, and its per-week table."""
+    city = result.get("city") or {}
+    where = city.get("source", "a city's stream")
+    return [
+        "## Field trial: a city served from its first day, retrained every week",
+        "",
+        f"On {where} ({result.get('residents')} residents), shipped model `{result.get('shipped_model')}`; "
+        f"each week's outcomes and police reports retrain it, promoted only when it beats the live model on a "
+        f"slice of subscribers no retrain sees (`fraudwatch field-trial`).",
+        "",
+        *field_trial_table(result),
+        "",
+    ]
+
+
 def _card_text(
     version: ModelVersion,
     evaluation: dict[str, Any],
@@ -335,6 +378,7 @@ def _card_text(
     importance: dict[str, float],
     evaluation_source: str | None,
     protocol: dict[str, Any] | None = None,
+    field_trial: dict[str, Any] | None = None,
 ) -> str:
     meta = version.meta
     info = meta.get("data", {})
@@ -347,6 +391,8 @@ def _card_text(
     lines = [f"# Model card — `{version.version}`", ""]
     if protocol:
         lines += generalisation_headline(protocol, meta.get("features_hash"))
+    if field_trial:
+        lines += field_trial_section(field_trial)
     created = meta.get("created_s")
     calibration = (meta.get("calibration") or {}).get("method", "isotonic")
     lines += [
@@ -607,6 +653,7 @@ def write_model_card(
     *,
     evaluation_source: str | None = None,
     protocol: dict[str, Any] | None = None,
+    field_trial: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``card.md`` and its four PNG plots next to the model (or into ``out_dir``); the card's path.
 
@@ -630,5 +677,7 @@ def write_model_card(
     plot_feature_importance(importance, target / PLOT_FILES[2])
     plot_per_scenario(evaluation.get("per_scenario", {}), target / PLOT_FILES[3])
     card = target / CARD_FILE
-    _atomic_bytes(card, _card_text(version, evaluation, data, importance, evaluation_source, protocol).encode())
+    _atomic_bytes(
+        card, _card_text(version, evaluation, data, importance, evaluation_source, protocol, field_trial).encode()
+    )
     return card

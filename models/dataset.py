@@ -106,11 +106,15 @@ def _listed(row: FeatureRow, positive: set[str]) -> bool:
     return (tick_call_id(row.event_id) if row.schema == TICK_SCHEMA else row.event_id) in positive
 
 
+def case_labels(rows: Sequence[FeatureRow], cases: Iterable[dict[str, Any]]) -> np.ndarray:
+    """1 for each row whose event a case lists (and each tick of such a call), else 0."""
+    positive = {eid for case in cases for eid in case["event_ids"]}
+    return np.asarray([1 if _listed(r, positive) else 0 for r in rows], dtype=np.int8)
+
+
 def build_dataset(events: Iterable[Event], cases: Iterable[dict[str, Any]]) -> Dataset:
     """Run the feature engine over events; label rows whose event a case lists, and ticks of such a call."""
-    positive = {eid for case in cases for eid in case["event_ids"]}
     rows = list(FeatureEngine().run(events))
     X = np.asarray([r.values for r in rows], dtype=np.float64)
-    y = np.asarray([1 if _listed(r, positive) else 0 for r in rows], dtype=np.int8)
     avail = np.asarray([r.avail_ms for r in rows], dtype=np.int64)
-    return Dataset(rows, X, y, avail)
+    return Dataset(rows, X, case_labels(rows, cases), avail)

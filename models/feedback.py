@@ -45,9 +45,11 @@ from features import DAY_MS
 __all__ = [
     "FollowConfig",
     "FollowResult",
+    "ModelSwap",
     "best_in_windows",
     "best_per_level",
     "candidate_floor",
+    "carry_over",
     "false_share",
     "follow_offline",
     "follow_thresholds",
@@ -218,6 +220,30 @@ class FollowResult:
     # alert); None: the model has no hold threshold.
     held: np.ndarray | None = None
     hold_history: list[tuple[int, float]] = field(default_factory=list)  # (from event ms, hold threshold)
+    task_rows: list[int] = field(default_factory=list)  # the row that opened each task, in time order
+
+
+@dataclass(frozen=True)
+class ModelSwap:
+    """A new model serving from ``at_ms`` on (``follow_offline``): its thresholds and its score of every row."""
+
+    at_ms: int
+    base: tuple[float, ...]
+    hold_base: float | None
+    scores: np.ndarray  # per row, in the rows' order, as the new model scores them
+
+
+def carry_over(
+    previous: Sequence[float], old_base: Sequence[float], new_base: Sequence[float], config: FollowConfig
+) -> tuple[float, ...]:
+    """The thresholds a new model starts from: the old ones' offset from their model's, in log-odds, on the new
+    model's own, within the new bounds. What the follower learnt of this city (how far it sits from the training
+    worlds) carries over; the window's candidates, re-scored, and the outcomes then refit it at once."""
+    out = []
+    for prev, old, new in zip(previous, old_base, new_base, strict=True):
+        lo, hi = _bounds(new, config)
+        out.append(min(max(_sigmoid(_logit(new) + _logit(prev) - _logit(old)), lo), hi))
+    return tuple(out)
 
 
 def follow_offline(
@@ -238,6 +264,7 @@ def follow_offline(
     hold_base: float | None = None,
     hold_budget: float = 0.0,
     transfers: np.ndarray | None = None,
+    swaps: Sequence[ModelSwap] = (),
 ) -> FollowResult:
     """Replay rows in event time as the service decides them, thresholds following simulated outcomes.
 
@@ -248,6 +275,8 @@ def follow_offline(
     a level is no candidate for that level's refits, as in the service (``streams.budget``).
     ``hold_base``: the model's hold threshold, followed the same way on its own chain with ``hold_budget``
     false holds per 10k per day, its candidates the ``transfers`` rows (a bool mask) only.
+    ``swaps`` (in time order): new models taking over mid-stream; the thresholds carry over (:func:`carry_over`),
+    the window's candidates are re-scored by the new model and refitted at once, the outcomes stay known.
     """
     config = config or FollowConfig()
     n = len(scores)
@@ -256,13 +285,16 @@ def follow_offline(
     if n == 0:
         return result
     order = np.argsort(avail_ms, kind="stable")
+    base = tuple(base)
     floor = candidate_floor(base, config)
     spans = [config.window_ms(b, residents) for b in budgets]
-    thresholds = tuple(base)
+    thresholds = base
     start = int(avail_ms[order[0]])
     result.history.append((start, thresholds))
     last_update = start
-    candidates: deque[tuple[int, str, float, int]] = deque()  # rows at the floor: (event ms, sub, score, cap)
+    # Rows at the floor: (event ms, sub, score, cap), and each one's row (to re-score it when a model takes over).
+    candidates: deque[tuple[int, str, float, int]] = deque()
+    candidate_rows: deque[int] = deque()
     pending: list[tuple[int, str, bool]] = []  # a heap of (known at, subscriber, false alarm)
     known: dict[str, bool] = {}  # newest outcome per subscriber, of the last ``known_memory``
     recent: deque[bool] = deque(maxlen=config.outcome_memory)
@@ -274,52 +306,76 @@ def follow_offline(
     hold = _HoldChain(hold_base, hold_budget, residents, config, start) if hold_base is not None else None
     is_transfer = transfers.tolist() if transfers is not None else [False] * n
     held = np.zeros(n, dtype=bool)
+    upcoming = deque(sorted(swaps, key=lambda s: s.at_ms))
+    current = scores
+
+    def refit(at: int, elapsed_ms: int) -> None:
+        nonlocal thresholds
+        while pending and pending[0][0] <= at:
+            _, who, false = heapq.heappop(pending)
+            known[who] = false
+            recent.append(false)
+            known_order.append(who)
+            known_count[who] = known_count.get(who, 0) + 1
+            if len(known_order) > config.known_memory:
+                gone = known_order.popleft()
+                known_count[gone] -= 1
+                if not known_count[gone]:  # someone with a newer outcome in memory stays known
+                    del known_count[gone], known[gone]
+        while candidates and candidates[0][0] < at - config.max_window_ms:
+            candidates.popleft()
+            candidate_rows.popleft()
+        share = false_share(recent, config)
+        fitted = follow_thresholds(
+            base,
+            budgets,
+            thresholds,
+            best_per_level(candidates, [at - span for span in spans]),
+            known,
+            share,
+            residents,
+            at - start,
+            elapsed_ms,
+            config,
+            candidate_groups(),
+        )
+        if hold is not None:
+            hold.refit(known, at, elapsed_ms)
+        if fitted != thresholds:
+            thresholds = fitted
+            result.history.append((at, thresholds))
+
     for i in order.tolist():
-        at, sub, score, kind = int(avail_ms[i]), subscribers[i], float(scores[i]), row_kinds[i]
-        if at >= last_update + update_ms:
-            while pending and pending[0][0] <= at:
-                _, who, false = heapq.heappop(pending)
-                known[who] = false
-                recent.append(false)
-                known_order.append(who)
-                known_count[who] = known_count.get(who, 0) + 1
-                if len(known_order) > config.known_memory:
-                    gone = known_order.popleft()
-                    known_count[gone] -= 1
-                    if not known_count[gone]:  # someone with a newer outcome in memory stays known
-                        del known_count[gone], known[gone]
-            while candidates and candidates[0][0] < at - config.max_window_ms:
-                candidates.popleft()
-            share = false_share(recent, config)
-            fitted = follow_thresholds(
-                base,
-                budgets,
-                thresholds,
-                best_per_level(candidates, [at - span for span in spans]),
-                known,
-                share,
-                residents,
-                at - start,
-                at - last_update,
-                config,
-                candidate_groups(),
-            )
+        at, sub, kind = int(avail_ms[i]), subscribers[i], row_kinds[i]
+        if upcoming and at >= upcoming[0].at_ms:
+            swap = upcoming.popleft()
+            thresholds = carry_over(thresholds, base, swap.base, config)
+            base, current = tuple(swap.base), swap.scores
+            floor = candidate_floor(base, config)
+            kept = [(c, r) for c, r in zip(candidates, candidate_rows, strict=True) if float(current[r]) >= floor]
+            candidates = deque((c[0], c[1], float(current[r]), c[3]) for c, r in kept)
+            candidate_rows = deque(r for _, r in kept)
             if hold is not None:
-                hold.refit(known, at, at - last_update)
+                hold.swap(swap.hold_base, current)
+            result.history.append((at, thresholds))
+            refit(at, 0)
             last_update = at
-            if fitted != thresholds:
-                thresholds = fitted
-                result.history.append((at, thresholds))
+        score = float(current[i])
+        if at >= last_update + update_ms:
+            refit(at, at - last_update)
+            last_update = at
         level = decide_level(score, thresholds, kind)
         decided[i] = level
         if hold is not None and is_transfer[i]:
             held[i] = level >= 1 and score >= hold.threshold
-            hold.observe(at, sub, score)
+            hold.observe(at, sub, score, i)
         if score >= floor and caps[i] >= 1:
             candidates.append((at, sub, score, caps[i]))
+            candidate_rows.append(i)
         if level >= task_level and at >= open_until.get(sub, -1):
             open_until[sub] = at + episode_ms
             result.tasks += 1
+            result.task_rows.append(i)
             heapq.heappush(pending, (at + outcome_delay_ms, sub, is_false(sub)))
     result.outcomes = len(recent)
     if hold is not None:
@@ -337,15 +393,28 @@ class _HoldChain:
         self.span = config.window_ms(budget, residents)
         self.start = start_ms
         self.candidates: deque[tuple[int, str, float]] = deque()
+        self.rows: deque[int] = deque()
         self.history: list[tuple[int, float]] = [(start_ms, base)]
 
-    def observe(self, at: int, subscriber: str, score: float) -> None:
+    def observe(self, at: int, subscriber: str, score: float, row: int) -> None:
         if score >= self.floor:
             self.candidates.append((at, subscriber, score))
+            self.rows.append(row)
+
+    def swap(self, base: float | None, scores: np.ndarray) -> None:
+        """A new model's hold threshold (None: it has none; the old one's offset carried over, as the levels')."""
+        if base is None:
+            return
+        (self.threshold,) = carry_over((self.threshold,), (self.base,), (base,), self.config)
+        self.base, self.floor = base, _bounds(base, self.config)[0]
+        kept = [(c, r) for c, r in zip(self.candidates, self.rows, strict=True) if float(scores[r]) >= self.floor]
+        self.candidates = deque((c[0], c[1], float(scores[r])) for c, r in kept)
+        self.rows = deque(r for _, r in kept)
 
     def refit(self, known: Mapping[str, bool], at: int, elapsed_ms: int) -> None:
         while self.candidates and self.candidates[0][0] < at - self.span:
             self.candidates.popleft()
+            self.rows.popleft()
         (fitted,) = follow_thresholds(
             (self.base,),
             (self.budget,),

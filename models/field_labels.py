@@ -1,9 +1,13 @@
-"""Outcome labels from the field (a dump of the labels topic) as training cases.
+"""Outcome labels from the field (a dump of the labels topic) and police reports as training cases.
 
 A label (``label.v1``, README "Outcome labels") names its subscriber and the episode's span in event time. A
 ``dissuaded`` or ``money_lost`` outcome (``target`` 1) makes that subscriber's events of the span positives, as a
 case.v1 lists its events; ``false_alarm`` (0) leaves them negatives, which rows are by default; ``unreachable``
 (None) says nothing and is left out. The topic is at least once: labels are kept one per ``task_id``.
+
+A police report is a ``case.v1`` with a loss, made by the victim days after it: known at its ``reported_ms``
+(an optional field) or else ``first_loss_ms`` plus the report delay. Only what was known by a training cut-off
+may be trained on: a label from its ``resolved_ms``, a report from when it was made.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from core.events import Event
 from core.outcomes import OUTCOME_TARGET
 from models.dataset import read_jsonl
 
-__all__ = ["FieldLabels", "cases_from_labels", "read_labels"]
+__all__ = ["FieldLabels", "FieldReports", "cases_from_labels", "cases_from_reports", "labels_known_by", "read_labels"]
 
 _NEEDED = ("task_id", "subscriber", "outcome", "episode_start_ms", "episode_end_ms")
 
@@ -95,3 +99,54 @@ def _target(label: dict[str, Any]) -> int | None:
     if "target" in label:
         return None if label["target"] is None else int(label["target"])
     return OUTCOME_TARGET.get(str(label.get("outcome")))
+
+
+def labels_known_by(labels: Iterable[dict[str, Any]], cutoff_ms: int | None) -> tuple[list[dict[str, Any]], int]:
+    """The labels resolved by ``cutoff_ms`` (all with None), and how many were left out as not yet known.
+
+    A label without ``resolved_ms`` has no known time: with a cut-off it is left out.
+    """
+    labels = list(labels)
+    if cutoff_ms is None:
+        return labels, 0
+    kept = [lb for lb in labels if lb.get("resolved_ms") is not None and int(lb["resolved_ms"]) <= cutoff_ms]
+    return kept, len(labels) - len(kept)
+
+
+@dataclass(frozen=True)
+class FieldReports:
+    """The police reports known by a cut-off, as cases, and what was left out."""
+
+    cases: list[dict[str, Any]]
+    not_yet_known: int  # made after the cut-off
+    without_loss: int  # records with no loss: nobody reports those to the police
+
+    def summary(self) -> dict[str, int]:
+        """What the model's metadata records about this source."""
+        return {"used": len(self.cases), "not_yet_known": self.not_yet_known, "without_loss": self.without_loss}
+
+
+def report_known_ms(report: dict[str, Any], delay_ms: int) -> int | None:
+    """When a police report was made: its ``reported_ms``, else its loss plus ``delay_ms``; None without a loss."""
+    if report.get("reported_ms") is not None:
+        return int(report["reported_ms"])
+    loss = report.get("first_loss_ms")
+    return None if loss is None else int(loss) + delay_ms
+
+
+def cases_from_reports(reports: Iterable[dict[str, Any]], cutoff_ms: int | None, delay_ms: int) -> FieldReports:
+    """The reports (``case.v1`` records) made by ``cutoff_ms`` (all with a loss, with None) as training cases."""
+    cases: list[dict[str, Any]] = []
+    late = lossless = 0
+    for report in reports:
+        for needed in ("case_id", "victim", "event_ids"):
+            if needed not in report:
+                raise TrainingDataError(f"police report {report.get('case_id', '?')} lacks {needed}")
+        known = report_known_ms(report, delay_ms)
+        if known is None:
+            lossless += 1
+        elif cutoff_ms is not None and known > cutoff_ms:
+            late += 1
+        else:
+            cases.append({**report, "source": "police_report"})
+    return FieldReports(cases, late, lossless)

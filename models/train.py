@@ -80,12 +80,24 @@ class TrainConfig:
     resident_spans: tuple[ResidentSpan, ...] = ()
 
 
-def _split(avail: np.ndarray, fractions: tuple[float, float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Boolean masks train / early-stopping / calibration by event time: nothing from the future leaks."""
-    lo, hi = int(avail.min()), int(avail.max())
-    t1 = lo + (hi - lo) * fractions[0]
-    t2 = lo + (hi - lo) * fractions[1]
-    return avail < t1, (avail >= t1) & (avail < t2), avail >= t2
+def _split(
+    avail: np.ndarray, fractions: tuple[float, float], parts: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Boolean masks train / early-stopping / calibration by event time: nothing from the future leaks.
+
+    ``parts``: a source number per row (e.g. simulated worlds 0, a field city 1, on another calendar); each
+    source is cut at the same fractions of its own time span.
+    """
+    masks = [np.zeros(len(avail), dtype=bool) for _ in range(3)]
+    for part in np.unique(parts) if parts is not None else [None]:
+        mine = np.ones(len(avail), dtype=bool) if part is None else parts == part
+        lo, hi = int(avail[mine].min()), int(avail[mine].max())
+        t1 = lo + (hi - lo) * fractions[0]
+        t2 = lo + (hi - lo) * fractions[1]
+        masks[0] |= mine & (avail < t1)
+        masks[1] |= mine & (avail >= t1) & (avail < t2)
+        masks[2] |= mine & (avail >= t2)
+    return masks[0], masks[1], masks[2]
 
 
 def false_task_rate(
@@ -260,11 +272,19 @@ def _fit(
     calib: np.ndarray,
     params: dict[str, Any],
     config: TrainConfig,
+    weights: np.ndarray | None = None,
 ) -> _Fit:
-    """Boosters on ``train`` with early stopping on ``stop``, averaged, and a Platt calibration on ``calib``."""
+    """Boosters on ``train`` with early stopping on ``stop``, averaged, and a Platt calibration on ``calib``.
+
+    ``weights``: per row, how much it counts in the boosting (e.g. field rows above simulated ones).
+    """
     cat = [name for name in CATEGORICAL_FEATURES if name in FEATURE_NAMES]
-    dtrain = lgb.Dataset(data.X[train], y[train], feature_name=list(FEATURE_NAMES), categorical_feature=cat)
-    dstop = lgb.Dataset(data.X[stop], y[stop], reference=dtrain)
+    w_train = None if weights is None else weights[train]
+    w_stop = None if weights is None else weights[stop]
+    dtrain = lgb.Dataset(
+        data.X[train], y[train], weight=w_train, feature_name=list(FEATURE_NAMES), categorical_feature=cat
+    )
+    dstop = lgb.Dataset(data.X[stop], y[stop], weight=w_stop, reference=dtrain)
     members = [
         lgb.train(
             {**params, "seed": config.seed + k},
@@ -310,6 +330,7 @@ def _fold_scores(
     calib: np.ndarray,
     params: dict[str, Any],
     config: TrainConfig,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """Calibrated scores of every row from a model fitted, like the final one, without the row's subscriber.
 
@@ -323,7 +344,7 @@ def _fold_scores(
     for k in range(config.threshold_folds):
         mine = folds == k
         others = ~mine
-        fit = _fit(data, y, train & others, stop & others, calib & others, params, config)
+        fit = _fit(data, y, train & others, stop & others, calib & others, params, config, weights)
         raw = np.asarray(fit.booster.predict(data.X[mine], num_iteration=fit.best, num_threads=1))
         out[mine] = sigmoid_calibrate(raw, fit.slope, fit.intercept)
     return out
@@ -361,12 +382,18 @@ def train_model(
     registry: ModelRegistry,
     config: TrainConfig,
     data_info: dict[str, Any],
+    weights: np.ndarray | None = None,
+    parts: np.ndarray | None = None,
 ) -> ModelVersion:
-    """Fit, calibrate and pick thresholds; register the result (not promoted) and return it."""
+    """Fit, calibrate and pick thresholds; register the result (not promoted) and return it.
+
+    ``weights`` (per row, in the boosting) and ``parts`` (per row, the source whose own time span the split
+    cuts) serve training on sources of several calendars, e.g. simulated worlds beside a city's field rows.
+    """
     y = data.y
     if int(y.sum()) < 10:
         raise TrainingDataError(f"only {int(y.sum())} positive events; simulate more days or subscribers")
-    train, stop, calib = _split(data.avail_ms, (0.6, 0.75))
+    train, stop, calib = _split(data.avail_ms, (0.6, 0.75), parts)
     if y[stop].sum() == 0 or y[calib].sum() == 0:
         raise TrainingDataError("a time slice has no positives; simulate more days")
     n_pos, n_neg = int(y[train].sum()), int((1 - y[train]).sum())
@@ -386,7 +413,7 @@ def train_model(
         "num_threads": 2,
         "verbose": -1,
     }
-    fit = _fit(data, y, train, stop, calib, params, config)
+    fit = _fit(data, y, train, stop, calib, params, config, weights)
     booster, best, slope, intercept = fit.booster, fit.best, fit.slope, fit.intercept
     raw_calib = np.asarray(booster.predict(data.X[calib], num_iteration=best, num_threads=1))
     calibrated = sigmoid_calibrate(raw_calib, slope, intercept)
@@ -394,7 +421,7 @@ def train_model(
     top_level = len(levels())  # the budget grid's thresholds are the face-to-face level's
     threshold_info: dict[str, Any]
     fold_scores = (
-        _fold_scores(data, y, subs, train, stop, calib, params, config) if config.threshold_folds > 1 else None
+        _fold_scores(data, y, subs, train, stop, calib, params, config, weights) if config.threshold_folds > 1 else None
     )
     if fold_scores is not None:
         # Every row scored by a fold model that never saw its subscriber; all days count.

@@ -26,6 +26,7 @@ from models import (
     TrainConfig,
     build_dataset,
     cases_from_labels,
+    cases_from_reports,
     compile_version,
     concat_datasets,
     evaluate,
@@ -33,6 +34,7 @@ from models import (
     followed_levels,
     fraud_contacts,
     judged_after_warmup,
+    labels_known_by,
     load_events,
     read_jsonl,
     read_labels,
@@ -46,6 +48,7 @@ __all__ = [
     "CARD_EVALUATION_FILE",
     "HOLDOUT_DAYS",
     "HOLDOUT_SEED_OFFSET",
+    "World",
     "evaluate_files",
     "holdout_city",
     "last_protocol_result",
@@ -53,6 +56,8 @@ __all__ = [
     "train_from_files",
     "train_on_worlds",
     "without_scenarios",
+    "world_dataset",
+    "worlds_of",
     "write_card_for",
     "write_card_on_city",
 ]
@@ -159,6 +164,8 @@ def write_card_for(
         result["budget_tasks_per_10k_per_day"] = budget
     if protocol is None:
         protocol = last_protocol_result(settings)
+    from sandbox.field_trial import last_field_trial
+
     card = write_model_card(
         version,
         result,
@@ -167,6 +174,7 @@ def write_card_for(
         out_dir,
         evaluation_source=source or f"`{events}` with cases `{cases}`",
         protocol=protocol,
+        field_trial=last_field_trial(settings),
     )
     tmp = card.with_name(CARD_EVALUATION_FILE + ".tmp")
     tmp.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
@@ -212,11 +220,17 @@ def train_from_files(
     threshold_folds: int | None = None,
     card_warmup_days: float = 0.0,
     labels: Path | None = None,
+    reports: Path | None = None,
+    cutoff_ms: int | None = None,
+    report_delay_ms: int = 3 * DAY_MS,
 ) -> ModelVersion:
     """Train on ``events``/``cases`` files and register (and by default promote) the model.
 
     ``labels``, a dump of the labels topic (``models.field_labels``), adds the field's outcomes beside the
-    cases, or stands instead of them (``cases`` None); the metadata says how many of each were used.
+    cases, or stands instead of them (``cases`` None); ``reports`` (police reports, ``case.v1`` records with a
+    loss) likewise; the metadata says how many of each were used. ``cutoff_ms``: train only on what was known
+    then: the events before it, the labels resolved by it, the reports made by it (``reported_ms``, else the
+    loss plus ``report_delay_ms``).
 
     With ``card_city`` (e.g. ``holdout_city(training_city)``), the new model is evaluated on that simulated
     city and its model card written into its folder before it is promoted (judged after
@@ -224,22 +238,35 @@ def train_from_files(
     ``threshold_folds`` are :class:`TrainConfig`'s seed ensemble and subscriber-fold thresholds (None: its
     defaults; ``n_models=1, threshold_folds=0`` trains about 3x faster, e.g. for tests).
     """
-    if cases is None and labels is None:
-        raise TrainingDataError("give a cases file, a labels file, or both")
+    if cases is None and labels is None and reports is None:
+        raise TrainingDataError("give a cases file, a labels file, a police reports file, or more than one")
     case_list = read_jsonl(cases) if cases is not None else []
     loaded = load_events(events)
+    if cutoff_ms is not None:
+        loaded.events = [e for e in loaded.events if e.ts_ms < cutoff_ms]
     field: dict[str, Any] | None = None
+    police: dict[str, Any] | None = None
     if labels is not None:
         found, doubled = read_labels(labels)
-        from_labels = cases_from_labels(found, loaded.events, doubled)
+        known, late = labels_known_by(found, cutoff_ms)
+        from_labels = cases_from_labels(known, loaded.events, doubled)
         case_list = case_list + from_labels.cases
-        field = {"file": str(labels), **from_labels.summary()}
+        field = {"file": str(labels), **from_labels.summary(), "not_yet_known": late}
+    if reports is not None:
+        from_reports = cases_from_reports(read_jsonl(reports), cutoff_ms, report_delay_ms)
+        case_list = case_list + from_reports.cases
+        police = {"file": str(reports), **from_reports.summary()}
     data = build_dataset(loaded.events, case_list)
     spans, source = _file_residents(events, data, settings)
     info = {
         "events_file": str(events),
         "cases": len(case_list),
-        "sources": {"cases_file": str(cases) if cases else None, "field_labels": field},
+        "sources": {
+            "cases_file": str(cases) if cases else None,
+            "field_labels": field,
+            "police_reports": police,
+            "cutoff_ms": cutoff_ms,
+        },
         "rejected_lines": loaded.rejected,
         "residents": sum(r for r, _, _ in spans) or None,
         "residents_source": source,
@@ -326,7 +353,7 @@ def without_scenarios(world: CityConfig, exclude: Iterable[str]) -> CityConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class _World:
+class World:
     """One simulated world through the serving features."""
 
     data: Dataset
@@ -335,14 +362,14 @@ class _World:
     residents: ResidentSpan
 
 
-def _world_dataset(world: CityConfig, out_dir: Path | None) -> _World:
+def world_dataset(world: CityConfig, out_dir: Path | None = None) -> World:
     """A world simulated and run through the serving features: its rows, cases, event count and residents."""
     city = simulate(world)
     if out_dir is not None:
         write_city(city, out_dir)
     # The simulator writes contract events; the decoder turns them into what the stream's agents see.
     events = [decode_obj(ev) for ev in city.events]
-    return _World(build_dataset(events, city.cases), city.cases, len(events), _city_span(city.meta))
+    return World(build_dataset(events, city.cases), city.cases, len(events), _city_span(city.meta))
 
 
 def train_on_worlds(
@@ -375,12 +402,15 @@ def train_on_worlds(
         raise TrainingDataError("no worlds to train on")
     excluded = sorted(set(exclude_scenarios))
     worlds = [without_scenarios(world, excluded) for world in worlds]
-    done = [_world_dataset(w, None if out_dir is None else out_dir / f"world-{k + 1}") for k, w in enumerate(worlds)]
+    done = [world_dataset(w, None if out_dir is None else out_dir / f"world-{k + 1}") for k, w in enumerate(worlds)]
     victims = {c["victim"] for one in done for c in one.cases}
     info = {
         "source": "simulated worlds",
         "worlds": [describe_world(world) for world in worlds],
+        # Every field, so a later retrain (``fraudwatch field-trial``) can simulate the same worlds again.
+        "world_configs": [dataclasses.asdict(world) for world in worlds],
         "excluded_scenarios": excluded,
+        "sources": {"simulated_worlds": len(worlds), "cases": sum(len(one.cases) for one in done)},
         "cases": sum(len(one.cases) for one in done),
         "events": sum(one.events for one in done),
         "subscriber_days": round(sum(w.subscribers * w.days for w in worlds), 1),
@@ -400,6 +430,21 @@ def train_on_worlds(
     data = concat_datasets([one.data for one in done])
     spans = [one.residents for one in done]
     return _train_and_register(data, victims, info, settings, budget, n_models, threshold_folds, recipe, spans)
+
+
+def worlds_of(version: ModelVersion) -> list[CityConfig] | None:
+    """The simulated worlds a model was trained on, from its metadata; None when it does not record them."""
+    configs = version.meta.get("data", {}).get("world_configs")
+    if not configs:
+        return None
+    pairs = ("scenario_weights", "fraud_line_kinds")  # JSON lists of [name, weight] back to tuples
+    out = []
+    for config in configs:
+        fields: dict[str, Any] = {
+            k: (tuple(tuple(p) for p in v) if k in pairs and v is not None else v) for k, v in config.items()
+        }
+        out.append(CityConfig(**fields))
+    return out
 
 
 def resolve_model(settings: Settings, model: str | None) -> ModelVersion:

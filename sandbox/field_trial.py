@@ -1,0 +1,468 @@
+"""The field-trial protocol: a city served from its first day, retrained every week on what it has taught us.
+
+A city's stream runs through the service's decisions (``models.follow_offline``, the thresholds following the
+outcomes) with the shipped model. At the end of each week (``TrialConfig.week_days``):
+
+- what would be known by then is gathered: the outcome of every task resolved by the cut-off (``label.v1``
+  dicts, ``outcome_delay_h`` after the task, ``false_alarm`` for a person in no case) and the police report of
+  every case with a loss, made ``report_delay_days`` after the loss;
+- a model is retrained on the simulated training worlds plus the city's rows up to the cut-off, labelled by
+  those labels and reports alone (rows of the last ``report_delay_days`` only for people already known to be
+  victims: the others may be victims not yet reported), the field rows weighted ``field_weight``;
+- it is promoted only when it beats the live model on the *slice*, the city's subscribers of one hash fold
+  (``slice_folds``) that no retrain ever sees: average precision of the known labels on the slice's rows up to
+  the cut-off. A worse or equal model is never promoted;
+- the next week is served by the live model, the thresholds carried over through the follower
+  (``models.carry_over``: the learnt offset kept, the window re-scored by the new model).
+
+Each week is then judged as ``evaluate`` judges a stream: the week's rows, the cases first contacted in it.
+The trial never reads a case's truth except through the simulated outcomes and reports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+from core.events import Event
+from core.levels import level_budgets
+from core.outcomes import OUTCOME_TARGET
+from core.settings import Settings
+from features import DAY_MS
+from models import (
+    TASK_LEVEL,
+    Dataset,
+    FollowConfig,
+    ModelRegistry,
+    ModelSwap,
+    ModelVersion,
+    ResidentSpan,
+    Scorer,
+    TrainConfig,
+    build_dataset,
+    case_labels,
+    cases_from_labels,
+    cases_from_reports,
+    evaluate_dataset,
+    follow_offline,
+    fraud_contacts,
+    labels_known_by,
+    train_model,
+)
+from models.train import subscriber_folds
+
+__all__ = [
+    "FIELD_TRIAL_FILE",
+    "FIELD_TRIAL_SCHEMA",
+    "SimulatedPart",
+    "TrialConfig",
+    "field_trial_files",
+    "field_trial_path",
+    "last_field_trial",
+    "run_field_trial",
+    "simulated_part",
+    "trial_labels",
+]
+
+HOUR_MS = 3_600_000
+FIELD_TRIAL_SCHEMA = "fraudwatch.field_trial.v1"
+FIELD_TRIAL_FILE = "field_trial.json"
+
+
+def field_trial_path(settings: Settings) -> Path:
+    """Where the last field trial's JSON is kept, for the model card to find."""
+    return settings.data_dir / "artifacts" / FIELD_TRIAL_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    """The protocol's knobs (CLI ``fraudwatch field-trial``)."""
+
+    week_days: float = 7.0
+    outcome_delay_h: float = 4.0  # a task's outcome comes back this long after it, as in ``evaluate``
+    report_delay_days: float = 3.0  # a victim reports a loss to the police this long after it
+    # A field row counts this many simulated rows in the boosting: the city's own evidence outweighs the
+    # simulator's, which has many more rows (measured in the issue #21 note).
+    field_weight: float = 3.0
+    slice_folds: int = 4  # one fold of the city's subscribers (by hash) is the promotion slice
+    promote_margin: float = 0.0  # average precision the new model must gain on the slice
+    n_models: int = 1
+    threshold_folds: int = 0
+    num_boost_round: int | None = None  # None: TrainConfig's
+
+    @property
+    def week_ms(self) -> int:
+        """A week's length (the retraining period), in ms."""
+        return int(self.week_days * DAY_MS)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedPart:
+    """The simulated training rows every retrain starts from: rows, victims and residents per world."""
+
+    data: Dataset
+    victims: set[str]
+    spans: tuple[ResidentSpan, ...]
+    info: dict[str, Any]
+
+
+def trial_labels(
+    data: Dataset,
+    task_rows: Sequence[int],
+    victims: dict[str, int | None],
+    cutoff_ms: int,
+    outcome_delay_ms: int,
+    episode_ms: int,
+) -> list[dict[str, Any]]:
+    """The ``label.v1`` outcomes of the tasks resolved by ``cutoff_ms``: the responders' records, simulated.
+
+    ``victims``: each case's victim and first loss (None: no loss). A task for anyone else is a false alarm;
+    a victim's is ``dissuaded`` when it came before the loss (or there was none), else ``money_lost``.
+    """
+    labels = []
+    for i in task_rows:
+        at, sub = int(data.avail_ms[i]), data.rows[i].subscriber
+        resolved = at + outcome_delay_ms
+        if resolved > cutoff_ms:
+            continue
+        if sub not in victims:
+            outcome = "false_alarm"
+        else:
+            loss = victims[sub]
+            outcome = "dissuaded" if loss is None or at < loss else "money_lost"
+        labels.append(
+            {
+                "format": "label.v1",
+                "task_id": f"trial-{data.rows[i].event_id}",
+                "subscriber": sub,
+                "outcome": outcome,
+                "target": OUTCOME_TARGET.get(outcome),
+                "intervened": outcome == "dissuaded",
+                "task_created_ms": at,
+                "episode_start_ms": at - episode_ms,  # the day of evidence behind the task...
+                "episode_end_ms": resolved,  # ...and what followed until the responder's record
+                "resolved_ms": resolved,
+            }
+        )
+    return labels
+
+
+def _slice_mask(subscribers: list[str], folds: int) -> np.ndarray:
+    """The promotion slice: the subscribers of fold 0 of ``folds`` (fixed per number), never trained on."""
+    return subscriber_folds(subscribers, folds) == 0 if folds > 1 else np.zeros(len(subscribers), dtype=bool)
+
+
+def _average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:
+    return float(average_precision_score(y, scores)) if y.any() and not y.all() else None
+
+
+def run_field_trial(
+    events: list[Event],
+    cases: list[dict[str, Any]],
+    residents: int,
+    shipped: ModelVersion,
+    simulated: SimulatedPart,
+    registry: ModelRegistry,
+    settings: Settings,
+    config: TrialConfig | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Serve the city week by week, retraining and promoting as the module says; the per-week result."""
+    config = config or TrialConfig()
+    follow = FollowConfig.from_settings(settings)
+    data = build_dataset(events, [])  # no labels: the trial learns the city's truth only as it would be known
+    truth = case_labels(data.rows, cases)  # for judging alone
+    if not len(data.rows):
+        raise ValueError("the city has no events")
+    victims = {c["victim"]: c.get("first_loss_ms") for c in cases}
+    subs, avail, kinds = data.subscribers, data.avail_ms, data.kinds
+    start, end = int(avail.min()), int(avail.max())
+    n_weeks = max(math.ceil((end + 1 - start) / config.week_ms), 1)
+    if n_weeks > 1 and end + 1 - (start + (n_weeks - 1) * config.week_ms) < DAY_MS // 2:
+        n_weeks -= 1  # a stub of less than half a day joins the last week rather than be judged alone
+    in_slice = _slice_mask(subs, config.slice_folds)
+    outcome_delay = int(config.outcome_delay_h * HOUR_MS)
+    report_delay = int(config.report_delay_days * DAY_MS)
+    budgets = level_budgets(settings.budget_tasks_per_10k_per_day)
+    scorers: dict[str, Scorer] = {shipped.version: Scorer(shipped, compiled=False)}
+    scores: dict[str, np.ndarray] = {shipped.version: scorers[shipped.version].score(data.X)}
+    live = shipped.version
+    swaps: list[ModelSwap] = []
+    weeks: list[dict[str, Any]] = []
+
+    def serve() -> Any:
+        first = scorers[shipped.version]
+        return follow_offline(
+            subs,
+            avail,
+            scores[shipped.version],
+            first.thresholds,
+            budgets,
+            residents,
+            lambda sub: sub not in victims,
+            task_level=TASK_LEVEL,
+            kinds=kinds,
+            episode_ms=settings.episode_ms,
+            outcome_delay_ms=outcome_delay,
+            config=follow,
+            hold_base=first.hold_threshold,
+            hold_budget=settings.budget_holds_per_10k_per_day,
+            transfers=data.transfers,
+            swaps=swaps,
+        )
+
+    served_by: list[str] = []
+    for week in range(n_weeks):
+        served_by.append(live)
+        cutoff = start + (week + 1) * config.week_ms
+        if week == n_weeks - 1:
+            break
+        followed = serve()
+        labels, _ = labels_known_by(
+            trial_labels(data, followed.task_rows, victims, cutoff, outcome_delay, settings.episode_ms), cutoff
+        )
+        from_labels = cases_from_labels(labels, (e for e in events if e.ts_ms < cutoff))
+        reports = cases_from_reports(cases, cutoff, report_delay)
+        known_cases = from_labels.cases + reports.cases
+        known_victims = {c["victim"] for c in known_cases}
+        y_known = case_labels(data.rows, known_cases)
+        before = avail < cutoff
+        settled = avail < cutoff - report_delay
+        is_known = np.asarray([s in known_victims for s in subs], dtype=bool)
+        train_rows = before & ~in_slice & (settled | is_known)
+        field = dataclasses.replace(data.subset(train_rows), y=y_known[train_rows])
+        pooled = Dataset(
+            simulated.data.rows + field.rows,
+            np.concatenate([simulated.data.X, field.X]),
+            np.concatenate([simulated.data.y, field.y]),
+            np.concatenate([simulated.data.avail_ms, field.avail_ms]),
+        )
+        n_sim = len(simulated.data.rows)
+        parts = np.concatenate([np.zeros(n_sim, dtype=np.int8), np.ones(len(field.rows), dtype=np.int8)])
+        weights = np.concatenate([np.ones(n_sim), np.full(len(field.rows), config.field_weight)])
+        sources = {
+            "simulated": simulated.info,
+            "field_labels": {**from_labels.summary(), "known_by_cutoff": len(labels)},
+            "police_reports": reports.summary(),
+            "field_rows": len(field.rows),
+            "field_positive_rows": int(field.y.sum()),
+            "field_weight": config.field_weight,
+            "cutoff_ms": cutoff,
+        }
+        train_config = TrainConfig(
+            budget_tasks_per_10k_per_day=settings.budget_tasks_per_10k_per_day,
+            budget_holds_per_10k_per_day=settings.budget_holds_per_10k_per_day,
+            episode_ms=settings.episode_ms,
+            n_models=config.n_models,
+            threshold_folds=config.threshold_folds,
+            resident_spans=(*simulated.spans, (residents, start, cutoff)),
+            **({"num_boost_round": config.num_boost_round} if config.num_boost_round else {}),
+        )
+        say(
+            f"week {week + 1}: retraining on {n_sim} simulated + {len(field.rows)} field rows "
+            f"({len(labels)} outcomes, {len(reports.cases)} police reports known)"
+        )
+        version = train_model(
+            pooled,
+            simulated.victims | known_victims,
+            registry,
+            train_config,
+            {"source": "field trial", "sources": sources, "residents": residents, "residents_source": "field city"},
+            weights,
+            parts,
+        )
+        scorers[version.version] = Scorer(version, compiled=False)
+        scores[version.version] = scorers[version.version].score(data.X)
+        judged = before & in_slice & (settled | is_known)
+        ap_live = _average_precision(y_known[judged], scores[live][judged])
+        ap_new = _average_precision(y_known[judged], scores[version.version][judged])
+        promoted = ap_new is not None and (ap_live is None or ap_new > ap_live + config.promote_margin)
+        retrain = {
+            "candidate": version.version,
+            "slice_rows": int(judged.sum()),
+            "slice_positive_rows": int(y_known[judged].sum()),
+            "slice_pr_auc_live": ap_live,
+            "slice_pr_auc_candidate": ap_new,
+            "promoted": promoted,
+            "outcomes_known": len(labels),
+            "outcome_positives": from_labels.positives,
+            "outcome_false_alarms": from_labels.negatives,
+            "reports_known": len(reports.cases),
+            "field_rows": len(field.rows),
+            "field_positive_rows": int(field.y.sum()),
+        }
+        weeks.append({"retrain_after": retrain})
+        say(
+            f"week {week + 1}: candidate {version.version} slice PR-AUC {ap_new} against live {ap_live}: "
+            + ("promoted" if promoted else "kept the live model")
+        )
+        if promoted:
+            registry.promote(version.version)
+            new = scorers[version.version]
+            swaps.append(ModelSwap(cutoff, new.thresholds, new.hold_threshold, scores[version.version]))
+            live = version.version
+
+    followed = serve()
+    served = scores[shipped.version].copy()
+    for swap in swaps:
+        served[avail >= swap.at_ms] = swap.scores[avail >= swap.at_ms]
+    contacts = fraud_contacts(events, cases)
+    table = []
+    for week in range(n_weeks):
+        lo = start + week * config.week_ms
+        hi = end + 1 if week == n_weeks - 1 else lo + config.week_ms
+        judged_cases = [c for c in cases if lo <= c["first_contact_ms"] < hi]
+        half_seen = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
+        keep = (avail >= lo) & (avail < hi) & np.asarray([s not in half_seen for s in subs], dtype=bool)
+        week_data = dataclasses.replace(data.subset(keep), y=truth[keep])
+        assert followed.held is not None or scorers[served_by[week]].hold_threshold is None
+        result = evaluate_dataset(
+            week_data,
+            judged_cases,
+            scorers[served_by[week]],
+            settings.episode_ms,
+            scores=served[keep],
+            contacts=contacts,
+            residents=residents,
+            levels=followed.levels[keep],
+            held=None if followed.held is None else followed.held[keep],
+        )
+        row = {"week": week + 1, "from_ms": lo, "to_ms": hi, "model": served_by[week], **_week_figures(result)}
+        if week < len(weeks):
+            row["retrain_after"] = weeks[week]["retrain_after"]
+        table.append(row)
+    return {
+        "schema": FIELD_TRIAL_SCHEMA,
+        "residents": residents,
+        "weeks": table,
+        "shipped_model": shipped.version,
+        "final_model": live,
+        "config": dataclasses.asdict(config),
+        "thresholds_last": list(followed.history[-1][1]) if followed.history else None,
+    }
+
+
+_FIGURES = (
+    "pr_auc",
+    "tasks",
+    "false_tasks",
+    "false_tasks_per_10k_per_day",
+    "cases",
+    "cases_with_loss",
+    "cases_flagged_before_loss",
+    "cases_flagged_by_loss",
+    "share_flagged_before_loss",
+    "share_flagged_by_loss",
+    "median_lead_time_s",
+    "holds",
+    "false_holds_per_10k_per_day",
+    "cases_held_at_loss",
+    "cases_stopped",
+)
+
+
+def _week_figures(result: dict[str, Any]) -> dict[str, Any]:
+    return {key: result.get(key) for key in _FIGURES}
+
+
+def simulated_part(worlds: Sequence[Any]) -> SimulatedPart:
+    """The training worlds simulated and featurised once, for every retrain of a trial."""
+    from sandbox.training import world_dataset
+    from sandbox.worlds import describe_world
+
+    done = [world_dataset(world) for world in worlds]
+    rows = [row for one in done for row in one.data.rows]
+    data = Dataset(
+        rows,
+        np.concatenate([one.data.X for one in done]),
+        np.concatenate([one.data.y for one in done]),
+        np.concatenate([one.data.avail_ms for one in done]),
+    )
+    info = {"worlds": [describe_world(w) for w in worlds], "cases": sum(len(one.cases) for one in done)}
+    return SimulatedPart(data, {c["victim"] for one in done for c in one.cases}, tuple(o.residents for o in done), info)
+
+
+def field_trial_files(
+    events_path: Path,
+    cases_path: Path,
+    settings: Settings,
+    config: TrialConfig,
+    model: str | None = None,
+    worlds: Sequence[Any] | None = None,
+    residents: int | None = None,
+    registry_dir: Path | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Run the trial on a city's files with the live (or named) model; keep the result for the model card.
+
+    The trial's own registry (``registry_dir``, default ``DATA_DIR/artifacts/field-trial/models``) starts with
+    a copy of the shipped model; the service's registry is never touched. ``worlds``: the simulated training
+    worlds (default: the ones the shipped model's metadata records).
+    """
+    import shutil
+
+    import orjson
+
+    from core.errors import TrainingDataError
+    from models import load_events, read_jsonl
+    from sandbox.simulate import read_city_meta
+    from sandbox.training import resolve_model, worlds_of
+
+    shipped = resolve_model(settings, model)
+    worlds = worlds if worlds is not None else worlds_of(shipped)
+    if not worlds:
+        raise TrainingDataError(
+            f"model {shipped.version} records no training worlds; give --worlds N to sample the simulated part"
+        )
+    meta = read_city_meta(events_path)
+    people = residents or (int(meta["residents"]) if meta else None) or settings.residents
+    if not people:
+        raise TrainingDataError("the city's residents are unknown: give --residents, city.json or FW_RESIDENTS")
+    root = registry_dir or settings.data_dir / "artifacts" / "field-trial" / "models"
+    if root.exists():
+        shutil.rmtree(root)  # one trial per folder: its versions and promotions are this trial's alone
+    root.mkdir(parents=True)
+    shutil.copytree(shipped.path, root / shipped.version)
+    registry = ModelRegistry(root)
+    registry.promote(shipped.version)
+    say(f"simulating and featurising {len(worlds)} training worlds")
+    simulated = simulated_part(worlds)
+    loaded = load_events(events_path)
+    result = run_field_trial(
+        loaded.events,
+        read_jsonl(cases_path),
+        people,
+        registry.get(shipped.version),
+        simulated,
+        registry,
+        settings,
+        config,
+        say,
+    )
+    result["city"] = {
+        "source": f"`{events_path}` with cases `{cases_path}`",
+        "rejected_lines": loaded.rejected,
+        "meta": meta,
+    }
+    result["registry"] = str(root)
+    out = field_trial_path(settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    return result
+
+
+def last_field_trial(settings: Settings) -> dict[str, Any] | None:
+    """The last ``fraudwatch field-trial`` result kept under the data folder, or None."""
+    import orjson
+
+    path = field_trial_path(settings)
+    if not path.exists():
+        return None
+    result = orjson.loads(path.read_bytes())
+    return result if isinstance(result, dict) and result.get("schema") == FIELD_TRIAL_SCHEMA else None

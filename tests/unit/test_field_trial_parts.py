@@ -1,0 +1,122 @@
+"""The field trial's parts: what is known by a cut-off, a model swap in the follower, split per source."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from core.levels import level_budgets
+from features import DAY_MS
+from models import (
+    FollowConfig,
+    ModelSwap,
+    carry_over,
+    cases_from_reports,
+    follow_offline,
+    labels_known_by,
+)
+from models.train import _split
+
+pytestmark = pytest.mark.unit
+
+HOUR = 3_600_000
+
+
+def _report(case_id: str, loss: int | None, **extra: object) -> dict[str, object]:
+    return {"case_id": case_id, "victim": "+8613800000001", "event_ids": ["e1"], "first_loss_ms": loss, **extra}
+
+
+def test_reports_are_known_their_delay_after_the_loss_or_when_made() -> None:
+    reports = [
+        _report("early", 0),  # known at 3 days
+        _report("late", 2 * DAY_MS),  # known at 5 days
+        _report("said-so", 4 * DAY_MS, reported_ms=DAY_MS),  # its own reported_ms wins
+        _report("no-loss", None),  # nobody reports a loss that never happened
+    ]
+    got = cases_from_reports(reports, cutoff_ms=4 * DAY_MS, delay_ms=3 * DAY_MS)
+    assert sorted(c["case_id"] for c in got.cases) == ["early", "said-so"]
+    assert got.summary() == {"used": 2, "not_yet_known": 1, "without_loss": 1}
+    assert all(c["source"] == "police_report" for c in got.cases)
+    assert len(cases_from_reports(reports, None, 3 * DAY_MS).cases) == 3  # no cut-off: every report with a loss
+
+
+def test_labels_are_known_from_their_resolution_and_never_without_one() -> None:
+    labels = [{"task_id": "a", "resolved_ms": 10}, {"task_id": "b", "resolved_ms": 11}, {"task_id": "c"}]
+    kept, late = labels_known_by(labels, 10)
+    assert [lb["task_id"] for lb in kept] == ["a"] and late == 2
+    assert labels_known_by(labels, None) == (labels, 0)
+
+
+def test_carry_over_keeps_the_learnt_offset_in_log_odds() -> None:
+    def logit(p: float) -> float:
+        return math.log(p / (1 - p))
+
+    config = FollowConfig()
+    (moved,) = carry_over((0.99,), (0.9,), (0.5,), config)
+    assert logit(moved) == pytest.approx(logit(0.5) + logit(0.99) - logit(0.9))
+    (clamped,) = carry_over((0.999999,), (0.5,), (0.5,), FollowConfig(logit_up=2.0))
+    assert logit(clamped) == pytest.approx(2.0)  # never past the new model's bounds
+
+
+def _stream(n: int = 6000, seed: int = 5) -> tuple[list[str], np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    subs = [f"+86138{rng.integers(0, 800):08d}" for _ in range(n)]
+    avail = np.sort(rng.integers(0, 6 * DAY_MS, n)).astype(np.int64)
+    scores = 1 / (1 + np.exp(-rng.normal(1.0, 2.5, n)))  # far above the training scores: the follower must act
+    return subs, avail, scores
+
+
+def _follow(scores: np.ndarray, base: tuple[float, ...], swaps: list[ModelSwap], subs: list[str], avail: np.ndarray):  # type: ignore[no-untyped-def]
+    return follow_offline(
+        subs,
+        avail,
+        scores,
+        base,
+        level_budgets(1.0),
+        800,
+        lambda sub: not sub.endswith("7"),
+        task_level=len(base),
+        swaps=swaps,
+    )
+
+
+def test_a_swap_to_the_same_model_changes_no_decision() -> None:
+    subs, avail, scores = _stream()
+    base = (0.6, 0.8, 0.9)
+    alone = _follow(scores, base, [], subs, avail)
+    swapped = _follow(scores, base, [ModelSwap(3 * DAY_MS, base, None, scores)], subs, avail)
+    assert alone.tasks > 0 and len(alone.history) > 3  # the stream is one the follower has to follow
+    assert np.array_equal(alone.levels, swapped.levels)
+
+
+def test_a_swap_to_a_model_shifted_in_log_odds_decides_alike() -> None:
+    # A new model scoring every row 2 log-odds higher, with thresholds 2 higher, is the same model: the carried
+    # thresholds and the re-scored window must give the very same decisions after the swap.
+    subs, avail, scores = _stream()
+    base = (0.6, 0.8, 0.9)
+
+    def shift(p: np.ndarray | float) -> np.ndarray:
+        x = np.log(np.asarray(p) / (1 - np.asarray(p)))
+        return np.asarray(1 / (1 + np.exp(-(x + 2.0))))
+
+    new_base = tuple(float(shift(b)) for b in base)
+    alone = _follow(scores, base, [], subs, avail)
+    swapped = _follow(scores, base, [ModelSwap(3 * DAY_MS, new_base, None, shift(scores))], subs, avail)
+    differ = int((alone.levels != swapped.levels).sum())
+    assert differ <= 2, f"{differ} rows decided differently (float ties at most)"
+    # ...while resetting to the new model's own thresholds (no carry-over) is a different service.
+    reset = _follow(scores, base, [ModelSwap(3 * DAY_MS, new_base, None, scores)], subs, avail)
+    assert int((alone.levels != reset.levels).sum()) > differ
+
+
+def test_the_split_cuts_each_source_on_its_own_calendar() -> None:
+    avail = np.concatenate([np.arange(0, 100), np.arange(10_000, 10_100)])
+    parts = np.concatenate([np.zeros(100, dtype=np.int8), np.ones(100, dtype=np.int8)])
+    train, stop, calib = _split(avail, (0.6, 0.75), parts)
+    for part in (0, 1):
+        mine = parts == part
+        assert 55 <= int((train & mine).sum()) <= 62 and int((calib & mine).sum()) >= 24
+    pooled_train, _, _ = _split(avail, (0.6, 0.75))
+    assert int((pooled_train & (parts == 1)).sum()) == 0  # one calendar: the later source is never trained on
