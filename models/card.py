@@ -332,8 +332,9 @@ def field_trial_table(result: dict[str, Any]) -> list[str]:
     """A field trial's per-week table as Markdown lines (``fraudwatch field-trial`` prints it too)."""
     lines = [
         "| week | served by | retrained after it: promoted? (slice PR-AUC new vs live) | false visits /10k/day "
-        "| before loss | by loss | stopped | false holds /10k/day | PR-AUC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| before loss | by loss | stopped | false holds /10k/day | PR-AUC | shipped model alone: false visits, "
+        "before, by |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result.get("weeks", []):
         retrain = row.get("retrain_after")
@@ -346,9 +347,18 @@ def field_trial_table(result: dict[str, Any]) -> list[str]:
             f"| {row['week']} | `{row['model']}` | {after} | {_fixed(row.get('false_tasks_per_10k_per_day'))} "
             f"| {row.get('cases_flagged_before_loss')}/{n} | {row.get('cases_flagged_by_loss')}/{n} "
             f"| {row.get('cases_stopped')}/{n} | {_fixed(row.get('false_holds_per_10k_per_day'))} "
-            f"| {_fixed(row.get('pr_auc'))} |"
+            f"| {_fixed(row.get('pr_auc'))} | {_shipped_only(row.get('shipped_only'), n)} |"
         )
     return lines
+
+
+def _shipped_only(figures: dict[str, Any] | None, n: int) -> str:
+    if not figures:
+        return "–"
+    return (
+        f"{_fixed(figures.get('false_tasks_per_10k_per_day'))}, {figures.get('cases_flagged_before_loss')}/{n}, "
+        f"{figures.get('cases_flagged_by_loss')}/{n}"
+    )
 
 
 def _fixed(x: Any) -> str:

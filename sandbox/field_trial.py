@@ -196,7 +196,7 @@ def run_field_trial(
     swaps: list[ModelSwap] = []
     weeks: list[dict[str, Any]] = []
 
-    def serve() -> Any:
+    def serve(with_swaps: Sequence[ModelSwap]) -> Any:
         first = scorers[shipped.version]
         return follow_offline(
             subs,
@@ -214,7 +214,7 @@ def run_field_trial(
             hold_base=first.hold_threshold,
             hold_budget=settings.budget_holds_per_10k_per_day,
             transfers=data.transfers,
-            swaps=swaps,
+            swaps=with_swaps,
         )
 
     served_by: list[str] = []
@@ -223,7 +223,7 @@ def run_field_trial(
         cutoff = start + (week + 1) * config.week_ms
         if week == n_weeks - 1:
             break
-        followed = serve()
+        followed = serve(swaps)
         labels, _ = labels_known_by(
             trial_labels(data, followed.task_rows, victims, cutoff, outcome_delay, settings.episode_ms), cutoff
         )
@@ -308,10 +308,12 @@ def run_field_trial(
             swaps.append(ModelSwap(cutoff, new.thresholds, new.hold_threshold, scores[version.version]))
             live = version.version
 
-    followed = serve()
+    followed = serve(swaps)
     served = scores[shipped.version].copy()
     for swap in swaps:
         served[avail >= swap.at_ms] = swap.scores[avail >= swap.at_ms]
+    # The same city served by the shipped model alone, thresholds following as ever: what the retrains added.
+    shipped_only = serve(())
     contacts = fraud_contacts(events, cases)
     table = []
     for week in range(n_weeks):
@@ -320,20 +322,26 @@ def run_field_trial(
         judged_cases = [c for c in cases if lo <= c["first_contact_ms"] < hi]
         half_seen = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
         keep = (avail >= lo) & (avail < hi) & np.asarray([s not in half_seen for s in subs], dtype=bool)
-        week_data = dataclasses.replace(data.subset(keep), y=truth[keep])
-        assert followed.held is not None or scorers[served_by[week]].hold_threshold is None
-        result = evaluate_dataset(
-            week_data,
-            judged_cases,
-            scorers[served_by[week]],
-            settings.episode_ms,
-            scores=served[keep],
-            contacts=contacts,
-            residents=residents,
-            levels=followed.levels[keep],
-            held=None if followed.held is None else followed.held[keep],
-        )
-        row = {"week": week + 1, "from_ms": lo, "to_ms": hi, "model": served_by[week], **_week_figures(result)}
+
+        def judge(
+            run: Any, scored: np.ndarray, by: str, keep: np.ndarray = keep, cases_of: list[Any] = judged_cases
+        ) -> dict[str, Any]:
+            return _judge_week(
+                data.subset(keep),
+                truth[keep],
+                cases_of,
+                scorers[by],
+                scored[keep],
+                run,
+                keep,
+                contacts,
+                settings,
+                residents,
+            )
+
+        row = {"week": week + 1, "from_ms": lo, "to_ms": hi, "model": served_by[week]}
+        row.update(judge(followed, served, served_by[week]))
+        row["shipped_only"] = judge(shipped_only, scores[shipped.version], shipped.version)
         if week < len(weeks):
             row["retrain_after"] = weeks[week]["retrain_after"]
         table.append(row)
@@ -365,6 +373,33 @@ _FIGURES = (
     "cases_held_at_loss",
     "cases_stopped",
 )
+
+
+def _judge_week(
+    rows: Dataset,
+    truth: np.ndarray,
+    cases: list[dict[str, Any]],
+    scorer: Scorer,
+    scores: np.ndarray,
+    run: Any,
+    keep: np.ndarray,
+    contacts: dict[str, list[int]],
+    settings: Settings,
+    residents: int,
+) -> dict[str, Any]:
+    """``evaluate``'s figures for one week's rows as one run of the follower decided them."""
+    result = evaluate_dataset(
+        dataclasses.replace(rows, y=truth),
+        cases,
+        scorer,
+        settings.episode_ms,
+        scores=scores,
+        contacts=contacts,
+        residents=residents,
+        levels=run.levels[keep],
+        held=None if run.held is None else run.held[keep],
+    )
+    return _week_figures(result)
 
 
 def _week_figures(result: dict[str, Any]) -> dict[str, Any]:

@@ -257,6 +257,8 @@ def train_from_files(
         case_list = case_list + from_reports.cases
         police = {"file": str(reports), **from_reports.summary()}
     data = build_dataset(loaded.events, case_list)
+    if cutoff_ms is not None:  # a call is known when it ends: rows whose record came after the cut-off go too
+        data = data.subset(data.avail_ms < cutoff_ms)
     spans, source = _file_residents(events, data, settings)
     info = {
         "events_file": str(events),

@@ -114,7 +114,7 @@ def test_a_swap_to_a_model_shifted_in_log_odds_decides_alike() -> None:
 def test_the_split_cuts_each_source_on_its_own_calendar() -> None:
     avail = np.concatenate([np.arange(0, 100), np.arange(10_000, 10_100)])
     parts = np.concatenate([np.zeros(100, dtype=np.int8), np.ones(100, dtype=np.int8)])
-    train, stop, calib = _split(avail, (0.6, 0.75), parts)
+    train, _, calib = _split(avail, (0.6, 0.75), parts)
     for part in (0, 1):
         mine = parts == part
         assert 55 <= int((train & mine).sum()) <= 62 and int((calib & mine).sum()) >= 24
