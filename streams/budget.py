@@ -6,6 +6,9 @@ the labels the dispatch side writes to ``fw:labels``. Every ``FW_BUDGET_UPDATE_S
 lock) refits the thresholds from them and stores them, with the model version they belong to; every worker
 reads them back, so all workers decide with the same thresholds and a restarted worker with the ones it had.
 Redis away: the worker keeps deciding with the thresholds it holds and refits when Redis answers again.
+A newly promoted model does not start over: the state keeps the model's own thresholds beside the followed
+ones, and the new model starts from the followed offset carried onto its own (``models.carry_over``), as the
+field trial's offline follower does. The window's candidates keep the old model's scores until they age out.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from models import (
     best_in_windows,
     best_per_level,
     candidate_floor,
+    carry_over,
     false_share,
     follow_thresholds,
     threshold_bounds,
@@ -157,9 +161,7 @@ class LiveBudget:
         # Event time since the last refit, as evaluate's replay counts it (a fast replay moves days in minutes).
         elapsed_ms = max(watermark_ms - int(field.get("refit_ms") or watermark_ms), 0)
         base = scorer.thresholds
-        previous = base
-        if field.get("model") == scorer.version and field.get("thresholds"):
-            previous = tuple(orjson.loads(field["thresholds"]))
+        previous = _previous(field, scorer, self.config)
         budgets = level_budgets(self.settings.budget_tasks_per_10k_per_day)
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
@@ -186,17 +188,19 @@ class LiveBudget:
         state_now: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
             "model": scorer.version,
             "thresholds": orjson.dumps(list(fitted)),
+            # The model's own thresholds: a model promoted later carries the followed offset from them over.
+            "base": orjson.dumps(list(base)),
             "refit_ms": watermark_ms,
         }
         if scorer.hold_threshold is not None:
             # The hold threshold: one more level on a chain of its own, transfers its candidates.
             hold_budget = self.settings.budget_holds_per_10k_per_day
             hold_since = watermark_ms - self.config.window_ms(hold_budget, residents)
-            same_model = field.get("model") == scorer.version and field.get("hold")
+            state_now["hold_base"] = scorer.hold_threshold
             (state_now["hold"],) = follow_thresholds(
                 (scorer.hold_threshold,),
                 (hold_budget,),
-                (float(field["hold"]) if same_model else scorer.hold_threshold,),
+                (_previous_hold(field, scorer, self.config),),
                 best_in_windows(
                     [(at, p, score) for at, p, score, _ in await _candidates(redis, HOLD_CANDIDATES, hold_since)],
                     [hold_since],
@@ -215,12 +219,11 @@ class LiveBudget:
 
     async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
         field = _fields(await redis.hgetall(STATE))
-        if field.get("model") == scorer.version and field.get("thresholds"):
-            fitted = tuple(float(x) for x in orjson.loads(field["thresholds"]))
-            if len(fitted) == len(scorer.thresholds):
-                self._thresholds = {scorer.version: fitted}
-            if field.get("hold"):
-                self._hold = {scorer.version: float(field["hold"])}
+        if field.get("thresholds"):
+            # Another model's state (a promotion since the last refit): its followed offset, carried over.
+            self._thresholds = {scorer.version: _previous(field, scorer, self.config)}
+            if scorer.hold_threshold is not None:
+                self._hold = {scorer.version: _previous_hold(field, scorer, self.config)}
         hold = self.hold_threshold(scorer)
         if hold is not None:
             HOLD_THRESHOLD.set(hold)
@@ -256,11 +259,13 @@ async def seed_follower(
     state: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
         "model": scorer.version,
         "thresholds": orjson.dumps(list(followed.history[-1][1])),
+        "base": orjson.dumps(list(scorer.thresholds)),
         "since_ms": min(r.avail_ms for r in rows),
         "refit_ms": end,
     }
     if followed.hold_history:
         state["hold"] = followed.hold_history[-1][1]
+        state["hold_base"] = scorer.hold_threshold
     await redis.hset(STATE, mapping=state)
     return kept
 
@@ -281,6 +286,36 @@ async def _candidates(redis: Redis, key: str, since_ms: int) -> list[tuple[int, 
         cap = int(fields[3]) if len(fields) > 3 else top  # hold candidates, and members of older workers
         out.append((int(at), str(fields[1]), float(fields[2]), cap))
     return out
+
+
+def _previous(field: dict[str, str], scorer: Scorer, config: FollowConfig) -> tuple[float, ...]:
+    """The thresholds ``scorer`` follows on from: the stored ones if they are its own, else the stored model's
+    carried over (:func:`models.carry_over`), else (no state, or one from before bases were kept) its own."""
+    base = tuple(scorer.thresholds)
+    if not field.get("thresholds"):
+        return base
+    stored = tuple(float(x) for x in orjson.loads(field["thresholds"]))
+    if len(stored) != len(base):
+        return base
+    if field.get("model") == scorer.version:
+        return stored
+    if not field.get("base"):
+        return base
+    old_base = tuple(float(x) for x in orjson.loads(field["base"]))
+    return carry_over(stored, old_base, base, config) if len(old_base) == len(base) else base
+
+
+def _previous_hold(field: dict[str, str], scorer: Scorer, config: FollowConfig) -> float:
+    """The hold threshold ``scorer`` follows on from, as :func:`_previous` for the levels'."""
+    own = scorer.hold_threshold
+    assert own is not None
+    if not field.get("hold"):
+        return own
+    if field.get("model") == scorer.version:
+        return float(field["hold"])
+    if not field.get("hold_base"):
+        return own
+    return carry_over((float(field["hold"]),), (float(field["hold_base"]),), (own,), config)[0]
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -69,8 +69,16 @@ def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(
         await redis.set("fw:budget:lock", b"held by the first worker", px=60_000)
         await other.refit(redis, scorer, watermark_ms=2 * 3_600_000 + 2)
         assert other.thresholds(scorer) == budget.thresholds(scorer)
-        # Another model version starts from its own thresholds.
+        # Another model version is not followed until a read-back...
         assert other.thresholds(_scorer("v2")) == BASE
+        # ...and once promoted it starts from the learnt offset carried onto its own thresholds, not from them.
+        v2 = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=None)
+        await redis.delete("fw:budget:lock")
+        await redis.set("fw:budget:lock", b"held by another worker", px=60_000)
+        await other.refit(redis, v2, watermark_ms=2 * 3_600_000 + 3)
+        carried = other.thresholds(v2)
+        for new, old, new_base, old_base in zip(carried, raised, v2.thresholds, BASE, strict=True):
+            assert _logit(new) - _logit(new_base) == pytest.approx(_logit(old) - _logit(old_base), abs=1e-6)
         outcomes = await recent_outcomes(redis, 10)
         assert len(outcomes) == 10 and all(false for _, false in outcomes)
         await redis.aclose()
