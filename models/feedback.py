@@ -231,6 +231,8 @@ class ModelSwap:
     base: tuple[float, ...]
     hold_base: float | None
     scores: np.ndarray  # per row, in the rows' order, as the new model scores them
+    # Start from the old thresholds' offset carried over (:func:`carry_over`); False: from the new model's own.
+    carry: bool = True
 
 
 def carry_over(
@@ -349,14 +351,14 @@ def follow_offline(
         at, sub, kind = int(avail_ms[i]), subscribers[i], row_kinds[i]
         if upcoming and at >= upcoming[0].at_ms:
             swap = upcoming.popleft()
-            thresholds = carry_over(thresholds, base, swap.base, config)
+            thresholds = carry_over(thresholds, base, swap.base, config) if swap.carry else tuple(swap.base)
             base, current = tuple(swap.base), swap.scores
             floor = candidate_floor(base, config)
             kept = [(c, r) for c, r in zip(candidates, candidate_rows, strict=True) if float(current[r]) >= floor]
             candidates = deque((c[0], c[1], float(current[r]), c[3]) for c, r in kept)
             candidate_rows = deque(r for _, r in kept)
             if hold is not None:
-                hold.swap(swap.hold_base, current)
+                hold.swap(swap.hold_base, current, swap.carry)
             result.history.append((at, thresholds))
             refit(at, 0)
             last_update = at
@@ -401,11 +403,11 @@ class _HoldChain:
             self.candidates.append((at, subscriber, score))
             self.rows.append(row)
 
-    def swap(self, base: float | None, scores: np.ndarray) -> None:
+    def swap(self, base: float | None, scores: np.ndarray, carry: bool = True) -> None:
         """A new model's hold threshold (None: it has none; the old one's offset carried over, as the levels')."""
         if base is None:
             return
-        (self.threshold,) = carry_over((self.threshold,), (self.base,), (base,), self.config)
+        (self.threshold,) = carry_over((self.threshold,), (self.base,), (base,), self.config) if carry else (base,)
         self.base, self.floor = base, _bounds(base, self.config)[0]
         kept = [(c, r) for c, r in zip(self.candidates, self.rows, strict=True) if float(scores[r]) >= self.floor]
         self.candidates = deque((c[0], c[1], float(scores[r])) for c, r in kept)

@@ -92,6 +92,8 @@ class TrialConfig:
     field_weight: float = 3.0
     slice_folds: int = 4  # one fold of the city's subscribers (by hash) is the promotion slice
     promote_margin: float = 0.0  # average precision the new model must gain on the slice
+    # A promoted model starts from the live thresholds' learnt offset (models.carry_over); False: from its own.
+    carry_offset: bool = True
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
@@ -305,7 +307,9 @@ def run_field_trial(
         if promoted:
             registry.promote(version.version)
             new = scorers[version.version]
-            swaps.append(ModelSwap(cutoff, new.thresholds, new.hold_threshold, scores[version.version]))
+            swaps.append(
+                ModelSwap(cutoff, new.thresholds, new.hold_threshold, scores[version.version], config.carry_offset)
+            )
             live = version.version
 
     followed = serve(swaps)
