@@ -48,7 +48,7 @@ from models.field_labels import (
 )
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
-from models.train import ResidentSpan, TrainConfig, train_model
+from models.train import ResidentSpan, TrainConfig, subscriber_folds, train_model
 
 __all__ = [
     "COLD_START_KEYS",
@@ -95,6 +95,7 @@ __all__ = [
     "read_jsonl",
     "read_labels",
     "reasons",
+    "subscriber_folds",
     "threshold_bounds",
     "threshold_for_budget",
     "train_model",

@@ -53,9 +53,9 @@ from models import (
     follow_offline,
     fraud_contacts,
     labels_known_by,
+    subscriber_folds,
     train_model,
 )
-from models.train import subscriber_folds
 
 __all__ = [
     "FIELD_TRIAL_FILE",
