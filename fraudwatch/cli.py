@@ -537,6 +537,9 @@ def field_trial(
     report_delay_days: Annotated[float, typer.Option(min=0.0, help="Days from a loss to its police report")] = 3.0,
     field_weight: Annotated[float, typer.Option(min=0.0, help="Weight of a field row against a simulated one")] = 3.0,
     slice_folds: Annotated[int, typer.Option(min=2, help="1 of K subscriber folds is the promotion slice")] = 4,
+    max_field_rows: Annotated[
+        int, typer.Option(min=1000, help="Field rows per retrain at most (a big city thinned by subscriber)")
+    ] = 2_000_000,
     worlds: Annotated[
         int | None,
         typer.Option(min=1, help="Sample N training worlds [default: the shipped model's own worlds]"),
@@ -569,6 +572,7 @@ def field_trial(
         report_delay_days=report_delay_days,
         field_weight=field_weight,
         slice_folds=slice_folds,
+        max_field_rows=max_field_rows,
         n_models=models,
         threshold_folds=threshold_folds,
     )

@@ -22,6 +22,7 @@ The trial never reads a case's truth except through the simulated outcomes and r
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,6 +98,9 @@ class TrialConfig:
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
+    # Field rows per retrain at most (sampled by subscriber beyond it): a retrain's time and memory stay bounded
+    # on a city of any size.
+    max_field_rows: int = 2_000_000
 
     @property
     def week_ms(self) -> int:
@@ -160,6 +164,15 @@ def _slice_mask(subscribers: list[str], folds: int) -> np.ndarray:
     return subscriber_folds(subscribers, folds) == 0 if folds > 1 else np.zeros(len(subscribers), dtype=bool)
 
 
+def _unit_hash(subscribers: list[str]) -> np.ndarray:
+    """A number in [0, 1) per row, fixed per subscriber, independent of the slice's folds."""
+    cache: dict[str, float] = {}
+    for sub in set(subscribers):
+        digest = hashlib.blake2b(b"field-sample:" + sub.encode(), digest_size=8).digest()
+        cache[sub] = int.from_bytes(digest, "big") / 2**64
+    return np.asarray([cache[s] for s in subscribers])
+
+
 def _average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:
     return float(average_precision_score(y, scores)) if y.any() and not y.all() else None
 
@@ -189,6 +202,8 @@ def run_field_trial(
     if n_weeks > 1 and end + 1 - (start + (n_weeks - 1) * config.week_ms) < DAY_MS // 2:
         n_weeks -= 1  # a stub of less than half a day joins the last week rather than be judged alone
     in_slice = _slice_mask(subs, config.slice_folds)
+    # The slice's people are no training rows: the city trained on has that many fewer residents.
+    slice_share = 1 / config.slice_folds if config.slice_folds > 1 else 0.0
     outcome_delay = int(config.outcome_delay_h * HOUR_MS)
     report_delay = int(config.report_delay_days * DAY_MS)
     budgets = level_budgets(settings.budget_tasks_per_10k_per_day)
@@ -238,6 +253,11 @@ def run_field_trial(
         settled = avail < cutoff - report_delay
         is_known = np.asarray([s in known_victims for s in subs], dtype=bool)
         train_rows = before & ~in_slice & (settled | is_known)
+        # A big city's rows are thinned by subscriber (every known victim kept) to at most max_field_rows: a
+        # smaller city of the same kind, its residents scaled alike so that the thresholds count per resident.
+        share = min(1.0, config.max_field_rows / max(int(train_rows.sum()), 1))
+        if share < 1.0:
+            train_rows &= is_known | (_unit_hash(subs) < share)
         field = dataclasses.replace(data.subset(train_rows), y=y_known[train_rows])
         pooled = Dataset(
             simulated.data.rows + field.rows,
@@ -255,6 +275,7 @@ def run_field_trial(
             "field_rows": len(field.rows),
             "field_positive_rows": int(field.y.sum()),
             "field_weight": config.field_weight,
+            "field_subscriber_share": share,
             "cutoff_ms": cutoff,
         }
         train_config = TrainConfig(
@@ -263,7 +284,10 @@ def run_field_trial(
             episode_ms=settings.episode_ms,
             n_models=config.n_models,
             threshold_folds=config.threshold_folds,
-            resident_spans=(*simulated.spans, (residents, start, cutoff)),
+            resident_spans=(
+                *simulated.spans,
+                (max(round(residents * share * (1 - slice_share)), 1), start, cutoff),
+            ),
             **({"num_boost_round": config.num_boost_round} if config.num_boost_round else {}),
         )
         say(

@@ -59,6 +59,8 @@ def test_field_trial_retrains_weekly_and_promotes_only_by_the_slice_rule(
         "4",
         "--slice-folds",
         "3",
+        "--max-field-rows",
+        "4000",
     )
     weeks = out["weeks"]
     assert [w["week"] for w in weeks] == [1, 2, 3]
@@ -84,6 +86,11 @@ def test_field_trial_retrains_weekly_and_promotes_only_by_the_slice_rule(
             == sum(1 for c in cases if c["first_loss_ms"] is not None) - reported
         )
         assert sources["field_rows"] > 0 and sources["simulated"]["worlds"]
+        # A city past the row cap is thinned by subscriber (known victims kept), never cut by time.
+        assert 0 < sources["field_subscriber_share"] <= 1
+        if sources["field_subscriber_share"] < 1:
+            assert sources["field_rows"] < 4000 * 1.5
+    assert sources["field_subscriber_share"] < 1  # the last retrain's city is past the cap
     # The trial's registry ends on its last promoted model; the service's own registry is untouched.
     assert (registry / "PROMOTED").read_text().strip() == out["final_model"]
     assert (settings.models_path / "PROMOTED").read_text().strip() == shipped
