@@ -53,6 +53,7 @@ __all__ = [
     "FEEDBACK_DELAY_MS",
     "KIND_CODES",
     "LONG_CALL_S",
+    "NEVER",
     "PAYEE_AGE_CAP_S",
     "PAYEE_CHANNELS",
     "PAYEE_PREFIX",
@@ -87,6 +88,7 @@ __all__ = [
 ]
 
 PAYEE_PREFIX = "payee:"
+NEVER = 2**62  # an idle time that never comes: the key keeps a pending flag
 
 
 class _Dedup:
@@ -401,10 +403,15 @@ class CallerState:
             shared_payee_callees_7d=self.paid_payees.shared_members(),
         )
 
+    def idle_after_ms(self) -> int:
+        """From when the key may be expired (``NEVER`` while a flag is pending): its windows are all empty."""
+        if self.paid.pending or self.paid_payees.pending:
+            return NEVER
+        return self.windows.now + WINDOW_SPANS_MS[-1]
+
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
-        quiet = self.windows.now < now_ms - WINDOW_SPANS_MS[-1]
-        return quiet and not self.paid.pending and not self.paid_payees.pending
+        return now_ms > self.idle_after_ms()
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -545,9 +552,14 @@ class PayeeState:
             shared_caller_payers_7d=self.flagged_callers.shared_members(),
         )
 
+    def idle_after_ms(self) -> int:
+        """From when the key may be expired (``NEVER`` while a flag is pending)."""
+        if self.flagged.pending or self.flagged_callers.pending:
+            return NEVER
+        return self.windows.now + FLAG_SPANS_MS[-1]
+
     def idle(self, now_ms: int) -> bool:
-        quiet = self.windows.now < now_ms - FLAG_SPANS_MS[-1]
-        return quiet and not self.flagged.pending and not self.flagged_callers.pending
+        return now_ms > self.idle_after_ms()
 
     def to_obj(self) -> dict[str, Any]:
         return {
@@ -795,9 +807,13 @@ class SubscriberState:
         self.amount_stats = [n, mean, m2]
         return True, new_payee, before
 
+    def idle_after_ms(self) -> int:
+        """From when the key may be expired: its windows are all empty."""
+        return self.windows.now + WINDOW_SPANS_MS[-1]
+
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
-        return self.windows.now < now_ms - WINDOW_SPANS_MS[-1]
+        return now_ms > self.idle_after_ms()
 
     def to_obj(self) -> dict[str, Any]:
         return {

@@ -6,11 +6,10 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
-from faust.serializers import codecs as faust_codecs
 
 from alerting import AlertingRuntime, TransferRef
 from core.decode import decode_obj
@@ -61,8 +60,9 @@ from streams.metrics import (
 from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
 from streams.produce import BatchSender, partition_of, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
+from streams.state_table import StateTable
 
-__all__ = ["Agents", "StateTable"]
+__all__ = ["Agents"]
 
 log = logging.getLogger("fraudwatch.worker")
 DeadLetterSender = Callable[[bytes, InvalidEvent, str, int, int], Awaitable[None]]
@@ -100,47 +100,6 @@ def _child(metric: Any, *values: str) -> Any:
     if child is None:
         child = _children[key] = metric.labels(*values)
     return child
-
-
-class StateTable:
-    """Reads states from a table's store; writes a batch's changed states with one changelog batch per partition.
-
-    Why not ``table[key] = state``: Faust sends each changelog record on its own (``send_soon`` with a
-    callback per key), which cost as much per event as the hops themselves. The records are the same
-    (key bytes, the table's codec, the partition of the key's murmur2 as ``use_partitioner`` picks it),
-    they go through the same producer (so Faust's commit still flushes them first), and the in-memory
-    store keeps no persisted offsets (recovery always reads the changelog from the start).
-    """
-
-    def __init__(self, table: Any, codec: str, sender: BatchSender) -> None:
-        self.table = table
-        self.codec = codec
-        self.sender = sender
-
-    def current(self, key: str, touched: dict[str, Any], new: Callable[[], Any]) -> Any:
-        """The key's newest state: changed earlier in this batch, else stored, else ``new()``.
-
-        Read from the store: ``Table.get`` raises and catches an exception per new key.
-        """
-        return touched.get(key) or self.table.data.get(key) or new()
-
-    async def write(self, states: dict[str, Any], after: Sequence[asyncio.Future[Any]] = ()) -> None:
-        """Store each state under its key and queue its changelog record, once ``after`` has been delivered.
-
-        ``after``: the delivery futures of the messages that carry the events these states now hold as seen.
-        A replay after a crash skips those events as duplicates, so a state written before them was on the
-        broker would lose them for good after a kill -9 (seen in the reliability tests, in both agents).
-        """
-        if after:
-            await asyncio.gather(*after)
-        if not states:
-            return
-        data = self.table.data
-        records: list[tuple[bytes, bytes]] = []
-        for key, state in states.items():
-            data[key] = state
-            records.append((key.encode(), faust_codecs.dumps(self.codec, state)))
-        await self.sender.send_many(records)
 
 
 def _in_arrival_order(
@@ -368,11 +327,10 @@ class Agents:
         if index is None:
             index = self._tick_index[partition] = TickIndex()
             parts = self._partitions
-            stored = list(self.subscriber_states.table.data.items())
             index.rebuild(
                 (key, state)
-                for key, state in stored
-                if state.open_calls and partition_of(key.encode(), parts) == partition
+                for key, state in self.subscriber_states.with_open_calls()
+                if partition_of(key.encode(), parts) == partition
             )
         return index
 

@@ -3,7 +3,7 @@
 Why: a service that has run for a week holds a week of callers', payees' and subscribers' history. Replaying
 that week through a worker costs minutes to tens of minutes on 2 cores; the offline engine builds the same
 state (the steps are one code path, see ``features.steps``) in seconds. The records are exactly the ones the
-worker writes (key bytes, the table's codec, the partition of the key's murmur2), so a worker started next
+worker writes (key bytes, the state's stored bytes, the partition of the key's murmur2), so a worker started next
 recovers them as its own state. A seed goes only into empty changelogs: written over a running deployment's
 state it would replace newer states with older ones.
 """
@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from faust.serializers import codecs as faust_codecs
 
 from core.errors import StateNotEmpty
 from core.settings import Settings
-from streams import codecs
+from streams.codecs import encode_state
 from streams.produce import partition_of
 from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, bootstrap, changelog_topic, create_topics
 
@@ -40,31 +39,30 @@ async def seed_tables(
     """Write ``key_states`` (caller-table keys: numbers and ``payee:`` keys) and ``subscriber_states`` into the
     changelogs; raise StateNotEmpty if either already holds a record."""
     assert settings.broker_url, "broker_url must be set"
-    codecs.register()
     server = bootstrap(settings.broker_url)
     plan = (
-        (changelog_topic(settings, CALLER_TABLE), codecs.CALLER_CODEC, key_states),
-        (changelog_topic(settings, SUBSCRIBER_TABLE), codecs.SUBSCRIBER_CODEC, subscriber_states),
+        (changelog_topic(settings, CALLER_TABLE), key_states),
+        (changelog_topic(settings, SUBSCRIBER_TABLE), subscriber_states),
     )
     # Faust would create them at its start with the same settings; made here first so the partitions match.
-    await create_topics(server, [topic for topic, _, _ in plan], settings.partitions)
-    await _refuse_unless_empty(server, [topic for topic, _, _ in plan], settings.partitions)
+    await create_topics(server, [topic for topic, _ in plan], settings.partitions)
+    await _refuse_unless_empty(server, [topic for topic, _ in plan], settings.partitions)
     partitions = list(range(settings.partitions))
     producer = AIOKafkaProducer(bootstrap_servers=server, linger_ms=20, max_batch_size=1 << 20, acks="all")
     await producer.start()
     counts: list[int] = []
     try:
-        for topic, codec, states in plan:
-            counts.append(await _send_all(producer, topic, partitions, _records(codec, states.items())))
+        for topic, states in plan:
+            counts.append(await _send_all(producer, topic, partitions, _records(states.items())))
         await producer.flush()
     finally:
         await producer.stop()
     return SeedStats(*counts)
 
 
-def _records(codec: str, items: Iterable[tuple[str, Any]]) -> Iterable[tuple[bytes, bytes]]:
+def _records(items: Iterable[tuple[str, Any]]) -> Iterable[tuple[bytes, bytes]]:
     for key, state in items:
-        yield key.encode(), faust_codecs.dumps(codec, state)
+        yield key.encode(), state if isinstance(state, bytes) else encode_state(state)
 
 
 async def _send_all(

@@ -28,10 +28,11 @@ from core.errors import InvalidEvent
 from core.settings import Settings
 from models import ModelRegistry
 from streams import codecs, faust_internals
-from streams.agents import Agents, StateTable
+from streams.agents import Agents
 from streams.produce import BatchSender
 from streams.publisher import TopicPublisher
 from streams.scoring_runtime import LiveModel, ShadowModel
+from streams.state_table import StateTable
 from streams.topics import CALLER_TABLE, SUBSCRIBER_TABLE, internal_topic
 from streams.web import register_pages
 
@@ -68,7 +69,6 @@ class StreamWorker:
 
 def build_worker(settings: Settings) -> StreamWorker:
     """A worker's Faust app with its topics, tables, agents, timers and web pages; nothing runs until started."""
-    codecs.register()
     broker = settings.broker_url or "kafka://127.0.0.1:9092"
     faust_internals.install(settings.consumer_fetch_max_wait_ms)
     app = faust.App(
@@ -107,8 +107,9 @@ def build_worker(settings: Settings) -> StreamWorker:
     # Plain tables (not windowed: see shared notes) whose values are whole rolling-state objects.
     caller_table = app.Table(CALLER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
     subscriber_table = app.Table(SUBSCRIBER_TABLE, key_type=str, partitions=settings.partitions, use_partitioner=True)
-    for table, codec in ((caller_table, codecs.CALLER_CODEC), (subscriber_table, codecs.SUBSCRIBER_CODEC)):
-        faust_internals.rebuild_changelog_topic(table, "raw", codec)
+    for table in (caller_table, subscriber_table):
+        # Values stay the records' bytes (streams.codecs): recovery copies them, nothing is decoded until read.
+        faust_internals.rebuild_changelog_topic(table, "raw", "raw")
 
     async def send_dead_letter(raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
         envelope = {
@@ -122,16 +123,24 @@ def build_worker(settings: Settings) -> StreamWorker:
         }
         await dead_letter_topic.send(value=orjson.dumps(envelope))
 
+    cache = settings.state_cache_keys
+    caller_states = StateTable(
+        caller_table, codecs.decode_key_state, BatchSender(app, _changelog(caller_table)), cache_keys=cache
+    )
+    subscriber_states = StateTable(
+        subscriber_table,
+        codecs.decode_subscriber_state,
+        BatchSender(app, _changelog(subscriber_table)),
+        cache_keys=cache,
+    )
     live_model = LiveModel(ModelRegistry(settings.models_path))
     shadow_model = ShadowModel(ModelRegistry(settings.models_path))
     agents = Agents(
         settings=settings,
         live_model=live_model,
         shadow_model=shadow_model,
-        caller_states=StateTable(caller_table, codecs.CALLER_CODEC, BatchSender(app, _changelog(caller_table))),
-        subscriber_states=StateTable(
-            subscriber_table, codecs.SUBSCRIBER_CODEC, BatchSender(app, _changelog(subscriber_table))
-        ),
+        caller_states=caller_states,
+        subscriber_states=subscriber_states,
         # Internal hops carry packed records (many envelopes each): Faust's cost per consumed message is paid
         # once per partition and batch instead of once per event.
         to_callers=BatchSender(app, caller_topic.get_topic_name(), packed=True),
@@ -149,7 +158,7 @@ def build_worker(settings: Settings) -> StreamWorker:
 
     # Waits for the broker's ack: the hold's outbox entry is acknowledged only once it is on the topic.
     publish_hold = TopicPublisher(broker, settings.holds_topic)
-    _add_timers(worker, caller_table, subscriber_table, publish_hold)
+    _add_timers(worker, caller_states, subscriber_states, publish_hold)
     register_pages(app, worker.is_ready, worker)
     return worker
 
@@ -158,7 +167,9 @@ def _changelog(table: Any) -> str:
     return str(table.changelog_topic.get_topic_name())
 
 
-def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any, hold_sink: HoldSink) -> None:
+def _add_timers(
+    worker: StreamWorker, caller_states: StateTable, subscriber_states: StateTable, hold_sink: HoldSink
+) -> None:
     """The worker's periodic work: model reloads, idle-key expiry, idle ticks, key counts, lag; starting alerting."""
     from streams.metrics import CONSUMER_LAG, LIVE_KEYS
 
@@ -176,17 +187,15 @@ def _add_timers(worker: StreamWorker, caller_table: Any, subscriber_table: Any, 
         The deletes go to the changelog as tombstones, so a recovering worker does not bring them back.
         """
         now = agents.watermark_ms
-        for table in (caller_table, subscriber_table):
-            idle = [key for key, state in list(table.items()) if state.idle(now)]
-            for key in idle:
-                del table[key]
-            if idle:
-                log.info("expired idle keys", extra={"table": table.name, "keys": len(idle)})
+        for states in (caller_states, subscriber_states):
+            expired = await states.expire_idle(now)
+            if expired:
+                log.info("expired idle keys", extra={"table": states.table.name, "keys": expired})
 
     async def count_keys() -> None:
         """Report how many keys this worker holds in feature state."""
-        LIVE_KEYS.labels(table="caller").set(len(caller_table))
-        LIVE_KEYS.labels(table="subscriber").set(len(subscriber_table))
+        LIVE_KEYS.labels(table="caller").set(len(caller_states))
+        LIVE_KEYS.labels(table="subscriber").set(len(subscriber_states))
 
     async def report_lag() -> None:
         """Consumer lag per assigned input/internal partition (changelogs are recovery, not lag)."""

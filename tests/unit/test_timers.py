@@ -26,8 +26,9 @@ from features.vector import FEATURE_INDEX, FeatureRow
 from models.dataset import build_dataset
 from sandbox.simulate import CityConfig, simulate
 from streams import codecs
-from streams.agents import Agents, StateTable
+from streams.agents import Agents
 from streams.produce import partition_of
+from streams.state_table import StateTable
 
 pytestmark = pytest.mark.unit
 
@@ -156,15 +157,18 @@ _SCORER = SimpleNamespace(
 PARTITIONS = 4
 
 
-def _agents(data: dict[str, SubscriberState], features: _FeatureTopic, changelog: _Sender) -> Agents:
-    codecs.register()
+def _agents(data: dict[str, bytes], features: _FeatureTopic, changelog: _Sender) -> Agents:
     settings = Settings(partitions=PARTITIONS, publish_features=True, budget_follow=False, tick_idle_s=1e-6)
     return Agents(
         settings=settings,
         live_model=SimpleNamespace(scorer=_SCORER),
         shadow_model=SimpleNamespace(scorer=None),
-        caller_states=StateTable(SimpleNamespace(data={}), codecs.CALLER_CODEC, _Sender()),
-        subscriber_states=StateTable(SimpleNamespace(data=data), codecs.SUBSCRIBER_CODEC, changelog),
+        caller_states=StateTable(SimpleNamespace(data={}), codecs.decode_key_state, _Sender()),
+        subscriber_states=StateTable(
+            SimpleNamespace(data=data),
+            codecs.decode_subscriber_state,
+            changelog,
+        ),
         to_callers=_Sender(),
         to_subscribers=_Sender(),
         to_explain=_Sender(),
@@ -213,7 +217,7 @@ async def test_per_partition_serving_computes_the_offline_rows_ticks_included_ac
             i += n
             if p == 2 and not restarted and i >= len(records) // 2 and changelog.records:
                 restarted = True
-                stored = {k.decode(): SubscriberState.from_obj(orjson.loads(v)) for k, v in changelog.records}
+                stored = {k.decode(): v for k, v in changelog.records}  # as Faust recovers them: the bytes
                 agents = _agents(stored, features, changelog)  # a restarted worker: empty timers, the table
     assert restarted
     # The ticks due after a partition's own last event: fired by the idle timer at the worker's newest time.
