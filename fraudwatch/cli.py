@@ -601,12 +601,26 @@ def soak(
     minutes: Annotated[float, typer.Option(min=0.01, help="How long to offer events")] = 10.0,
     rate: Annotated[float, typer.Option(min=0.1, help="Events per second offered, at a fixed pace")] = 300.0,
     sample_s: Annotated[float, typer.Option(min=0.5, help="Seconds between sample lines")] = 10.0,
+    keys: Annotated[
+        int, typer.Option(min=0, help="Feature-state keys in the tables before the worker starts (city scale)")
+    ] = 0,
+    recover: Annotated[
+        bool, typer.Option(help="At the end, kill the worker -9 and time a new one back to ready with every key")
+    ] = False,
+    days_per_city: Annotated[
+        float, typer.Option(min=0.01, help="Event-time days per simulated city (filled keys live a week)")
+    ] = 1.0,
 ) -> None:
     """One worker under a steady load: a JSON line per sample (RSS, p50/p99, lag, keys), then a summary with slopes."""
     from sandbox.soak import SoakConfig, run_soak
 
     _stop_cleanly_on_sigterm()
-    run_soak(get_settings(), SoakConfig(minutes=minutes, rate=rate, sample_s=sample_s))
+    run_soak(
+        get_settings(),
+        SoakConfig(
+            minutes=minutes, rate=rate, sample_s=sample_s, keys=keys, recover=recover, days_per_city=days_per_city
+        ),
+    )
 
 
 @models_app.command("list")

@@ -73,6 +73,10 @@ class SoakConfig:
     model_subscribers: int = 1500  # size of the training city when the registry is empty
     drain_s: float = 30.0  # after the last event, how long to wait for the worker to catch up
     app_id: str = "soak"
+    # City-scale mode: this many feature-state keys in the tables before the worker starts (sandbox.state_fill),
+    # and, with ``recover``, the worker killed -9 at the end and timed back to ready with every key.
+    keys: int = 0
+    recover: bool = False
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.rate <= 0 or self.sample_s <= 0:
@@ -311,12 +315,20 @@ async def _soak(
         "FW_LOG_LEVEL": "WARNING",
     }
     proc = None
+    scale: dict[str, Any] = {}
     try:
         await ensure_topics(run)
+        if config.keys:
+            scale.update(await _fill(run, config))
+            emit({"filled": scale})
         proc = start_worker(run, env, work / "worker.log")
         with _StopOnSignal(asyncio.get_running_loop(), stop) as signals:
-            await _wait_ready(port, proc)
+            t_start = time.monotonic()
+            await _wait_ready(port, proc, timeout_s=600.0)
+            scale["ready_s"] = round(time.monotonic() - t_start, 1)
             metrics_url = f"http://127.0.0.1:{port}/metrics"
+            if config.keys:
+                scale.update(await _keys_and_rss(metrics_url, proc.pid, config.keys))
             feed = CityFeed(config, run, work)
             progress = _Progress()
             sampler = _Sampler(metrics_url, proc.pid, time.monotonic())
@@ -333,7 +345,11 @@ async def _soak(
                     next_at += config.sample_s
             await sender  # re-raises a failed send
             drained = await _drain(metrics_url, progress.sent, config.drain_s, stop)
-            emit(await sampler.take(progress, final=True))
+            final = await sampler.take(progress, final=True)
+            emit(final)
+            if config.recover and not stop.is_set():
+                proc, recovery = await _kill_and_recover(proc, run, env, work, port, final["feature_state_keys"])
+                scale.update(recovery)
         summary = summarise(
             sampler.samples,
             config,
@@ -343,6 +359,7 @@ async def _soak(
             interrupted=signals.signalled,
             tasks_received=receiver.receiver.stats()["received"],
             logs=str(work),
+            **scale,
         )
         emit({"summary": summary})
         return {"samples": sampler.samples, "summary": summary}
@@ -350,6 +367,60 @@ async def _soak(
         if proc is not None:
             await asyncio.to_thread(stop_worker, proc)
         await receiver.stop()
+
+
+async def _fill(run: Settings, config: SoakConfig) -> dict[str, Any]:
+    """Seed the tables' changelogs with ``config.keys`` states ending where the first city starts."""
+    from sandbox.state_fill import fill_states
+    from streams import seed_tables
+
+    t0 = time.monotonic()
+    filled = await asyncio.to_thread(fill_states, config.keys, end_ms=CityConfig().start_ms, seed=config.seed - 1)
+    stats = await seed_tables(run, filled.key_states, filled.subscriber_states)
+    return {
+        "keys_filled": stats.caller_records + stats.subscriber_records,
+        "stored_bytes_per_key": round(
+            (sum(map(len, filled.key_states.values())) + sum(map(len, filled.subscriber_states.values())))
+            / max(filled.keys, 1)
+        ),
+        "fill_s": round(time.monotonic() - t0, 1),
+    }
+
+
+async def _keys_and_rss(metrics_url: str, pid: int, at_least: int, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Once the worker's key gauge has counted ``at_least`` keys: that count and its RSS per key."""
+    deadline = time.monotonic() + timeout_s
+    keys = 0
+    while time.monotonic() < deadline:
+        keys = int(total(await asyncio.to_thread(scrape, metrics_url), "fw_feature_state_keys"))
+        if keys >= at_least:
+            break
+        await asyncio.sleep(0.5)
+    rss = vm_rss_mb(pid)
+    return {
+        "keys_at_ready": keys,
+        "rss_mb_at_ready": rss,
+        "rss_kb_per_key_at_ready": round(rss * 1024 / keys, 2) if rss and keys else None,
+    }
+
+
+async def _kill_and_recover(
+    proc: Any, run: Settings, env: dict[str, str], work: Path, port: int, keys_before: int
+) -> tuple[Any, dict[str, Any]]:
+    """Kill the worker -9, start another, and time it to ready; how many of its keys came back."""
+    proc.kill()
+    await asyncio.to_thread(proc.wait)
+    t0 = time.monotonic()
+    proc = start_worker(run, env, work / "worker-recovered.log")
+    await _wait_ready(port, proc, timeout_s=600.0)
+    recovery_s = round(time.monotonic() - t0, 1)
+    seen = await _keys_and_rss(f"http://127.0.0.1:{port}/metrics", proc.pid, keys_before)
+    return proc, {
+        "keys_before_kill": keys_before,
+        "recovery_s": recovery_s,
+        "keys_recovered": seen["keys_at_ready"],
+        "rss_mb_recovered": seen["rss_mb_at_ready"],
+    }
 
 
 async def _drain(metrics_url: str, sent: int, timeout_s: float, stop: asyncio.Event) -> bool:

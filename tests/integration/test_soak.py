@@ -33,6 +33,24 @@ def test_tiny_soak_samples_and_slopes(trained_data_dir: Path, capsys: pytest.Cap
     assert summary["drained"] and summary["events_scored"] > 0 and not summary["interrupted"]
 
 
+def test_city_scale_soak_fills_the_tables_and_a_killed_worker_recovers_every_key(
+    trained_data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = SoakConfig(
+        minutes=0.2, rate=200, sample_s=3, keys=6000, recover=True, days_per_city=0.1, app_id="soak-keys"
+    )
+    summary = run_soak(Settings(data_dir=trained_data_dir), config)["summary"]
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert lines[0] == {"filled": {k: summary[k] for k in ("keys_filled", "stored_bytes_per_key", "fill_s")}}
+    assert summary["keys_filled"] == 6000
+    assert summary["keys_at_ready"] >= 6000 and summary["rss_kb_per_key_at_ready"] > 0
+    assert summary["drained"] and summary["events_scored"] > 0
+    # Killed -9 after the run: the new worker holds every key the old one had, live keys included.
+    assert summary["keys_before_kill"] > 6000
+    assert summary["keys_recovered"] >= summary["keys_before_kill"]
+    assert 0 < summary["recovery_s"] < 120
+
+
 @pytest.mark.unit
 def test_slope_is_least_squares_per_minute() -> None:
     assert slope_per_minute([(0, 100.0), (60, 110.0), (120, 120.0)]) == pytest.approx(10.0)

@@ -69,7 +69,9 @@ def test_stored_bytes_round_trip_and_their_header_says_what_the_state_says(engin
     after = [s.idle_after_ms() for s in engine.key_states().values()]
     assert NEVER in after and any(a < NEVER for a in after)
     some = next(iter(engine.subscribers.values()))
-    assert not some.idle(some.windows.now + WINDOW_SPANS_MS[-1]) and some.idle(some.windows.now + WINDOW_SPANS_MS[-1] + 1)
+    assert not some.idle(some.windows.now + WINDOW_SPANS_MS[-1]) and some.idle(
+        some.windows.now + WINDOW_SPANS_MS[-1] + 1
+    )
 
 
 def test_records_written_before_the_header_are_still_read(engine: FeatureEngine) -> None:
