@@ -81,7 +81,7 @@ class WorkerSettings(BaseModel):
         20_000, ge=0, description="Worker's gen-0 GC threshold (Python's default is 700; 0 leaves GC untouched)."
     )
     state_cache_keys: int = Field(
-        20_000,
+        5_000,
         ge=0,
         description="Feature states per table kept decoded (the most recently used); the others stay as their "
         "stored bytes, about 0.5 KB a key against 11-14 KB decoded.",

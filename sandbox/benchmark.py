@@ -36,7 +36,15 @@ from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_wo
 from sandbox.services import free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate, write_city
 
-__all__ = ["BenchConfig", "histogram_quantiles", "limits", "run_benchmark", "scrape_sum", "summarize_profile"]
+__all__ = [
+    "BenchConfig",
+    "cpu_seconds",
+    "histogram_quantiles",
+    "limits",
+    "run_benchmark",
+    "scrape_sum",
+    "summarize_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -53,12 +61,20 @@ class BenchConfig:
     # Payment holds' latency at this offered rate (0: skip), with this share of the city's transfers held.
     hold_rate: int = 1000
     hold_share: float = 0.05
+    # The backlog drained again by a fresh worker whose tables already hold this many feature-state keys
+    # (sandbox.state_fill): how the drain rate, readiness and memory follow the state's size.
+    state_keys: tuple[int, ...] = (10_000, 1_000_000)
 
     @classmethod
     def tiny(cls) -> BenchConfig:
         """A run of a few seconds per phase."""
         return cls(
-            backlog_subscribers=600, rates=(200, 500), seconds_per_rate=2.0, model_subscribers=1500, hold_rate=200
+            backlog_subscribers=600,
+            rates=(200, 500),
+            seconds_per_rate=2.0,
+            model_subscribers=1500,
+            hold_rate=200,
+            state_keys=(2000,),
         )
 
 
@@ -109,7 +125,7 @@ def _peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def _cpu_s(pid: int) -> float | None:
+def cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process so far (all its threads)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -372,9 +388,9 @@ async def _bench(
                 await _wait_ready(port, proc)
                 ready_at = time.monotonic()
                 spy = _profile_worker(proc.pid, work / f"{label}.pyspy.txt") if label == "worker" else None
-                cpu0, t0 = _cpu_s(proc.pid), time.monotonic()
+                cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
                 result[label] = await _drain_rate([f"http://127.0.0.1:{port}/metrics"], sent.sent, ready_at=ready_at)
-                cpu1, t1 = _cpu_s(proc.pid), time.monotonic()
+                cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
                 if cpu0 is not None and cpu1 is not None:
                     result[label]["cpu_share_of_one_core"] = round((cpu1 - cpu0) / (t1 - t0), 2)
                     result[label]["cpu_us_per_event"] = round((cpu1 - cpu0) / max(sent.sent, 1) * 1e6, 1)
@@ -412,6 +428,12 @@ async def _bench(
                     "FW_MODEL_DIR": str(models),
                 },
             )
+        if config.state_keys:
+            batched = settings.score_batch_max
+            result["drain_at_state_keys"] = {
+                str(n): await _drain_at_keys(run, n, sent.sent, work, lambda port, app_id: env(app_id, port, batched))
+                for n in config.state_keys
+            }
     finally:
         await receiver.stop()
     result["in_process"] = await asyncio.to_thread(_in_process, run, backlog["events"], 50_000)
@@ -422,6 +444,33 @@ async def _bench(
         "scoring_path_vs_raw_predict": result["in_process"]["scoring_path_vs_raw_predict_time_ratio"],
     }
     return result
+
+
+async def _drain_at_keys(
+    run: Settings, n_keys: int, backlog: int, work: Path, env: Callable[[int, str], dict[str, str]]
+) -> dict[str, Any]:
+    """The backlog drained by a worker of a new group whose tables were filled with ``n_keys`` states first."""
+    from sandbox.state_fill import fill_states
+    from streams import ensure_topics, seed_tables
+
+    app_id = f"bench-keys-{n_keys}"
+    group = run.model_copy(update={"app_id": app_id})
+    await ensure_topics(group)
+    filled = await asyncio.to_thread(fill_states, n_keys, end_ms=CityConfig().start_ms)
+    await seed_tables(group, filled.key_states, filled.subscriber_states)
+    del filled
+    port = free_port()
+    started = time.monotonic()
+    proc = start_worker(group, env(port, app_id), work / f"{app_id}.log")
+    try:
+        await _wait_ready(port, proc, timeout_s=600.0)
+        ready_at = time.monotonic()
+        out: dict[str, Any] = {"ready_s": round(ready_at - started, 1)}
+        out.update(await _drain_rate([f"http://127.0.0.1:{port}/metrics"], backlog, ready_at=ready_at))
+        out["peak_rss_mb"] = _peak_rss_mb(proc.pid)
+        return out
+    finally:
+        stop_worker(proc)
 
 
 async def _scaled_out(
@@ -446,11 +495,11 @@ async def _scaled_out(
             await asyncio.sleep(2.0)
         path = _paced_city(config, rate, 930, work / f"scaled-{rate}")
         before = await asyncio.to_thread(scrape_sum, urls)
-        cpu0 = [_cpu_s(p.pid) for p in procs]
+        cpu0 = [cpu_seconds(p.pid) for p in procs]
         t0 = time.monotonic()
         stats = await replay(path, run, rate=rate)
         await _drain_rate(urls, total(before, "fw_events_scored_total") + stats.sent, timeout_s=120)
-        cpu1 = [_cpu_s(p.pid) for p in procs]
+        cpu1 = [cpu_seconds(p.pid) for p in procs]
         elapsed = time.monotonic() - t0
         after = await asyncio.to_thread(scrape_sum, urls)
         return {

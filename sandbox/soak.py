@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 
 from core.settings import Settings
-from sandbox.benchmark import _wait_ready, histogram_quantiles
+from sandbox.benchmark import _wait_ready, cpu_seconds, histogram_quantiles
 from sandbox.demo import DemoConfig, ensure_model, scrape, start_worker, stop_worker, total
 from sandbox.services import free_port, start_redis, start_tansu
 from sandbox.simulate import CityConfig, simulate
@@ -197,17 +197,39 @@ async def _offer(feed: CityFeed, run: Settings, config: SoakConfig, stop: asynci
 class _Sampler:
     """Turns successive scrapes of the worker into sample lines."""
 
-    def __init__(self, metrics_url: str, pid: int, started: float) -> None:
+    def __init__(self, metrics_url: str, pid: int, started: float, broker_pid: int | None = None) -> None:
         self.metrics_url = metrics_url
         self.pid = pid
+        self.broker_pid = broker_pid
         self.started = started
         self.previous: dict[str, float] = {}
         self.samples: list[dict[str, Any]] = []
+        self._cpu = self._cpu_now()
+
+    def _cpu_now(self) -> tuple[float, float | None, float | None]:
+        broker = cpu_seconds(self.broker_pid) if self.broker_pid else None
+        return time.monotonic(), cpu_seconds(self.pid), broker
 
     async def take(self, progress: _Progress, **extra: Any) -> dict[str, Any]:
         now = await asyncio.to_thread(scrape, self.metrics_url)
         latency = histogram_quantiles(self.previous, now, LATENCY)
+        gc_full = histogram_quantiles(self.previous, now, "fw_gc_pause_seconds", generation="2")
+        prev = self.previous
+
+        def delta(name: str) -> float:
+            return total(now, name) - total(prev, name)
+
+        scored = delta("fw_events_scored_total")
+        hits = total(now, "fw_state_reads_total", cache="hit") - total(prev, "fw_state_reads_total", cache="hit")
+        reads = delta("fw_state_reads_total")
         self.previous = now
+        (t0, worker0, broker0), (t1, worker1, broker1) = self._cpu, self._cpu_now()
+        self._cpu = (t1, worker1, broker1)
+
+        def share(a: float | None, b: float | None) -> float | None:
+            return round((b - a) / (t1 - t0), 2) if a is not None and b is not None and t1 > t0 else None
+
+        worker_share = share(worker0, worker1)
         sample = {
             "elapsed_s": round(time.monotonic() - self.started, 1),
             "events_sent": progress.sent,
@@ -217,6 +239,19 @@ class _Sampler:
             "p99_ms": latency["p99_ms"],
             "consumer_lag": int(total(now, "fw_consumer_lag_messages")),
             "feature_state_keys": int(total(now, "fw_feature_state_keys")),
+            # Where the time went: the worker's and the broker's CPU (share of one core), the worker's CPU per
+            # scored event, and its full garbage collections (how many, the longest).
+            "worker_cpu": worker_share,
+            "broker_cpu": share(broker0, broker1),
+            "worker_cpu_us_per_event": round(worker_share * (t1 - t0) / scored * 1e6, 1)
+            if worker_share is not None and scored > 0
+            else None,
+            "state_changelog_bytes_per_event": round(delta("fw_state_changelog_bytes_total") / scored)
+            if scored
+            else None,
+            "state_cache_hit_share": round(hits / reads, 3) if reads else None,
+            "gc_full_collections": gc_full["count"],
+            "gc_full_pause_p99_ms": gc_full["p99_ms"],
             **extra,
         }
         self.samples.append(sample)
@@ -286,7 +321,13 @@ class _StopOnSignal:
 
 
 async def _soak(
-    settings: Settings, config: SoakConfig, work: Path, broker_url: str, redis_url: str, emit: Emit
+    settings: Settings,
+    config: SoakConfig,
+    work: Path,
+    broker_url: str,
+    redis_url: str,
+    emit: Emit,
+    broker_pid: int | None = None,
 ) -> dict[str, Any]:
     from sandbox.receiver import ReceiverServer
     from streams import ensure_topics
@@ -331,7 +372,7 @@ async def _soak(
                 scale.update(await _keys_and_rss(metrics_url, proc.pid, config.keys))
             feed = CityFeed(config, run, work)
             progress = _Progress()
-            sampler = _Sampler(metrics_url, proc.pid, time.monotonic())
+            sampler = _Sampler(metrics_url, proc.pid, time.monotonic(), broker_pid)
             sampler.previous = await asyncio.to_thread(scrape, metrics_url)
             sender = asyncio.create_task(_offer(feed, run, config, stop, progress), name="soak-offer")
             next_at = sampler.started + config.sample_s
@@ -453,7 +494,9 @@ def run_soak(settings: Settings, config: SoakConfig, emit: Emit | None = None) -
     try:
         redis = start_redis(log_path=work / "redis.log")
         try:
-            return asyncio.run(_soak(settings, config, work, broker.url, redis.url, emit or _print_line))
+            return asyncio.run(
+                _soak(settings, config, work, broker.url, redis.url, emit or _print_line, broker.proc.pid)
+            )
         finally:
             redis.stop()
     finally:

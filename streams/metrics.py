@@ -37,6 +37,9 @@ __all__ = [
     "SCORE_SECONDS",
     "SHADOW_DECISIONS",
     "SKIPPED_ACKS",
+    "STATE_BYTES",
+    "STATE_CACHE",
+    "STATE_RECORDS",
     "TICKS_FIRED",
     "watch_gc_pauses",
 ]
@@ -128,6 +131,13 @@ EVENT_TIME_LAG = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
 )
 LIVE_KEYS = Gauge("fw_feature_state_keys", "Keys held in feature state on this worker", ["table"])
+STATE_BYTES = Counter(
+    "fw_state_changelog_bytes", "Bytes of feature-state records written to the tables' changelogs", ["table"]
+)
+STATE_RECORDS = Counter("fw_state_changelog_records", "Feature-state records written to the changelogs", ["table"])
+STATE_CACHE = Counter(
+    "fw_state_reads", "Stored feature states read, by whether the decoded cache had them", ["table", "cache"]
+)
 CONSUMER_LAG = Gauge(
     "fw_consumer_lag_messages", "Messages behind the partition's high-water mark", ["topic", "partition"]
 )

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from streams.codecs import encode_state, has_open_calls, idle_after_ms
+from streams.metrics import STATE_BYTES, STATE_CACHE, STATE_RECORDS
 from streams.produce import BatchSender
 
 __all__ = ["StateTable"]
@@ -31,12 +32,15 @@ class StateTable:
     store keeps no persisted offsets (recovery always reads the changelog from the start).
     """
 
-    def __init__(self, table: Any, decode: Decode, sender: BatchSender, *, cache_keys: int = 20_000) -> None:
+    def __init__(self, table: Any, decode: Decode, sender: BatchSender, *, cache_keys: int = 5_000) -> None:
         self.table = table
         self.decode = decode
         self.sender = sender
         self.cache_keys = cache_keys
         self._cache: OrderedDict[str, tuple[bytes, Any]] = OrderedDict()
+        name = str(getattr(table, "name", "table"))
+        self._hits, self._misses = STATE_CACHE.labels(name, "hit"), STATE_CACHE.labels(name, "miss")
+        self._bytes, self._records = STATE_BYTES.labels(name), STATE_RECORDS.labels(name)
 
     def __len__(self) -> int:
         return len(self.table.data)
@@ -50,7 +54,9 @@ class StateTable:
         hit = cache.get(key)
         if hit is not None and hit[0] is raw:
             cache.move_to_end(key)
+            self._hits.inc()
             return hit[1]
+        self._misses.inc()
         state = self.decode(raw)
         self._remember(key, raw, state)
         return state
@@ -89,6 +95,8 @@ class StateTable:
             data[key] = raw
             self._remember(key, raw, state)
             records.append((key.encode(), raw))
+        self._records.inc(len(records))
+        self._bytes.inc(sum(len(raw) for _, raw in records))
         await self.sender.send_many(records)
 
     def with_open_calls(self) -> Iterator[tuple[str, Any]]:
