@@ -14,9 +14,9 @@ import itertools
 from dataclasses import dataclass
 
 from core.decode import decode_obj
-from features.pipeline import FeatureEngine
+from features import FeatureEngine
 from sandbox.simulate import CityConfig, simulate
-from streams.codecs import encode_state
+from streams import encode_state
 
 __all__ = ["FilledState", "fill_states"]
 

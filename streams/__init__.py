@@ -19,6 +19,7 @@ __all__ = [
     "bootstrap",
     "build_worker",
     "changelog_topic",
+    "encode_state",
     "ensure_topics",
     "internal_topic",
     "load_lines",
@@ -48,6 +49,7 @@ _HOME = {
     "refit_event_ms": "streams.budget",
     "seed_follower": "streams.budget",
     "TopicPublisher": "streams.publisher",
+    "encode_state": "streams.codecs",
 }
 
 
