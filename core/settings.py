@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,15 @@ class WorkerSettings(BaseModel):
         description="Feature states per table kept decoded (the most recently used); the others stay as their "
         "stored bytes, about 0.5 KB a key against 11-14 KB decoded.",
     )
+    state_store: Literal["memory", "local"] = Field(
+        "memory",
+        description="Where feature state lives: memory (rebuilt from the changelog at every start) or local "
+        "(RocksDB under state_dir: a restart reads only the changelog after what it holds; one state_dir per "
+        "worker).",
+    )
+    state_dir: Path | None = Field(None, description="The local store's folder; default data_dir/state.")
+    state_block_cache_mb: int = Field(64, ge=1, description="The local store's block cache, shared by its tables.")
+    state_write_buffer_mb: int = Field(4, ge=1, description="Memtable size of each local table partition.")
     table_standby_replicas: int = Field(
         0,
         ge=0,
@@ -276,6 +286,11 @@ class Settings(
     def models_path(self) -> Path:
         """The model registry folder."""
         return self.model_dir if self.model_dir is not None else self.data_dir / "models"
+
+    @property
+    def state_path(self) -> Path:
+        """The local state store's folder (``state_store=local``)."""
+        return self.state_dir if self.state_dir is not None else self.data_dir / "state"
 
 
 @lru_cache(maxsize=1)

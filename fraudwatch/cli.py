@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import orjson
 import typer
@@ -610,6 +610,9 @@ def soak(
     days_per_city: Annotated[
         float, typer.Option(min=0.01, help="Event-time days per simulated city (filled keys live a week)")
     ] = 1.0,
+    store: Annotated[
+        str | None, typer.Option(help="Feature state in 'memory' or on 'local' disk (default: FW_STATE_STORE)")
+    ] = None,
 ) -> None:
     """One worker under a steady load: a JSON line per sample (RSS, p50/p99, lag, keys), then a summary with slopes."""
     from sandbox.soak import SoakConfig, run_soak
@@ -618,9 +621,21 @@ def soak(
     run_soak(
         get_settings(),
         SoakConfig(
-            minutes=minutes, rate=rate, sample_s=sample_s, keys=keys, recover=recover, days_per_city=days_per_city
+            minutes=minutes,
+            rate=rate,
+            sample_s=sample_s,
+            keys=keys,
+            recover=recover,
+            days_per_city=days_per_city,
+            store=_state_store(store),
         ),
     )
+
+
+def _state_store(value: str | None) -> Literal["memory", "local"] | None:
+    if value is None or value in ("memory", "local"):
+        return value  # type: ignore[return-value]
+    raise typer.BadParameter(f"--store must be memory or local, not {value!r}")
 
 
 @models_app.command("list")

@@ -374,6 +374,9 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     # cases and outbox) but starts empty, as the embedded broker does: a run's cases are its own.
     redis_dir = data / "redis"
     shutil.rmtree(redis_dir, ignore_errors=True)
+    if not settings.broker_url:
+        # A local state store beside a fresh in-memory broker would hold the last run's states.
+        shutil.rmtree(settings.state_path, ignore_errors=True)
     with ExitStack() as stack:
         broker = stack.enter_context(
             _service(None if settings.broker_url else start_tansu(log_path=logs / "tansu.log"))

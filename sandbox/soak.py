@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import shutil
 import signal
 import sys
 import threading
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -77,6 +78,8 @@ class SoakConfig:
     # and, with ``recover``, the worker killed -9 at the end and timed back to ready with every key.
     keys: int = 0
     recover: bool = False
+    # Where the worker keeps feature state (``state_store``): None = as the settings say.
+    store: Literal["memory", "local"] | None = None
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.rate <= 0 or self.sample_s <= 0:
@@ -354,9 +357,11 @@ async def _soak(
         "FW_APP_ID": config.app_id,
         "FW_PARTITIONS": str(settings.partitions),
         "FW_LOG_LEVEL": "WARNING",
+        "FW_STATE_STORE": config.store or settings.state_store,
+        "FW_STATE_DIR": str(work / "state"),
     }
     proc = None
-    scale: dict[str, Any] = {}
+    scale: dict[str, Any] = {"state_store": env["FW_STATE_STORE"]}
     try:
         await ensure_topics(run)
         if config.keys:
@@ -489,6 +494,7 @@ def run_soak(settings: Settings, config: SoakConfig, emit: Emit | None = None) -
     """
     work = settings.data_dir / "soak"
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "state", ignore_errors=True)  # the broker below starts empty; so must local state
     ensure_model(settings, DemoConfig(subscribers=config.model_subscribers))
     broker = start_tansu(log_path=work / "tansu.log")
     try:

@@ -47,6 +47,7 @@ from typing import Any
 import aiokafka
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust import stores as faust_stores
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types.tuples import ack_lock
@@ -56,6 +57,7 @@ from core.errors import PatchVersionError
 from streams.metrics import SKIPPED_ACKS
 
 __all__ = [
+    "LOCAL_STORE_URL",
     "WRITTEN_FOR",
     "aiokafka_producer",
     "in_group",
@@ -67,6 +69,9 @@ __all__ = [
 ]
 
 WRITTEN_FOR = {"faust-streaming": ("0.15.",), "aiokafka": ("0.11.", "0.12.", "0.13.", "0.14.")}
+
+# Faust picks a table store by URL scheme; this one names streams.local_store's (registered by install()).
+LOCAL_STORE_URL = "fwlocal://"
 
 _originals: dict[str, Any] = {}
 _wait_ms = {"value": 1500}
@@ -168,6 +173,7 @@ def install(fetch_max_wait_ms: int) -> None:
         _originals["ack"] = FaustConsumer.ack
         _originals["init"] = FaustConsumer.__init__
         _originals["resume"] = FlowControlEvent.resume
+    faust_stores.STORES.aliases.setdefault(LOCAL_STORE_URL.split(":", 1)[0], "streams.local_store:LocalStateStore")
     thread._create_worker_consumer = _create_worker_consumer  # type: ignore[method-assign]
     thread._highwaters = _highwaters  # type: ignore[method-assign]
     FaustConsumer.ack = _ack  # type: ignore[method-assign]

@@ -40,6 +40,7 @@ __all__ = [
     "STATE_BYTES",
     "STATE_CACHE",
     "STATE_RECORDS",
+    "STATE_RESTORED",
     "TICKS_FIRED",
     "watch_gc_pauses",
 ]
@@ -135,6 +136,11 @@ STATE_BYTES = Counter(
     "fw_state_changelog_bytes", "Bytes of feature-state records written to the tables' changelogs", ["table"]
 )
 STATE_RECORDS = Counter("fw_state_changelog_records", "Feature-state records written to the changelogs", ["table"])
+STATE_RESTORED = Counter(
+    "fw_state_restored_records",
+    "Changelog records copied into the local state store (recovery and standbys; the memory store is not counted)",
+    ["table"],
+)
 STATE_CACHE = Counter(
     "fw_state_reads", "Stored feature states read, by whether the decoded cache had them", ["table", "cache"]
 )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from streams.codecs import encode_state, has_open_calls, idle_after_ms
+from streams.local_store import stable_items
 from streams.metrics import STATE_BYTES, STATE_CACHE, STATE_RECORDS
 from streams.produce import BatchSender
 
@@ -22,14 +24,15 @@ class StateTable:
     The store holds each state as the bytes of its changelog record (``streams.codecs``), so recovery copies
     records without decoding them and memory per key is that of the bytes. The ``cache_keys`` most recently
     used states are kept decoded: a hot key is not decoded per event. A cached state is used only while the
-    store still holds the very bytes it was decoded from, so a partition recovered or rewritten under the
-    cache (a rebalance) can never be read stale.
+    store still holds the bytes it was decoded from, so a partition recovered or rewritten under the cache (a
+    rebalance) can never be read stale. The store is Faust's in-memory one or ``streams.local_store``'s
+    RocksDB one; for the latter each delivered changelog batch's offset is stored beside the states, so a
+    restart reads only the changelog after it.
 
     Why not ``table[key] = state``: Faust sends each changelog record on its own (``send_soon`` with a
     callback per key), which cost as much per event as the hops themselves. The records are the same
     (key bytes, the stored bytes, the partition of the key's murmur2 as ``use_partitioner`` picks it),
-    they go through the same producer (so Faust's commit still flushes them first), and the in-memory
-    store keeps no persisted offsets (recovery always reads the changelog from the start).
+    they go through the same producer (so Faust's commit still flushes them first).
     """
 
     def __init__(self, table: Any, decode: Decode, sender: BatchSender, *, cache_keys: int = 5_000) -> None:
@@ -52,7 +55,7 @@ class StateTable:
             return None
         cache = self._cache
         hit = cache.get(key)
-        if hit is not None and hit[0] is raw:
+        if hit is not None and (hit[0] is raw or hit[0] == raw):
             cache.move_to_end(key)
             self._hits.inc()
             return hit[1]
@@ -97,11 +100,18 @@ class StateTable:
             records.append((key.encode(), raw))
         self._records.inc(len(records))
         self._bytes.inc(sum(len(raw) for _, raw in records))
-        await self.sender.send_many(records)
+        for delivery in await self.sender.send_many(records):
+            delivery.add_done_callback(self._delivered)
+
+    def _delivered(self, delivery: asyncio.Future[Any]) -> None:
+        # The store's note of how far the changelog is known to hold its states (a no-op in memory).
+        if not delivery.cancelled() and delivery.exception() is None:
+            sent = delivery.result()
+            self.table.data.set_persisted_offset(sent.topic_partition, sent.offset)
 
     def with_open_calls(self) -> Iterator[tuple[str, Any]]:
         """Every stored subscriber with a call on the line, decoded (the others are not)."""
-        for key, raw in list(self.table.data.items()):
+        for key, raw in stable_items(self.table.data):
             if has_open_calls(raw, self.decode):
                 yield key, self.stored(key)
 
@@ -111,10 +121,10 @@ class StateTable:
         Reads each key's header only, and gives the event loop a turn every ``chunk`` keys, so a sweep over a
         million keys does not stall the agents.
         """
-        items = list(self.table.data.items())
+        items = stable_items(self.table.data)
         idle: list[str] = []
-        for start in range(0, len(items), chunk):
-            idle += [key for key, raw in items[start : start + chunk] if now_ms > idle_after_ms(raw, self.decode)]
+        while batch := list(itertools.islice(items, chunk)):
+            idle += [key for key, raw in batch if now_ms > idle_after_ms(raw, self.decode)]
             await asyncio.sleep(0)
         table, cache = self.table, self._cache
         for n, key in enumerate(idle, 1):

@@ -29,6 +29,7 @@ from core.settings import Settings
 from models import ModelRegistry
 from streams import codecs, faust_internals
 from streams.agents import Agents
+from streams.local_store import StoreMemory
 from streams.produce import BatchSender
 from streams.publisher import TopicPublisher
 from streams.scoring_runtime import LiveModel, ShadowModel
@@ -71,11 +72,14 @@ def build_worker(settings: Settings) -> StreamWorker:
     """A worker's Faust app with its topics, tables, agents, timers and web pages; nothing runs until started."""
     broker = settings.broker_url or "kafka://127.0.0.1:9092"
     faust_internals.install(settings.consumer_fetch_max_wait_ms)
+    StoreMemory.configure(block_cache_mb=settings.state_block_cache_mb, write_buffer_mb=settings.state_write_buffer_mb)
     app = faust.App(
         settings.app_id,
         broker=broker,
-        store="memory://",  # state is rebuilt from the changelog topics: nothing on local disk to lose
+        # memory: rebuilt from the changelog at each start; local: RocksDB that a restart reopens (local_store).
+        store="memory://" if settings.state_store == "memory" else faust_internals.LOCAL_STORE_URL,
         datadir=str(settings.data_dir / "faust"),
+        tabledir=str(settings.state_path.resolve()),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         broker_session_timeout=settings.broker_session_timeout_s,
