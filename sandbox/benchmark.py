@@ -377,6 +377,8 @@ async def _bench(
             "FW_APP_ID": app_id,
             "FW_SCORE_BATCH_MAX": str(batch),
             "FW_LOG_LEVEL": "WARNING",
+            # Each process its own local state folder (FW_STATE_STORE=local), fresh as the broker is.
+            "FW_STATE_DIR": str(work / "state" / str(port)),
         }
 
     try:
@@ -608,6 +610,7 @@ def run_benchmark(settings: Settings, config: BenchConfig) -> dict[str, Any]:
     """Start broker and Redis, make sure a model exists, run every phase, stop everything."""
     work = settings.data_dir / "bench"
     work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(work / "state", ignore_errors=True)  # local state of an earlier run's (gone) broker
     ensure_model(settings, DemoConfig(subscribers=config.model_subscribers))
     broker = start_tansu(log_path=work / "tansu.log")
     redis = start_redis(log_path=work / "redis.log")

@@ -326,12 +326,7 @@ class Agents:
         index = self._tick_index.get(partition)
         if index is None:
             index = self._tick_index[partition] = TickIndex()
-            parts = self._partitions
-            index.rebuild(
-                (key, state)
-                for key, state in self.subscriber_states.with_open_calls()
-                if partition_of(key.encode(), parts) == partition
-            )
+            index.rebuild(self.subscriber_states.with_open_calls(partition, self._partitions))
         return index
 
     def _fire_ticks(self, partition: int, until_ms: int, touched: dict[str, SubscriberState]) -> list[FeatureRow]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -203,15 +203,31 @@ class LocalStateStore(faust_rocksdb.Store):
         shutil.rmtree(self.path, ignore_errors=True)
         os.makedirs(self.path, exist_ok=True)
 
+    def raw_items(self, partition: int | None = None) -> Iterator[tuple[str, bytes]]:
+        """Keys (as text) and stored bytes of one partition, or of every active one, without Faust's decoding."""
+        if partition is None:
+            actives = {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self._changelog()}
+            partitions = sorted(actives & set(self._dbs))
+        else:
+            partitions = [partition] if partition in self._dbs else []
+        for p in partitions:
+            for key, value in self._dbs[p].items():
+                if key != self.offset_key:
+                    yield key.decode(), value
+
 
 def _present(db: Any, key: bytes) -> bool:
     # The bloom filter answers most absent keys without a read.
     return bool(db.key_may_exist(key)) and db.get(key) is not None
 
 
-def stable_items(data: Any) -> Iterator[tuple[Any, Any]]:
-    """A table's items, safe to walk while the loop writes to it: a RocksDB iterator reads a snapshot; a dict
-    would raise, so it is copied first."""
+def stable_items(
+    data: Any, partition: int | None = None, partitions: Sequence[int] = ()
+) -> Iterator[tuple[str, bytes]]:
+    """A table's keys and stored bytes (of one partition, given the topic's ``partitions``), safe to walk while
+    the loop writes to the table: a RocksDB iterator reads a snapshot; a dict would raise, so it is copied."""
     if isinstance(data, LocalStateStore):
-        return iter(data.items())
-    return iter(list(data.items()))
+        return data.raw_items(partition)
+    if partition is None:
+        return iter(list(data.items()))
+    return iter([(k, v) for k, v in data.items() if partition_of(k.encode(), list(partitions)) == partition])

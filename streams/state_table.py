@@ -109,9 +109,12 @@ class StateTable:
             sent = delivery.result()
             self.table.data.set_persisted_offset(sent.topic_partition, sent.offset)
 
-    def with_open_calls(self) -> Iterator[tuple[str, Any]]:
-        """Every stored subscriber with a call on the line, decoded (the others are not)."""
-        for key, raw in stable_items(self.table.data):
+    def with_open_calls(
+        self, partition: int | None = None, partitions: Sequence[int] = ()
+    ) -> Iterator[tuple[str, Any]]:
+        """Every stored subscriber (of one partition of ``partitions``) with a call on the line, decoded (the
+        others are not)."""
+        for key, raw in stable_items(self.table.data, partition, partitions):
             if has_open_calls(raw, self.decode):
                 yield key, self.stored(key)
 

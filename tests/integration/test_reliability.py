@@ -205,7 +205,9 @@ async def _outbox_len(redis_url: str) -> int:
         await client.aclose()
 
 
+@pytest.mark.parametrize("store", ["memory", "local"])
 async def test_worker_killed_at_many_points_loses_and_doubles_nothing(
+    store: str,
     scenario: Scenario,
     reference: Outcome,
     tansu: RunningService,
@@ -215,16 +217,19 @@ async def test_worker_killed_at_many_points_loses_and_doubles_nothing(
 ) -> None:
     """kill -9 at ``KILL_POINTS`` points of one replay, by how far the worker has got (distinct events scored,
     seeded), every other one held until a task is in flight to the (slow) receiver; the feed never pauses.
-    Every valid event scored, every decided task received once."""
+    Every valid event scored, every decided task received once; with feature state in memory (rebuilt from
+    the changelog at each start) and on local disk (reopened, the changelog read on from its offsets)."""
     rng = random.Random(CRASH_SEED)
     valid = len(scenario.valid_ids)
     span = 0.9 * valid / KILL_POINTS  # one point in each tenth of the middle 90 %: spread, not bunched
     points = [int(0.05 * valid + (i + rng.random()) * span) for i in range(KILL_POINTS)]
-    redis_url = _db(redis_service, 14)
-    feed = Feed("rel-kills", tansu.url)
-    notes: dict[str, Any] = {"seed": CRASH_SEED, "kill points (events scored)": points}
+    redis_url = _db(redis_service, 14 if store == "memory" else 10)
+    name = "rel-kills" if store == "memory" else "rel-kills-local"
+    feed = Feed(name, tansu.url)
+    notes: dict[str, Any] = {"seed": CRASH_SEED, "kill points (events scored)": points, "state store": store}
     at_kill: list[str] = []
-    async with running("rel-kills", feed, redis_url, trained_data_dir, tmp_path, scenario) as (cluster, receiver):
+    env = {"FW_STATE_STORE": store, "FW_STATE_DIR": str(tmp_path / "state")}
+    async with running(name, feed, redis_url, trained_data_dir, tmp_path, scenario, env) as (cluster, receiver):
         receiver.set_delay(1.0)  # each delivery is in flight for a second (under the client's 5 s timeout)
         worker, replay = await _worker_and_replay(cluster, scenario)
         for i, point in enumerate(points):
@@ -253,7 +258,7 @@ async def test_worker_killed_at_many_points_loses_and_doubles_nothing(
         notes["POSTs deduplicated by the receiver"] = receiver.duplicates
         notes.update(await _dead_letters(feed))
 
-    report = scenario.report(f"crash: kill -9 at {KILL_POINTS} points", run, reference, notes)
+    report = scenario.report(f"crash: kill -9 at {KILL_POINTS} points ({store} state)", run, reference, notes)
     report.check()
     assert notes["dead letters"] == scenario.bad, report.table()
     assert notes["replayed events skipped as seen"] > 0, f"no replayed event recognised: state lost?{report.table()}"
