@@ -72,6 +72,7 @@ def build_worker(settings: Settings) -> StreamWorker:
     """A worker's Faust app with its topics, tables, agents, timers and web pages; nothing runs until started."""
     broker = settings.broker_url or "kafka://127.0.0.1:9092"
     faust_internals.install(settings.consumer_fetch_max_wait_ms)
+    settings.state_path.mkdir(parents=True, exist_ok=True)  # Faust makes only the last level of its tabledir
     StoreMemory.configure(block_cache_mb=settings.state_block_cache_mb, write_buffer_mb=settings.state_write_buffer_mb)
     app = faust.App(
         settings.app_id,

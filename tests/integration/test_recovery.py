@@ -18,7 +18,16 @@ from sandbox.services import RunningService, start_tansu
 from sandbox.simulate import CityConfig, simulate, write_city
 from streams.faust_internals import verified_end_offsets
 from streams.topics import bootstrap
-from tests.integration.cluster import Cluster, Feed, PacedReplay, read_records, start_receiver, wait_until
+from tests.integration.cluster import (
+    Cluster,
+    Feed,
+    PacedReplay,
+    Record,
+    Worker,
+    read_records,
+    start_receiver,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,6 +43,27 @@ async def _listed_and_true_ends(broker_url: str, topic: str) -> tuple[dict[int, 
         await consumer.stop()
     true = await verified_end_offsets(bootstrap(broker_url), listed)
     return {tp.partition: v for tp, v in listed.items()}, {tp.partition: v for tp, v in true.items()}
+
+
+def _keys_written(records: list[Record]) -> set[bytes]:
+    """The keys a changelog holds a state for (the last record of each is not a tombstone)."""
+    last: dict[bytes, bytes | None] = {}
+    for _partition, _offset, key, value in records:
+        assert key is not None
+        last[key] = value
+    return {k for k, v in last.items() if v is not None}
+
+
+async def _subscriber_keys_once_back(worker: Worker, expected: int, timeout_s: float = 20) -> float:
+    """The worker's subscriber-key gauge once it reaches ``expected`` (or the timeout passes)."""
+
+    async def recovered() -> bool:
+        await worker.metrics()
+        return worker.value("fw_feature_state_keys", table="subscriber") >= expected
+
+    with contextlib.suppress(AssertionError):
+        await wait_until(recovered, timeout_s, "every subscriber key back after the restart")
+    return worker.value("fw_feature_state_keys", table="subscriber")
 
 
 async def test_killed_worker_recovers_every_key_of_a_changelog_whose_last_batch_is_large(
@@ -61,11 +91,7 @@ async def test_killed_worker_recovers_every_key_of_a_changelog_whose_last_batch_
         await cluster.settled(receiver, {e["event_id"] for e in city.events}, timeout_s=120)
 
         changelog = "recovery-subscriber-state-changelog"
-        last: dict[bytes, bytes | None] = {}
-        for _partition, _offset, key, value in await read_records(tansu.url, changelog):
-            assert key is not None
-            last[key] = value
-        written = {k for k, v in last.items() if v is not None}
+        written = _keys_written(await read_records(tansu.url, changelog))
         listed, true = await _listed_and_true_ends(tansu.url, changelog)
         short = {p: (listed[p], true[p]) for p in true if listed[p] < true[p]}
         # The premise: the broker under-reports some partition's end, else this test proves nothing.
@@ -74,17 +100,9 @@ async def test_killed_worker_recovers_every_key_of_a_changelog_whose_last_batch_
         await worker.kill()
         second = cluster.restart(worker)
         await second.wait_ready()
-
-        async def recovered() -> bool:
-            await second.metrics()
-            return second.value("fw_feature_state_keys", table="subscriber") >= len(written)
-
-        try:
-            await wait_until(recovered, 20, "every subscriber key back after the restart")
-        finally:
-            got = second.value("fw_feature_state_keys", table="subscriber")
-            print(f"\nkeys written {len(written)}, recovered {got:.0f}; short listed ends (listed, true): {short}")
-        assert second.value("fw_feature_state_keys", table="subscriber") == len(written)
+        got = await _subscriber_keys_once_back(second, len(written))
+        print(f"\nkeys written {len(written)}, recovered {got:.0f}; short listed ends (listed, true): {short}")
+        assert got == len(written)
     finally:
         cluster.kill_all()
         await server.stop()
@@ -124,24 +142,13 @@ async def test_a_worker_on_local_state_restarts_from_its_own_disk_and_drops_stat
         await cluster.settled(receiver, {e["event_id"] for e in city.events}, timeout_s=120)
 
         records = await read_records(tansu.url, "local-state-subscriber-state-changelog")
-        last: dict[bytes, bytes | None] = {}
-        for _partition, _offset, key, value in records:
-            assert key is not None
-            last[key] = value
-        written = {k for k, v in last.items() if v is not None}
+        written = _keys_written(records)
         assert (tmp_path / "state" / "local-state").is_dir()
 
         await worker.kill()
         second = cluster.restart(worker)
         await second.wait_ready()
-
-        async def recovered() -> bool:
-            await second.metrics()
-            return second.value("fw_feature_state_keys", table="subscriber") >= len(written)
-
-        with contextlib.suppress(AssertionError):
-            await wait_until(recovered, 20, "every subscriber key back after the restart")
-        keys = second.value("fw_feature_state_keys", table="subscriber")
+        keys = await _subscriber_keys_once_back(second, len(written))
         restored = second.value("fw_state_restored_records_total", table="subscriber-state")
         print(
             f"\nchangelog records {len(records)}, keys {len(written)}; after kill -9: {keys:.0f} keys, "
