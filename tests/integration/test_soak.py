@@ -41,7 +41,9 @@ def test_city_scale_soak_fills_the_tables_and_a_killed_worker_recovers_every_key
     )
     summary = run_soak(Settings(data_dir=trained_data_dir), config)["summary"]
     lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
-    assert lines[0] == {"filled": {k: summary[k] for k in ("keys_filled", "stored_bytes_per_key", "fill_s")}}
+    filled_keys = ("state_store", "keys_filled", "stored_bytes_per_key", "fill_s")
+    assert lines[0] == {"filled": {k: summary[k] for k in filled_keys}}
+    assert summary["state_store"] == Settings().state_store
     assert summary["keys_filled"] == 6000
     assert summary["keys_at_ready"] >= 6000 and summary["rss_kb_per_key_at_ready"] > 0
     assert summary["drained"] and summary["events_scored"] > 0
