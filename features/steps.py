@@ -69,6 +69,8 @@ class KindSteps:
     key_stage: Callable[[Any, Any], Any]  # (key state, event) -> snapshot, or None for a duplicate
     snapshot_type: type[CallerSnapshot] | type[PayeeSnapshot]  # reads the snapshot's wire form (``from_list``)
     subscriber_stage: Callable[[SubscriberState, Any, Any], SubscriberOut]  # (state, event, snapshot)
+    # False when the key stage only reads the key's state: serving then spares it a changelog write.
+    writes_key_state: bool = True
 
 
 def _call_subscriber(state: SubscriberState, call: CallEvent, snap: CallerSnapshot | None) -> SubscriberOut:
@@ -94,7 +96,11 @@ STEPS: Handlers[KindSteps] = Handlers(
         ),
         # Signalling reads the calling number (keyed as its call will be) and opens the call on the line.
         CallStartEvent: KindSteps(
-            lambda start: start.caller, caller_start_step, CallerSnapshot, _call_start_subscriber
+            lambda start: start.caller,
+            caller_start_step,
+            CallerSnapshot,
+            _call_start_subscriber,
+            writes_key_state=False,
         ),
     }
 )

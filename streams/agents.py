@@ -238,7 +238,8 @@ class Agents:
                 if snap is None:
                     _key_duplicates[steps.snapshot_type].inc()
                     continue
-                touched[key] = state
+                if steps.writes_key_state:  # a connect reads its caller: no changelog write for it
+                    touched[key] = state
                 envelope["s"] = snap.to_list()
                 out.append((event.subscriber.encode(), orjson.dumps(envelope)))
             await self.caller_states.write(touched, after=await self.to_subscribers.send_many(out))

@@ -221,3 +221,20 @@ def test_the_simulator_signals_a_share_of_answered_calls_and_lists_them_in_the_c
     listed = {e for case in full.cases for e in case["event_ids"] if e.startswith("s-")}
     case_calls = {e for case in full.cases for e in case["event_ids"] if calls.get(e, {}).get("answered")}
     assert listed and len(listed) == len(case_calls)
+
+
+def test_a_connect_leaves_its_callers_state_as_it_was() -> None:
+    """Serving spares a connect's caller a changelog write (``writes_key_state``): the step must not change it."""
+    from features.steps import steps_for
+    from streams import encode_state
+
+    engine = FeatureEngine()
+    engine.process(end("e-0", T0 - HOUR_MS, 300.0))
+    caller = engine.callers[RING]
+    before = encode_state(caller)
+    steps = steps_for(start("s-9", "c-9", T0))
+    assert steps is not None and not steps.writes_key_state
+    snap = steps.key_stage(caller, start("s-9", "c-9", T0))
+    assert snap is not None and snap.calls_24h == 1
+    assert encode_state(caller) == before
+    assert steps_for(end("e-1", T0, 30.0)).writes_key_state  # type: ignore[union-attr]
