@@ -12,7 +12,9 @@ One run measures, on the same events:
   copy of the live model whose hold threshold holds ``hold_share`` of the transfers (the trained one holds too
   few in a benchmark's minutes to give a p99), beside event-to-decision in the same phase;
 - where the worker's time goes while draining (``worker_profile``: a py-spy profile summarised by
-  function and package, when py-spy is installed) and a one-line ``limits``.
+  function and package, when py-spy is installed) and a one-line ``limits``;
+- the backlog drained again by fresh workers whose tables were filled with ``state_keys`` states first, on
+  each of ``state_stores`` (``drain_at_state_keys[store][keys]``: ready time, events/s, peak memory).
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class BenchConfig:
     # The backlog drained again by a fresh worker whose tables already hold this many feature-state keys
     # (sandbox.state_fill): how the drain rate, readiness and memory follow the state's size.
     state_keys: tuple[int, ...] = (10_000, 1_000_000)
+    # Each of those on these feature-state stores (FW_STATE_STORE): the heap, and RocksDB on local disk.
+    state_stores: tuple[str, ...] = ("memory", "local")
 
     @classmethod
     def tiny(cls) -> BenchConfig:
@@ -432,10 +436,17 @@ async def _bench(
             )
         if config.state_keys:
             batched = settings.score_batch_max
-            result["drain_at_state_keys"] = {
-                str(n): await _drain_at_keys(run, n, sent.sent, work, lambda port, app_id: env(app_id, port, batched))
-                for n in config.state_keys
-            }
+            at_keys: dict[str, dict[str, Any]] = {}
+            for store in config.state_stores:
+
+                def store_env(port: int, app_id: str, store: str = store) -> dict[str, str]:
+                    return {**env(app_id, port, batched), "FW_STATE_STORE": store}
+
+                at_keys[store] = {
+                    str(n): await _drain_at_keys(run, n, sent.sent, work, store_env, f"bench-keys-{store}-{n}")
+                    for n in config.state_keys
+                }
+            result["drain_at_state_keys"] = at_keys
     finally:
         await receiver.stop()
     result["in_process"] = await asyncio.to_thread(_in_process, run, backlog["events"], 50_000)
@@ -449,13 +460,12 @@ async def _bench(
 
 
 async def _drain_at_keys(
-    run: Settings, n_keys: int, backlog: int, work: Path, env: Callable[[int, str], dict[str, str]]
+    run: Settings, n_keys: int, backlog: int, work: Path, env: Callable[[int, str], dict[str, str]], app_id: str
 ) -> dict[str, Any]:
     """The backlog drained by a worker of a new group whose tables were filled with ``n_keys`` states first."""
     from sandbox.state_fill import fill_states
     from streams import ensure_topics, seed_tables
 
-    app_id = f"bench-keys-{n_keys}"
     group = run.model_copy(update={"app_id": app_id})
     await ensure_topics(group)
     filled = await asyncio.to_thread(fill_states, n_keys, end_ms=CityConfig().start_ms)
