@@ -608,6 +608,13 @@ async def _hold_latency(
         "bank_received": len(receiver.receiver.holds),
         "transfer_to_bank_2xx": hold,
         "event_to_decision_same_phase": decision,
+        # Where a hold's time goes after its decision: [p50, p99] ms of each alert batch's SHAP call and of its
+        # hand-off to alerting (case, task, hold written to the outbox), and of the packs reaching ``score``.
+        "stages_p50_p99_ms": {
+            "pack_arrival_at_score": _p50_p99(before, after, "fw_pack_arrival_seconds", stage="score"),
+            "explain_batch": _p50_p99(before, after, "fw_explain_seconds"),
+            "alert_handoff_batch": _p50_p99(before, after, "fw_alert_handoff_seconds"),
+        },
         "objective_p99_ms": objective_ms,
         "p99_vs_objective": round(hold["p99_ms"] / objective_ms, 2) if hold["p99_ms"] is not None else None,
         "p99_vs_event_to_decision_p99": (
