@@ -10,6 +10,7 @@ message goes through its own outbox stream to the holds topic and the bank, with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -388,12 +389,30 @@ class HoldDeliverer(Deliverer):
             HOLD_LATENCY.observe(latency_s)
 
     async def _attempt(self, entry: OutboxEntry) -> int:
-        if self._publish is not None and entry.entry_id not in self._published:
-            try:
-                await self._publish(entry.task_id.encode(), entry.body)  # keyed by hold id: one transfer, in order
-            except Exception as exc:
-                raise DeliveryFailed(f"holds topic publish failed: {type(exc).__name__}", retryable=True) from exc
-            self._published.add(entry.entry_id)
-        if not self._url:
-            return 204  # nothing to POST: the topic was the whole delivery
-        return await super()._attempt(entry)
+        # The topic and the bank at once: the bank's wait is one round trip, not the broker's ack plus one.
+        # Either failing retries the entry; the part that succeeded is not repeated on the topic, and the bank
+        # deduplicates a repeated POST by its Idempotency-Key.
+        publishing = self._publish is not None and entry.entry_id not in self._published
+        posting = bool(self._url)
+        results = await asyncio.gather(
+            self._publish_once(entry) if publishing else _nothing(),
+            super()._attempt(entry) if posting else _nothing(),
+            return_exceptions=True,
+        )
+        for result in reversed(results):  # the bank's answer first: its refusal is final, a topic failure is not
+            if isinstance(result, BaseException):
+                raise result
+        status = results[1]
+        return status if isinstance(status, int) else 204  # no URL: the topic was the whole delivery
+
+    async def _publish_once(self, entry: OutboxEntry) -> None:
+        assert self._publish is not None
+        try:
+            await self._publish(entry.task_id.encode(), entry.body)  # keyed by hold id: one transfer, in order
+        except Exception as exc:
+            raise DeliveryFailed(f"holds topic publish failed: {type(exc).__name__}", retryable=True) from exc
+        self._published.add(entry.entry_id)
+
+
+async def _nothing() -> None:
+    return None

@@ -57,7 +57,7 @@ from streams.metrics import (
     SHADOW_DECISIONS,
     TICKS_FIRED,
 )
-from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
+from streams.pending_alerts import PendingAlert, decode_pending, encode_pending, holds_first
 from streams.produce import BatchSender, partition_of, unpack
 from streams.scoring_runtime import LiveModel, ShadowModel
 from streams.state_table import StateTable
@@ -459,21 +459,26 @@ class Agents:
                 continue
             await self._wait_for_model()  # returns at once when a model is loaded
             alerting = await self._wait_for_alerting()
-            started = time.perf_counter()
-            contributions = await self._contributions(alerts)
-            explained = time.perf_counter()
-            EXPLAIN_SECONDS.observe(explained - started)
-            for i, (alert, contrib) in enumerate(zip(alerts, contributions, strict=True)):
-                try:
-                    await self._alert(alerting, alert, contrib, offsets[i])
-                except AlertingStopped:
-                    # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go back
-                    # on the hop first (durable there; the next worker handles them).
-                    rest = [(a.row.subscriber.encode(), encode_pending(a)) for a in alerts[i:]]
-                    await asyncio.gather(*await self.to_explain.send_many(rest))
-                    log.warning("stopped while redis was away: alerts put back", extra={"alerts": len(rest)})
-                    return
-            ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
+            order = holds_first(alerts)
+            done = 0
+            for group in order:
+                started = time.perf_counter()
+                contributions = await self._contributions([alerts[i] for i in group])
+                explained = time.perf_counter()
+                EXPLAIN_SECONDS.observe(explained - started)
+                for i, contrib in zip(group, contributions, strict=True):
+                    try:
+                        await self._alert(alerting, alerts[i], contrib, offsets[i])
+                    except AlertingStopped:
+                        # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go
+                        # back on the hop first (durable there; the next worker handles them).
+                        left = [i for g in order for i in g][done:]
+                        rest = [(alerts[j].row.subscriber.encode(), encode_pending(alerts[j])) for j in left]
+                        await asyncio.gather(*await self.to_explain.send_many(rest))
+                        log.warning("stopped while redis was away: alerts put back", extra={"alerts": len(rest)})
+                        return
+                    done += 1
+                ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
 
     async def _wait_for_alerting(self) -> AlertingRuntime:
         # Started by a task as the worker starts; an alert taken before that waits for it.

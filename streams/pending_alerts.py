@@ -19,7 +19,7 @@ from features import FEATURE_INDEX, FeatureRow, json_values
 
 _ON_CALL = FEATURE_INDEX["oncall_calls"]
 
-__all__ = ["PendingAlert", "decode_pending", "encode_pending"]
+__all__ = ["PendingAlert", "decode_pending", "encode_pending", "holds_first"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +121,15 @@ def decode_pending(raw: bytes) -> PendingAlert:
         )
     except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise MalformedPendingAlert(f"{type(exc).__name__}: {exc}") from exc
+
+
+def holds_first(alerts: list[PendingAlert]) -> list[list[int]]:
+    """A batch's alerts in the order they are explained and acted on: groups of indexes, each explained at once.
+
+    A bank waits for a hold while a responder's task can wait a few milliseconds more: the alerts of every
+    subscriber with a hold in the batch go first (each subscriber's own alerts stay in event order), then the rest.
+    """
+    held = {a.row.subscriber for a in alerts if a.hold is not None}
+    first = [i for i, a in enumerate(alerts) if a.row.subscriber in held]
+    rest = [i for i, a in enumerate(alerts) if a.row.subscriber not in held]
+    return [group for group in (first, rest) if group]

@@ -25,7 +25,7 @@ from alerting.dispatcher import Dispatcher
 from alerting.holds import HoldDeliverer, HoldStore, hold_id_for
 from alerting.lifecycle import TaskLifecycle
 from alerting.service import start_console
-from core.clock import ManualClock
+from core.clock import SYSTEM_CLOCK, ManualClock
 from core.settings import Settings
 from sandbox.services import RunningService
 from streams.topics import bootstrap, create_topics
@@ -285,3 +285,35 @@ async def test_holds_go_to_the_holds_topic_without_a_bank_url(
     message = orjson.loads(records[0].value)
     jsonschema.validate(message, HOLD_SCHEMA)
     assert message["action"] == "hold" and message["idempotency_key"] == f"{hold_id_for('t-5')}:hold"
+
+
+async def test_a_hold_goes_to_the_topic_and_the_bank_at_once_and_a_failed_publish_is_retried(
+    r: aioredis.Redis, bank: Bank, settings: Settings, clock: ManualClock
+) -> None:
+    # The bank's wait is one round trip, and a broker that is away does not keep the hold from the bank: the
+    # publish is still in flight (and then fails) when the bank gets the POST.
+    published: list[bytes] = []
+    attempts = 0
+
+    async def publish(key: bytes, value: bytes) -> object:
+        nonlocal attempts
+        attempts += 1
+        for _ in range(200):
+            if bank.posts:
+                break
+            await asyncio.sleep(0.01)
+        assert bank.posts, "the POST waited for the topic"
+        if attempts == 1:
+            raise ConnectionError("broker away")  # the first publish fails after the bank answered
+        published.append(key)
+        return None
+
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    await dispatcher.handle(_decision("+8613800006666", "t-6"))
+    # The real clock for the retry's backoff (settings: 10-50 ms); a manual one would wait for an advance.
+    async with HoldDeliverer(r, settings, clock=SYSTEM_CLOCK, publish=publish) as deliverer:
+        assert await asyncio.wait_for(deliverer.drain_once(), 30) == 1
+    assert published == [hold_id_for("t-6").encode()]  # on the topic once
+    # The retry POSTed again under the same key, which the bank deduplicates; nothing else was sent.
+    assert {key for key, _ in bank.posts} == {f"{hold_id_for('t-6')}:hold"} and len(bank.posts) == 2
+    assert await r.xlen(keys.HOLDS_OUTBOX_DEAD) == 0

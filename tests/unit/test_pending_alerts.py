@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from alerting import TransferRef
 from core.errors import MalformedPendingAlert
 from features.vector import FEATURE_NAMES, FeatureRow
-from streams.pending_alerts import PendingAlert, decode_pending, encode_pending
+from streams.pending_alerts import PendingAlert, decode_pending, encode_pending, holds_first
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +82,31 @@ def test_a_calls_connect_ticks_and_end_share_one_occasion() -> None:
     assert occasion_of(start) == occasion_of(end) == "k-9"
     assert occasion_of(unjoined) == "c-2" and occasion_of(transfer) == "t-1"
     assert tick_call_id(tick_id("k-9", 1)) == "k-9"  # a timer's re-score of the call is the same occasion
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.booleans()), max_size=30))
+def test_holds_first_puts_held_subscribers_first_and_keeps_each_ones_order(batch: list[tuple[str, bool]]) -> None:
+    values = tuple([0.0] * len(FEATURE_NAMES))
+    alerts = [
+        PendingAlert(
+            FeatureRow(f"e-{i}", sub, 1_700_000_000_000 + i, False, values, None, None),
+            0.9,
+            1,
+            "v1",
+            1.0,
+            TransferRef(f"e-{i}", 1_700_000_000_000 + i, "ACC-1", "ACC-2", 10.0, "CNY", None) if held else None,
+        )
+        for i, (sub, held) in enumerate(batch)
+    ]
+    groups = holds_first(alerts)
+    order = [i for g in groups for i in g]
+    assert sorted(order) == list(range(len(alerts)))  # every alert once
+    assert all(groups)  # no empty group
+    held = {sub for sub, h in batch if h}
+    seen_unheld = False
+    for i in order:
+        seen_unheld |= batch[i][0] not in held
+        assert not (seen_unheld and batch[i][0] in held)  # nobody with a hold waits behind one without
+    for sub in {s for s, _ in batch}:
+        mine = [i for i in order if batch[i][0] == sub]
+        assert mine == sorted(mine)  # a subscriber's alerts stay in event order
