@@ -460,6 +460,7 @@ class Agents:
             await self._wait_for_model()  # returns at once when a model is loaded
             alerting = await self._wait_for_alerting()
             order = holds_first(alerts)
+            sequence = [i for group in order for i in group]
             done = 0
             for group in order:
                 started = time.perf_counter()
@@ -472,8 +473,7 @@ class Agents:
                     except AlertingStopped:
                         # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go
                         # back on the hop first (durable there; the next worker handles them).
-                        left = [i for g in order for i in g][done:]
-                        rest = [(alerts[j].row.subscriber.encode(), encode_pending(alerts[j])) for j in left]
+                        rest = [(alerts[j].row.subscriber.encode(), encode_pending(alerts[j])) for j in sequence[done:]]
                         await asyncio.gather(*await self.to_explain.send_many(rest))
                         log.warning("stopped while redis was away: alerts put back", extra={"alerts": len(rest)})
                         return
