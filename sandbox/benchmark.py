@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from core.settings import Settings
@@ -298,10 +299,18 @@ async def _drain_rate(
     """
     points: list[tuple[float, float]] = [] if ready_at is None else [(ready_at, 0.0)]
     deadline = time.monotonic() + timeout_s
+    unanswered, answered_at, longest_silence = 0, time.monotonic(), 0.0
     while time.monotonic() < deadline:
-        samples = await asyncio.to_thread(scrape_sum, metrics_urls)
+        try:
+            samples = await asyncio.to_thread(scrape_sum, metrics_urls)
+        except httpx.TimeoutException:
+            # A worker whose event loop is stalled answers nothing: that is a figure (how long), not the end.
+            unanswered += 1
+            continue
+        now = time.monotonic()
+        longest_silence, answered_at = max(longest_silence, now - answered_at), now
         scored = total(samples, "fw_events_scored_total") + total(samples, "fw_duplicate_events_total")
-        points.append((time.monotonic(), scored))
+        points.append((now, scored))
         if scored >= target:
             break
         await asyncio.sleep(0.25)
@@ -311,7 +320,10 @@ async def _drain_rate(
         # A backlog drained within one scrape interval (tiny runs): widen to the sample before it started.
         lo, hi = points[max(points.index(lo) - 1, 0)], points[-1]
     rate = (hi[1] - lo[1]) / (hi[0] - lo[0]) if hi[0] > lo[0] else 0.0
-    return {"events": points[-1][1], "events_per_s": round(rate, 1)}
+    out: dict[str, float] = {"events": points[-1][1], "events_per_s": round(rate, 1)}
+    if unanswered:
+        out |= {"unanswered_scrapes": unanswered, "longest_silence_s": round(longest_silence, 1)}
+    return out
 
 
 def _in_process(settings: Settings, events_path: Path, limit: int) -> dict[str, Any]:
