@@ -623,7 +623,7 @@ async def _hold_latency(
         # Where a hold's time goes after its decision: [p50, p99] ms of each alert batch's SHAP call and of its
         # hand-off to alerting (case, task, hold written to the outbox), and of the packs reaching ``score``.
         "stages_p50_p99_ms": {
-            "pack_arrival_at_score": _p50_p99(before, after, "fw_pack_arrival_seconds", stage="score"),
+            "pack_arrival_at_score": _pack_arrival(before, after)["score"],
             "explain_batch": _p50_p99(before, after, "fw_explain_seconds"),
             "alert_handoff_batch": _p50_p99(before, after, "fw_alert_handoff_seconds"),
         },
