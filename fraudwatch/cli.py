@@ -128,6 +128,48 @@ def simulate(
     )
 
 
+@app.command("simulate-other")
+def simulate_other(
+    out: Annotated[Path, typer.Option(help="Folder for events.jsonl, cases.jsonl, responders.jsonl, city.json")] = Path(
+        "var/other-city"
+    ),
+    residents: Annotated[int, typer.Option(min=50)] = 5000,
+    days: Annotated[float, typer.Option(min=0.1)] = 3.0,
+    seed: int = 1,
+    victims_per_10k_per_day: Annotated[float, typer.Option(min=0.0)] = 12.0,
+    signalling: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (call_start.v1)"),
+    ] = 0.0,
+) -> None:
+    """Simulate a city with the independent second generator (other structure, look-alikes and scripts)."""
+    from sandbox.othergen import OtherConfig, write_other_city
+    from sandbox.othergen import simulate_other as run
+
+    city = run(
+        OtherConfig(
+            residents=residents,
+            days=days,
+            seed=seed,
+            victims_per_10k_per_day=victims_per_10k_per_day,
+            signalling=signalling,
+        )
+    )
+    paths = write_other_city(city, out)  # its city.json gives `evaluate` the residents
+    _print_json(
+        {
+            "events": len(city.events),
+            "call_starts": city.meta["call_starts"],
+            "cases": len(city.cases),
+            "cases_with_loss": city.meta["cases_with_loss"],
+            "residents": city.meta["residents"],
+            "responders": len(city.responders),
+            "per_scenario": city.meta["per_scenario"],
+            "files": {k: str(v) for k, v in paths.items()},
+        }
+    )
+
+
 @app.command()
 def train(
     events: Annotated[Path | None, typer.Argument(help="events.jsonl (omit with --worlds)")] = None,
