@@ -404,7 +404,7 @@ def _social_graph(
     for i in range(n):
         others = list(edges[i].items())
         outs = [
-            numbers.mobile() if rnd.random() < 0.9 else numbers.issue("landline")
+            numbers.issue(rnd.choices(("mobile", "landline", "overseas"), (0.87, 0.08, 0.05))[0])  # kin abroad too
             for _ in range(rnd.choice((1, 2, 2, 3, 4, 5)) + (2 if p.age[i] == ELDER else 0))
         ]
         p.outsider_contacts[i] = outs
@@ -632,27 +632,27 @@ class _BulkCaller:
 
 
 _BULK = (
-    _BulkCaller("courier", 1.6, (("mobile", 1.0),), (15, 70), 0.78, 35, 0.02, "office", 0.25),
+    _BulkCaller("courier", 3.0, (("mobile", 1.0),), (15, 70), 0.78, 35, 0.02, "office", 0.25),
     _BulkCaller(
         "telemarketer",
-        0.6,
+        2.0,
         (("virtual", 0.45), ("landline", 0.3), ("mobile", 0.25)),
-        (60, 300),
+        (80, 400),
         0.30,
         18,
         0.07,
         "office",
         0.05,
     ),
-    _BulkCaller("debt_collector", 0.25, (("mobile", 0.6), ("landline", 0.4)), (20, 60), 0.45, 110, 0.35, "ring", 0.5),
-    _BulkCaller("bank_service", 0.2, (("voip", 0.6), ("landline", 0.4)), (40, 150), 0.55, 95, 0.25, "office", 0.1),
+    _BulkCaller("debt_collector", 0.4, (("mobile", 0.6), ("landline", 0.4)), (20, 60), 0.45, 110, 0.35, "ring", 0.5),
+    _BulkCaller("bank_service", 0.5, (("voip", 0.6), ("landline", 0.4)), (40, 150), 0.55, 95, 0.25, "office", 0.1),
     _BulkCaller(
         "clinic_school_gov", 0.5, (("landline", 0.85), ("virtual", 0.15)), (8, 30), 0.7, 120, 0.3, "office", 0.1
     ),
-    _BulkCaller("ride_food_delivery", 1.0, (("mobile", 0.7), ("virtual", 0.3)), (20, 80), 0.85, 25, 0.0, "young", 0.3),
+    _BulkCaller("ride_food_delivery", 2.0, (("mobile", 0.7), ("virtual", 0.3)), (20, 80), 0.85, 25, 0.0, "young", 0.3),
     _BulkCaller(
         "survey_pollster",
-        0.2,
+        0.4,
         (("overseas", 0.15), ("voip", 0.35), ("landline", 0.5)),
         (50, 200),
         0.25,
@@ -1094,7 +1094,7 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "safe_account",
         1.2,
         (0.15, 0.45, 0.40),
-        (("mobile", 0.5), ("voip", 0.3), ("virtual", 0.2)),
+        (("mobile", 0.65), ("voip", 0.2), ("virtual", 0.15)),
         _safe_account,
         (2, 4),
     ),
@@ -1102,7 +1102,7 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "customs_parcel",
         1.0,
         (0.15, 0.40, 0.45),
-        (("mobile", 0.55), ("voip", 0.25), ("overseas", 0.2)),
+        (("mobile", 0.7), ("voip", 0.15), ("overseas", 0.15)),
         _customs_parcel,
         (2, 3),
     ),
@@ -1118,7 +1118,7 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "crypto_pig_butchering",
         0.8,
         (0.30, 0.60, 0.10),
-        (("mobile", 0.6), ("overseas", 0.3), ("voip", 0.1)),
+        (("mobile", 0.7), ("overseas", 0.2), ("voip", 0.1)),
         _pig_butchering,
         (1, 3),
     ),
@@ -1126,7 +1126,7 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "fake_loan_fee",
         1.0,
         (0.55, 0.40, 0.05),
-        (("mobile", 0.55), ("virtual", 0.35), ("voip", 0.1)),
+        (("mobile", 0.7), ("virtual", 0.25), ("voip", 0.05)),
         _fake_loan_fee,
         (2, 4),
     ),
@@ -1135,18 +1135,18 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "ticket_refund",
         0.7,
         (0.50, 0.40, 0.10),
-        (("virtual", 0.35), ("voip", 0.25), ("mobile", 0.4)),
+        (("virtual", 0.25), ("voip", 0.2), ("mobile", 0.55)),
         _ticket_refund,
         (2, 4),
     ),
     _Scenario(
-        "sextortion", 0.5, (0.70, 0.30, 0.0), (("overseas", 0.35), ("mobile", 0.6), ("voip", 0.05)), _sextortion, (2, 3)
+        "sextortion", 0.5, (0.70, 0.30, 0.0), (("overseas", 0.25), ("mobile", 0.7), ("voip", 0.05)), _sextortion, (2, 3)
     ),
     _Scenario(
         "lottery_prize_fee",
         0.6,
         (0.05, 0.30, 0.65),
-        (("mobile", 0.6), ("virtual", 0.3), ("overseas", 0.1)),
+        (("mobile", 0.7), ("virtual", 0.2), ("overseas", 0.1)),
         _lottery_prize_fee,
         (1, 3),
     ),
@@ -1158,7 +1158,7 @@ SCENARIO_LIST: tuple[_Scenario, ...] = (
         "credit_cleanup",
         0.7,
         (0.80, 0.20, 0.0),
-        (("mobile", 0.5), ("virtual", 0.3), ("voip", 0.2)),
+        (("mobile", 0.65), ("virtual", 0.2), ("voip", 0.15)),
         _credit_cleanup,
         (2, 4),
     ),
@@ -1181,7 +1181,11 @@ def _make_rings(w: _World) -> list[_Ring]:
         share = expected * s.weight / total_weight
         kinds, weights = zip(*s.kinds, strict=True)
         for r in range(1 + int(share > 8) + int(share > 25)):
-            lines = [w.numbers.issue(rnd.choices(kinds, weights)[0]) for _ in range(rnd.randint(*s.lines))]
+            # a ring's first line is nearly always a plain (bought or stolen) mobile SIM
+            lines = [
+                w.numbers.issue("mobile" if k == 0 and rnd.random() < 0.8 else rnd.choices(kinds, weights)[0])
+                for k in range(rnd.randint(*s.lines))
+            ]
             mules = [w.accounts.new() for _ in range(rnd.randint(2, 7))]
             rings.append(_Ring(f"{s.name}-{r}", s.name, lines, mules))
     return rings
