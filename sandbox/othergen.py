@@ -1230,26 +1230,28 @@ def _run_scripts(w: _World, f: _Fraud, rings: list[_Ring]) -> dict[str, int]:
 
 
 def _sweeps(w: _World, f: _Fraud, rings: list[_Ring]) -> None:
-    """Ring lines dial through lists: mostly missed or hung up, some talk 120 s+ and never pay."""
+    """Ring lines dial through lists in bursts: mostly missed or hung up, some talk 120 s+ and never pay."""
     rnd, p = w.rnd, w.people
     by_name = {s.name: s for s in SCENARIO_LIST}
     answer = {"mobile": 0.45, "virtual": 0.3, "voip": 0.28, "overseas": 0.15, "landline": 0.4, "unknown": 0.2}
-    total = w.count(w.cfg.sweep_calls_per_10k_per_day)
-    for _ in range(total):
+    left = w.count(w.cfg.sweep_calls_per_10k_per_day)
+    while left > 0:
         ring = rnd.choice(rings)
         line = rnd.choice(ring.lines)
-        v = _victim(w, by_name[ring.scenario].ages, set())
-        t = w.anytime("ring")
         kind = w.numbers.kind[line]
-        answered = rnd.random() < answer[kind] * (1.2 if p.age[v] == ELDER else 1.0)
-        if answered and rnd.random() < w.cfg.sweep_hook_share:
-            dur = rnd.uniform(120, 900)  # talked, grew suspicious, hung up; a case with no loss
-            if rnd.random() < 0.3:  # the ring rings again later; the victim ignores it
-                f.call(ring, line, v, t + rnd.randint(30, 1440) * MIN, 0, answered=False)
-        else:
-            dur = rnd.lognormvariate(math.log(12), 0.9) if answered else 0
-            dur = min(dur, 110.0)
-        f.call(ring, line, v, t, dur, answered)
+        t = w.anytime("ring")
+        burst = min(left, rnd.randint(3, 40))  # one sitting at one line, call after call
+        left -= burst
+        for _ in range(burst):
+            v = _victim(w, by_name[ring.scenario].ages, set())
+            answered = rnd.random() < answer[kind] * (1.2 if p.age[v] == ELDER else 1.0)
+            if answered and rnd.random() < w.cfg.sweep_hook_share:
+                dur = rnd.uniform(120, 900)  # talked, grew suspicious, hung up: a case with no loss
+                if rnd.random() < 0.3:  # the ring tries again later; the victim lets it ring
+                    f.call(ring, line, v, t + rnd.randint(30, 1440) * MIN, 0, answered=False)
+            else:
+                dur = min(110.0, rnd.lognormvariate(math.log(12), 0.9)) if answered else 0.0
+            t = f.call(ring, line, v, t, dur, answered) + rnd.randint(5, 150) * SEC
 
 
 def _cases(f: _Fraud) -> list[dict[str, Any]]:
