@@ -447,13 +447,15 @@ class _Emitter:
         self.numbers = numbers
         self.people = people
         self.box = box
+        # Signalling draws from its own stream, so that a seed gives the same calls at any signalling share.
+        self.signal_rnd = random.Random(cfg.seed * 104_729 + 3)
         self.events: list[dict[str, Any]] = []
         self.ids: set[str] = set()
         self.end_ms = cfg.start_ms + int(cfg.days * DAY)
 
-    def _id(self) -> str:
+    def _id(self, rnd: random.Random | None = None) -> str:
         while True:
-            eid = f"{self.rnd.getrandbits(72):018x}"
+            eid = f"{(rnd or self.rnd).getrandbits(72):018x}"
             if eid not in self.ids:
                 self.ids.add(eid)
                 return eid
@@ -490,12 +492,13 @@ class _Emitter:
         if idx is not None and r.random() < 0.9:
             ev["callee_lat"], ev["callee_lon"] = self._cell(idx)
         ids = [ev["event_id"]]
-        if answered and self.cfg.signalling > 0 and r.random() < self.cfg.signalling:
-            call_id = f"c{r.getrandbits(64):016x}"
+        sr = self.signal_rnd
+        if answered and self.cfg.signalling > 0 and sr.random() < self.cfg.signalling:
+            call_id = f"c{sr.getrandbits(64):016x}"
             ev["call_id"] = call_id
             start = {
                 "schema": "call_start.v1",
-                "event_id": self._id(),
+                "event_id": self._id(sr),
                 "call_id": call_id,
                 "ts_ms": ts,
                 "caller": caller,
@@ -1305,15 +1308,18 @@ def _responders(cfg: OtherConfig, rnd: random.Random, box: _Box) -> list[dict[st
     return out
 
 
-def _file_order(cfg: OtherConfig, rnd: random.Random, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _file_order(
+    cfg: OtherConfig, rnd: random.Random, signal_rnd: random.Random, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Events sorted by time, a signal before its call; a few written late and a few repeated."""
     rank = {"call_start.v1": 0, "call.v1": 1, "transfer.v1": 2}
     keyed = []
     for k, ev in enumerate(events):
-        late = rnd.randint(1, cfg.max_late_s * SEC) if rnd.random() < cfg.late_share else 0
+        r = signal_rnd if rank[ev["schema"]] == 0 else rnd  # calls and transfers keep their draws at any signalling
+        late = r.randint(1, cfg.max_late_s * SEC) if r.random() < cfg.late_share else 0
         keyed.append((ev["ts_ms"] + late, rank[ev["schema"]], k, ev))
-        if rnd.random() < cfg.duplicate_share:
-            keyed.append((ev["ts_ms"] + rnd.randint(1, 120 * SEC), 3, k, ev))
+        if r.random() < cfg.duplicate_share:
+            keyed.append((ev["ts_ms"] + r.randint(1, 120 * SEC), 3, k, ev))
     keyed.sort(key=lambda x: (x[0], x[1], x[2]))
     return [x[3] for x in keyed]
 
@@ -1357,7 +1363,7 @@ def simulate_other(config: OtherConfig) -> OtherCity:
     started = _run_scripts(w, fraud, rings)
     _sweeps(w, fraud, rings)
     cases = _cases(fraud)
-    events = _file_order(cfg, rnd, em.events)
+    events = _file_order(cfg, rnd, em.signal_rnd, em.events)
     per_scenario: dict[str, dict[str, int]] = {}
     for c in cases:
         row = per_scenario.setdefault(c["scenario"], {"cases": 0, "cases_with_loss": 0})

@@ -124,3 +124,15 @@ def test_full_signalling_announces_every_answered_call() -> None:
     case_ids = {i for c in city.cases for i in c["event_ids"]}
     for start in starts:
         assert (start["event_id"] in case_ids) == (calls[start["call_id"]]["event_id"] in case_ids)
+
+
+def test_signalling_share_changes_only_the_announcements() -> None:
+    quiet = OtherConfig(residents=300, days=1.0, seed=4)
+    loud = OtherConfig(residents=300, days=1.0, seed=4, signalling=1.0)
+
+    def calls(city: OtherCity) -> list[dict[str, Any]]:
+        return [{k: v for k, v in e.items() if k != "call_id"} for e in city.events if e["schema"] != "call_start.v1"]
+
+    a, b = simulate_other(quiet), simulate_other(loud)
+    assert calls(a) == calls(b)
+    assert [c["victim"] for c in a.cases] == [c["victim"] for c in b.cases]
