@@ -272,6 +272,36 @@ def generalisation_tables(result: dict[str, Any]) -> list[str]:
             f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
             f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
         )
+    others = result.get("other_generator") or []
+    if others:
+        lines += [
+            "",
+            "| every-scenario model on another generator's city | residents | days judged | with loss | "
+            "flagged before loss | by the loss | median lead (min) | false tasks /10k residents/day | PR-AUC |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in others:
+            lines.append(
+                f"| {row['city']} | {row['residents']:,} | {_pcell(row['days_judged'])} | {row['cases_with_loss']} | "
+                f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
+                f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
+                f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
+            )
+        lines += [
+            "",
+            "| other generator's scenario (unknown to our simulator unless named alike) | "
+            + " | ".join(f"{row['city'].removeprefix('other generator, ')}: by the loss" for row in others)
+            + " |",
+            "|---|" + "---|" * len(others),
+        ]
+        names = sorted({name for row in others for name in row.get("per_scenario", {})})
+        for name in names:
+            cells = []
+            for row in others:
+                fig = row.get("per_scenario", {}).get(name) or {}
+                with_loss = fig.get("cases_with_loss", 0)
+                cells.append(_count_share(fig.get("flagged_by_loss", 0), with_loss) if with_loss else "–")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -47,6 +47,7 @@ from models import (
     judged_after_warmup,
     operating_curve,
 )
+from sandbox.othergen import OtherConfig, simulate_other
 from sandbox.simulate import DAY_MS, SCENARIOS, CityConfig, simulate
 from sandbox.training import train_on_worlds
 
@@ -78,7 +79,7 @@ TrainFn = Callable[[Sequence[CityConfig], Collection[str]], ModelVersion]
 class JudgedCity:
     """A held-out city simulated and featurised once, judged by every model of a protocol run."""
 
-    config: CityConfig
+    config: CityConfig | OtherConfig
     residents: int
     warmup_days: float
     events: list[Event]
@@ -129,6 +130,16 @@ class ProtocolConfig:
     # Train on this many sampled worlds (``sandbox.worlds``) of the training city's subscriber-days in all,
     # 1/2x to 2x its size, instead of the one training city: the recipe the service ships (``train --worlds``).
     worlds: int = 0
+    # The every-scenario model judged on cities of another generator (``sandbox.othergen``: written apart from
+    # our simulator, from the contract alone, with its own look-alikes and twelve scripts, most of them unknown
+    # to ours): the nearest thing to the streams the service is judged on. A cold city (no history: every
+    # number and payee is new on its first day) and a warm one with a full signalling feed judged after its
+    # warm-up. (residents, days judged, warm-up days, signalling share, seed); () leaves this part out.
+    other_cities: tuple[tuple[int, float, float, float, int], ...] = (
+        (20_000, 2.0, 0.0, 0.0, 3007),
+        (5_000, 2.0, 3.0, 1.0, 3008),
+    )
+    other_victims_per_10k_per_day: float = 14.0
 
     @classmethod
     def quick(cls) -> ProtocolConfig:
@@ -144,6 +155,8 @@ class ProtocolConfig:
             large_days=0.5,
             large_warmup_days=0.5,
             num_boost_round=80,
+            other_cities=((600, 1.0, 0.0, 0.0, 3007), (400, 0.5, 0.5, 1.0, 3008)),
+            other_victims_per_10k_per_day=150.0,
         )
 
     def train_city(self) -> CityConfig:
@@ -238,6 +251,31 @@ def judge_city(config: CityConfig, warmup_days: float) -> JudgedCity:
         judged,
         fraud_contacts(events, city.cases),
     )
+
+
+def judge_other_city(config: OtherConfig, warmup_days: float) -> JudgedCity:
+    """Generate and featurise a city of the other generator once; judged like :func:`judge_city`'s."""
+    city = simulate_other(config)
+    events = _decoded(city.events)
+    data = build_dataset(events, city.cases)
+    keep, judged = judged_after_warmup(data, city.cases, warmup_days)
+    return JudgedCity(
+        config,
+        config.residents,
+        warmup_days,
+        events,
+        city.cases,
+        data,
+        keep,
+        judged,
+        fraud_contacts(events, city.cases),
+    )
+
+
+def _other_label(residents: int, days: float, warmup: float, signalling: float) -> str:
+    history = f"judged after {warmup:g} d" if warmup > 0 else "cold"
+    feed = "no signalling" if signalling <= 0 else f"{signalling:.0%} signalled"
+    return f"other generator, {residents:,} x {days:g} d, {history}, {feed}"
 
 
 def evaluate_on_city(
@@ -436,6 +474,23 @@ def run_protocol(
     )
     large = timed("large city", judge_city, large_config, config.large_warmup_days)
     on_large = timed("judge the large city", evaluate_fn, full, large)
+    other_rows = []
+    for residents_o, days_o, warmup_o, signalling_o, seed_o in config.other_cities:
+        label = _other_label(residents_o, days_o, warmup_o, signalling_o)
+        other_config = OtherConfig(
+            residents=residents_o,
+            days=days_o + warmup_o,
+            seed=seed_o,
+            victims_per_10k_per_day=config.other_victims_per_10k_per_day,
+            signalling=signalling_o,
+        )
+        other = timed(label, judge_other_city, other_config, warmup_o)
+        judged_other = timed(f"judge {label}", evaluate_fn, full, other)
+        row = _city_row(label, other, judged_other)
+        row["per_scenario"] = {
+            name: _figures(group) for name, group in sorted((judged_other.get("per_scenario") or {}).items())
+        }
+        other_rows.append(row)
     below = [r["scenario"] for r in loso if r["share_by_loss"] is not None and r["share_by_loss"] < 0.5]
     result = {
         "schema": PROTOCOL_SCHEMA,
@@ -454,6 +509,7 @@ def run_protocol(
             _city_row("same size as training", small, seen),
             _city_row(f"{large.residents // max(small.residents, 1)}x larger", large, on_large),
         ],
+        "other_generator": other_rows,
         "below_half_by_loss": below,
         "no_cases_with_loss": [r["scenario"] for r in loso if r["cases_with_loss"] == 0],
         "timings_s": timings,

@@ -41,8 +41,10 @@ from models import (
     threshold_for_budget,
     train_model,
 )
+from sandbox.othergen import SCENARIOS as OTHER_SCENARIOS
+from sandbox.othergen import OtherConfig, simulate_other, write_other_city
 from sandbox.simulate import DAY_MS, DEFAULT_SCENARIO_WEIGHTS, CityConfig, read_city_meta, simulate, write_city
-from sandbox.worlds import describe_world
+from sandbox.worlds import AnyWorld, describe_world
 
 __all__ = [
     "CARD_EVALUATION_FILE",
@@ -339,7 +341,7 @@ def _train_and_register(
     return version
 
 
-def without_scenarios(world: CityConfig, exclude: Iterable[str]) -> CityConfig:
+def without_scenarios(world: AnyWorld, exclude: Iterable[str]) -> AnyWorld:
     """``world`` with the ``exclude`` scenarios taken out of its mix (the others keep their weights).
 
     Raises TrainingDataError when nothing would be left.
@@ -347,6 +349,11 @@ def without_scenarios(world: CityConfig, exclude: Iterable[str]) -> CityConfig:
     excluded = set(exclude)
     if not excluded:
         return world
+    if isinstance(world, OtherConfig):
+        names = tuple(n for n in (world.scenarios or OTHER_SCENARIOS) if n not in excluded)
+        if not names:
+            raise TrainingDataError(f"other-generator world seed {world.seed} has no scenario left")
+        return dataclasses.replace(world, scenarios=names)
     pairs = world.scenario_weights if world.scenario_weights is not None else DEFAULT_SCENARIO_WEIGHTS
     kept = tuple((name, weight) for name, weight in pairs if name not in excluded and weight > 0)
     if not kept:
@@ -364,18 +371,26 @@ class World:
     residents: ResidentSpan
 
 
-def world_dataset(world: CityConfig, out_dir: Path | None = None) -> World:
-    """A world simulated and run through the serving features: its rows, cases, event count and residents."""
-    city = simulate(world)
-    if out_dir is not None:
-        write_city(city, out_dir)
-    # The simulator writes contract events; the decoder turns them into what the stream's agents see.
-    events = [decode_obj(ev) for ev in city.events]
-    return World(build_dataset(events, city.cases), city.cases, len(events), _city_span(city.meta))
+def world_dataset(world: AnyWorld, out_dir: Path | None = None) -> World:
+    """A world simulated (by our simulator or the other generator) and run through the serving features: its
+    rows, cases, event count and residents."""
+    if isinstance(world, OtherConfig):
+        other = simulate_other(world)
+        if out_dir is not None:
+            write_other_city(other, out_dir)
+        raw, cases, meta = other.events, other.cases, other.meta
+    else:
+        city = simulate(world)
+        if out_dir is not None:
+            write_city(city, out_dir)
+        raw, cases, meta = city.events, city.cases, city.meta
+    # The simulators write contract events; the decoder turns them into what the stream's agents see.
+    events = [decode_obj(ev) for ev in raw]
+    return World(build_dataset(events, cases), cases, len(events), _city_span(meta))
 
 
 def train_on_worlds(
-    worlds: Sequence[CityConfig],
+    worlds: Sequence[AnyWorld],
     settings: Settings,
     exclude_scenarios: Iterable[str] = (),
     budget: float | None = None,
@@ -410,12 +425,12 @@ def train_on_worlds(
         "source": "simulated worlds",
         "worlds": [describe_world(world) for world in worlds],
         # Every field, so a later retrain (``fraudwatch field-trial``) can simulate the same worlds again.
-        "world_configs": [dataclasses.asdict(world) for world in worlds],
+        "world_configs": [world_config(world) for world in worlds],
         "excluded_scenarios": excluded,
         "sources": {"simulated_worlds": len(worlds), "cases": sum(len(one.cases) for one in done)},
         "cases": sum(len(one.cases) for one in done),
         "events": sum(one.events for one in done),
-        "subscriber_days": round(sum(w.subscribers * w.days for w in worlds), 1),
+        "subscriber_days": round(sum(world_people(w) * w.days for w in worlds), 1),
         "residents": sum(one.residents[0] for one in done),
         "residents_source": "simulated worlds",
         "rejected_lines": {},
@@ -434,14 +449,29 @@ def train_on_worlds(
     return _train_and_register(data, victims, info, settings, budget, n_models, threshold_folds, recipe, spans)
 
 
-def worlds_of(version: ModelVersion) -> list[CityConfig] | None:
+def world_people(world: AnyWorld) -> int:
+    """A world's residents, whichever generator makes it."""
+    return world.residents if isinstance(world, OtherConfig) else world.subscribers
+
+
+def world_config(world: AnyWorld) -> dict[str, Any]:
+    """A world's every field as JSON, with the generator that makes it (``worlds_of`` reads it back)."""
+    return {**dataclasses.asdict(world), "generator": "other" if isinstance(world, OtherConfig) else "simulate"}
+
+
+def worlds_of(version: ModelVersion) -> list[AnyWorld] | None:
     """The simulated worlds a model was trained on, from its metadata; None when it does not record them."""
     configs = version.meta.get("data", {}).get("world_configs")
     if not configs:
         return None
     pairs = ("scenario_weights", "fraud_line_kinds")  # JSON lists of [name, weight] back to tuples
-    out = []
-    for config in configs:
+    out: list[AnyWorld] = []
+    for stored in configs:
+        config = dict(stored)
+        if config.pop("generator", "simulate") == "other":
+            names = config.get("scenarios")
+            out.append(OtherConfig(**{**config, "scenarios": tuple(names) if names is not None else None}))
+            continue
         fields: dict[str, Any] = {
             k: (tuple(tuple(p) for p in v) if k in pairs and v is not None else v) for k, v in config.items()
         }

@@ -15,9 +15,14 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from sandbox.othergen import OtherConfig
 from sandbox.simulate import DEFAULT_SCENARIO_WEIGHTS, FRAUD_LINE_KINDS, SCENARIOS, CityConfig
 
-__all__ = ["WorldRanges", "describe_world", "sample_worlds"]
+__all__ = ["AnyWorld", "WorldRanges", "describe_world", "sample_worlds"]
+
+# A training world: a city of our simulator, or one of the other generator (written apart from it, from the
+# contract alone), so that a model meets two ways of drawing a city and must find what holds in both.
+AnyWorld = CityConfig | OtherConfig
 
 _DEFAULT_WEIGHT = dict(DEFAULT_SCENARIO_WEIGHTS)
 _OTHER_KINDS = tuple(kind for kind in FRAUD_LINE_KINDS if kind != "mobile")
@@ -183,8 +188,20 @@ def sample_worlds(
     return worlds
 
 
-def describe_world(world: CityConfig) -> dict[str, object]:
+def describe_world(world: AnyWorld) -> dict[str, object]:
     """The fields a model's metadata records about one training world."""
+    if isinstance(world, OtherConfig):
+        return {
+            "generator": "other",
+            "subscribers": world.residents,
+            "days": world.days,
+            "seed": world.seed,
+            "start_ms": world.start_ms,
+            "victims_per_10k_per_day": world.victims_per_10k_per_day,
+            "scenarios": list(world.scenarios) if world.scenarios is not None else "all",
+            "lookalike_scale": world.lookalike_scale,
+            "signalling": world.signalling,
+        }
     mix = world.scenario_mix
     kinds = dict(world.fraud_line_kinds or ())
     return {

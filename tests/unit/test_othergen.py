@@ -136,3 +136,11 @@ def test_signalling_share_changes_only_the_announcements() -> None:
     a, b = simulate_other(quiet), simulate_other(loud)
     assert calls(a) == calls(b)
     assert [c["victim"] for c in a.cases] == [c["victim"] for c in b.cases]
+
+
+def test_a_city_can_leave_scripts_out() -> None:
+    kept = ("safe_account", "rebate_task")
+    city = simulate_other(OtherConfig(residents=800, days=2.0, seed=6, victims_per_10k_per_day=200.0, scenarios=kept))
+    assert city.cases and {c["scenario"] for c in city.cases} <= set(kept)
+    with pytest.raises(ValueError):
+        OtherConfig(scenarios=("no_such_script",))

@@ -65,6 +65,7 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
         large_subscribers=400,
         large_days=0.5,
         large_warmup_days=0.5,
+        other_cities=((300, 1.0, 0.0, 0.0, 11),),
     )
     trained: list[tuple[list[int], set[str]]] = []
     judged: list[tuple[str, int]] = []
@@ -76,7 +77,7 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
 
     def evaluate_fn(version: ModelVersion, city: JudgedCity) -> dict[str, Any]:
         judged.append((version.version, city.residents))
-        mixes.append((version.version, city.config.scenario_weights))
+        mixes.append((version.version, getattr(city.config, "scenario_weights", type(city.config).__name__)))
         # "loan" left out is caught 2 times in 10 by the loss; every other left-out scenario 8 times.
         return _fake_result(0.2 if version.version == "v-loan" else 0.8, 0.5)
 
@@ -85,7 +86,15 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
     # Each model on a held-out city of the training size; the every-scenario model on the mixed one, on every
     # scenario's own city (what each left-out model is compared with) and on the large one.
     n = len(SCENARIOS)
-    assert judged == [(f"v-{s}", 200) for s in SCENARIOS] + [("v-all", 200)] * (n + 1) + [("v-all", 400)]
+    assert judged == [(f"v-{s}", 200) for s in SCENARIOS] + [("v-all", 200)] * (n + 1) + [
+        ("v-all", 400),
+        ("v-all", 300),
+    ]
+    # Last, the every-scenario model on the other generator's city (written apart from our simulator).
+    assert mixes[-1] == ("v-all", "OtherConfig")
+    (other,) = result["other_generator"]
+    assert other["residents"] == 300 and other["city"].startswith("other generator, 300 x 1 d, cold")
+    assert other["per_scenario"]["loan"]["flagged_by_loss"] == 8
     # A left-out scenario is judged on a city whose every case is that scenario; the mixed city has them all.
     assert mixes[:n] == [(f"v-{s}", ((s, 1.0),)) for s in SCENARIOS]
     assert mixes[n] == ("v-all", None)
@@ -103,6 +112,7 @@ def test_run_protocol_leaves_out_each_scenario_once_through_the_seams(tmp_path: 
     table = "\n".join(format_table(result))
     assert "| loan | 10 | 1/10 (10 %) | 2/10 (20 %) | 10.0 | 0.50 |" in table
     assert "| police_impersonation | 10 | 7/10 (70 %) | 8/10 (80 %) |" in table
+    assert "| other generator, 300 x 1 d, cold, no signalling | 300 |" in table
 
     # Many training worlds (e.g. a world sampler's) reach train_fn as given; judging is unchanged.
     trained.clear()
@@ -140,4 +150,7 @@ def test_cli_generalise_quick_runs_the_real_recipe_within_a_cpu_minute(tmp_path:
     # The protocol's models stay in their own registry: the live one is untouched.
     assert not (tmp_path / "models").exists() and (tmp_path / "protocol-models").is_dir()
     assert "| left-out scenario |" in done.stderr.decode()
+    assert [r["residents"] for r in result["other_generator"]] == [600, 400]
+    for row in result["other_generator"]:
+        assert 0 <= row["flagged_before_loss"] <= row["flagged_by_loss"] <= row["cases_with_loss"]
     assert cpu_s < 60, f"--quick took {cpu_s:.0f} CPU seconds"

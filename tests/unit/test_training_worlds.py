@@ -15,8 +15,9 @@ from core.settings import Settings
 from fraudwatch import cli
 from models.dataset import Dataset, concat_datasets
 from sandbox import training
+from sandbox.othergen import OtherConfig
 from sandbox.simulate import CityConfig
-from sandbox.training import train_on_worlds, without_scenarios
+from sandbox.training import train_on_worlds, without_scenarios, worlds_of
 from sandbox.worlds import WorldRanges, sample_worlds
 
 pytestmark = pytest.mark.unit
@@ -77,6 +78,31 @@ def test_train_on_worlds_pools_them_and_records_them(tmp_path: Path) -> None:
         cases = [json.loads(line) for line in (tmp_path / "w" / f"world-{k}" / "cases.jsonl").open()]
         assert cases and all(c["scenario"] != "kidnapping" for c in cases)
     assert not (settings.models_path / "live").exists()  # not promoted unless asked
+
+
+def test_other_generator_worlds_train_beside_ours_and_are_recorded_to_be_made_again(tmp_path: Path) -> None:
+    ours = sample_worlds(1, 3, TINY)[0]
+    other = OtherConfig(residents=600, days=2.0, seed=4, start_ms=ours.start_ms, victims_per_10k_per_day=150.0)
+    settings = Settings(data_dir=tmp_path / "data", compile_models=False)
+    version = train_on_worlds(
+        [ours, other],
+        settings,
+        exclude_scenarios=["safe_account", "kidnapping"],
+        n_models=1,
+        threshold_folds=0,
+        out_dir=tmp_path / "w",
+    )
+    data = version.meta["data"]
+    assert [w.get("generator") for w in data["worlds"]] == [None, "other"]
+    assert data["residents"] == ours.subscribers + 600
+    # The left-out scenario is gone from the other generator's world too (its cases are its scripts').
+    cases = [json.loads(line) for line in (tmp_path / "w" / "world-2" / "cases.jsonl").open()]
+    assert cases and all(c["scenario"] != "safe_account" for c in cases)
+    assert json.loads((tmp_path / "w" / "world-2" / "city.json").read_text())["generator"] == "other"
+    # A retrain (the field trial) makes the same worlds again from the metadata.
+    again = worlds_of(version)
+    assert again is not None and again[0] == without_scenarios(ours, ["kidnapping"])
+    assert again[1] == without_scenarios(other, ["safe_account"])
 
 
 def test_train_on_no_worlds_is_an_error(tmp_path: Path) -> None:
