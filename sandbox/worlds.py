@@ -15,10 +15,11 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from sandbox.othergen import SCENARIOS as OTHER_SCENARIOS
 from sandbox.othergen import OtherConfig
 from sandbox.simulate import DEFAULT_SCENARIO_WEIGHTS, FRAUD_LINE_KINDS, SCENARIOS, CityConfig
 
-__all__ = ["AnyWorld", "WorldRanges", "describe_world", "sample_worlds"]
+__all__ = ["AnyWorld", "WorldRanges", "describe_world", "sample_other_worlds", "sample_worlds"]
 
 # A training world: a city of our simulator, or one of the other generator (written apart from it, from the
 # contract alone), so that a model meets two ways of drawing a city and must find what holds in both.
@@ -183,6 +184,50 @@ def sample_worlds(
                 # Police stations and grid workers follow the city's size, as a real city's would.
                 police_stations=max(2, round(8 * subscribers / 3000)),
                 grid_workers=max(10, round(40 * subscribers / 3000)),
+            )
+        )
+    return worlds
+
+
+def sample_other_worlds(
+    n: int,
+    seed: int,
+    ranges: WorldRanges | None = None,
+    exclude_scenarios: Iterable[str] = (),
+    start_ms: int | None = None,
+) -> list[OtherConfig]:
+    """``n`` seeded, jittered worlds of the other generator (``sandbox.othergen``), drawn from the same ranges
+    as :func:`sample_worlds` (sizes, days from the subscriber-days budget, victim rates, look-alike scales,
+    script mixes with drops, signalling shares in turn); the same arguments always give the same list.
+
+    ``exclude_scenarios`` names scripts of either generator; the other generator's never run.
+    """
+    if n < 1:
+        raise ValueError("sample at least one world")
+    ranges = ranges or WorldRanges()
+    excluded = set(exclude_scenarios)
+    allowed = tuple(name for name in OTHER_SCENARIOS if name not in excluded)
+    if not allowed:
+        raise ValueError("every script of the other generator is excluded")
+    rng = random.Random(f"other-worlds:{seed}")
+    base = OtherConfig() if start_ms is None else OtherConfig(start_ms=start_ms)
+    sizes = _sizes(rng, n, *ranges.subscribers)
+    all_days = _days(sizes, ranges.subscriber_days, *ranges.days)
+    worlds = []
+    for k, (residents, days) in enumerate(zip(sizes, all_days, strict=True)):
+        kept = [name for name in allowed if rng.random() >= ranges.drop_probability]
+        if len(kept) < min(ranges.min_scenarios, len(allowed)):
+            kept = list(allowed)
+        worlds.append(
+            replace(
+                base,
+                residents=residents,
+                days=days,
+                seed=seed * 1000 + 500 + k + 1,
+                victims_per_10k_per_day=round(_log_uniform(rng, *ranges.victims_per_10k_per_day), 2),
+                lookalike_scale=round(_log_uniform(rng, *ranges.lookalike_scale), 3),
+                signalling=ranges.signalling[k % len(ranges.signalling)],
+                scenarios=None if len(kept) == len(OTHER_SCENARIOS) else tuple(kept),
             )
         )
     return worlds

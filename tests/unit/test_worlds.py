@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from sandbox.simulate import SCENARIOS, CityConfig, simulate
-from sandbox.worlds import WorldRanges, describe_world, sample_worlds
+from sandbox.worlds import WorldRanges, describe_world, sample_other_worlds, sample_worlds
 
 pytestmark = pytest.mark.unit
 
@@ -102,3 +102,18 @@ def test_worlds_take_their_signalling_shares_in_turn() -> None:
     assert describe_world(worlds[2])["signalling"] == 0.5
     with pytest.raises(ValueError):
         WorldRanges(signalling=())
+
+
+def test_other_generator_worlds_are_sampled_from_the_same_ranges() -> None:
+    from sandbox.othergen import SCENARIOS as OTHER_SCENARIOS
+
+    ranges = WorldRanges(subscribers=(3000, 30_000), subscriber_days=60_000, drop_probability=0.5)
+    worlds = sample_other_worlds(3, seed=2, ranges=ranges, exclude_scenarios=["safe_account"], start_ms=123)
+    assert worlds == sample_other_worlds(3, seed=2, ranges=ranges, exclude_scenarios=["safe_account"], start_ms=123)
+    assert all(3000 <= w.residents <= 30_000 and w.days >= 2.0 and w.start_ms == 123 for w in worlds)
+    assert [w.signalling for w in worlds] == [1.0, 0.0, 0.5]
+    for w in worlds:
+        names = w.scenarios if w.scenarios is not None else OTHER_SCENARIOS
+        assert "safe_account" not in names and len(names) >= ranges.min_scenarios
+    assert len({w.seed for w in worlds}) == 3
+    assert describe_world(worlds[0])["generator"] == "other"
