@@ -199,6 +199,14 @@ def train(
         typer.Option(min=1, help="Train on N sampled simulated worlds (sandbox/worlds.py) instead of files"),
     ] = None,
     world_seed: Annotated[int, typer.Option(help="Seed of the world sampler")] = 7,
+    other_worlds: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="With --worlds: N more worlds from the other generator (sandbox/othergen.py), same ranges "
+            "[default 0; measured in issue #16's note: not yet better]",
+        ),
+    ] = 0,
     subscriber_days: Annotated[
         float | None,
         typer.Option(min=1.0, help="Subscriber-days of all worlds together [default: WorldRanges', 100000]"),
@@ -228,12 +236,16 @@ def train(
     if worlds is not None:
         if events is not None or cases is not None or labels is not None or reports is not None:
             raise typer.BadParameter("give EVENTS and CASES (or --labels/--reports) or --worlds, not both")
-        from sandbox.worlds import WorldRanges, sample_worlds
+        from sandbox.worlds import AnyWorld, WorldRanges, sample_other_worlds, sample_worlds
 
         ranges = WorldRanges() if subscriber_days is None else WorldRanges(subscriber_days=subscriber_days)
         excluded = exclude_scenario or []
+        ours = sample_worlds(worlds, world_seed, ranges, exclude_scenarios=excluded)
+        sampled: list[AnyWorld] = list(ours)
+        if other_worlds:
+            sampled += sample_other_worlds(other_worlds, world_seed, ranges, excluded, start_ms=ours[0].start_ms)
         version = train_on_worlds(
-            sample_worlds(worlds, world_seed, ranges, exclude_scenarios=excluded),
+            sampled,
             settings,
             exclude_scenarios=excluded,
             budget=budget,
@@ -531,6 +543,10 @@ def generalise(
         int | None,
         typer.Option(min=0, help="Train on N sampled worlds of the training city's subscriber-days [default 0: one]"),
     ] = None,
+    other_worlds: Annotated[
+        int | None,
+        typer.Option(min=0, help="N more training worlds from the other generator (its judged cities then met it)"),
+    ] = None,
     per_scenario_cities: Annotated[
         bool, typer.Option(help="Judge each left-out scenario on a held-out city of its own cases only")
     ] = True,
@@ -559,6 +575,7 @@ def generalise(
         "threshold_folds": threshold_folds,
         "scenarios": tuple(scenario) if scenario else None,
         "worlds": worlds,
+        "other_worlds": other_worlds,
         "judge_per_scenario": per_scenario_cities,
     }
     config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]

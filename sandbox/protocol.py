@@ -50,6 +50,7 @@ from models import (
 from sandbox.othergen import OtherConfig, simulate_other
 from sandbox.simulate import DAY_MS, SCENARIOS, CityConfig, simulate
 from sandbox.training import train_on_worlds
+from sandbox.worlds import AnyWorld, WorldRanges
 
 __all__ = [
     "PROTOCOL_FILE",
@@ -72,7 +73,7 @@ PROTOCOL_SCHEMA = "fraudwatch.generalise.v1"
 PROTOCOL_FILE = "generalisation.json"
 
 # (training cities, scenarios to leave out) -> a registered model. Today's default is ``train_on_cities``.
-TrainFn = Callable[[Sequence[CityConfig], Collection[str]], ModelVersion]
+TrainFn = Callable[[Sequence[AnyWorld], Collection[str]], ModelVersion]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,9 @@ class ProtocolConfig:
         (5_000, 2.0, 3.0, 1.0, 3008),
     )
     other_victims_per_10k_per_day: float = 14.0
+    # Training worlds from the other generator beside ours (``sample_other_worlds``, same ranges): with them its
+    # judged cities are no longer a generator the models never met (its scripts left out still are).
+    other_worlds: int = 0
 
     @classmethod
     def quick(cls) -> ProtocolConfig:
@@ -168,22 +172,38 @@ class ProtocolConfig:
             victims_per_10k_per_day=self.train_victims_per_10k_per_day,
         )
 
-    def training_worlds(self) -> list[CityConfig]:
-        """The training cities: the one small city, or ``worlds`` sampled worlds of its subscriber-days."""
-        if self.worlds <= 0:
-            return [self.train_city()]
-        from sandbox.worlds import WorldRanges, sample_worlds
+    def training_worlds(self) -> list[AnyWorld]:
+        """The training cities: the one small city, or ``worlds`` sampled worlds of its subscriber-days, and
+        ``other_worlds`` of the other generator's."""
+        ours = self._our_worlds()
+        if self.other_worlds <= 0:
+            return list(ours)
+        from sandbox.worlds import sample_other_worlds
+
+        return [
+            *ours,
+            *sample_other_worlds(self.other_worlds, self.train_seed, self._ranges(), start_ms=ours[0].start_ms),
+        ]
+
+    def _ranges(self) -> WorldRanges:
+        from sandbox.worlds import WorldRanges
 
         rate = self.train_victims_per_10k_per_day
         # At least 2 days a world: a first try with 1/2x-5x sizes gave three 1-day worlds (the 7-day features
         # never filled), and its models caught 6 % by the loss on the mixed city where one 5-day city's caught 65 %.
-        ranges = WorldRanges(
+        return WorldRanges(
             subscribers=(max(self.train_subscribers // 2, 50), self.train_subscribers * 2),
             subscriber_days=self.train_subscribers * self.train_days,
             days=(2.0, self.train_days * 2),
             victims_per_10k_per_day=(rate / 2, rate * 1.5),
         )
-        return sample_worlds(self.worlds, self.train_seed, ranges)
+
+    def _our_worlds(self) -> list[CityConfig]:
+        if self.worlds <= 0:
+            return [self.train_city()]
+        from sandbox.worlds import sample_worlds
+
+        return sample_worlds(self.worlds, self.train_seed, self._ranges())
 
     def judge_city(self, subscribers: int, days: float, warmup_days: float, seed: int) -> CityConfig:
         """A held-out city: another seed, starting the day after the training city ends."""
@@ -209,7 +229,7 @@ def _decoded(events: list[dict[str, Any]]) -> list[Event]:
 
 
 def train_on_cities(
-    configs: Sequence[CityConfig],
+    configs: Sequence[AnyWorld],
     exclude_scenarios: Collection[str],
     *,
     settings: Settings,
@@ -399,7 +419,7 @@ def run_protocol(
     evaluate_fn: EvaluateFn | None = None,
     residents: int | None = None,
     out: Path | None = None,
-    train_cities: Sequence[CityConfig] | None = None,
+    train_cities: Sequence[AnyWorld] | None = None,
 ) -> dict[str, Any]:
     """Run both parts and write the result JSON (default :func:`protocol_path`); return it.
 

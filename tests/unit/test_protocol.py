@@ -154,3 +154,13 @@ def test_cli_generalise_quick_runs_the_real_recipe_within_a_cpu_minute(tmp_path:
     for row in result["other_generator"]:
         assert 0 <= row["flagged_before_loss"] <= row["flagged_by_loss"] <= row["cases_with_loss"]
     assert cpu_s < 60, f"--quick took {cpu_s:.0f} CPU seconds"
+
+
+def test_the_protocol_may_train_beside_the_other_generator() -> None:
+    from sandbox.othergen import OtherConfig
+
+    ours_only = ProtocolConfig(worlds=2).training_worlds()
+    both = ProtocolConfig(worlds=2, other_worlds=1).training_worlds()
+    assert both[:2] == ours_only and isinstance(both[2], OtherConfig)
+    assert both[2].start_ms == ours_only[0].start_ms  # the time-ordered split cuts every world alike
+    assert ProtocolConfig().training_worlds() == [ProtocolConfig().train_city()]
