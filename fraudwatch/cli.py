@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 import typer
@@ -87,6 +87,27 @@ def _print_json(obj: object) -> None:
     sys.stdout.write(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+def _print_city(
+    events: list[Any],
+    cases: list[Any],
+    responders: list[Any],
+    meta: dict[str, Any],
+    paths: dict[str, Path],
+    per_scenario: bool = False,
+) -> None:
+    summary = {
+        "events": len(events),
+        "call_starts": meta["call_starts"],
+        "cases": len(cases),
+        "cases_with_loss": meta["cases_with_loss"],
+        "residents": meta["residents"],
+        "responders": len(responders),
+        **({"per_scenario": meta["per_scenario"]} if per_scenario else {}),
+        "files": {k: str(v) for k, v in paths.items()},
+    }
+    _print_json(summary)
+
+
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option(help="Folder for events.jsonl, cases.jsonl, responders.jsonl")] = Path(
@@ -115,17 +136,7 @@ def simulate(
         )
     )
     paths = write_city(city, out)  # city.json beside the files gives `evaluate` the number of residents
-    _print_json(
-        {
-            "events": len(city.events),
-            "call_starts": city.meta["call_starts"],
-            "cases": len(city.cases),
-            "cases_with_loss": city.meta["cases_with_loss"],
-            "residents": city.meta["residents"],
-            "responders": len(city.responders),
-            "files": {k: str(v) for k, v in paths.items()},
-        }
-    )
+    _print_city(city.events, city.cases, city.responders, city.meta, paths)
 
 
 @app.command("simulate-other")
@@ -156,18 +167,7 @@ def simulate_other(
         )
     )
     paths = write_other_city(city, out)  # its city.json gives `evaluate` the residents
-    _print_json(
-        {
-            "events": len(city.events),
-            "call_starts": city.meta["call_starts"],
-            "cases": len(city.cases),
-            "cases_with_loss": city.meta["cases_with_loss"],
-            "residents": city.meta["residents"],
-            "responders": len(city.responders),
-            "per_scenario": city.meta["per_scenario"],
-            "files": {k: str(v) for k, v in paths.items()},
-        }
-    )
+    _print_city(city.events, city.cases, city.responders, city.meta, paths, per_scenario=True)
 
 
 @app.command()

@@ -257,39 +257,26 @@ def train_on_cities(
 def judge_city(config: CityConfig, warmup_days: float) -> JudgedCity:
     """Simulate and featurise a held-out city once; its residents are its subscribers."""
     city = simulate(config)
-    events = _decoded(city.events)
-    data = build_dataset(events, city.cases)
-    keep, judged = judged_after_warmup(data, city.cases, warmup_days)
-    return JudgedCity(
-        config,
-        config.subscribers,
-        warmup_days,
-        events,
-        city.cases,
-        data,
-        keep,
-        judged,
-        fraud_contacts(events, city.cases),
-    )
+    return _judged(config, config.subscribers, warmup_days, city.events, city.cases)
 
 
 def judge_other_city(config: OtherConfig, warmup_days: float) -> JudgedCity:
     """Generate and featurise a city of the other generator once; judged like :func:`judge_city`'s."""
     city = simulate_other(config)
-    events = _decoded(city.events)
-    data = build_dataset(events, city.cases)
-    keep, judged = judged_after_warmup(data, city.cases, warmup_days)
-    return JudgedCity(
-        config,
-        config.residents,
-        warmup_days,
-        events,
-        city.cases,
-        data,
-        keep,
-        judged,
-        fraud_contacts(events, city.cases),
-    )
+    return _judged(config, config.residents, warmup_days, city.events, city.cases)
+
+
+def _judged(
+    config: CityConfig | OtherConfig,
+    residents: int,
+    warmup_days: float,
+    raw: list[dict[str, Any]],
+    cases: list[dict[str, Any]],
+) -> JudgedCity:
+    events = _decoded(raw)
+    data = build_dataset(events, cases)
+    keep, judged = judged_after_warmup(data, cases, warmup_days)
+    return JudgedCity(config, residents, warmup_days, events, cases, data, keep, judged, fraud_contacts(events, cases))
 
 
 def _other_label(residents: int, days: float, warmup: float, signalling: float) -> str:
