@@ -171,8 +171,14 @@ class CityConfig:
     # signalling feed, 1 every answered call, in between a feed that drops messages. Drawn from a generator of
     # its own, so the rest of the city is the same whatever the share.
     signalling: float = 0.0
+    # Share of rings that never sweep: their lines call only the victims they work, so a fraud line's fan-out
+    # is one or two, as a ring with a bought SIM per victim has (elsewhere most fraud lines look like that; a
+    # model that only ever met sweeping rings took a targeted line for a legitimate new contact).
+    targeted_ring_share: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.targeted_ring_share <= 1:
+            raise ValueError("targeted_ring_share is a share between 0 and 1")
         if self.subscribers < 1 or self.days <= 0:
             raise ValueError("a city needs at least one subscriber and a positive number of days")
         counts = (self.fraud_rings, self.police_stations, self.officers_per_station, self.grid_workers)
@@ -384,6 +390,7 @@ class _Ring:
     cum: list[float] = field(default_factory=list)
     # Mule account -> the plain mobile number of its holder (the payer's phone of a rebate it sends).
     holders: dict[str, str] = field(default_factory=dict)
+    targeted: bool = False  # its lines never sweep (``CityConfig.targeted_ring_share``)
 
     def active_mules(self, ts: int) -> list[str]:
         """The mule accounts in use at ``ts`` (one per slot)."""
@@ -900,6 +907,8 @@ class _Sim:
                 kinds = [self._pick(line_kinds) for _ in range(n_lines)]
             lines = [(self.ids.number(k), k) for k in kinds]
             ring = _Ring(lines, self._mule_slots(rng.randint(3, 6)), [], self.clock.profile(_RING, rng.randint(-1, 2)))
+            # Drawn only when asked for, so a city without targeted rings is the one it always was.
+            ring.targeted = self.cfg.targeted_ring_share > 0 and rng.random() < self.cfg.targeted_ring_share
             rings.append(ring)
         enabled = list(self.mix)
         # Every scenario has a ring when there is any ring, and every ring has a scenario.
@@ -948,6 +957,8 @@ class _Sim:
         out: list[tuple[_Ring, int, dict[str, Any]]] = []
         for day in range(self.clock.n_days):
             for ring in rings:
+                if ring.targeted:
+                    continue
                 for number, kind in ring.lines:
                     if rng.random() < 0.75:
                         line = _Caller(number, kind)

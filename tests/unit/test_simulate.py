@@ -300,3 +300,19 @@ def test_tiny_city_with_fractional_days() -> None:
     assert city.events
     for ev in city.events:
         assert 1_767_225_600_000 <= decode_obj(ev).ts_ms < 1_767_225_600_000 + 43_200_000
+
+
+def test_targeted_rings_call_only_the_victims_they_work() -> None:
+    def fraud_line_calls(share: float) -> tuple[int, int]:
+        city = simulate(
+            CityConfig(subscribers=1500, days=2.0, seed=3, victims_per_10k_per_day=40, targeted_ring_share=share)
+        )
+        fraud = {n for case in city.cases for n in case["fraud_numbers"]}
+        calls = Counter(e["caller"] for e in city.events if e["schema"] == "call.v1" and e["caller"] in fraud)
+        return sorted(calls.values())[len(calls) // 2], sum(1 for c in city.cases if c["first_loss_ms"] is not None)
+
+    sweeping, targeted = fraud_line_calls(0.0), fraud_line_calls(1.0)
+    assert sweeping[0] >= 10 and targeted[0] <= 3  # median calls per fraud line
+    assert targeted[1] >= 0.7 * sweeping[1]  # the worked victims are still worked
+    with pytest.raises(ValueError):
+        CityConfig(targeted_ring_share=1.5)

@@ -117,3 +117,10 @@ def test_other_generator_worlds_are_sampled_from_the_same_ranges() -> None:
         assert "safe_account" not in names and len(names) >= ranges.min_scenarios
     assert len({w.seed for w in worlds}) == 3
     assert describe_world(worlds[0])["generator"] == "other"
+
+
+def test_targeted_rings_are_drawn_only_when_a_range_is_given() -> None:
+    assert all(w.targeted_ring_share == 0.0 for w in sample_worlds(3, seed=1))
+    worlds = sample_worlds(4, seed=1, ranges=WorldRanges(targeted_ring_share=(0.2, 0.7)))
+    assert all(0.2 <= w.targeted_ring_share <= 0.7 for w in worlds)
+    assert describe_world(worlds[0])["targeted_ring_share"] == worlds[0].targeted_ring_share
