@@ -240,6 +240,16 @@ def _count_share(n: int, of: int) -> str:
     return f"{n}/{of} ({100 * n / of:.0f} %)" if of else "0/0"
 
 
+def _city_line(row: dict[str, Any]) -> str:
+    """One judged city of a protocol result as a table row (a city of either generator)."""
+    return (
+        f"| {row['city']} | {row['residents']:,} | {_pcell(row['days_judged'])} | {row['cases_with_loss']} | "
+        f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
+        f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
+        f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
+    )
+
+
 def generalisation_tables(result: dict[str, Any]) -> list[str]:
     """A generalisation protocol result's tables as Markdown lines (``fraudwatch generalise`` prints them too)."""
     lines = [
@@ -265,13 +275,7 @@ def generalisation_tables(result: dict[str, Any]) -> list[str]:
         "by the loss | median lead (min) | false tasks /10k residents/day | PR-AUC |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in result.get("small_to_large", []):
-        lines.append(
-            f"| {row['city']} | {row['residents']:,} | {_pcell(row['days_judged'])} | {row['cases_with_loss']} | "
-            f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
-            f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
-            f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
-        )
+    lines += [_city_line(row) for row in result.get("small_to_large", [])]
     others = result.get("other_generator") or []
     if others:
         lines += [
@@ -280,13 +284,7 @@ def generalisation_tables(result: dict[str, Any]) -> list[str]:
             "flagged before loss | by the loss | median lead (min) | false tasks /10k residents/day | PR-AUC |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
-        for row in others:
-            lines.append(
-                f"| {row['city']} | {row['residents']:,} | {_pcell(row['days_judged'])} | {row['cases_with_loss']} | "
-                f"{_count_share(row['flagged_before_loss'], row['cases_with_loss'])} | "
-                f"{_count_share(row['flagged_by_loss'], row['cases_with_loss'])} | {_pcell(row['median_lead_min'])} | "
-                f"{_pcell(row['false_tasks_per_10k_residents_per_day'], 2)} | {_pcell(row['pr_auc'], 2)} |"
-            )
+        lines += [_city_line(row) for row in others]
         lines += [
             "",
             "| other generator's scenario (unknown to our simulator unless named alike) | "

@@ -50,7 +50,7 @@ from models import (
 from sandbox.othergen import OtherConfig, simulate_other
 from sandbox.simulate import DAY_MS, SCENARIOS, CityConfig, simulate
 from sandbox.training import train_on_worlds
-from sandbox.worlds import AnyWorld, WorldRanges
+from sandbox.worlds import AnyWorld, WorldRanges, sample_other_worlds, sample_worlds
 
 __all__ = [
     "PROTOCOL_FILE",
@@ -178,16 +178,12 @@ class ProtocolConfig:
         ours = self._our_worlds()
         if self.other_worlds <= 0:
             return list(ours)
-        from sandbox.worlds import sample_other_worlds
-
         return [
             *ours,
             *sample_other_worlds(self.other_worlds, self.train_seed, self._ranges(), start_ms=ours[0].start_ms),
         ]
 
     def _ranges(self) -> WorldRanges:
-        from sandbox.worlds import WorldRanges
-
         rate = self.train_victims_per_10k_per_day
         # At least 2 days a world: a first try with 1/2x-5x sizes gave three 1-day worlds (the 7-day features
         # never filled), and its models caught 6 % by the loss on the mixed city where one 5-day city's caught 65 %.
@@ -201,8 +197,6 @@ class ProtocolConfig:
     def _our_worlds(self) -> list[CityConfig]:
         if self.worlds <= 0:
             return [self.train_city()]
-        from sandbox.worlds import sample_worlds
-
         return sample_worlds(self.worlds, self.train_seed, self._ranges())
 
     def judge_city(self, subscribers: int, days: float, warmup_days: float, seed: int) -> CityConfig:
