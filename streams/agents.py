@@ -464,7 +464,10 @@ class Agents:
             done = 0
             for group in order:
                 started = time.perf_counter()
-                contributions = await self._contributions([alerts[i] for i in group])
+                # SHAP runs in a thread meanwhile: the holds go out first, as the bank waits for each one.
+                explaining = asyncio.ensure_future(self._contributions([alerts[i] for i in group]))
+                await self._issue_holds(alerting, [alerts[i] for i in group])
+                contributions = await explaining
                 explained = time.perf_counter()
                 EXPLAIN_SECONDS.observe(explained - started)
                 for i, contrib in zip(group, contributions, strict=True):
@@ -479,6 +482,17 @@ class Agents:
                         return
                     done += 1
                 ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
+
+    async def _issue_holds(self, alerting: AlertingRuntime, group: list[PendingAlert]) -> None:
+        """Issue the holds of a group's alerts ahead of their explanation and case (``AlertingRuntime.issue_hold``).
+
+        Each names the case it will join after the same subscriber's alerts before it in the group; an alert
+        handled later finds its hold issued (at least once as before: a hold not issued here is issued then).
+        """
+        for i, alert in enumerate(group):
+            if alert.hold is not None:
+                earlier = [a.decision(located=False) for a in group[:i] if a.row.subscriber == alert.row.subscriber]
+                await alerting.issue_hold(alert.decision(located=False), earlier)
 
     async def _wait_for_alerting(self) -> AlertingRuntime:
         # Started by a task as the worker starts; an alert taken before that waits for it.
