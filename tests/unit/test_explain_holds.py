@@ -1,7 +1,9 @@
-"""The explain agent issues an alert's hold before explaining it: the bank does not wait for SHAP or the case."""
+"""A hold goes out before its alert is explained: from ``score`` once the alert is on the hop, else from ``explain``
+before SHAP and the case write; the bank waits for neither."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -12,8 +14,10 @@ import pytest
 from alerting import Decision, TransferRef
 from core.settings import Settings
 from features import FEATURE_NAMES, FeatureRow
+from streams import codecs
 from streams.agents import Agents
 from streams.pending_alerts import PendingAlert, encode_pending
+from streams.state_table import StateTable
 
 pytestmark = pytest.mark.unit
 
@@ -22,6 +26,8 @@ T0 = 1_767_254_400_000
 
 class _Alerting:
     """Records what the agent asks of alerting, in order."""
+
+    retrying = 0
 
     def __init__(self, calls: list[tuple[str, Any]]) -> None:
         self.calls = calls
@@ -99,3 +105,62 @@ async def test_holds_are_issued_before_any_alert_is_explained_or_handled() -> No
     handled = [d for kind, d in calls if kind == "handle"]
     assert [d.event_id for d in handled] == ["c-2", "t-2", "c-1"]
     assert all(d.reasons for d in handled)
+
+
+class _Sender:
+    def __init__(self, calls: list[tuple[str, Any]] | None = None) -> None:
+        self.calls = calls
+
+    async def send_many(self, records: list[tuple[bytes, bytes]]) -> list[Any]:
+        if self.calls is not None and records:
+            self.calls.append(("sent", len(records)))
+        return []
+
+
+def _scoring_agents(calls: list[tuple[str, Any]]) -> Agents:
+    scorer = SimpleNamespace(
+        version="m-1", thresholds=(0.5, 0.8, 0.9), hold_threshold=0.9, score=lambda rows: np.full(len(rows), 0.95)
+    )
+    agents = Agents(
+        settings=Settings(publish_features=False, budget_follow=False),
+        live_model=SimpleNamespace(scorer=scorer),
+        shadow_model=SimpleNamespace(scorer=None),
+        caller_states=None,
+        subscriber_states=StateTable(SimpleNamespace(data={}), codecs.decode_subscriber_state, _Sender()),
+        to_callers=_Sender(),
+        to_subscribers=_Sender(),
+        to_explain=_Sender(calls),
+        send_dead_letter=None,
+        feature_topic=None,
+    )
+    agents.alerting = _Alerting(calls)
+    return agents
+
+
+async def _score(agents: Agents, batch: list[PendingAlert]) -> None:
+    rows = [a.row for a in batch]
+    await agents._decide(rows, [None] * len(rows), [a.hold for a in batch], [a.row.event_id for a in batch], {}, [])
+    await asyncio.gather(*agents._early_holds)
+
+
+async def test_score_issues_a_hold_once_its_alert_is_on_the_hop_unless_one_of_its_subscriber_is_unhandled() -> None:
+    calls: list[tuple[str, Any]] = []
+    agents = _scoring_agents(calls)
+    call = _alert("+8613800000002", "c-2", T0, held=False)
+    transfer = _alert("+8613800000002", "t-2", T0 + 60_000, held=True)
+    await _score(agents, [_alert("+8613800000001", "c-1", T0, held=False), call, transfer])
+    # The alerts on the hop first, then the hold, planned after the same subscriber's call of the batch.
+    assert [kind for kind, _ in calls] == ["sent", "issue_hold"]
+    held, earlier = calls[1][1]
+    assert held.event_id == "t-2" and held.reasons == () and [d.event_id for d in earlier] == ["c-2"]
+
+    # A later transfer while those alerts wait for ``explain``: its plan could miss them, so ``explain`` issues it.
+    calls.clear()
+    await _score(agents, [_alert("+8613800000002", "t-3", T0 + 120_000, held=True)])
+    assert [kind for kind, _ in calls] == ["sent"]
+    # Once ``explain`` handled them, the next one goes straight out again.
+    for alert in (call, transfer, _alert("+8613800000002", "t-3", T0 + 120_000, held=True)):
+        agents._handled(alert)
+    calls.clear()
+    await _score(agents, [_alert("+8613800000002", "t-4", T0 + 180_000, held=True)])
+    assert [kind for kind, _ in calls] == ["sent", "issue_hold"]
