@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -78,6 +78,23 @@ class Case:
 def case_key_for(subscriber_pseudonym: str, start_ms: int) -> str:
     """The stable key of the episode that a decision at ``start_ms`` opened."""
     return f"{subscriber_pseudonym}-{start_ms}"
+
+
+def planned_case_key(
+    pointer: tuple[str | None, int], pseudonym: str, earlier_ts_ms: Sequence[int], ts_ms: int, episode_ms: int
+) -> str:
+    """The case a decision at ``ts_ms`` will join once ``earlier_ts_ms`` (decisions of the same subscriber recorded
+    before it, in that order) are recorded, given the open-case ``pointer`` (key, end) read now (pure).
+
+    The same rule as :meth:`CaseStore.record` folds decisions by: before the open episode's end it joins it, else
+    it opens a new one at its own time. Lets a hold name its case before the decision is recorded.
+    """
+    key, end_ms = pointer
+    for t in (*earlier_ts_ms, ts_ms):
+        if key is None or t >= end_ms:
+            key, end_ms = case_key_for(pseudonym, t), t + episode_ms
+    assert key is not None  # the loop ran at least once, for ``ts_ms``
+    return key
 
 
 def merge_reasons(old: tuple[str, ...], new: tuple[str, ...], limit: int = MAX_REASONS) -> tuple[str, ...]:
@@ -175,6 +192,12 @@ class CaseStore:
         if key is None or at_ms >= end_ms:
             return None
         return await self.get(key)
+
+    async def planned_key(self, subscriber: str, earlier_ts_ms: Sequence[int], ts_ms: int) -> str:
+        """:func:`planned_case_key` from the subscriber's open-case pointer as it is now (one read)."""
+        pseud = self.pseudonym(subscriber)
+        pointer = _pointer(await self._redis.hgetall(keys.case_open(pseud)))
+        return planned_case_key(pointer, pseud, earlier_ts_ms, ts_ms, self._episode_ms)
 
     async def record(
         self, d: Decision, on_escalation: EscalationHook | None = None, *, may_repeat: bool = False

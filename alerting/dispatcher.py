@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -163,6 +163,30 @@ class Dispatcher:
             },
         )
         return task
+
+    async def issue_hold(self, decision: Decision, earlier: Sequence[Decision] = ()) -> dict[str, Any] | None:
+        """Issue a decision's hold before the decision is handled (explained, its case recorded); the hold.v1 dict,
+        or None (no hold here, or the transfer has one already).
+
+        Why: the bank waits for the hold, and neither SHAP reasons nor the case's task are needed to send it. The
+        hold names the case the decision will join once ``earlier`` (the same subscriber's decisions to be handled
+        before it) are recorded; it goes out without reasons (they are not worded yet: the case carries them). A
+        decision that :meth:`handle` would not record (no action at its level, invalid) issues nothing here either.
+        :meth:`handle` then finds the hold and stages nothing, or moves it should the case differ after all.
+        """
+        if decision.hold is None or not self._records(decision):
+            return None
+        before = [d.ts_ms for d in earlier if d.subscriber == decision.subscriber and self._records(d)]
+        case_key = await self.cases.planned_key(decision.subscriber, before, decision.ts_ms)
+        return await self.holds.issue(case_key, decision, early=True)
+
+    def _records(self, d: Decision) -> bool:
+        """Whether :meth:`handle` records this decision in a case (valid, and its level acts)."""
+        try:
+            validate_decision(d)
+        except InvalidDecision:
+            return False
+        return self.action_of(d.level) != "none"
 
     def action_of(self, level_number: int) -> Action:
         """What a decision of this level does: the operator's FW_LEVEL_ACTIONS, else the level table's."""

@@ -211,8 +211,14 @@ class HoldStore:
         self._clock = clock
         self._max_retries = max_retries
 
-    async def issue(self, case_key: str, d: Decision) -> dict[str, Any] | None:
-        """Record the decision's hold and queue its message; None when the transfer already has one."""
+    async def issue(self, case_key: str, d: Decision, *, early: bool = False) -> dict[str, Any] | None:
+        """Record the decision's hold and queue its message; None when the transfer already has one.
+
+        ``early``: issued before the decision's case is recorded, under the case it is planned to join
+        (``CaseStore.planned_key``), so that the bank does not wait for the explanation and the case write. The
+        call made once the case is recorded then finds the hold; should it name another case (a plan overtaken by
+        another worker's write), that call moves it into the recorded case (:meth:`_relink`).
+        """
         message = build_hold(case_key, d, self._expiry_ms)
         hold_id = message["hold_id"]
         key = keys.hold(hold_id)
@@ -221,8 +227,12 @@ class HoldStore:
             for _ in range(self._max_retries):
                 try:
                     await pipe.watch(key)
-                    if await pipe.exists(key):
-                        return None  # a redelivered decision or a restarted worker: the hold was made already
+                    stored = keys.text(await pipe.hget(key, "case_key"))
+                    if stored is not None:
+                        # A redelivered decision, a restarted worker or an early issue: the hold was made already.
+                        if not early and stored != case_key:
+                            await self._relink(pipe, hold_id, stored, case_key)
+                        return None
                     now_s = self._clock.now_s()
                     now_ms = int(now_s * 1000)
                     pipe.multi()
@@ -249,6 +259,23 @@ class HoldStore:
         HOLDS.labels(event="issued").inc()
         await publish_change(self._redis, {"type": "hold", "hold_id": hold_id, "case_key": case_key, "state": HELD})
         return message
+
+    async def _relink(self, pipe: Pipeline, hold_id: str, planned: str, case_key: str) -> None:
+        """Move a hold issued under a planned case into the case its decision was recorded in (``pipe`` watches it).
+
+        The bank keeps the message it was sent (its ``case_key`` is the planned one, and so are the release's or
+        cancel's, which repeat it); the service's own record follows the case, so that its outcome ends the hold.
+        """
+        now_ms = self._clock.now_ms()
+        pipe.multi()
+        pipe.hset(keys.hold(hold_id), "case_key", case_key)
+        pipe.srem(keys.case_holds(planned), hold_id)
+        pipe.sadd(keys.case_holds(case_key), hold_id)
+        stage_audit(pipe, HOLDS_ACTOR, "hold:relink", case_key=case_key, at_ms=now_ms, hold_id=hold_id, planned=planned)
+        await pipe.execute()
+        HOLDS.labels(event="relinked").inc()
+        log.warning("hold moved to the case its decision joined", extra={"hold_id": hold_id, "case_key": case_key})
+        await publish_change(self._redis, {"type": "hold", "hold_id": hold_id, "case_key": case_key, "state": HELD})
 
     async def get(self, hold_id: str) -> HoldRecord:
         """One hold, or UnknownHold."""

@@ -59,7 +59,8 @@ RETRY_QUEUE = Gauge(
 # Payment holds (hold.v1): the bank keeps an initiated transfer until told, or until the hold lapses.
 HOLDS = Counter(
     "fw_holds_total",
-    "Payment holds by what happened to them: issued, released, cancelled, lapsed.",
+    "Payment holds by what happened to them: issued, released, cancelled, lapsed, relinked (moved to the case "
+    "its decision joined, when that was not the planned one).",
     ["event"],
 )
 HOLD_MESSAGES_DELIVERED = Counter(

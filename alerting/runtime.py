@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -113,6 +114,20 @@ class AlertingRuntime:
                 self._waiting = False
                 RETRY_QUEUE.set(0)
                 log.info("redis answered again after %d failed attempts", failures)
+
+    async def issue_hold(self, decision: Decision, earlier: Sequence[Decision] = ()) -> dict[str, Any] | None:
+        """Issue a decision's hold ahead of its handling (``Dispatcher.issue_hold``); never raises, never retries.
+
+        One try: when it fails (Redis away, a lost race), :meth:`handle` issues the hold after the case as before,
+        retrying until Redis answers, so a hold is never lost by skipping this.
+        """
+        try:
+            return await self.dispatcher.issue_hold(decision, earlier)
+        except Exception as exc:  # Redis away, a lost race, a bug: handle() covers each
+            log.warning(
+                "early hold failed; issued with its case instead: %s", exc, extra={"event_id": decision.event_id}
+            )
+            return None
 
     async def stop(self) -> None:
         """Stop delivery and retries and close connections."""

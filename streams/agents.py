@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from alerting import AlertingRuntime, TransferRef
+from alerting import AlertingRuntime, Decision, TransferRef
 from core.decode import decode_obj
 from core.errors import AlertingStopped, InvalidEvent, MalformedPendingAlert
 from core.events import CallEvent, TransferEvent, occasion_of
@@ -76,6 +76,8 @@ _feedback_duplicates = DUPLICATES.labels(stage="feedback")
 _callers_arrival = PACK_ARRIVAL.labels(stage="callers")
 _score_arrival = PACK_ARRIVAL.labels(stage="score")
 _ON_CALL = FEATURE_INDEX["oncall_calls"]
+_UNHANDLED_KEYS_MAX = 100_000  # subscribers with alerts on the hop that ``Agents._unhandled`` keeps count of
+_EARLY_HOLDS_MAX = 64  # background hold issues in flight; past it, ``explain`` issues the holds
 
 
 def _transfer_ref(event: Any, received_at_s: float | None) -> TransferRef | None:
@@ -176,6 +178,12 @@ class Agents:
         self._tick_watermark: dict[int, int] = {}
         self._tick_seen_s: dict[int, float] = {}
         self._tick_lock = asyncio.Lock()  # a batch of ``score`` and the idle ticks never interleave
+        # Alerts this worker's ``score`` sent on the hop that its ``explain`` has not handled yet, per subscriber:
+        # a hold is issued straight from ``score`` only for a subscriber with none (its plan of the case to join
+        # must know every decision to be recorded before it). Counts of alerts another worker handles stay up,
+        # which only leaves those subscribers' holds to ``explain``.
+        self._unhandled: dict[str, int] = {}
+        self._early_holds: set[asyncio.Task[None]] = set()  # issues in flight (kept referenced until done)
 
     async def dead_letter(self, raw: bytes, exc: InvalidEvent, source: str, partition: int, offset: int) -> None:
         """Publish a rejected message with why it was rejected; count it."""
@@ -405,6 +413,7 @@ class Agents:
         self.watermark_ms = max(self.watermark_ms, max(r.avail_ms for r in rows))
         now = time.time()
         pending: list[tuple[bytes, bytes]] = []
+        alerts: list[PendingAlert] = []
         thresholds = self.budget.thresholds(scorer)
         hold_at = self.budget.hold_threshold(scorer)
         risk_list = risks.tolist()
@@ -425,7 +434,9 @@ class Agents:
                 reached = thresholds[level - 1] if level - 1 < len(thresholds) else None
                 alert = PendingAlert(row, risk, level, scorer.version, now, held, occasion, reached)
                 pending.append((row.subscriber.encode(), encode_pending(alert)))
+                alerts.append(alert)
         # Explaining and acting on the alerts is the ``explain`` agent's work, so it does not hold up scoring.
+        early = self._early_hold_plans(alerts)
         published += await self.to_explain.send_many(pending)
         if self.shadow_model.scorer is not None:
             self._score_shadow(self.shadow_model.scorer, rows, risks)
@@ -435,6 +446,49 @@ class Agents:
         # their feature rows and pending alerts are on the broker. The state goes straight to the producer's
         # accumulator, ahead of Faust's send buffer, so waiting on the rows is what keeps it behind them.
         await self.subscriber_states.write(touched, after=published)
+        # The alerts are on the broker now: their holds may go out ahead of the hop (``explain`` issues any not
+        # issued here, e.g. after a crash in between, and finds the rest).
+        self._start_early_holds(early)
+
+    def _early_hold_plans(self, alerts: list[PendingAlert]) -> list[tuple[Decision, list[Decision]]]:
+        """Each held alert's decision with the same subscriber's alerts before it in the batch, for subscribers
+        with no alert of an earlier batch still unhandled; then counts the batch's alerts as unhandled."""
+        plans: list[tuple[Decision, list[Decision]]] = []
+        for i, alert in enumerate(alerts):
+            subscriber = alert.row.subscriber
+            if alert.hold is not None and not self._unhandled.get(subscriber):
+                earlier = [a.decision(located=False) for a in alerts[:i] if a.row.subscriber == subscriber]
+                plans.append((alert.decision(located=False), earlier))
+        if len(self._unhandled) > _UNHANDLED_KEYS_MAX:
+            # Bounded: counts of alerts another worker handled never come down. Forgetting them risks only a hold
+            # planned under the wrong case, which its handling moves (``fw_holds_total{event="relinked"}``).
+            self._unhandled.clear()
+        for alert in alerts:
+            self._unhandled[alert.row.subscriber] = self._unhandled.get(alert.row.subscriber, 0) + 1
+        return plans
+
+    def _start_early_holds(self, plans: list[tuple[Decision, list[Decision]]]) -> None:
+        """Issue these holds in the background (``AlertingRuntime.issue_hold``): scoring does not wait on Redis."""
+        alerting = self.alerting
+        if alerting is None or not plans or alerting.retrying or len(self._early_holds) >= _EARLY_HOLDS_MAX:
+            return  # alerting not up, Redis away, or a backlog of issues: ``explain`` issues them instead
+
+        async def issue() -> None:
+            for decision, earlier in plans:
+                await alerting.issue_hold(decision, earlier)
+
+        task = asyncio.create_task(issue(), name="early-holds")
+        self._early_holds.add(task)
+        task.add_done_callback(self._early_holds.discard)
+
+    def _handled(self, alert: PendingAlert) -> None:
+        """``explain`` is done with an alert: one fewer unhandled for its subscriber."""
+        subscriber = alert.row.subscriber
+        left = self._unhandled.get(subscriber, 0) - 1
+        if left > 0:
+            self._unhandled[subscriber] = left
+        else:
+            self._unhandled.pop(subscriber, None)
 
     async def explain(self, stream: Any) -> None:
         """Explain a batch's alerts (SHAP top features as sentences) and hand them to alerting, in event order."""
@@ -464,12 +518,16 @@ class Agents:
             done = 0
             for group in order:
                 started = time.perf_counter()
-                contributions = await self._contributions([alerts[i] for i in group])
+                # SHAP runs in a thread meanwhile: the holds go out first, as the bank waits for each one.
+                explaining = asyncio.ensure_future(self._contributions([alerts[i] for i in group]))
+                await self._issue_holds(alerting, [alerts[i] for i in group])
+                contributions = await explaining
                 explained = time.perf_counter()
                 EXPLAIN_SECONDS.observe(explained - started)
                 for i, contrib in zip(group, contributions, strict=True):
                     try:
                         await self._alert(alerting, alerts[i], contrib, offsets[i])
+                        self._handled(alerts[i])
                     except AlertingStopped:
                         # Stopping while Redis is away: these are about to be acknowledged unhandled, so they go
                         # back on the hop first (durable there; the next worker handles them).
@@ -479,6 +537,19 @@ class Agents:
                         return
                     done += 1
                 ALERT_HANDOFF_SECONDS.observe(time.perf_counter() - explained)
+
+    async def _issue_holds(self, alerting: AlertingRuntime, group: list[PendingAlert]) -> None:
+        """Issue the holds of a group's alerts ahead of their explanation and case (``AlertingRuntime.issue_hold``).
+
+        Most went out from ``score`` already (this finds them); the rest (a subscriber with alerts still waiting
+        here, a restart in between, Redis away then) go now. Each names the case it will join after the same
+        subscriber's alerts before it in the group; the alert's handling finds its hold issued (at least once as
+        before: a hold not issued here is issued then).
+        """
+        for i, alert in enumerate(group):
+            if alert.hold is not None:
+                earlier = [a.decision(located=False) for a in group[:i] if a.row.subscriber == alert.row.subscriber]
+                await alerting.issue_hold(alert.decision(located=False), earlier)
 
     async def _wait_for_alerting(self) -> AlertingRuntime:
         # Started by a task as the worker starts; an alert taken before that waits for it.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -317,3 +318,94 @@ async def test_a_hold_goes_to_the_topic_and_the_bank_at_once_and_a_failed_publis
     # The retry POSTed again under the same key, which the bank deduplicates; nothing else was sent.
     assert {key for key, _ in bank.posts} == {f"{hold_id_for('t-6')}:hold"} and len(bank.posts) == 2
     assert await r.xlen(keys.HOLDS_OUTBOX_DEAD) == 0
+
+
+async def test_an_early_hold_reaches_the_bank_before_its_decision_is_handled_and_once_after(
+    r: aioredis.Redis, settings: Settings, bank: Bank, clock: ManualClock
+) -> None:
+    phone = "+8613800006666"
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    explained = _decision(phone, "t-6")
+    early = dataclasses.replace(explained, reasons=())  # what the explain agent has before SHAP
+    assert await dispatcher.issue_hold(early) is not None
+    assert await _drain(r, settings, clock) == 1  # delivered with no case, no task, no reasons yet
+    body = bank.posts[0][1]
+    jsonschema.validate(body, HOLD_SCHEMA)
+    assert body["reasons"] == []
+
+    task = await dispatcher.handle(explained)  # the explained decision: its case and task, as before
+    assert task is not None and task["reasons"] == list(explained.reasons)
+    assert body["case_key"] == task["case_key"]  # the planned case is the one recorded
+    assert await dispatcher.issue_hold(early) is None  # the broker redelivers the alert
+    assert await r.xlen(keys.HOLDS_OUTBOX) == 0 and await _drain(r, settings, clock) == 0
+    assert bank.actions() == ["hold"]
+    record = await HoldStore(r, settings).get(hold_id_for("t-6"))
+    assert record.case_key == task["case_key"]
+    assert [h.hold_id for h in await HoldStore(r, settings).for_case(task["case_key"])] == [hold_id_for("t-6")]
+
+
+async def test_an_early_hold_names_the_case_its_subscribers_earlier_alert_opens(
+    r: aioredis.Redis, settings: Settings, bank: Bank, clock: ManualClock
+) -> None:
+    phone = "+8613800007777"
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    call = _decision(phone, "c-7", ts_ms=T0 - 120_000, level=1, hold=False)
+    transfer = _decision(phone, "t-7")
+    await dispatcher.issue_hold(dataclasses.replace(transfer, reasons=()), earlier=[call])
+    await dispatcher.handle(call)  # the call's alert is handled first: it opens the case
+    await dispatcher.handle(transfer)
+    relinked = _metric("fw_holds_total", event="relinked")
+    record = await HoldStore(r, settings).get(hold_id_for("t-7"))
+    case = await dispatcher.cases.open_case(phone, T0)
+    assert case is not None and case.start_ms == T0 - 120_000 and record.case_key == case.case_key
+    assert _metric("fw_holds_total", event="relinked") == relinked
+
+
+async def test_a_hold_planned_under_another_case_moves_to_the_recorded_one_and_its_outcome_ends_it(
+    r: aioredis.Redis, settings: Settings, bank: Bank, clock: ManualClock
+) -> None:
+    phone = "+8613800008888"
+    dispatcher = Dispatcher(r, settings, clock=clock)
+    relinked = _metric("fw_holds_total", event="relinked")
+    transfer = _decision(phone, "t-8")
+    # Planned without the earlier alert (as when another worker records it meanwhile): a case at the transfer.
+    planned = await dispatcher.issue_hold(dataclasses.replace(transfer, reasons=()))
+    assert planned is not None
+    await dispatcher.handle(_decision(phone, "c-8", ts_ms=T0 - 60_000, level=1, hold=False))
+    task = await dispatcher.handle(transfer)
+    assert task is not None and task["case_key"] != planned["case_key"]
+    assert _metric("fw_holds_total", event="relinked") == relinked + 1
+    store = HoldStore(r, settings)
+    assert (await store.get(hold_id_for("t-8"))).case_key == task["case_key"]
+    assert [h.hold_id for h in await store.for_case(task["case_key"])] == [hold_id_for("t-8")]
+    assert await store.for_case(planned["case_key"]) == []
+    # The case's outcome ends it, once; the bank's messages keep the case key it was first sent.
+    clock.advance(600)
+    await TaskLifecycle(r, settings, clock=clock).transition(task["task_id"], "resolved", DESK, outcome="false_alarm")
+    assert await _drain(r, settings, clock) == 2
+    assert bank.actions() == ["hold", "release"]
+    assert {body["case_key"] for _, body in bank.posts} == {planned["case_key"]}
+
+
+async def test_a_worker_that_dies_between_issuing_and_delivering_a_hold_leaves_it_delivered_once(
+    r: aioredis.Redis, settings: Settings, bank: Bank, clock: ManualClock
+) -> None:
+    phone = "+8613800009999"
+    explained = _decision(phone, "t-9")
+    early = dataclasses.replace(explained, reasons=())
+    assert await Dispatcher(r, settings, clock=clock).issue_hold(early) is not None
+    # Its deliverer takes the entry and dies before the POST; the alert was never acknowledged on the hop.
+    async with HoldDeliverer(r, settings, clock=clock, consumer="dead-worker") as dead:
+        await dead.outbox.ensure_group()
+        assert len(await dead.outbox.read_new(count=10)) == 1
+    # The next worker reads the alert again: the early issue and the handling find the hold and add nothing.
+    successor = Dispatcher(r, settings, clock=clock)
+    assert await successor.issue_hold(early) is None
+    assert await successor.handle(explained) is not None
+    assert await r.xlen(keys.HOLDS_OUTBOX) == 1
+    # Its deliverer takes over the dead one's entry: one POST, one delivered record.
+    assert await _drain(r, settings, clock, claim_idle_ms=0) == 1
+    assert await _drain(r, settings, clock, claim_idle_ms=0) == 0
+    assert bank.actions() == ["hold"]
+    events = [orjson.loads(e) for e in await r.lrange(keys.hold_events(hold_id_for("t-9")), 0, -1)]
+    assert [e["state"] for e in events] == ["delivered"]

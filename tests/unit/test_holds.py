@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -11,6 +12,7 @@ import numpy as np
 import orjson
 import pytest
 
+from alerting.cases import case_key_for, planned_case_key
 from alerting.decision import Decision, TransferRef
 from alerting.holds import build_hold, ending_message, hold_id_for, message_key
 from core.errors import InvalidTransition
@@ -212,3 +214,28 @@ def test_cases_held_at_loss_and_stopped() -> None:
     assert not held_rows(data, scores, None, alerting).any()
     # A hold rides on an alert: a transfer that reached no level is not held, whatever its score.
     assert not held_rows(data, scores, 0.7, np.zeros(len(rows), dtype=bool)).any()
+
+
+EPISODE_MS = 6 * 3600 * 1000
+
+
+def test_an_early_hold_plans_a_new_case_at_its_own_time_without_an_open_one() -> None:
+    assert planned_case_key((None, 0), "p", [], T0, EPISODE_MS) == case_key_for("p", T0)
+    # An open episode that ended before the transfer: a new one.
+    assert planned_case_key(("p-1", T0), "p", [], T0, EPISODE_MS) == case_key_for("p", T0)
+
+
+def test_an_early_hold_plans_the_open_case_or_the_one_its_earlier_decisions_open() -> None:
+    assert planned_case_key(("p-1", T0 + 1), "p", [], T0, EPISODE_MS) == "p-1"
+    # The subscriber's call alert of the same batch, not recorded yet, opens the case the transfer joins.
+    assert planned_case_key((None, 0), "p", [T0 - 60_000], T0, EPISODE_MS) == case_key_for("p", T0 - 60_000)
+    # ... unless that episode is over by the transfer's time.
+    assert planned_case_key((None, 0), "p", [T0 - EPISODE_MS], T0, EPISODE_MS) == case_key_for("p", T0)
+    # A late earlier decision joins the open case, as record() folds it; so does the transfer.
+    assert planned_case_key(("p-1", T0 + 1), "p", [T0 - DAY_MS], T0, EPISODE_MS) == "p-1"
+
+
+def test_a_hold_issued_before_its_explanation_validates_without_reasons() -> None:
+    message = build_hold("case-1", replace(_decision(), reasons=()), expiry_ms=DAY_MS)
+    assert message["reasons"] == []
+    jsonschema.validate(message, HOLD_SCHEMA)
