@@ -91,10 +91,19 @@ def planned_case_key(
     """
     key, end_ms = pointer
     for t in (*earlier_ts_ms, ts_ms):
-        if key is None or t >= end_ms:
-            key, end_ms = case_key_for(pseudonym, t), t + episode_ms
+        joined = _episode_key(key, end_ms, pseudonym, t)
+        if joined != key:
+            key, end_ms = joined, t + episode_ms
     assert key is not None  # the loop ran at least once, for ``ts_ms``
     return key
+
+
+def _episode_key(open_key: str | None, end_ms: int, pseudonym: str, ts_ms: int) -> str:
+    """The case a decision at ``ts_ms`` joins: the open episode before its end (even a late, older decision: the
+    same fraud story reported out of order), else a new episode opened at its own time (pure)."""
+    if open_key is None or ts_ms >= end_ms:
+        return case_key_for(pseudonym, ts_ms)
+    return open_key
 
 
 def merge_reasons(old: tuple[str, ...], new: tuple[str, ...], limit: int = MAX_REASONS) -> tuple[str, ...]:
@@ -216,11 +225,7 @@ class CaseStore:
                     # and we re-read, so a case is never opened twice or updated from stale state.
                     await pipe.watch(pointer_key)
                     open_key, end_ms = _pointer(await pipe.hgetall(pointer_key))
-                    # A decision before the open episode's end belongs to it, even if it is late and
-                    # older than the episode start: the same fraud story, reported out of order.
-                    case_key = open_key
-                    if case_key is None or d.ts_ms >= end_ms:
-                        case_key = case_key_for(pseud, d.ts_ms)
+                    case_key = _episode_key(open_key, end_ms, pseud, d.ts_ms)
                     await pipe.watch(keys.case(case_key))
                     raw = await pipe.hgetall(keys.case(case_key))
                     before = Case.from_fields(raw) if raw else None

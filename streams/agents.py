@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -78,6 +78,20 @@ _score_arrival = PACK_ARRIVAL.labels(stage="score")
 _ON_CALL = FEATURE_INDEX["oncall_calls"]
 _UNHANDLED_KEYS_MAX = 100_000  # subscribers with alerts on the hop that ``Agents._unhandled`` keeps count of
 _EARLY_HOLDS_MAX = 64  # background hold issues in flight; past it, ``explain`` issues the holds
+
+
+def _hold_plans(
+    alerts: Sequence[PendingAlert], ready: Callable[[str], bool] = lambda subscriber: True
+) -> list[tuple[Decision, list[Decision]]]:
+    """Each held alert's decision, for a subscriber ``ready`` says may have its holds issued now, with the same
+    subscriber's alerts before it in ``alerts`` (decided first, so the hold's planned case must count them)."""
+    plans: list[tuple[Decision, list[Decision]]] = []
+    for i, alert in enumerate(alerts):
+        subscriber = alert.row.subscriber
+        if alert.hold is not None and ready(subscriber):
+            earlier = [a.decision(located=False) for a in alerts[:i] if a.row.subscriber == subscriber]
+            plans.append((alert.decision(located=False), earlier))
+    return plans
 
 
 def _transfer_ref(event: Any, received_at_s: float | None) -> TransferRef | None:
@@ -453,12 +467,7 @@ class Agents:
     def _early_hold_plans(self, alerts: list[PendingAlert]) -> list[tuple[Decision, list[Decision]]]:
         """Each held alert's decision with the same subscriber's alerts before it in the batch, for subscribers
         with no alert of an earlier batch still unhandled; then counts the batch's alerts as unhandled."""
-        plans: list[tuple[Decision, list[Decision]]] = []
-        for i, alert in enumerate(alerts):
-            subscriber = alert.row.subscriber
-            if alert.hold is not None and not self._unhandled.get(subscriber):
-                earlier = [a.decision(located=False) for a in alerts[:i] if a.row.subscriber == subscriber]
-                plans.append((alert.decision(located=False), earlier))
+        plans = _hold_plans(alerts, lambda subscriber: not self._unhandled.get(subscriber))
         if len(self._unhandled) > _UNHANDLED_KEYS_MAX:
             # Bounded: counts of alerts another worker handled never come down. Forgetting them risks only a hold
             # planned under the wrong case, which its handling moves (``fw_holds_total{event="relinked"}``).
@@ -546,10 +555,8 @@ class Agents:
         subscriber's alerts before it in the group; the alert's handling finds its hold issued (at least once as
         before: a hold not issued here is issued then).
         """
-        for i, alert in enumerate(group):
-            if alert.hold is not None:
-                earlier = [a.decision(located=False) for a in group[:i] if a.row.subscriber == alert.row.subscriber]
-                await alerting.issue_hold(alert.decision(located=False), earlier)
+        for decision, earlier in _hold_plans(group):
+            await alerting.issue_hold(decision, earlier)
 
     async def _wait_for_alerting(self) -> AlertingRuntime:
         # Started by a task as the worker starts; an alert taken before that waits for it.
