@@ -490,6 +490,19 @@ class Agents:
         self._early_holds.add(task)
         task.add_done_callback(self._early_holds.discard)
 
+    async def finish_early_holds(self, timeout_s: float = 5.0) -> int:
+        """Wait (bounded) for the holds being issued in the background as the worker stops; returns how many
+        were left unfinished (cancelled: ``explain`` issues those after a restart, from the hop)."""
+        pending = set(self._early_holds)
+        if not pending:
+            return 0
+        _, left = await asyncio.wait(pending, timeout=timeout_s)
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
+        return len(left)
+
     def _handled(self, alert: PendingAlert) -> None:
         """``explain`` is done with an alert: one fewer unhandled for its subscriber."""
         subscriber = alert.row.subscriber

@@ -245,6 +245,13 @@ def _add_timers(
         changed: set[Any] = args[0] if args else set()
         agents.forget_partitions(tp.partition for tp in changed if tp.topic == subscriber_topic)
 
+    async def finish_early_holds(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        """As the worker stops, a hold on its way to the bank gets to finish rather than being torn off."""
+        unfinished = await agents.finish_early_holds()
+        if unfinished:
+            log.warning("early holds cancelled at shutdown", extra={"holds": unfinished})
+
+    app.on_before_shutdown.connect(finish_early_holds)
     app.on_partitions_revoked.connect(forget_timers)
     app.on_partitions_assigned.connect(forget_timers)
     app.timer(interval=max(1.0, worker.settings.tick_idle_s / 2), name="fire_idle_ticks")(fire_idle_ticks)

@@ -164,3 +164,25 @@ async def test_score_issues_a_hold_once_its_alert_is_on_the_hop_unless_one_of_it
     calls.clear()
     await _score(agents, [_alert("+8613800000002", "t-4", T0 + 180_000, held=True)])
     assert [kind for kind, _ in calls] == ["sent", "issue_hold"]
+
+
+async def test_stopping_waits_for_holds_on_their_way_and_cancels_only_those_past_the_bound() -> None:
+    agents = _scoring_agents([])
+    gate = asyncio.Event()
+    finished: list[str] = []
+
+    async def quick() -> None:
+        await asyncio.sleep(0.01)
+        finished.append("quick")
+
+    async def stuck() -> None:
+        await gate.wait()  # a bank or Redis that never answers
+        finished.append("stuck")
+
+    for work in (quick(), stuck()):
+        task = asyncio.create_task(work)
+        agents._early_holds.add(task)
+        task.add_done_callback(agents._early_holds.discard)
+    assert await agents.finish_early_holds(timeout_s=0.2) == 1
+    assert finished == ["quick"] and not agents._early_holds
+    assert await agents.finish_early_holds() == 0
