@@ -610,6 +610,8 @@ async def _hold_latency(
     hold = histogram_quantiles(before, after, "fw_hold_latency_seconds")
     decision = histogram_quantiles(before, after, "fw_event_to_decision_seconds")
     objective_ms = HOLD_LATENCY_OBJECTIVE_S * 1000
+    scored = total(after, "fw_decisions_total") - total(before, "fw_decisions_total")
+    quiet = total(after, "fw_decisions_total", level="0") - total(before, "fw_decisions_total", level="0")
     return {
         "offered_events_per_s": rate,
         "achieved_send_rate": round(stats.rate, 1),
@@ -620,6 +622,9 @@ async def _hold_latency(
         "bank_received": len(receiver.receiver.holds),
         "transfer_to_bank_2xx": hold,
         "event_to_decision_same_phase": decision,
+        # A hold rides on an alert, so this model's level 1 came down to its hold threshold: the phase explains and
+        # acts on far more alerts than a city's budget allows, which loads the worker beyond the plain phases.
+        "alert_share_of_events": round((scored - quiet) / scored, 4) if scored else None,
         # Where a hold's time goes: [p50, p99] ms of the packs reaching ``score`` (before its decision). The alert
         # batches' SHAP call and hand-off to alerting (case, task) no longer delay a hold, which is issued before
         # them (from ``score``, else first thing in ``explain``); they stay as the explain agent's own cost.

@@ -36,6 +36,8 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
     figures = holds["transfer_to_bank_2xx"]
     assert figures["count"] == holds["holds_issued"] and 0 < figures["p50_ms"] <= figures["p99_ms"], holds
     assert holds["p99_vs_objective"] is not None
+    # The phase says how much of its load was alerts (every held transfer is one).
+    assert 0 < holds["alert_share_of_events"] <= 1, holds
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
     assert result["ratios"]["worker_vs_naive_agent"] > 0
     assert result["worker"]["cpu_us_per_event"] > 0 and result["limits"]
