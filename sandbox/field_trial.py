@@ -98,6 +98,9 @@ class TrialConfig:
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
+    # Early stopping of a retrain on the ranking (average precision) rather than the log loss, which stopped
+    # the first week's retrain after 2 rounds (its stop rows: a few weighted field positives).
+    stop_metric: str = "average_precision"
     # Field rows per retrain at most (sampled by subscriber beyond it): a retrain's time and memory stay bounded
     # on a city of any size.
     max_field_rows: int = 2_000_000
@@ -284,6 +287,7 @@ def run_field_trial(
             episode_ms=settings.episode_ms,
             n_models=config.n_models,
             threshold_folds=config.threshold_folds,
+            stop_metric=config.stop_metric,
             resident_spans=(
                 *simulated.spans,
                 (max(round(residents * share * (1 - slice_share)), 1), start, cutoff),

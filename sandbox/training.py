@@ -325,7 +325,11 @@ def _train_and_register(
     recipe: _Recipe,
     resident_spans: Sequence[ResidentSpan],
 ) -> ModelVersion:
-    knobs = {"n_models": n_models, "threshold_folds": threshold_folds, "num_boost_round": recipe.num_boost_round}
+    knobs: dict[str, Any] = {
+        "n_models": n_models,
+        "threshold_folds": threshold_folds,
+        "num_boost_round": recipe.num_boost_round,
+    }
     config = TrainConfig(
         budget_tasks_per_10k_per_day=budget if budget is not None else settings.budget_tasks_per_10k_per_day,
         budget_holds_per_10k_per_day=settings.budget_holds_per_10k_per_day,

@@ -77,6 +77,8 @@ def test_field_trial_retrains_weekly_and_promotes_only_by_the_slice_rule(
         # Only what was known at the cut-off: reports a day after the loss, outcomes 4 h after the task.
         meta = json.loads((registry / retrain["candidate"] / "meta.json").read_text())
         sources = meta["data"]["sources"]
+        # A retrain stops on its ranking of the stop rows, not their log loss (see TrialConfig.stop_metric).
+        assert meta["train_config"]["stop_metric"] == "average_precision"
         cutoff = start + (k + 1) * 2 * DAY_MS
         assert sources["cutoff_ms"] == cutoff
         reported = sum(1 for c in cases if c["first_loss_ms"] is not None and c["first_loss_ms"] + DAY_MS <= cutoff)
