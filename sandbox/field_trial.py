@@ -93,6 +93,10 @@ class TrialConfig:
     field_weight: float = 3.0
     slice_folds: int = 4  # one fold of the city's subscribers (by hash) is the promotion slice
     promote_margin: float = 0.0  # average precision the new model must gain on the slice
+    # ... and in this share of resamples of the slice's subscribers (with replacement, ``promote_draws`` of them):
+    # a slice with a handful of known victims promoted a worse model on a lucky draw (issue #21's note, stop 37).
+    promote_confidence: float = 0.9
+    promote_draws: int = 200
     # A promoted model starts from the live thresholds' learnt offset (models.carry_over); False: from its own.
     carry_offset: bool = True
     n_models: int = 1
@@ -178,6 +182,26 @@ def _unit_hash(subscribers: list[str]) -> np.ndarray:
 
 def _average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:
     return float(average_precision_score(y, scores)) if y.any() and not y.all() else None
+
+
+def _share_won(y: np.ndarray, new: np.ndarray, live: np.ndarray, subs: Sequence[str], draws: int) -> float:
+    """Share of resamples of the subscribers (with replacement, seeded) in which ``new`` beats ``live``'s
+    average precision: how far a gain on the slice is more than which few victims it happened to hold."""
+    if draws <= 0:
+        return 1.0
+    _, group = np.unique(np.asarray(subs), return_inverse=True)
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    rng = np.random.default_rng(20_261_207)
+    won = 0
+    for _ in range(draws):
+        weight = np.bincount(rng.integers(0, n_groups, n_groups), minlength=n_groups)[group]
+        kept = weight > 0
+        if not y[kept].any():
+            continue  # no victim drawn: this resample cannot tell the models apart (counts as not won)
+        ap_new = average_precision_score(y[kept], new[kept], sample_weight=weight[kept])
+        ap_live = average_precision_score(y[kept], live[kept], sample_weight=weight[kept])
+        won += bool(ap_new > ap_live)
+    return won / draws
 
 
 def run_field_trial(
@@ -312,7 +336,22 @@ def run_field_trial(
         judged = before & in_slice & (settled | is_known)
         ap_live = _average_precision(y_known[judged], scores[live][judged])
         ap_new = _average_precision(y_known[judged], scores[version.version][judged])
-        promoted = ap_new is not None and (ap_live is None or ap_new > ap_live + config.promote_margin)
+        won = (
+            _share_won(
+                y_known[judged],
+                scores[version.version][judged],
+                scores[live][judged],
+                [s for s, j in zip(subs, judged, strict=True) if j],
+                config.promote_draws,
+            )
+            if ap_new is not None and ap_live is not None
+            else 1.0
+        )
+        promoted = (
+            ap_new is not None
+            and (ap_live is None or ap_new > ap_live + config.promote_margin)
+            and won >= config.promote_confidence
+        )
         retrain = {
             "candidate": version.version,
             "slice_rows": int(judged.sum()),
@@ -320,6 +359,7 @@ def run_field_trial(
             "slice_pr_auc_live": ap_live,
             "slice_pr_auc_candidate": ap_new,
             "promoted": promoted,
+            "slice_resamples_won": round(won, 3),
             "outcomes_known": len(labels),
             "outcome_positives": from_labels.positives,
             "outcome_false_alarms": from_labels.negatives,
@@ -329,7 +369,8 @@ def run_field_trial(
         }
         weeks.append({"retrain_after": retrain})
         say(
-            f"week {week + 1}: candidate {version.version} slice PR-AUC {ap_new} against live {ap_live}: "
+            f"week {week + 1}: candidate {version.version} slice PR-AUC {ap_new} against live {ap_live} "
+            f"(better in {won:.0%} of resamples): "
             + ("promoted" if promoted else "kept the live model")
         )
         if promoted:

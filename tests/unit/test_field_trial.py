@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -72,7 +73,8 @@ def test_field_trial_retrains_weekly_and_promotes_only_by_the_slice_rule(
         retrain = week["retrain_after"]
         live, cand = retrain["slice_pr_auc_live"], retrain["slice_pr_auc_candidate"]
         # The rule: promoted exactly when the candidate beats the live model on the held-out slice.
-        assert retrain["promoted"] == (cand is not None and (live is None or cand > live))
+        won = retrain["slice_resamples_won"]
+        assert retrain["promoted"] == (cand is not None and (live is None or cand > live) and won >= 0.9)
         assert weeks[k + 1]["model"] == (retrain["candidate"] if retrain["promoted"] else week["model"])
         # Only what was known at the cut-off: reports a day after the loss, outcomes 4 h after the task.
         meta = json.loads((registry / retrain["candidate"] / "meta.json").read_text())
@@ -149,3 +151,25 @@ def test_train_uses_only_what_was_known_by_the_cutoff(
     assert police["without_loss"] == len(cases) - len(with_loss)
     meta = json.loads((Path(out["path"]) / "meta.json").read_text())
     assert meta["data"]["to_ms"] < cutoff  # no event from after the cut-off was a row
+
+
+def test_a_gain_on_the_slice_counts_only_when_it_holds_over_resamples_of_its_subscribers() -> None:
+    from sandbox.field_trial import _share_won
+
+    rng = np.random.default_rng(3)
+    subs = [f"s{i // 5}" for i in range(2000)]  # 400 subscribers, 5 rows each
+    y = np.zeros(2000, dtype=bool)
+    y[[5 * v for v in range(0, 400, 10)]] = True  # 40 victims, one positive row each
+    live = rng.random(2000)
+    better = np.where(y, live + 0.5, live)  # ranks every victim higher
+    assert _share_won(y, better, live, subs, draws=100) == 1.0
+    assert _share_won(y, live, live, subs, draws=100) == 0.0  # a tie is not a win
+    # Three victims, one ranked top by luck and one bottom: far ahead on the slice (AP 0.33 against 0.004), but
+    # only in about half the resamples of who was on it.
+    few = np.zeros(2000, dtype=bool)
+    few[[0, 500, 1000]] = True
+    lucky = live.copy()
+    lucky[0] = 2.0
+    lucky[500] = -1.0
+    won = _share_won(few, lucky, live, subs, draws=200)
+    assert 0.1 < won < 0.9
