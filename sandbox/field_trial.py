@@ -184,12 +184,12 @@ def _average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:
     return float(average_precision_score(y, scores)) if y.any() and not y.all() else None
 
 
-def _share_won(y: np.ndarray, new: np.ndarray, live: np.ndarray, subs: Sequence[str], draws: int) -> float:
+def _share_won(y: np.ndarray, new: np.ndarray, live: np.ndarray, subs: np.ndarray, draws: int) -> float:
     """Share of resamples of the subscribers (with replacement, seeded) in which ``new`` beats ``live``'s
     average precision: how far a gain on the slice is more than which few victims it happened to hold."""
     if draws <= 0:
         return 1.0
-    _, group = np.unique(np.asarray(subs), return_inverse=True)
+    _, group = np.unique(subs, return_inverse=True)
     n_groups = int(group.max()) + 1 if len(group) else 0
     rng = np.random.default_rng(20_261_207)
     won = 0
@@ -334,16 +334,11 @@ def run_field_trial(
         scorers[version.version] = Scorer(version, compiled=False)
         scores[version.version] = scorers[version.version].score(data.X)
         judged = before & in_slice & (settled | is_known)
-        ap_live = _average_precision(y_known[judged], scores[live][judged])
-        ap_new = _average_precision(y_known[judged], scores[version.version][judged])
+        y_slice, live_slice, new_slice = y_known[judged], scores[live][judged], scores[version.version][judged]
+        ap_live = _average_precision(y_slice, live_slice)
+        ap_new = _average_precision(y_slice, new_slice)
         won = (
-            _share_won(
-                y_known[judged],
-                scores[version.version][judged],
-                scores[live][judged],
-                [s for s, j in zip(subs, judged, strict=True) if j],
-                config.promote_draws,
-            )
+            _share_won(y_slice, new_slice, live_slice, np.asarray(subs)[judged], config.promote_draws)
             if ap_new is not None and ap_live is not None
             else 1.0
         )
@@ -370,8 +365,7 @@ def run_field_trial(
         weeks.append({"retrain_after": retrain})
         say(
             f"week {week + 1}: candidate {version.version} slice PR-AUC {ap_new} against live {ap_live} "
-            f"(better in {won:.0%} of resamples): "
-            + ("promoted" if promoted else "kept the live model")
+            f"(better in {won:.0%} of resamples): " + ("promoted" if promoted else "kept the live model")
         )
         if promoted:
             registry.promote(version.version)

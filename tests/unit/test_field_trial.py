@@ -157,7 +157,7 @@ def test_a_gain_on_the_slice_counts_only_when_it_holds_over_resamples_of_its_sub
     from sandbox.field_trial import _share_won
 
     rng = np.random.default_rng(3)
-    subs = [f"s{i // 5}" for i in range(2000)]  # 400 subscribers, 5 rows each
+    subs = np.asarray([f"s{i // 5}" for i in range(2000)])  # 400 subscribers, 5 rows each
     y = np.zeros(2000, dtype=bool)
     y[[5 * v for v in range(0, 400, 10)]] = True  # 40 victims, one positive row each
     live = rng.random(2000)
