@@ -109,7 +109,13 @@ class WorkerSettings(BaseModel):
         False, description="Also publish every feature row to <app_id>.features (audits, training-serving checks)."
     )
     score_batch_max: int = Field(200, ge=1, description="Most events scored in one model call.")
-    score_batch_wait_s: float = Field(0.005, gt=0, description="Longest an event waits for its batch to fill.")
+    score_batch_wait_s: float = Field(
+        0.02,
+        gt=0,
+        description="Longest an event waits for its batch to fill, at each hop. Longer windows make fewer, larger "
+        "batches: at 1,000 events/s offered, 0.02 s halved event-to-decision p50 and p99 against 0.005 s (a batch's "
+        "fixed cost, not its events, had filled the worker); at 250/s it added about 20 ms to p50 (RUNBOOK).",
+    )
     max_event_bytes: int = Field(16_384, description="Larger messages are dead-lettered as oversized.")
     tick_idle_s: float = Field(
         10.0,
