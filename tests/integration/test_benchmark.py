@@ -24,6 +24,9 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
         for stage in ("callers", "score"):
             p50, p99 = figures["pack_arrival_p50_p99_ms"][stage]
             assert p50 is not None and p99 is not None and 0 < p50 <= p99, figures
+        # Each process's share of a core while the rate was offered: the worker and the broker both worked.
+        cpu = figures["cpu_share_of_one_core"]
+        assert cpu["worker"] > 0 and cpu["broker"] > 0 and cpu["all"] >= cpu["worker"] + cpu["broker"], cpu
     scaled = result["latency_scaled_out"]
     assert scaled["workers"] == 2 and scaled["count"] > 0, scaled
     assert 0 < scaled["p50_ms"] <= scaled["p99_ms"]
@@ -36,6 +39,8 @@ def test_tiny_benchmark_reports_every_figure(trained_data_dir: Path) -> None:
     figures = holds["transfer_to_bank_2xx"]
     assert figures["count"] == holds["holds_issued"] and 0 < figures["p50_ms"] <= figures["p99_ms"], holds
     assert holds["p99_vs_objective"] is not None
+    # The model kept its own thresholds; its hold threshold is its trained one, or its level 1 when that held few.
+    assert holds["holds_expected_offline"] <= holds["transfers_scored_offline"], holds
     # The phase says how much of its load was alerts (every held transfer is one).
     assert 0 < holds["alert_share_of_events"] <= 1, holds
     assert result["in_process"]["raw_batched_predict_rows_per_s"] > 0
