@@ -62,10 +62,10 @@ class BenchConfig:
     # scaling out by partitions carries on this machine, beside the one-process figures.
     scale_out_workers: int = 2
     # Payment holds' latency at this offered rate (0: skip) for ``hold_seconds``, on a city with this many victims
-    # per 10k residents a day. The model keeps its thresholds, so alerts stay near a city's share (0.5-1 % of events
-    # at 200 victims; an earlier phase lowered level 1 to a hold threshold, and at 1000 victims 2-3 % alert: either
-    # drowns the worker in SHAP, ~18 ms of CPU an alert); when the model would hold fewer than ``hold_min``
-    # transfers, its hold threshold comes down to its level 1.
+    # per 10k residents a day, so that there are holds enough for a p99. The model keeps its own thresholds, so
+    # the worker explains and acts on about 0.5 % of events (each alert's SHAP costs ~18 ms of CPU: lowering
+    # level 1, or 1,000 victims, put 2-3 % or more of events through it and drowned the worker). Only when the
+    # trained hold threshold would hold fewer than ``hold_min`` transfers does it come down to level 1.
     hold_rate: int = 1000
     hold_victims_per_10k_per_day: float = 200.0
     hold_seconds: float = 60.0  # longer than the plain phases: holds are rare events and the p99 needs ~100
