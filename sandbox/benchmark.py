@@ -562,20 +562,16 @@ async def _scaled_out(
             await asyncio.sleep(2.0)
         path = _paced_city(config, rate, 930, work / f"scaled-{rate}")
         before = await asyncio.to_thread(scrape_sum, urls)
-        cpu0 = [cpu_seconds(p.pid) for p in procs]
-        t0 = time.monotonic()
+        watch = _CpuWatch({str(i): proc.pid for i, proc in enumerate(procs)})
+        watch.start()
         stats = await replay(path, run, rate=rate)
         await _drain_rate(urls, total(before, "fw_events_scored_total") + stats.sent, timeout_s=120)
-        cpu1 = [cpu_seconds(p.pid) for p in procs]
-        elapsed = time.monotonic() - t0
+        shares = watch.shares()
         after = await asyncio.to_thread(scrape_sum, urls)
         return {
             "workers": n,
             **_latency_figures(before, after, rate, stats.rate),
-            "cpu_share_of_one_core_per_worker": [
-                round((b - a) / elapsed, 2) if a is not None and b is not None else None
-                for a, b in zip(cpu0, cpu1, strict=True)
-            ],
+            "cpu_share_of_one_core_per_worker": [shares[str(i)] for i in range(len(procs))],
         }
     finally:
         for proc in procs:
