@@ -610,6 +610,10 @@ def field_trial(
     residents: Annotated[int | None, typer.Option(min=1, help="The city's residents [default: its city.json]")] = None,
     models: Annotated[int, typer.Option(min=1, help="Boosters per retrained model")] = 1,
     threshold_folds: Annotated[int, typer.Option(min=0, help="Subscriber folds for its thresholds")] = 0,
+    handover: Annotated[
+        Literal["match", "carry", "own"],
+        typer.Option(help="A promoted model's first thresholds: the live alert volume, the live offset, or its own"),
+    ] = "match",
 ) -> None:
     """Serve a city from its first day with the shipped model, retrain every week on its outcomes and police
     reports, promote only what beats the live model on a held-out slice; per-week table on stderr, JSON out."""
@@ -634,6 +638,7 @@ def field_trial(
         max_field_rows=max_field_rows,
         n_models=models,
         threshold_folds=threshold_folds,
+        handover=handover,
     )
 
     def say(message: str) -> None:

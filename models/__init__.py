@@ -36,6 +36,7 @@ from models.feedback import (
     false_share,
     follow_offline,
     follow_thresholds,
+    match_alert_rate,
     threshold_bounds,
 )
 from models.field_labels import (
@@ -91,6 +92,7 @@ __all__ = [
     "judged_after_warmup",
     "labels_known_by",
     "load_events",
+    "match_alert_rate",
     "operating_curve",
     "read_jsonl",
     "read_labels",

@@ -53,6 +53,7 @@ __all__ = [
     "false_share",
     "follow_offline",
     "follow_thresholds",
+    "match_alert_rate",
     "threshold_bounds",
 ]
 
@@ -245,6 +246,26 @@ def carry_over(
     for prev, old, new in zip(previous, old_base, new_base, strict=True):
         lo, hi = _bounds(new, config)
         out.append(min(max(_sigmoid(_logit(new) + _logit(prev) - _logit(old)), lo), hi))
+    return tuple(out)
+
+
+def match_alert_rate(
+    live_scores: np.ndarray, live_thresholds: Sequence[float], new_scores: np.ndarray
+) -> tuple[float, ...]:
+    """Thresholds at which ``new_scores`` alert on as many rows as ``live_scores`` do at ``live_thresholds``.
+
+    The same rows, scored by the live model and by one about to replace it (rows neither trained on): the new
+    model takes over at the live alert volume. A log-odds offset (:func:`carry_over`) measures the *old* model's
+    distance from the city; a retrain that learnt the city does not share it (issue #21's note, stop 39).
+    """
+    ranked = np.sort(np.asarray(new_scores, dtype=float))[::-1]
+    if not len(ranked) or len(live_scores) != len(ranked):
+        raise ValueError("both models must score the same rows, at least one")
+    out = []
+    for threshold in live_thresholds:
+        alerting = int(np.count_nonzero(np.asarray(live_scores) >= threshold))
+        # None of the rows alerting live: just above the new model's best row, so that none alerts either.
+        out.append(float(ranked[alerting - 1]) if alerting else math.nextafter(float(ranked[0]), math.inf))
     return tuple(out)
 
 

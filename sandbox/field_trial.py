@@ -12,8 +12,10 @@ outcomes) with the shipped model. At the end of each week (``TrialConfig.week_da
 - it is promoted only when it beats the live model on the *slice*, the city's subscribers of one hash fold
   (``slice_folds``) that no retrain ever sees: average precision of the known labels on the slice's rows up to
   the cut-off. A worse or equal model is never promoted;
-- the next week is served by the live model, the thresholds carried over through the follower
-  (``models.carry_over``: the learnt offset kept, the window re-scored by the new model).
+- the next week is served by the live model. A promoted model takes over at the live alert volume
+  (``TrialConfig.handover``, ``models.match_alert_rate``: its thresholds alert on as many of the slice's rows of
+  the past week as the live ones did), and the follower goes on from there: the window re-scored by the new
+  model, the outcomes known kept.
 
 Each week is then judged as ``evaluate`` judges a stream: the week's rows, the cases first contacted in it.
 The trial never reads a case's truth except through the simulated outcomes and reports.
@@ -26,7 +28,7 @@ import hashlib
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -40,6 +42,7 @@ from models import (
     TASK_LEVEL,
     Dataset,
     FollowConfig,
+    FollowResult,
     ModelRegistry,
     ModelSwap,
     ModelVersion,
@@ -54,6 +57,7 @@ from models import (
     follow_offline,
     fraud_contacts,
     labels_known_by,
+    match_alert_rate,
     subscriber_folds,
     train_model,
 )
@@ -97,8 +101,11 @@ class TrialConfig:
     # a slice with a handful of known victims promoted a worse model on a lucky draw (issue #21's note, stop 37).
     promote_confidence: float = 0.9
     promote_draws: int = 200
-    # A promoted model starts from the live thresholds' learnt offset (models.carry_over); False: from its own.
-    carry_offset: bool = True
+    # Where a promoted model's thresholds start: "match", the live alert volume on the slice's past week
+    # (models.match_alert_rate); "carry", the live thresholds' learnt offset in log-odds put on its own
+    # (models.carry_over); "own", its training thresholds. On a second city "carry" flooded a week with 23 false
+    # visits per 10k a day, "own" 2.9, "match" 0.6 and found the most victims (issue #21's note, stop 39).
+    handover: Literal["match", "carry", "own"] = "match"
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
@@ -370,8 +377,14 @@ def run_field_trial(
         if promoted:
             registry.promote(version.version)
             new = scorers[version.version]
+            start_at = tuple(new.thresholds)
+            recent = in_slice & before & (avail >= cutoff - config.week_ms)
+            if config.handover == "match" and recent.any():  # an empty slice week: its own thresholds
+                live_at = _in_force(followed, cutoff)
+                start_at = match_alert_rate(scores[live][recent], live_at, scores[version.version][recent])
+            retrain["handover_thresholds"] = list(start_at)
             swaps.append(
-                ModelSwap(cutoff, new.thresholds, new.hold_threshold, scores[version.version], config.carry_offset)
+                ModelSwap(cutoff, start_at, new.hold_threshold, scores[version.version], config.handover == "carry")
             )
             live = version.version
 
@@ -421,6 +434,16 @@ def run_field_trial(
         "config": dataclasses.asdict(config),
         "thresholds_last": list(followed.history[-1][1]) if followed.history else None,
     }
+
+
+def _in_force(run: FollowResult, at_ms: int) -> tuple[float, ...]:
+    """The thresholds a follower's run decided with at ``at_ms``."""
+    current = run.history[0][1]
+    for since, thresholds in run.history:
+        if since > at_ms:
+            break
+        current = thresholds
+    return tuple(current)
 
 
 _FIGURES = (

@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=2500)
     parser.add_argument("--train-subscriber-days", type=float, default=24_000)
     parser.add_argument("--city-seed", type=int, default=2121)
-    parser.add_argument("--no-carry", action="store_true", help="A promoted model starts from its own thresholds")
+    parser.add_argument("--handover", choices=("match", "carry", "own"), default=TrialConfig.handover)
     args = parser.parse_args()
     settings = Settings(data_dir=args.out / "data", compile_models=False)
     t0 = time.monotonic()
@@ -57,7 +57,7 @@ def main() -> None:
         city_dir / "events.jsonl",
         city_dir / "cases.jsonl",
         settings,
-        TrialConfig(field_weight=args.field_weight, carry_offset=not args.no_carry),
+        TrialConfig(field_weight=args.field_weight, handover=args.handover),
         say=lambda m: print(m, file=sys.stderr),
     )
     print(f"trial in {time.monotonic() - t1:.0f} s", file=sys.stderr)

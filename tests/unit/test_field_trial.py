@@ -76,6 +76,9 @@ def test_field_trial_retrains_weekly_and_promotes_only_by_the_slice_rule(
         won = retrain["slice_resamples_won"]
         assert retrain["promoted"] == (cand is not None and (live is None or cand > live) and won >= 0.9)
         assert weeks[k + 1]["model"] == (retrain["candidate"] if retrain["promoted"] else week["model"])
+        if retrain["promoted"]:  # it takes over at the live alert volume: a threshold per level, never descending
+            handed = retrain["handover_thresholds"]
+            assert len(handed) == 3 and handed == sorted(handed)
         # Only what was known at the cut-off: reports a day after the loss, outcomes 4 h after the task.
         meta = json.loads((registry / retrain["candidate"] / "meta.json").read_text())
         sources = meta["data"]["sources"]

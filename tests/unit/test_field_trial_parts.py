@@ -16,6 +16,7 @@ from models import (
     cases_from_reports,
     follow_offline,
     labels_known_by,
+    match_alert_rate,
 )
 from models.train import _split
 
@@ -58,6 +59,24 @@ def test_carry_over_keeps_the_learnt_offset_in_log_odds() -> None:
     assert logit(moved) == pytest.approx(logit(0.5) + logit(0.99) - logit(0.9))
     (clamped,) = carry_over((0.999999,), (0.5,), (0.5,), FollowConfig(logit_up=2.0))
     assert logit(clamped) == pytest.approx(2.0)  # never past the new model's bounds
+
+
+def test_a_new_model_takes_over_at_the_live_alert_volume() -> None:
+    rng = np.random.default_rng(4)
+    live = rng.random(5000)
+    # A retrain that ranks alike but scores 3 log-odds lower: at the live thresholds it would alert on far fewer
+    # rows, and an offset learnt by the live model says nothing of it.
+    new = 1 / (1 + np.exp(-(np.log(live / (1 - live)) - 3.0)))
+    thresholds = (0.9, 0.97, 0.995)
+    matched = match_alert_rate(live, thresholds, new)
+    for was, now in zip(thresholds, matched, strict=True):
+        assert int((new >= now).sum()) == int((live >= was).sum()) > 0
+    assert list(matched) == sorted(matched)
+    # No live alert at a level: none with the new model either.
+    (above,) = match_alert_rate(live, (1.5,), new)
+    assert not (new >= above).any()
+    with pytest.raises(ValueError):
+        match_alert_rate(live, thresholds, new[:10])
 
 
 def _stream(n: int = 6000, seed: int = 5) -> tuple[list[str], np.ndarray, np.ndarray]:
