@@ -453,7 +453,7 @@ class Agents:
         early = self._early_hold_plans(alerts)
         published += await self.to_explain.send_many(pending)
         if self.shadow_model.scorer is not None:
-            self._score_shadow(self.shadow_model.scorer, rows, risks)
+            self._score_shadow(self.shadow_model.scorer, rows, decided)
         # Feedback before the state write: a crash in between re-sends it, and its receiver drops repeats.
         await self.to_callers.send_many([(fb.key.encode(), orjson.dumps(fb.to_envelope())) for fb in feedback])
         # One changelog write per key and batch, before the batch's events are acknowledged, and only after
@@ -597,14 +597,14 @@ class Agents:
                 out[i] = c
         return out
 
-    def _score_shadow(self, shadow: Any, rows: list[FeatureRow], live_risks: Any) -> None:
-        """Score the batch with the shadow model; log where it would alert or disagree, never act."""
+    def _score_shadow(self, shadow: Any, rows: list[FeatureRow], live_levels: list[int]) -> None:
+        """Score the batch with the shadow model; log where it would alert or disagree, never act. Its scores
+        beside the live levels are kept for its handover, should it be promoted (``streams.budget``)."""
         risks = shadow.score([r.values for r in rows])
-        live = self.live_model.scorer
-        for row, risk, live_risk in zip(rows, risks.tolist(), live_risks.tolist(), strict=True):
+        for row, risk, live_level in zip(rows, risks.tolist(), live_levels, strict=True):
+            self.budget.observe_shadow(shadow, row.event_id, row.avail_ms, risk, live_level)
             level = shadow.level(risk)
             SHADOW_DECISIONS.labels(level=str(level)).inc()
-            live_level = live.level(live_risk) if live is not None else 0
             if level or live_level:
                 log.info(
                     "shadow decision",

@@ -6,9 +6,13 @@ the labels the dispatch side writes to ``fw:labels``. Every ``FW_BUDGET_UPDATE_S
 lock) refits the thresholds from them and stores them, with the model version they belong to; every worker
 reads them back, so all workers decide with the same thresholds and a restarted worker with the ones it had.
 Redis away: the worker keeps deciding with the thresholds it holds and refits when Redis answers again.
-A newly promoted model does not start over: the state keeps the model's own thresholds beside the followed
-ones, and the new model starts from the followed offset carried onto its own (``models.carry_over``), as the
-field trial's offline follower does. The window's candidates keep the old model's scores until they age out.
+A newly promoted model does not start over. If it ran in shadow first (``fraudwatch models shadow V``), each
+worker kept, per scored row, the live level it reached and the shadow's score; on promotion the new model takes
+over at the live alert volume (``models.match_alert_rate`` over those rows), as the field trial hands over, and
+its hold threshold starts from its own. Without a shadow run the state's learnt offset is carried onto its own
+thresholds (``models.carry_over``), which misleads when the new model learnt the city the old one missed (issue
+#21's note, stop 39): shadow a retrain before promoting it. The window's candidates keep the old model's scores
+until they age out.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -37,6 +42,7 @@ from models import (
     carry_over,
     false_share,
     follow_thresholds,
+    match_alert_rate,
     threshold_bounds,
 )
 from streams.metrics import (
@@ -59,6 +65,12 @@ CANDIDATES = "fw:budget:candidates"
 HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
 STATE = "fw:budget:state"  # hash: model, thresholds (JSON), hold, since_ms, refit_ms
+# Per shadow version: zset event id -> its shadow score (rows at the shadow's candidate floor or alerting live),
+# zset event id -> the live level it reached (alerting rows), hash first_ms / last_ms (event time covered).
+HANDOVER_SCORES = "fw:budget:handover:{version}:shadow"
+HANDOVER_LIVE = "fw:budget:handover:{version}:live"
+HANDOVER_SPAN = "fw:budget:handover:{version}:span"
+HANDOVER_TTL_S = 14 * 86_400  # a shadow run's rows are kept this long after its last write
 LOCK = "fw:budget:lock"
 
 
@@ -73,6 +85,9 @@ class LiveBudget:
         self._buffer: list[tuple[str, str, int, float, int]] = []  # (event id, pseudonym, event ms, score, cap)
         self._hold_buffer: list[tuple[str, str, int, float]] = []  # (event id, pseudonym, event ms, score)
         self._seen: set[str] = set()
+        self._shadow_buffer: list[tuple[str, str, int, float, int]] = []  # (version, event id, ms, score, live level)
+        self._shadow_floor: tuple[str, float] = ("", 0.0)
+        self._handover: dict[str, tuple[float, ...] | None] = {}  # promoted version -> its matched thresholds
         # (model version, its candidate floor, its hold candidates' floor): computed once per model
         self._floor: tuple[str, float, float] = ("", 0.0, 0.0)
         BUDGET_FOLLOWING.set(int(settings.budget_follow))
@@ -113,6 +128,16 @@ class LiveBudget:
         if kind == TransferEvent.SCHEMA and score >= self._floor[2]:
             self._hold_buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
 
+    def observe_shadow(self, shadow: Scorer, event_id: str, avail_ms: int, score: float, live_level: int) -> None:
+        """Keep a row the shadow model scored, for its handover if it is promoted: rows alerting live, and rows
+        at the shadow's candidate floor (below it, no threshold of the shadow can ever sit)."""
+        if not self.settings.budget_follow:
+            return
+        if self._shadow_floor[0] != shadow.version:
+            self._shadow_floor = (shadow.version, candidate_floor(shadow.thresholds, self.config))
+        if live_level >= 1 or score >= self._shadow_floor[1]:
+            self._shadow_buffer.append((shadow.version, event_id, avail_ms, score, live_level))
+
     async def refit(self, redis: Redis, scorer: Scorer, watermark_ms: int) -> None:
         """Store the rows kept since the last call, refit (if this worker holds the lock) and read back."""
         if not self.settings.budget_follow:
@@ -130,7 +155,19 @@ class LiveBudget:
         buffer, self._buffer = self._buffer, []
         holds, self._hold_buffer = self._hold_buffer, []
         seen, self._seen = self._seen, set()
+        shadow, self._shadow_buffer = self._shadow_buffer, []
         pipe = redis.pipeline(transaction=False)
+        for version in {v for v, *_ in shadow}:
+            mine = [row for row in shadow if row[0] == version]
+            keys = [k.format(version=version) for k in (HANDOVER_SCORES, HANDOVER_LIVE, HANDOVER_SPAN)]
+            pipe.zadd(keys[0], {e: round(s, 9) for _, e, _, s, _ in mine})
+            alerting = {e: level for _, e, _, _, level in mine if level >= 1}
+            if alerting:
+                pipe.zadd(keys[1], alerting)
+            pipe.hsetnx(keys[2], "first_ms", min(at for _, _, at, _, _ in mine))
+            pipe.hset(keys[2], "last_ms", max(at for _, _, at, _, _ in mine))
+            for key in keys:
+                pipe.expire(key, HANDOVER_TTL_S)
         if buffer:
             pipe.zadd(CANDIDATES, {orjson.dumps([e, p, round(s, 9), c]): at for e, p, at, s, c in buffer})
             pipe.hsetnx(STATE, "since_ms", min(at for _, _, at, _, _ in buffer))
@@ -147,6 +184,7 @@ class LiveBudget:
             self._buffer = buffer + self._buffer
             self._hold_buffer = holds + self._hold_buffer
             self._seen |= seen
+            self._shadow_buffer = shadow + self._shadow_buffer
             raise
 
     async def _residents(self, redis: Redis) -> int:
@@ -161,7 +199,7 @@ class LiveBudget:
         # Event time since the last refit, as evaluate's replay counts it (a fast replay moves days in minutes).
         elapsed_ms = max(watermark_ms - int(field.get("refit_ms") or watermark_ms), 0)
         base = scorer.thresholds
-        previous = _previous(field, scorer, self.config)
+        previous = await self._previous(redis, field, scorer)
         budgets = level_budgets(self.settings.budget_tasks_per_10k_per_day)
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
@@ -200,7 +238,7 @@ class LiveBudget:
             (state_now["hold"],) = follow_thresholds(
                 (scorer.hold_threshold,),
                 (hold_budget,),
-                (_previous_hold(field, scorer, self.config),),
+                (await self._previous_hold(redis, field, scorer),),
                 best_in_windows(
                     [(at, p, score) for at, p, score, _ in await _candidates(redis, HOLD_CANDIDATES, hold_since)],
                     [hold_since],
@@ -221,9 +259,9 @@ class LiveBudget:
         field = _fields(await redis.hgetall(STATE))
         if field.get("thresholds"):
             # Another model's state (a promotion since the last refit): its followed offset, carried over.
-            self._thresholds = {scorer.version: _previous(field, scorer, self.config)}
+            self._thresholds = {scorer.version: await self._previous(redis, field, scorer)}
             if scorer.hold_threshold is not None:
-                self._hold = {scorer.version: _previous_hold(field, scorer, self.config)}
+                self._hold = {scorer.version: await self._previous_hold(redis, field, scorer)}
         hold = self.hold_threshold(scorer)
         if hold is not None:
             HOLD_THRESHOLD.set(hold)
@@ -232,6 +270,66 @@ class LiveBudget:
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="high").set(hi)
+
+    async def _previous(self, redis: Redis, field: dict[str, str], scorer: Scorer) -> tuple[float, ...]:
+        """The thresholds ``scorer`` follows on from: its shadow run's handover once promoted, else
+        :func:`_previous`."""
+        if field.get("thresholds") and field.get("model") != scorer.version:
+            matched = await self._handed_over(redis, scorer)
+            if matched is not None:
+                return matched
+        return _previous(field, scorer, self.config)
+
+    async def _previous_hold(self, redis: Redis, field: dict[str, str], scorer: Scorer) -> float:
+        """The hold threshold ``scorer`` follows on from: its own after a handover (the field trial's), else
+        :func:`_previous_hold`."""
+        handed = field.get("hold") and field.get("model") != scorer.version
+        if handed and scorer.hold_threshold is not None and await self._handed_over(redis, scorer) is not None:
+            return scorer.hold_threshold
+        return _previous_hold(field, scorer, self.config)
+
+    async def _handed_over(self, redis: Redis, scorer: Scorer) -> tuple[float, ...] | None:
+        """``scorer``'s thresholds at the live alert volume of its shadow run (None: no run of an hour or more);
+        worked out once per worker and version."""
+        if scorer.version not in self._handover:
+            self._handover[scorer.version] = await _handover(redis, scorer, self.config)
+            if self._handover[scorer.version] is not None:
+                log.info(
+                    "promoted model takes over at the live alert volume of its shadow run",
+                    extra={"version": scorer.version, "thresholds": self._handover[scorer.version]},
+                )
+        return self._handover[scorer.version]
+
+
+async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple[float, ...] | None:
+    """The thresholds at which ``scorer`` alerted, in its shadow run, on as many rows per level as the live model
+    did (:func:`models.match_alert_rate`), within its own bounds; None without a run of ``min_span_ms``."""
+    keys = [k.format(version=scorer.version) for k in (HANDOVER_SCORES, HANDOVER_LIVE, HANDOVER_SPAN)]
+    span = _fields(await redis.hgetall(keys[2]))
+    if not span or int(span["last_ms"]) - int(span["first_ms"]) < config.min_span_ms:
+        return None
+    shadow = {_text(e): float(s) for e, s in await _scored(redis, keys[0])}
+    live = {_text(e): int(level) for e, level in await _scored(redis, keys[1])}
+    rows = sorted(shadow.keys() | live.keys())
+    if not rows:
+        return None
+    # A row alerting live below the shadow's floor scored too low for any of the shadow's thresholds: 0 stands in.
+    matched = match_alert_rate(
+        np.asarray([live.get(e, 0) for e in rows], dtype=float),
+        [float(level) for level in range(1, len(scorer.thresholds) + 1)],
+        np.asarray([shadow.get(e, 0.0) for e in rows]),
+    )
+    bounds = threshold_bounds(scorer.thresholds, config)
+    return tuple(min(max(t, lo), hi) for t, (lo, hi) in zip(matched, bounds, strict=True))
+
+
+async def _scored(redis: Redis, key: str) -> list[tuple[bytes | str, float]]:
+    raw: list[Any] = await redis.zrange(key, 0, -1, withscores=True)
+    return [(member, float(score)) for member, score in raw]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def seed_follower(

@@ -15,10 +15,11 @@ from redis.asyncio import Redis
 
 from alerting import recent_outcomes
 from core.errors import StateNotEmpty
+from core.levels import decide_levels
 from core.settings import Settings
 from features import FeatureRow
 from models import FollowResult
-from streams.budget import CANDIDATES, HOLD_CANDIDATES, STATE, LiveBudget, seed_follower
+from streams.budget import CANDIDATES, HANDOVER_LIVE, HOLD_CANDIDATES, STATE, LiveBudget, seed_follower
 
 pytestmark = pytest.mark.integration
 
@@ -37,6 +38,8 @@ def _scorer(version: str = "v1", hold: float | None = None) -> Any:
 async def _fresh(url: str) -> Redis:
     redis = Redis.from_url(url)
     await redis.delete(CANDIDATES, HOLD_CANDIDATES, STATE, "fw:budget:lock", "fw:budget:seen", "fw:labels")
+    async for key in redis.scan_iter("fw:budget:handover:*"):
+        await redis.delete(key)
     return redis
 
 
@@ -81,6 +84,41 @@ def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(
             assert _logit(new) - _logit(new_base) == pytest.approx(_logit(old) - _logit(old_base), abs=1e-6)
         outcomes = await recent_outcomes(redis, 10)
         assert len(outcomes) == 10 and all(false for _, false in outcomes)
+        await redis.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volume(redis_service: Any) -> None:
+    async def go() -> None:
+        redis = await _fresh(redis_service.url)
+        rng = np.random.default_rng(8)
+        live = _scorer(hold=0.5)
+        # The retrain scores every row 2 log-odds lower: its own thresholds would alert on far fewer rows.
+        shadow = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=0.45)
+        scores = rng.random(3000)
+        shadow_scores = 1 / (1 + np.exp(-(np.log(scores / (1 - scores)) - 2.0)))
+        live_levels = decide_levels(scores.tolist(), BASE, ["call.v1"] * len(scores))
+        budget = LiveBudget(_settings())
+        for i, (score, mine, level) in enumerate(zip(scores, shadow_scores, live_levels, strict=True)):
+            budget.observe(live, f"e{i}", f"+8613{i:09d}", i * 2_400, float(score))
+            budget.observe_shadow(shadow, f"e{i}", i * 2_400, float(mine), level)
+        budget.observe_shadow(shadow, "e0", 0, float(shadow_scores[0]), live_levels[0])  # a re-delivery
+        await budget.refit(redis, live, watermark_ms=2 * 3_600_000)
+        assert 0 < await redis.ttl(HANDOVER_LIVE.format(version="v2")) <= 14 * 86_400
+        # Promoted: a worker (this one, or a restarted one) starts the new model where it alerts as much.
+        other = LiveBudget(_settings())
+        await redis.set("fw:budget:lock", b"held by the first worker", px=60_000)
+        await other.refit(redis, shadow, watermark_ms=2 * 3_600_000 + 1)
+        handed = other.thresholds(shadow)
+        for level, threshold in enumerate(handed, 1):
+            alerting_live = sum(1 for x in live_levels if x >= level)
+            assert int((np.round(shadow_scores, 9) >= threshold).sum()) == alerting_live > 0  # as stored
+        assert handed != shadow.thresholds and other.hold_threshold(shadow) == 0.45  # the hold: its own
+        # A model never shadowed still carries the learnt offset over (the test above).
+        never = SimpleNamespace(version="v3", thresholds=(0.1, 0.3, 0.5), hold_threshold=None)
+        await other.refit(redis, never, watermark_ms=2 * 3_600_000 + 2)
+        assert other.thresholds(never) != handed
         await redis.aclose()
 
     asyncio.run(go())
