@@ -8,21 +8,33 @@ case.v1 lists its events; ``false_alarm`` (0) leaves them negatives, which rows 
 A police report is a ``case.v1`` with a loss, made by the victim days after it: known at its ``reported_ms``
 (an optional field) or else ``first_loss_ms`` plus the report delay. Only what was known by a training cut-off
 may be trained on: a label from its ``resolved_ms``, a report from when it was made.
+
+A report names the ring's numbers, and the contract says who else they made a case of: anyone who answered one
+of them for ``CASE_MIN_ANSWERED_S`` or more. Those people are cases the police never hear of (most lost nothing),
+and without them a retrain learns their calls as legitimate (:func:`cases_from_reported_numbers`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingDataError
-from core.events import Event
-from core.outcomes import OUTCOME_TARGET
+from core.events import CallEvent, CallStartEvent, Event, TransferEvent
+from core.outcomes import CASE_MIN_ANSWERED_S, OUTCOME_TARGET
 from models.dataset import read_jsonl
 
-__all__ = ["FieldLabels", "FieldReports", "cases_from_labels", "cases_from_reports", "labels_known_by", "read_labels"]
+__all__ = [
+    "FieldLabels",
+    "FieldReports",
+    "cases_from_labels",
+    "cases_from_reported_numbers",
+    "cases_from_reports",
+    "labels_known_by",
+    "read_labels",
+]
 
 _NEEDED = ("task_id", "subscriber", "outcome", "episode_start_ms", "episode_end_ms")
 
@@ -150,3 +162,33 @@ def cases_from_reports(reports: Iterable[dict[str, Any]], cutoff_ms: int | None,
         else:
             cases.append({**report, "source": "police_report"})
     return FieldReports(cases, late, lossless)
+
+
+def cases_from_reported_numbers(reports: Sequence[dict[str, Any]], events: Iterable[Event]) -> list[dict[str, Any]]:
+    """The other cases of the reported rings: each subscriber who answered a reported number for
+    ``CASE_MIN_ANSWERED_S`` or more (victims already reported aside), listing their calls from the ring's numbers
+    and transfers to the reported accounts. ``events``: those known by the training cut-off."""
+    numbers = {n for report in reports for n in report.get("fraud_numbers") or ()}
+    reported_events = {e for report in reports for e in report["event_ids"]}
+    reported = {str(report["victim"]) for report in reports}
+    listed: dict[str, list[str]] = {}
+    is_case: set[str] = set()
+    transfers: list[TransferEvent] = []
+    accounts: set[str] = set()
+    for event in events:
+        if isinstance(event, CallEvent | CallStartEvent) and event.caller in numbers and event.callee not in reported:
+            listed.setdefault(event.callee, []).append(event.event_id)
+            if isinstance(event, CallEvent) and event.answered and event.duration_s >= CASE_MIN_ANSWERED_S:
+                is_case.add(event.callee)
+        elif isinstance(event, TransferEvent):
+            if event.event_id in reported_events:
+                accounts.add(event.payee_account)
+            elif event.subscriber not in reported:
+                transfers.append(event)
+    for transfer in transfers:
+        if transfer.payee_account in accounts and transfer.subscriber in is_case:
+            listed[transfer.subscriber].append(transfer.event_id)
+    return [
+        {"case_id": f"ring-{victim}", "victim": victim, "event_ids": listed[victim], "source": "reported_number"}
+        for victim in sorted(is_case)
+    ]

@@ -4,8 +4,9 @@ A city's stream runs through the service's decisions (``models.follow_offline``,
 outcomes) with the shipped model. At the end of each week (``TrialConfig.week_days``):
 
 - what would be known by then is gathered: the outcome of every task resolved by the cut-off (``label.v1``
-  dicts, ``outcome_delay_h`` after the task, ``false_alarm`` for a person in no case) and the police report of
-  every case with a loss, made ``report_delay_days`` after the loss;
+  dicts, ``outcome_delay_h`` after the task, ``false_alarm`` for a person in no case), the police report of
+  every case with a loss, made ``report_delay_days`` after the loss, and the other cases of the reported numbers
+  (``ring_cases``: who answered one of them for two minutes or more);
 - a model is retrained on the simulated training worlds plus the city's rows up to the cut-off, labelled by
   those labels and reports alone (rows of the last ``report_delay_days`` only for people already known to be
   victims: the others may be victims not yet reported), the field rows weighted ``field_weight``;
@@ -52,6 +53,7 @@ from models import (
     build_dataset,
     case_labels,
     cases_from_labels,
+    cases_from_reported_numbers,
     cases_from_reports,
     evaluate_dataset,
     follow_offline,
@@ -106,6 +108,8 @@ class TrialConfig:
     # (models.carry_over); "own", its training thresholds. On a second city "carry" flooded a week with 23 false
     # visits per 10k a day, "own" 2.9, "match" 0.6 and found the most victims (issue #21's note, stop 39).
     handover: Literal["match", "carry", "own"] = "match"
+    # The reported rings' other cases (models.cases_from_reported_numbers) label the field rows too.
+    ring_cases: bool = True
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
@@ -280,7 +284,12 @@ def run_field_trial(
         )
         from_labels = cases_from_labels(labels, (e for e in events if e.ts_ms < cutoff))
         reports = cases_from_reports(cases, cutoff, report_delay)
-        known_cases = from_labels.cases + reports.cases
+        ring = (
+            cases_from_reported_numbers(reports.cases, (e for e in events if e.available_ms < cutoff))
+            if config.ring_cases
+            else []
+        )
+        known_cases = from_labels.cases + reports.cases + ring
         known_victims = {c["victim"] for c in known_cases}
         y_known = case_labels(data.rows, known_cases)
         before = avail < cutoff
@@ -305,7 +314,7 @@ def run_field_trial(
         sources = {
             "simulated": simulated.info,
             "field_labels": {**from_labels.summary(), "known_by_cutoff": len(labels)},
-            "police_reports": reports.summary(),
+            "police_reports": {**reports.summary(), "reported_number_cases": len(ring)},
             "field_rows": len(field.rows),
             "field_positive_rows": int(field.y.sum()),
             "field_weight": config.field_weight,
@@ -366,6 +375,7 @@ def run_field_trial(
             "outcome_positives": from_labels.positives,
             "outcome_false_alarms": from_labels.negatives,
             "reports_known": len(reports.cases),
+            "reported_number_cases": len(ring),
             "field_rows": len(field.rows),
             "field_positive_rows": int(field.y.sum()),
         }

@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from core.outcomes import CASE_MIN_ANSWERED_S
+
 __all__ = [
     "CITY_META_FILE",
     "CORE_SCENARIOS",
@@ -61,7 +63,7 @@ DEFAULT_SCENARIO_WEIGHTS: tuple[tuple[str, float], ...] = (
 # The kinds a fraud line's number can have (the operator's range classes of call.v1).
 FRAUD_LINE_KINDS: tuple[str, ...] = ("mobile", "landline", "overseas", "virtual", "voip", "unknown")
 # The contract's bar: an answered call this long from a fraud number makes its callee a case.
-SWEEP_CASE_MIN_S = 120
+SWEEP_CASE_MIN_S = CASE_MIN_ANSWERED_S  # the contract's (core.outcomes)
 CITY_META_FILE = "city.json"
 # Median length of a ring line's answered calls on its 'pitch' days. Since their long calls make cases, it
 # is set so that, at the default rates, about as many people become sweep cases as victims are planned.

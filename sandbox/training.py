@@ -26,6 +26,7 @@ from models import (
     TrainConfig,
     build_dataset,
     cases_from_labels,
+    cases_from_reported_numbers,
     cases_from_reports,
     compile_version,
     concat_datasets,
@@ -258,8 +259,9 @@ def train_from_files(
         field = {"file": str(labels), **from_labels.summary(), "not_yet_known": late}
     if reports is not None:
         from_reports = cases_from_reports(read_jsonl(reports), cutoff_ms, report_delay_ms)
-        case_list = case_list + from_reports.cases
-        police = {"file": str(reports), **from_reports.summary()}
+        ring = cases_from_reported_numbers(from_reports.cases, loaded.events)
+        case_list = case_list + from_reports.cases + ring
+        police = {"file": str(reports), **from_reports.summary(), "reported_number_cases": len(ring)}
     data = build_dataset(loaded.events, case_list)
     if cutoff_ms is not None:  # a call is known when it ends: rows whose record came after the cut-off go too
         data = data.subset(data.avail_ms < cutoff_ms)

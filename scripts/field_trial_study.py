@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--residents", type=int, default=2500)
     parser.add_argument("--train-subscriber-days", type=float, default=24_000)
     parser.add_argument("--city-seed", type=int, default=2121)
+    parser.add_argument("--no-ring-cases", action="store_true", help="Label field rows by reports and outcomes alone")
     parser.add_argument("--handover", choices=("match", "carry", "own"), default=TrialConfig.handover)
     args = parser.parse_args()
     settings = Settings(data_dir=args.out / "data", compile_models=False)
@@ -57,7 +58,7 @@ def main() -> None:
         city_dir / "events.jsonl",
         city_dir / "cases.jsonl",
         settings,
-        TrialConfig(field_weight=args.field_weight, handover=args.handover),
+        TrialConfig(field_weight=args.field_weight, handover=args.handover, ring_cases=not args.no_ring_cases),
         say=lambda m: print(m, file=sys.stderr),
     )
     print(f"trial in {time.monotonic() - t1:.0f} s", file=sys.stderr)

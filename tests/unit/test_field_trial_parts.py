@@ -7,12 +7,14 @@ import math
 import numpy as np
 import pytest
 
+from core.events import CallEvent, TransferEvent
 from core.levels import level_budgets
 from features import DAY_MS
 from models import (
     FollowConfig,
     ModelSwap,
     carry_over,
+    cases_from_reported_numbers,
     cases_from_reports,
     follow_offline,
     labels_known_by,
@@ -48,6 +50,35 @@ def test_labels_are_known_from_their_resolution_and_never_without_one() -> None:
     kept, late = labels_known_by(labels, 10)
     assert [lb["task_id"] for lb in kept] == ["a"] and late == 2
     assert labels_known_by(labels, None) == (labels, 0)
+
+
+def test_the_reported_numbers_make_cases_of_whoever_answered_them_long_enough() -> None:
+    ring, account = "+8617000000001", "ACC-RING"
+
+    def call(eid: str, callee: str, seconds: float, caller: str = ring, answered: bool = True) -> CallEvent:
+        return CallEvent(eid, 1000, caller, callee, answered, seconds, "mobile")
+
+    def pay(eid: str, payer: str, payee: str) -> TransferEvent:
+        return TransferEvent(eid, 2000, payer, f"P-{payer}", payee, 500.0, "CNY", "app")
+
+    events = [
+        call("c1", "+victim", 600),
+        pay("t1", "+victim", account),
+        call("c2", "+paid", 200),
+        pay("t2", "+paid", account),
+        pay("t3", "+paid", "ACC-GROCER"),
+        call("c3", "+brief", 60),
+        call("c4", "+brief", 119.9),
+        call("c5", "+missed", 0, answered=False),
+        call("c6", "+talked", 121),
+        call("c7", "+other", 900, caller="+8613900000000"),
+    ]
+    report = {"case_id": "r1", "victim": "+victim", "fraud_numbers": [ring], "event_ids": ["c1", "t1"]}
+    got = {c["victim"]: c["event_ids"] for c in cases_from_reported_numbers([report], events)}
+    # Two minutes or more on the line with a reported number is a case (the contract), with or without a loss;
+    # the payment to the reported account is its, the grocer's is not. The reported victim is already a case.
+    assert got == {"+paid": ["c2", "t2"], "+talked": ["c6"]}
+    assert cases_from_reported_numbers([], events) == []
 
 
 def test_carry_over_keeps_the_learnt_offset_in_log_odds() -> None:
