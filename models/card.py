@@ -359,7 +359,8 @@ def generalisation_headline(result: dict[str, Any], features_hash: str | None) -
 def field_trial_table(result: dict[str, Any]) -> list[str]:
     """A field trial's per-week table as Markdown lines (``fraudwatch field-trial`` prints it too)."""
     lines = [
-        "| week | served by | retrained after it: promoted? (slice PR-AUC new vs live) | false visits /10k/day "
+        "| week | served by | retrained after it: promoted? (slice PR-AUC new vs live); labels known "
+        "| false visits /10k/day "
         "| before loss | by loss | stopped | false holds /10k/day | PR-AUC | shipped model alone: false visits, "
         "before, by |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -369,7 +370,12 @@ def field_trial_table(result: dict[str, Any]) -> list[str]:
         after = "–"
         if retrain is not None:
             verdict = "yes" if retrain["promoted"] else "no"
-            after = f"{verdict} ({_fixed(retrain['slice_pr_auc_candidate'])} vs {_fixed(retrain['slice_pr_auc_live'])})"
+            after = (
+                f"{verdict} ({_fixed(retrain['slice_pr_auc_candidate'])} vs {_fixed(retrain['slice_pr_auc_live'])}); "
+                f"{retrain.get('outcome_positives', 0)} of {retrain.get('outcomes_known', 0)} outcomes positive, "
+                f"{retrain.get('reports_known', 0)} reports, {retrain.get('reported_number_cases', 0)} cases of "
+                "reported numbers"
+            )
         n = row.get("cases_with_loss") or 0
         lines.append(
             f"| {row['week']} | `{row['model']}` | {after} | {_fixed(row.get('false_tasks_per_10k_per_day'))} "
@@ -401,8 +407,9 @@ def field_trial_section(result: dict[str, Any]) -> list[str]:
         "## Field trial: a city served from its first day, retrained every week",
         "",
         f"On {where} ({result.get('residents')} residents), shipped model `{result.get('shipped_model')}`; "
-        f"each week's outcomes and police reports retrain it, promoted only when it beats the live model on a "
-        f"slice of subscribers no retrain sees (`fraudwatch field-trial`).",
+        f"each week's outcomes, police reports and the reported numbers' other cases retrain it, promoted only "
+        f"when it beats the live model on a slice of subscribers no retrain sees, taking over at the live alert "
+        f"volume (`fraudwatch field-trial`).",
         "",
         *field_trial_table(result),
         "",
