@@ -258,7 +258,8 @@ class LiveBudget:
     async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
         field = _fields(await redis.hgetall(STATE))
         if field.get("thresholds"):
-            # Another model's state (a promotion since the last refit): its followed offset, carried over.
+            # Another model's state (a promotion since the last refit): handed over at its shadow run's alert volume,
+            # or the followed offset carried over.
             self._thresholds = {scorer.version: await self._previous(redis, field, scorer)}
             if scorer.hold_threshold is not None:
                 self._hold = {scorer.version: await self._previous_hold(redis, field, scorer)}
