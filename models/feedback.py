@@ -259,11 +259,12 @@ def match_alert_rate(
     distance from the city; a retrain that learnt the city does not share it (issue #21's note, stop 39).
     """
     ranked = np.sort(np.asarray(new_scores, dtype=float))[::-1]
-    if not len(ranked) or len(live_scores) != len(ranked):
+    live = np.asarray(live_scores, dtype=float)
+    if not len(ranked) or len(live) != len(ranked):
         raise ValueError("both models must score the same rows, at least one")
     out = []
     for threshold in live_thresholds:
-        alerting = int(np.count_nonzero(np.asarray(live_scores) >= threshold))
+        alerting = int(np.count_nonzero(live >= threshold))
         # None of the rows alerting live: just above the new model's best row, so that none alerts either.
         out.append(float(ranked[alerting - 1]) if alerting else math.nextafter(float(ranked[0]), math.inf))
     return tuple(out)

@@ -388,10 +388,11 @@ def run_field_trial(
             registry.promote(version.version)
             new = scorers[version.version]
             start_at = tuple(new.thresholds)
-            recent = in_slice & before & (avail >= cutoff - config.week_ms)
-            if config.handover == "match" and recent.any():  # an empty slice week: its own thresholds
-                live_at = _in_force(followed, cutoff)
-                start_at = match_alert_rate(scores[live][recent], live_at, scores[version.version][recent])
+            if config.handover == "match":
+                recent = in_slice & before & (avail >= cutoff - config.week_ms)
+                if recent.any():  # an empty slice week: its own thresholds
+                    live_at = _in_force(followed, cutoff)
+                    start_at = match_alert_rate(scores[live][recent], live_at, scores[version.version][recent])
             retrain["handover_thresholds"] = list(start_at)
             swaps.append(
                 ModelSwap(cutoff, start_at, new.hold_threshold, scores[version.version], config.handover == "carry")

@@ -309,8 +309,8 @@ async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple
     span = _fields(await redis.hgetall(keys[2]))
     if not span or int(span["last_ms"]) - int(span["first_ms"]) < config.min_span_ms:
         return None
-    shadow = {_text(e): float(s) for e, s in await _scored(redis, keys[0])}
-    live = {_text(e): int(level) for e, level in await _scored(redis, keys[1])}
+    shadow = dict(await _scored(redis, keys[0]))
+    live = {e: int(level) for e, level in await _scored(redis, keys[1])}
     rows = sorted(shadow.keys() | live.keys())
     if not rows:
         return None
@@ -324,9 +324,10 @@ async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple
     return tuple(min(max(t, lo), hi) for t, (lo, hi) in zip(matched, bounds, strict=True))
 
 
-async def _scored(redis: Redis, key: str) -> list[tuple[bytes | str, float]]:
+async def _scored(redis: Redis, key: str) -> list[tuple[str, float]]:
+    """Every (member, score) of a sorted set."""
     raw: list[Any] = await redis.zrange(key, 0, -1, withscores=True)
-    return [(member, float(score)) for member, score in raw]
+    return [(_text(member), float(score)) for member, score in raw]
 
 
 def _text(value: bytes | str) -> str:
@@ -418,6 +419,4 @@ def _previous_hold(field: dict[str, str], scorer: Scorer, config: FollowConfig) 
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:
-    return {
-        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()
-    }
+    return {_text(k): _text(v) for k, v in raw.items()}
