@@ -36,6 +36,7 @@ from models.feedback import (
     false_share,
     follow_offline,
     follow_thresholds,
+    learnt_pace,
     match_alert_rate,
     threshold_bounds,
 )
@@ -93,6 +94,7 @@ __all__ = [
     "generalisation_tables",
     "judged_after_warmup",
     "labels_known_by",
+    "learnt_pace",
     "load_events",
     "match_alert_rate",
     "operating_curve",

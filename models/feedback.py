@@ -20,8 +20,9 @@ machine over the trailing window, refitted every few seconds (service) or minute
 Only false alerts spend the budget, so a stream with thirty times the victims keeps its recall (a cap on
 *all* tasks would cap recall near 10 % on a stream with 12 victims per 10k). Each threshold stays within
 ``[model - logit_down, model + logit_up]`` in log-odds, and the model's own thresholds hold until the window
-holds ``min_span_ms`` of traffic. A level's window is long enough for its budget to count whole visits in a
-small city (``window_visits`` visits at the budget; between one and seven days).
+holds ``min_span_ms`` of traffic. A model promoted after training on this stream's own rows explores only as fast
+as its window holds rows it never saw (:func:`learnt_pace`). A level's window is long enough for its budget to
+count whole visits in a small city (``window_visits`` visits at the budget; between one and seven days).
 
 The same step serves the stream worker (candidates, outcomes and thresholds kept in Redis, so they survive
 restarts and are the same on every worker) and ``evaluate`` (:func:`follow_offline`: outcomes simulated from
@@ -53,6 +54,7 @@ __all__ = [
     "false_share",
     "follow_offline",
     "follow_thresholds",
+    "learnt_pace",
     "match_alert_rate",
     "threshold_bounds",
 ]
@@ -165,6 +167,7 @@ def follow_thresholds(
     elapsed_ms: int,
     config: FollowConfig,
     groups: Sequence[int] | None = None,
+    paces: Sequence[float] | None = None,
 ) -> tuple[float, ...]:
     """One step: each level's threshold from its previous one, its window and the outcomes known.
 
@@ -172,13 +175,14 @@ def follow_thresholds(
     :meth:`FollowConfig.window_ms`); ``known_false``: subscribers whose visit has come back (True: false
     alarm); ``span_ms``: traffic seen so far; ``elapsed_ms``: since the previous step. ``groups``: per level,
     the group whose thresholds ascend together (:func:`core.levels.candidate_groups`; None: all one group).
+    ``paces``: per level, a factor on the exploring pace (:func:`learnt_pace`; None: 1).
     """
     if span_ms < config.min_span_ms or residents <= 0:
         return tuple(base)
 
     z = config.evidence_sd
     out = []
-    for b, budget, prev, best in zip(base, budgets, previous, windows, strict=True):
+    for i, (b, budget, prev, best) in enumerate(zip(base, budgets, previous, windows, strict=True)):
         lo, hi = _bounds(b, config)
         days = min(span_ms, config.window_ms(budget, residents)) / DAY_MS
         allowed = config.aim * budget * residents / 10_000 * days
@@ -191,7 +195,7 @@ def follow_thresholds(
             # Underspent: explore lower scores (less evidence is asked than for raising: a wrong step down is
             # soon corrected by a jump up), faster the more room there is (at most ``explore_pace_max`` times).
             room = allowed / max(spent + config.explore_sd * math.sqrt(spent), 1e-9)
-            pace = min(max(room, 1.0), config.explore_pace_max)
+            pace = min(max(room, 1.0), config.explore_pace_max) * (1.0 if paces is None else paces[i])
             threshold = _sigmoid(_logit(prev) - pace * config.logit_down_per_day * elapsed_ms / DAY_MS)
         else:
             threshold = prev
@@ -234,6 +238,20 @@ class ModelSwap:
     scores: np.ndarray  # per row, in the rows' order, as the new model scores them
     # Start from the old thresholds' offset carried over (:func:`carry_over`); False: from the new model's own.
     carry: bool = True
+    # The latest event time of this stream's rows it trained on (None: none): it explores lower scores only as fast
+    # as its window holds rows it never saw (:func:`learnt_pace`).
+    learnt_until_ms: int | None = None
+
+
+def learnt_pace(learnt_until_ms: int, now_ms: int, windows_ms: Sequence[int]) -> tuple[float, ...]:
+    """Per level, how fast a promoted model may explore lower scores: the share of its window that holds rows of
+    this stream it never trained on (it learnt those up to ``learnt_until_ms``), from 0 to 1.
+
+    A retrain on the city's own outcomes learnt the earlier rows (their false alarms were its negatives), so it
+    scores them low and the re-scored window looks underspent: exploring down at full pace on that evidence
+    flooded a city's week 4 (issue #21's note, stop 40). Raising stays free.
+    """
+    return tuple(min(max((now_ms - learnt_until_ms) / max(w, 1), 0.0), 1.0) for w in windows_ms)
 
 
 def carry_over(
@@ -300,7 +318,8 @@ def follow_offline(
     ``hold_base``: the model's hold threshold, followed the same way on its own chain with ``hold_budget``
     false holds per 10k per day, its candidates the ``transfers`` rows (a bool mask) only.
     ``swaps`` (in time order): new models taking over mid-stream; the thresholds carry over (:func:`carry_over`),
-    the window's candidates are re-scored by the new model and refitted at once, the outcomes stay known.
+    the window's candidates are re-scored by the new model and refitted at once, the outcomes stay known; one
+    that trained on this stream's rows explores only as fast as its window holds rows it never saw.
     """
     config = config or FollowConfig()
     n = len(scores)
@@ -332,6 +351,7 @@ def follow_offline(
     held = np.zeros(n, dtype=bool)
     upcoming = deque(sorted(swaps, key=lambda s: s.at_ms))
     current = scores
+    learnt_until: int | None = None  # a promoted model's last row of this stream it trained on
 
     def refit(at: int, elapsed_ms: int) -> None:
         nonlocal thresholds
@@ -362,6 +382,7 @@ def follow_offline(
             elapsed_ms,
             config,
             candidate_groups(),
+            None if learnt_until is None else learnt_pace(learnt_until, at, spans),
         )
         if hold is not None:
             hold.refit(known, at, elapsed_ms)
@@ -381,6 +402,7 @@ def follow_offline(
             candidate_rows = deque(r for _, r in kept)
             if hold is not None:
                 hold.swap(swap.hold_base, current, swap.carry)
+            learnt_until = swap.learnt_until_ms
             result.history.append((at, thresholds))
             refit(at, 0)
             last_update = at

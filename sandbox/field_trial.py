@@ -395,7 +395,14 @@ def run_field_trial(
                     start_at = match_alert_rate(scores[live][recent], live_at, scores[version.version][recent])
             retrain["handover_thresholds"] = list(start_at)
             swaps.append(
-                ModelSwap(cutoff, start_at, new.hold_threshold, scores[version.version], config.handover == "carry")
+                ModelSwap(
+                    cutoff,
+                    start_at,
+                    new.hold_threshold,
+                    scores[version.version],
+                    config.handover == "carry",
+                    learnt_until_ms=cutoff,  # it trained on the city's rows up to the cut-off
+                )
             )
             live = version.version
 

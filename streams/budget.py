@@ -12,7 +12,9 @@ over at the live alert volume (``models.match_alert_rate`` over those rows), as 
 its hold threshold starts from its own. Without a shadow run the state's learnt offset is carried onto its own
 thresholds (``models.carry_over``), which misleads when the new model learnt the city the old one missed (issue
 #21's note, stop 39): shadow a retrain before promoting it. The window's candidates keep the old model's scores
-until they age out.
+until they age out. The promoted model's bounds are drawn around the thresholds it was handed over at (kept as
+the state's ``base``), and one trained on this city's outcomes or reports explores lower scores only as fast as
+its window fills with rows after its training cut-off (``models.learnt_pace``), as the field trial does.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from models import (
     carry_over,
     false_share,
     follow_thresholds,
+    learnt_pace,
     match_alert_rate,
     threshold_bounds,
 )
@@ -64,7 +67,9 @@ log = logging.getLogger(__name__)
 CANDIDATES = "fw:budget:candidates"
 HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
-STATE = "fw:budget:state"  # hash: model, thresholds (JSON), hold, since_ms, refit_ms
+STATE = (
+    "fw:budget:state"  # hash: model, thresholds, base (JSON), hold, hold_base, since_ms, refit_ms, promoted_ms, started
+)
 # Per shadow version: zset event id -> its shadow score (rows at the shadow's candidate floor or alerting live),
 # zset event id -> the live level it reached (alerting rows), hash first_ms / last_ms (event time covered).
 HANDOVER_SCORES = "fw:budget:handover:{version}:shadow"
@@ -88,8 +93,9 @@ class LiveBudget:
         self._shadow_buffer: list[tuple[str, str, int, float, int]] = []  # (version, event id, ms, score, live level)
         self._shadow_floor: tuple[str, float] = ("", 0.0)
         self._handover: dict[str, tuple[float, ...] | None] = {}  # promoted version -> its matched thresholds
-        # (model version, its candidate floor, its hold candidates' floor): computed once per model
-        self._floor: tuple[str, float, float] = ("", 0.0, 0.0)
+        # (model version, its base, its candidate floor, its hold candidates' floor): computed once per model and base
+        self._floor: tuple[str, tuple[float, ...], float, float] = ("", (), 0.0, 0.0)
+        self._bases: dict[str, tuple[float, ...]] = {}  # model version -> the thresholds its bounds are drawn around
         BUDGET_FOLLOWING.set(int(settings.budget_follow))
         for result in ("ok", "redis_error"):
             BUDGET_REFITS.labels(result=result)  # both series exist from the start, so a rate over them is 0
@@ -120,12 +126,13 @@ class LiveBudget:
         if not self.settings.residents:
             self._seen.add(pseudonymise(subscriber))
         cap = level_cap(kind)
-        if self._floor[0] != scorer.version:
+        base = self._bases.get(scorer.version, scorer.thresholds)
+        if self._floor[:2] != (scorer.version, base):
             hold_floor = candidate_floor((scorer.hold_threshold,), self.config) if scorer.hold_threshold else 2.0
-            self._floor = (scorer.version, candidate_floor(scorer.thresholds, self.config), hold_floor)
-        if cap >= 1 and score >= self._floor[1]:
+            self._floor = (scorer.version, base, candidate_floor(base, self.config), hold_floor)
+        if cap >= 1 and score >= self._floor[2]:
             self._buffer.append((event_id, pseudonymise(subscriber), avail_ms, score, cap))
-        if kind == TransferEvent.SCHEMA and score >= self._floor[2]:
+        if kind == TransferEvent.SCHEMA and score >= self._floor[3]:
             self._hold_buffer.append((event_id, pseudonymise(subscriber), avail_ms, score))
 
     def observe_shadow(self, shadow: Scorer, event_id: str, avail_ms: int, score: float, live_level: int) -> None:
@@ -198,11 +205,11 @@ class LiveBudget:
         since = int(field.get("since_ms") or watermark_ms)
         # Event time since the last refit, as evaluate's replay counts it (a fast replay moves days in minutes).
         elapsed_ms = max(watermark_ms - int(field.get("refit_ms") or watermark_ms), 0)
-        base = scorer.thresholds
         previous = await self._previous(redis, field, scorer)
         budgets = level_budgets(self.settings.budget_tasks_per_10k_per_day)
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
+        base, learnt_until = await self._base(redis, field, scorer, watermark_ms)
         candidates = await _candidates(redis, CANDIDATES, watermark_ms - max(spans))
         outcomes = await recent_outcomes(redis, self.config.known_memory)
         known: dict[str, bool] = {}
@@ -222,14 +229,18 @@ class LiveBudget:
             elapsed_ms,
             self.config,
             candidate_groups(),
+            None if learnt_until is None else learnt_pace(learnt_until, watermark_ms, spans),
         )
         state_now: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
             "model": scorer.version,
             "thresholds": orjson.dumps(list(fitted)),
-            # The model's own thresholds: a model promoted later carries the followed offset from them over.
+            # The thresholds the bounds are drawn around: the model's own, or those it was handed over at. A model
+            # promoted later carries the followed offset from them over.
             "base": orjson.dumps(list(base)),
             "refit_ms": watermark_ms,
         }
+        # Written either way: a promotion must not inherit the previous model's.
+        state_now["learnt_until_ms"] = learnt_until if learnt_until is not None else ""
         if scorer.hold_threshold is not None:
             # The hold threshold: one more level on a chain of its own, transfers its candidates.
             hold_budget = self.settings.budget_holds_per_10k_per_day
@@ -255,8 +266,26 @@ class LiveBudget:
         BUDGET_RESIDENTS.set(residents)
         FALSE_SHARE.set(share)
 
+    async def _base(
+        self, redis: Redis, field: dict[str, str], scorer: Scorer, watermark_ms: int
+    ) -> tuple[tuple[float, ...], int | None]:
+        """The thresholds ``scorer``'s bounds are drawn around (its own, or those it was handed over at, as the
+        field trial's), and for a model promoted after training on this city's rows, until when it learnt them
+        (:func:`models.learnt_pace`; else None)."""
+        if field.get("thresholds") and field.get("model") != scorer.version:  # its first refit since a promotion
+            handed = await self._handed_over(redis, scorer)
+            learnt = _learnt_until(scorer)
+            return (handed if handed is not None else scorer.thresholds), (
+                None if learnt is None else min(learnt, watermark_ms)
+            )
+        base = _stored(field, "base", scorer.thresholds)
+        learnt_until = field.get("learnt_until_ms") if field.get("model") == scorer.version else None
+        return base, int(learnt_until) if learnt_until else None
+
     async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
         field = _fields(await redis.hgetall(STATE))
+        if field.get("model") == scorer.version:
+            self._bases[scorer.version] = _stored(field, "base", scorer.thresholds)
         if field.get("thresholds"):
             # Another model's state (a promotion since the last refit): handed over at its shadow run's alert volume,
             # or the followed offset carried over.
@@ -266,7 +295,7 @@ class LiveBudget:
         hold = self.hold_threshold(scorer)
         if hold is not None:
             HOLD_THRESHOLD.set(hold)
-        bounds = threshold_bounds(scorer.thresholds, self.config)
+        bounds = threshold_bounds(self._bases.get(scorer.version, scorer.thresholds), self.config)
         for number, (threshold, (lo, hi)) in enumerate(zip(self.thresholds(scorer), bounds, strict=True), 1):
             LEVEL_THRESHOLD.labels(level=str(number)).set(threshold)
             LEVEL_THRESHOLD_BOUND.labels(level=str(number), side="low").set(lo)
@@ -304,7 +333,7 @@ class LiveBudget:
 
 async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple[float, ...] | None:
     """The thresholds at which ``scorer`` alerted, in its shadow run, on as many rows per level as the live model
-    did (:func:`models.match_alert_rate`), within its own bounds; None without a run of ``min_span_ms``."""
+    did (:func:`models.match_alert_rate`); None without a run of ``min_span_ms``."""
     keys = [k.format(version=scorer.version) for k in (HANDOVER_SCORES, HANDOVER_LIVE, HANDOVER_SPAN)]
     span = _fields(await redis.hgetall(keys[2]))
     if not span or int(span["last_ms"]) - int(span["first_ms"]) < config.min_span_ms:
@@ -315,13 +344,11 @@ async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple
     if not rows:
         return None
     # A row alerting live below the shadow's floor scored too low for any of the shadow's thresholds: 0 stands in.
-    matched = match_alert_rate(
+    return match_alert_rate(
         np.asarray([live.get(e, 0) for e in rows], dtype=float),
         [float(level) for level in range(1, len(scorer.thresholds) + 1)],
         np.asarray([shadow.get(e, 0.0) for e in rows]),
     )
-    bounds = threshold_bounds(scorer.thresholds, config)
-    return tuple(min(max(t, lo), hi) for t, (lo, hi) in zip(matched, bounds, strict=True))
 
 
 async def _scored(redis: Redis, key: str) -> list[tuple[str, float]]:
@@ -416,6 +443,23 @@ def _previous_hold(field: dict[str, str], scorer: Scorer, config: FollowConfig) 
     if not field.get("hold_base"):
         return own
     return carry_over((float(field["hold"]),), (float(field["hold_base"]),), (own,), config)[0]
+
+
+def _learnt_until(scorer: Scorer) -> int | None:
+    """The training cut-off of a model trained on this city's own outcomes or reports (``fraudwatch train
+    --labels/--reports``), else None: the latest rows of this stream it can have learnt."""
+    data = scorer.meta.get("data", {})
+    sources = data.get("sources", {})
+    if not (sources.get("field_rows") or sources.get("field_labels") or sources.get("police_reports")):
+        return None
+    cutoff = sources.get("cutoff_ms") or data.get("to_ms")
+    return int(cutoff) if cutoff is not None else None
+
+
+def _stored(field: dict[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """The thresholds stored under ``name`` if they fit ``default``'s levels, else ``default``."""
+    stored = tuple(float(x) for x in orjson.loads(field[name])) if field.get(name) else ()
+    return stored if len(stored) == len(default) else tuple(default)
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 
 from alerting import recent_outcomes
 from core.errors import StateNotEmpty
-from core.levels import decide_levels
+from core.levels import decide_levels, level_budgets
 from core.settings import Settings
 from features import FeatureRow
-from models import FollowResult
+from models import FollowConfig, FollowResult
 from streams.budget import CANDIDATES, HANDOVER_LIVE, HOLD_CANDIDATES, STATE, LiveBudget, seed_follower
 
 pytestmark = pytest.mark.integration
@@ -31,8 +31,8 @@ def _settings(**extra: Any) -> Settings:
     return Settings(budget_follow=True, residents=10_000, budget_min_span_h=1.0, **extra)
 
 
-def _scorer(version: str = "v1", hold: float | None = None) -> Any:
-    return SimpleNamespace(version=version, thresholds=BASE, hold_threshold=hold)
+def _scorer(version: str = "v1", hold: float | None = None, meta: dict[str, Any] | None = None) -> Any:
+    return SimpleNamespace(version=version, thresholds=BASE, hold_threshold=hold, meta=meta or {})
 
 
 async def _fresh(url: str) -> Redis:
@@ -95,7 +95,9 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
         rng = np.random.default_rng(8)
         live = _scorer(hold=0.5)
         # The retrain scores every row 2 log-odds lower: its own thresholds would alert on far fewer rows.
-        shadow = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=0.45)
+        # It trained on this city's outcomes up to an hour in.
+        learnt = {"data": {"sources": {"field_rows": 1000, "cutoff_ms": 3_600_000}}}
+        shadow = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=0.45, meta=learnt)
         scores = rng.random(3000)
         shadow_scores = 1 / (1 + np.exp(-(np.log(scores / (1 - scores)) - 2.0)))
         live_levels = decide_levels(scores.tolist(), BASE, ["call.v1"] * len(scores))
@@ -115,10 +117,30 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
             alerting_live = sum(1 for x in live_levels if x >= level)
             assert int((np.round(shadow_scores, 9) >= threshold).sum()) == alerting_live > 0  # as stored
         assert handed != shadow.thresholds and other.hold_threshold(shadow) == 0.45  # the hold: its own
-        # A model never shadowed still carries the learnt offset over (the test above).
-        never = SimpleNamespace(version="v3", thresholds=(0.1, 0.3, 0.5), hold_threshold=None)
-        await other.refit(redis, never, watermark_ms=2 * 3_600_000 + 2)
+        # Its first refit: bounds drawn around the handed-over thresholds, as the field trial's. It learnt this
+        # city's rows up to an hour in, so while its window holds them it explores lower scores slowly: a day later,
+        # on a window with nothing above it, it has stepped down by at most the share of its window it never saw.
+        await redis.delete("fw:budget:lock")
+        await other.refit(redis, shadow, watermark_ms=2 * 3_600_000 + 2)
+        state = {k.decode(): v for k, v in (await redis.hgetall(STATE)).items()}
+        assert tuple(orjson.loads(state["base"])) == handed and int(state["learnt_until_ms"]) == 3_600_000
+        refitted = other.thresholds(shadow)
+        await redis.delete("fw:budget:lock", CANDIDATES)  # nothing above any threshold: every level underspent
+        await other.refit(redis, shadow, watermark_ms=DAY_MS + 3_600_000)
+        config = FollowConfig.from_settings(_settings())
+        elapsed_days = (DAY_MS + 3_600_000 - (2 * 3_600_000 + 2)) / DAY_MS
+        for was, now, budget in zip(refitted, other.thresholds(shadow), level_budgets(1.0), strict=True):
+            seen_share = (DAY_MS + 3_600_000 - 3_600_000) / config.window_ms(budget, 10_000)
+            step = config.explore_pace_max * config.logit_down_per_day * elapsed_days * min(seen_share, 1.0)
+            assert 0 < _logit(was) - _logit(now) <= step + 1e-6
+        assert any(min(1.0, DAY_MS / config.window_ms(b, 10_000)) < 1.0 for b in level_budgets(1.0))  # some slowed
+        # A model never shadowed still carries the learnt offset over (the test above), and one that never saw
+        # this city explores at full pace.
+        never = SimpleNamespace(version="v3", thresholds=(0.1, 0.3, 0.5), hold_threshold=None, meta={})
+        await redis.delete("fw:budget:lock")
+        await other.refit(redis, never, watermark_ms=DAY_MS + 3_600_000 + 1)
         assert other.thresholds(never) != handed
+        assert not await redis.hget(STATE, "learnt_until_ms")
         await redis.aclose()
 
     asyncio.run(go())

@@ -18,6 +18,7 @@ from models import (
     cases_from_reports,
     follow_offline,
     labels_known_by,
+    learnt_pace,
     match_alert_rate,
 )
 from models.train import _split
@@ -159,6 +160,26 @@ def test_a_swap_to_a_model_shifted_in_log_odds_decides_alike() -> None:
     # ...while resetting to the new model's own thresholds (no carry-over) is a different service.
     reset = _follow(scores, base, [ModelSwap(3 * DAY_MS, new_base, None, scores)], subs, avail)
     assert int((alone.levels != reset.levels).sum()) > differ
+
+
+def test_a_retrain_that_learnt_the_window_explores_only_as_fast_as_it_sees_new_rows() -> None:
+    # A retrain on the city's outcomes scores the rows it trained on (all before the swap) far lower: re-scored,
+    # the window looks underspent. Told what it learnt, the follower steps down only as fast as the window fills
+    # with rows it never saw; not told, it explores at full pace on that false evidence.
+    subs, avail, scores = _stream()
+    base = (0.6, 0.8, 0.9)
+    at = 3 * DAY_MS
+    x = np.log(scores / (1 - scores))
+    retrain = np.where(avail < at, 1 / (1 + np.exp(-(x - 4.0))), scores)
+
+    def level3_after(learnt: int | None, hours: float) -> float:
+        run = _follow(scores, base, [ModelSwap(at, base, None, retrain, False, learnt_until_ms=learnt)], subs, avail)
+        return [t for when, t in run.history if when <= at + hours * HOUR][-1][2]
+
+    for hours in (6, 12):
+        assert level3_after(at, hours) > level3_after(None, hours)
+    assert learnt_pace(at, at + DAY_MS, (DAY_MS, 4 * DAY_MS)) == (1.0, 0.25)
+    assert learnt_pace(at, at - HOUR, (DAY_MS,)) == (0.0,)
 
 
 def test_the_split_cuts_each_source_on_its_own_calendar() -> None:
