@@ -67,9 +67,8 @@ log = logging.getLogger(__name__)
 CANDIDATES = "fw:budget:candidates"
 HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
-STATE = (
-    "fw:budget:state"  # hash: model, thresholds, base (JSON), hold, hold_base, since_ms, refit_ms, promoted_ms, started
-)
+# hash: model, thresholds, base (JSON), hold, hold_base, since_ms, refit_ms, learnt_until_ms
+STATE = "fw:budget:state"
 # Per shadow version: zset event id -> its shadow score (rows at the shadow's candidate floor or alerting live),
 # zset event id -> the live level it reached (alerting rows), hash first_ms / last_ms (event time covered).
 HANDOVER_SCORES = "fw:budget:handover:{version}:shadow"
