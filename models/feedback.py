@@ -401,7 +401,7 @@ def follow_offline(
             candidates = deque((c[0], c[1], float(current[r]), c[3]) for c, r in kept)
             candidate_rows = deque(r for _, r in kept)
             if hold is not None:
-                hold.swap(swap.hold_base, current, swap.carry)
+                hold.swap(swap.hold_base, current, swap.carry, swap.learnt_until_ms)
             learnt_until = swap.learnt_until_ms
             result.history.append((at, thresholds))
             refit(at, 0)
@@ -438,6 +438,7 @@ class _HoldChain:
         self.floor = _bounds(base, config)[0]
         self.span = config.window_ms(budget, residents)
         self.start = start_ms
+        self.learnt_until: int | None = None  # a promoted model's, as the levels' (:func:`learnt_pace`)
         self.candidates: deque[tuple[int, str, float]] = deque()
         self.rows: deque[int] = deque()
         self.history: list[tuple[int, float]] = [(start_ms, base)]
@@ -447,10 +448,11 @@ class _HoldChain:
             self.candidates.append((at, subscriber, score))
             self.rows.append(row)
 
-    def swap(self, base: float | None, scores: np.ndarray, carry: bool = True) -> None:
+    def swap(self, base: float | None, scores: np.ndarray, carry: bool = True, learnt_until: int | None = None) -> None:
         """A new model's hold threshold (None: it has none; the old one's offset carried over, as the levels')."""
         if base is None:
             return
+        self.learnt_until = learnt_until
         (self.threshold,) = carry_over((self.threshold,), (self.base,), (base,), self.config) if carry else (base,)
         self.base, self.floor = base, _bounds(base, self.config)[0]
         kept = [(c, r) for c, r in zip(self.candidates, self.rows, strict=True) if float(scores[r]) >= self.floor]
@@ -472,6 +474,7 @@ class _HoldChain:
             at - self.start,
             elapsed_ms,
             self.config,
+            paces=None if self.learnt_until is None else learnt_pace(self.learnt_until, at, (self.span,)),
         )
         if fitted != self.threshold:
             self.threshold = fitted

@@ -243,7 +243,8 @@ class LiveBudget:
         if scorer.hold_threshold is not None:
             # The hold threshold: one more level on a chain of its own, transfers its candidates.
             hold_budget = self.settings.budget_holds_per_10k_per_day
-            hold_since = watermark_ms - self.config.window_ms(hold_budget, residents)
+            hold_window = self.config.window_ms(hold_budget, residents)
+            hold_since = watermark_ms - hold_window
             state_now["hold_base"] = scorer.hold_threshold
             (state_now["hold"],) = follow_thresholds(
                 (scorer.hold_threshold,),
@@ -259,6 +260,7 @@ class LiveBudget:
                 watermark_ms - since,
                 elapsed_ms,
                 self.config,
+                paces=None if learnt_until is None else learnt_pace(learnt_until, watermark_ms, (hold_window,)),
             )
         await redis.hset(STATE, mapping=state_now)
         BUDGET_REFITS.labels(result="ok").inc()

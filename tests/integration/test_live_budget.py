@@ -124,7 +124,7 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
         await other.refit(redis, shadow, watermark_ms=2 * 3_600_000 + 2)
         state = {k.decode(): v for k, v in (await redis.hgetall(STATE)).items()}
         assert tuple(orjson.loads(state["base"])) == handed and int(state["learnt_until_ms"]) == 3_600_000
-        refitted = other.thresholds(shadow)
+        refitted, hold_refitted = other.thresholds(shadow), other.hold_threshold(shadow)
         await redis.delete("fw:budget:lock", CANDIDATES)  # nothing above any threshold: every level underspent
         await other.refit(redis, shadow, watermark_ms=DAY_MS + 3_600_000)
         config = FollowConfig.from_settings(_settings())
@@ -134,6 +134,13 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
             step = config.explore_pace_max * config.logit_down_per_day * elapsed_days * min(seen_share, 1.0)
             assert 0 < _logit(was) - _logit(now) <= step + 1e-6
         assert any(min(1.0, DAY_MS / config.window_ms(b, 10_000)) < 1.0 for b in level_budgets(1.0))  # some slowed
+        # The hold threshold too, on its own window (no transfer above it: underspent).
+        hold_now = other.hold_threshold(shadow)
+        assert hold_refitted is not None and hold_now is not None
+        hold_step = (
+            config.explore_pace_max * config.logit_down_per_day * elapsed_days * DAY_MS / config.window_ms(2.0, 10_000)
+        )
+        assert 0 < _logit(hold_refitted) - _logit(hold_now) <= hold_step + 1e-6
         # A model never shadowed still carries the learnt offset over (the test above), and one that never saw
         # this city explores at full pace.
         never = SimpleNamespace(version="v3", thresholds=(0.1, 0.3, 0.5), hold_threshold=None, meta={})
