@@ -11,10 +11,12 @@ worker kept, per scored row, the live level it reached and the shadow's score; o
 over at the live alert volume (``models.match_alert_rate`` over those rows), as the field trial hands over, and
 its hold threshold starts from its own. Without a shadow run the state's learnt offset is carried onto its own
 thresholds (``models.carry_over``), which misleads when the new model learnt the city the old one missed (issue
-#21's note, stop 39): shadow a retrain before promoting it. The window's candidates keep the old model's scores
-until they age out. The promoted model's bounds are drawn around the thresholds it was handed over at (kept as
-the state's ``base``), and one trained on this city's outcomes or reports explores lower scores only as fast as
-its window fills with rows after its training cut-off (``models.learnt_pace``), as the field trial does.
+#21's note, stop 39): shadow a retrain before promoting it. A handed-over model's first refit puts the window's
+candidates on its scale (:func:`_rescore_window`: the shadow's own scores, a quantile map for older rows); carried
+over, they keep the old model's scores until they age out. The promoted model's bounds are drawn around the
+thresholds it was handed over at (kept as the state's ``base``), and one trained on this city's outcomes or reports
+explores lower scores only as fast as its window fills with rows after its training cut-off
+(``models.learnt_pace``), as the field trial does.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ log = logging.getLogger(__name__)
 CANDIDATES = "fw:budget:candidates"
 HOLD_CANDIDATES = "fw:budget:hold-candidates"  # the same, of transfers only: the hold threshold's candidates
 SEEN = "fw:budget:seen"  # HyperLogLog of subscriber pseudonyms (residents, when FW_RESIDENTS is not set)
-# hash: model, thresholds, base (JSON), hold, hold_base, since_ms, refit_ms, learnt_until_ms
+# hash: model, thresholds, base (JSON), hold, hold_base, since_ms, refit_ms, learnt_until_ms, rescored
 STATE = "fw:budget:state"
 # Per shadow version: zset event id -> its shadow score (rows at the shadow's candidate floor or alerting live),
 # zset event id -> the live level it reached (alerting rows), hash first_ms / last_ms (event time covered).
@@ -275,6 +277,8 @@ class LiveBudget:
         (:func:`models.learnt_pace`; else None)."""
         if field.get("thresholds") and field.get("model") != scorer.version:  # its first refit since a promotion
             handed = await self._handed_over(redis, scorer)
+            if handed is not None and field.get("rescored") != scorer.version:
+                await _rescore_window(redis, scorer, handed, self.config)
             learnt = _learnt_until(scorer)
             return (handed if handed is not None else scorer.thresholds), (
                 None if learnt is None else min(learnt, watermark_ms)
@@ -350,6 +354,49 @@ async def _handover(redis: Redis, scorer: Scorer, config: FollowConfig) -> tuple
         [float(level) for level in range(1, len(scorer.thresholds) + 1)],
         np.asarray([shadow.get(e, 0.0) for e in rows]),
     )
+
+
+async def _rescore_window(redis: Redis, scorer: Scorer, base: tuple[float, ...], config: FollowConfig) -> None:
+    """Put the window's candidates on a promoted model's scale, as the field trial re-scores its window.
+
+    They hold the old model's scores; read against the new thresholds they would look over- or underspent (a
+    retrain scoring 2 log-odds lower sends its thresholds to the top at its first refit). A row the shadow scored
+    takes its shadow score; one from before the shadow run, the shadow score of the same rank among the rows of
+    the run (a quantile map, old to new); one during the run that the shadow scored below its floor, and any that
+    falls below the new floor, leaves. Rows after the run are the new model's already. Marked done in the same
+    transaction (``rescored``), so a crash in between never maps a row twice.
+    """
+    keys = [k.format(version=scorer.version) for k in (HANDOVER_SCORES, HANDOVER_SPAN)]
+    span = _fields(await redis.hgetall(keys[1]))
+    first, last = int(span["first_ms"]), int(span["last_ms"])
+    shadow = dict(await _scored(redis, keys[0]))
+    floors = {CANDIDATES: candidate_floor(base, config)}
+    if scorer.hold_threshold is not None:
+        floors[HOLD_CANDIDATES] = candidate_floor((scorer.hold_threshold,), config)
+    pipe = redis.pipeline(transaction=True)
+    for key in (CANDIDATES, HOLD_CANDIDATES):
+        raw: list[Any] = await redis.zrangebyscore(key, "-inf", last, withscores=True)
+        rows = [(member, orjson.loads(member), int(at)) for member, at in raw]
+        during = [(float(f[2]), shadow.get(str(f[0]), 0.0)) for _, f, at in rows if at >= first]
+        old_scale = np.sort(np.asarray([o for o, _ in during], dtype=float))
+        new_scale = np.sort(np.asarray([n for _, n in during], dtype=float))
+        out: dict[bytes, int] = {}
+        for _, fields, at in rows:
+            if at >= first:
+                score = shadow.get(str(fields[0]), 0.0)
+            elif len(old_scale):
+                score = float(np.interp(float(fields[2]), old_scale, new_scale))
+            else:
+                score = 0.0  # no row of the run to map it by
+            if score >= floors.get(key, 2.0):
+                out[orjson.dumps([*fields[:2], round(score, 9), *fields[3:]])] = at
+        if rows:
+            pipe.zrem(key, *[member for member, _, _ in rows])
+        if out:
+            pipe.zadd(key, out)
+    pipe.hset(STATE, "rescored", scorer.version)
+    await pipe.execute()
+    log.info("window re-scored for the promoted model", extra={"version": scorer.version})
 
 
 async def _scored(redis: Redis, key: str) -> list[tuple[str, float]]:
