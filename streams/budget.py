@@ -275,7 +275,7 @@ class LiveBudget:
         """The thresholds ``scorer``'s bounds are drawn around (its own, or those it was handed over at, as the
         field trial's), and for a model promoted after training on this city's rows, until when it learnt them
         (:func:`models.learnt_pace`; else None)."""
-        if field.get("thresholds") and field.get("model") != scorer.version:  # its first refit since a promotion
+        if _promoted(field, scorer):  # its first refit since a promotion
             handed = await self._handed_over(redis, scorer)
             if handed is not None and field.get("rescored") != scorer.version:
                 await _rescore_window(redis, scorer, handed, self.config)
@@ -283,14 +283,14 @@ class LiveBudget:
             return (handed if handed is not None else scorer.thresholds), (
                 None if learnt is None else min(learnt, watermark_ms)
             )
-        base = _stored(field, "base", scorer.thresholds)
+        base = _stored(field, "base", len(scorer.thresholds)) or tuple(scorer.thresholds)
         learnt_until = field.get("learnt_until_ms") if field.get("model") == scorer.version else None
         return base, int(learnt_until) if learnt_until else None
 
     async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
         field = _fields(await redis.hgetall(STATE))
         if field.get("model") == scorer.version:
-            self._bases[scorer.version] = _stored(field, "base", scorer.thresholds)
+            self._bases[scorer.version] = _stored(field, "base", len(scorer.thresholds)) or tuple(scorer.thresholds)
         if field.get("thresholds"):
             # Another model's state (a promotion since the last refit): handed over at its shadow run's alert volume,
             # or the followed offset carried over.
@@ -309,7 +309,7 @@ class LiveBudget:
     async def _previous(self, redis: Redis, field: dict[str, str], scorer: Scorer) -> tuple[float, ...]:
         """The thresholds ``scorer`` follows on from: its shadow run's handover once promoted, else
         :func:`_previous`."""
-        if field.get("thresholds") and field.get("model") != scorer.version:
+        if _promoted(field, scorer):
             matched = await self._handed_over(redis, scorer)
             if matched is not None:
                 return matched
@@ -467,17 +467,13 @@ def _previous(field: dict[str, str], scorer: Scorer, config: FollowConfig) -> tu
     """The thresholds ``scorer`` follows on from: the stored ones if they are its own, else the stored model's
     carried over (:func:`models.carry_over`), else (no state, or one from before bases were kept) its own."""
     base = tuple(scorer.thresholds)
-    if not field.get("thresholds"):
-        return base
-    stored = tuple(float(x) for x in orjson.loads(field["thresholds"]))
-    if len(stored) != len(base):
+    stored = _stored(field, "thresholds", len(base))
+    if stored is None:
         return base
     if field.get("model") == scorer.version:
         return stored
-    if not field.get("base"):
-        return base
-    old_base = tuple(float(x) for x in orjson.loads(field["base"]))
-    return carry_over(stored, old_base, base, config) if len(old_base) == len(base) else base
+    old_base = _stored(field, "base", len(base))
+    return carry_over(stored, old_base, base, config) if old_base is not None else base
 
 
 def _previous_hold(field: dict[str, str], scorer: Scorer, config: FollowConfig) -> float:
@@ -504,10 +500,15 @@ def _learnt_until(scorer: Scorer) -> int | None:
     return int(cutoff) if cutoff is not None else None
 
 
-def _stored(field: dict[str, str], name: str, default: tuple[float, ...]) -> tuple[float, ...]:
-    """The thresholds stored under ``name`` if they fit ``default``'s levels, else ``default``."""
+def _promoted(field: dict[str, str], scorer: Scorer) -> bool:
+    """True when the state is another model's: ``scorer`` was promoted since the last refit."""
+    return bool(field.get("thresholds")) and field.get("model") != scorer.version
+
+
+def _stored(field: dict[str, str], name: str, levels: int) -> tuple[float, ...] | None:
+    """The thresholds stored under ``name``; None when absent or not of ``levels`` levels (an older state)."""
     stored = tuple(float(x) for x in orjson.loads(field[name])) if field.get(name) else ()
-    return stored if len(stored) == len(default) else tuple(default)
+    return stored if stored and len(stored) == levels else None
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -47,6 +47,11 @@ def _logit(p: float) -> float:
     return math.log(p / (1 - p))
 
 
+def _lower(p: np.ndarray) -> np.ndarray:
+    """A retrain's scores of the same rows: every one 2 log-odds lower."""
+    return np.asarray(1 / (1 + np.exp(-(np.log(p / (1 - p)) - 2.0))))
+
+
 def test_a_flood_of_false_alarms_raises_the_thresholds_and_a_restart_keeps_them(redis_service: Any) -> None:
     async def go() -> None:
         redis = await _fresh(redis_service.url)
@@ -99,7 +104,7 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
         learnt = {"data": {"sources": {"field_rows": 1000, "cutoff_ms": 3_600_000}}}
         shadow = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=0.45, meta=learnt)
         scores = rng.random(3000)
-        shadow_scores = 1 / (1 + np.exp(-(np.log(scores / (1 - scores)) - 2.0)))
+        shadow_scores = _lower(scores)
         live_levels = decide_levels(scores.tolist(), BASE, ["call.v1"] * len(scores))
         budget = LiveBudget(_settings())
         for i, (score, mine, level) in enumerate(zip(scores, shadow_scores, live_levels, strict=True)):
@@ -160,9 +165,6 @@ def test_a_promotion_puts_the_window_on_the_new_models_scale(redis_service: Any)
         live = _scorer()
         shadow = SimpleNamespace(version="v2", thresholds=(0.1, 0.3, 0.5), hold_threshold=None, meta={})
 
-        def lower(p: np.ndarray) -> np.ndarray:  # the retrain scores every row 2 log-odds lower
-            return np.asarray(1 / (1 + np.exp(-(np.log(p / (1 - p)) - 2.0))))
-
         budget = LiveBudget(_settings())
         # An hour of rows scored live only, then two hours also in shadow.
         early = rng.uniform(0.05, 0.99, 1000)
@@ -170,7 +172,7 @@ def test_a_promotion_puts_the_window_on_the_new_models_scale(redis_service: Any)
             budget.observe(live, f"a{i}", f"+8613{i:09d}", i * 3_600, float(score))
         run = rng.uniform(0.05, 0.99, 2000)
         levels = decide_levels(run.tolist(), BASE, ["call.v1"] * len(run))
-        for i, (score, mine, level) in enumerate(zip(run, lower(run), levels, strict=True)):
+        for i, (score, mine, level) in enumerate(zip(run, _lower(run), levels, strict=True)):
             at = 3_600_000 + i * 3_600
             budget.observe(live, f"b{i}", f"+8614{i:09d}", at, float(score))
             budget.observe_shadow(shadow, f"b{i}", at, float(mine), level)
@@ -181,10 +183,10 @@ def test_a_promotion_puts_the_window_on_the_new_models_scale(redis_service: Any)
         after = {orjson.loads(m)[0]: float(orjson.loads(m)[2]) for m in await redis.zrange(CANDIDATES, 0, -1)}
         assert after.keys() <= before.keys() and len(after) > 1000
         # A row the shadow scored takes that score; one from before its run the score of the same rank.
-        for i, score in enumerate(lower(run)):
+        for i, score in enumerate(_lower(run)):
             if f"b{i}" in after:
                 assert after[f"b{i}"] == pytest.approx(float(score), abs=1e-8)
-        mapped = [(after[f"a{i}"], float(lower(early[i : i + 1])[0])) for i in range(len(early)) if f"a{i}" in after]
+        mapped = [(after[f"a{i}"], float(_lower(early[i : i + 1])[0])) for i in range(len(early)) if f"a{i}" in after]
         assert len(mapped) > 500 and max(abs(a - b) for a, b in mapped) < 0.03
         assert (await redis.hget(STATE, "rescored")) == b"v2"
         await redis.aclose()
