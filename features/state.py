@@ -186,11 +186,14 @@ class DelayedFlags:
     @classmethod
     def from_obj(cls, obj: list[Any] | None, dedup: bool = True) -> DelayedFlags:
         """Rebuild from :meth:`to_obj`; None (a state stored before these flags existed) gives empty flags."""
-        flags = cls(dedup)
-        if obj:
-            flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
-            flags.pending = [(int(e), str(w)) for e, w in obj[1]]
-            flags.dedup = _Dedup(obj[2]) if dedup else None
+        if not obj:
+            return cls(dedup)
+        flags = cls.__new__(cls)  # not ``cls()``: a decode on the hot path builds no defaults to throw away
+        flags.windows = SlidingWindows.from_obj(obj[0], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
+        flags.pending = [(int(e), str(w)) for e, w in obj[1]]
+        flags.dedup = _Dedup(obj[2]) if dedup else None
+        flags._adds = 0
+        flags._shared = None
         return flags
 
 
@@ -424,7 +427,7 @@ class CallerState:
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> CallerState:
-        state = cls()
+        state = cls.__new__(cls)  # every slot is set below: no defaults built to be thrown away
         state.windows = SlidingWindows.from_obj(
             obj["w"], WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES
         )
@@ -575,7 +578,7 @@ class PayeeState:
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> PayeeState:
-        state = cls()
+        state = cls.__new__(cls)  # every slot is set below: no defaults built to be thrown away
         state.windows = SlidingWindows.from_obj(obj["w"], FLAG_SPANS_MS, PAYEE_CHANNELS, max_entries=PAYEE_MAX_ENTRIES)
         state.new_windows = SlidingWindows.from_obj(obj["n"], FLAG_SPANS_MS, 1, max_entries=FLAG_MAX_ENTRIES)
         state.payers = obj["p"]
@@ -829,7 +832,7 @@ class SubscriberState:
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> SubscriberState:
-        state = cls()
+        state = cls.__new__(cls)  # every slot is set below: no defaults built to be thrown away
         state.windows = SlidingWindows.from_obj(
             obj["w"], WINDOW_SPANS_MS, SUB_CHANNELS, max_channel=S_STRANGER_MAX_TALK, max_entries=SUBSCRIBER_MAX_ENTRIES
         )

@@ -201,11 +201,46 @@ class SlidingWindows:
         max_channel: int | None = None,
         max_entries: int = 2000,
     ) -> SlidingWindows:
-        """Rebuild a window set from :meth:`to_obj`; integer sums make the result exact."""
+        """Rebuild a window set from :meth:`to_obj`; integer sums make the result exact.
+
+        Built in one pass per window rather than by re-adding each entry: a state is decoded on every cache
+        miss of the hot path, and the replay cost most of its decode.
+        """
         win = cls(spans_ms, n_channels, max_channel=max_channel, max_entries=max_entries)
-        now, entries = obj
-        for ts, vals, key in entries:
-            win.add(ts, tuple(vals), key)
-        if now > win.now:
-            win._advance(now)
+        now, stored = obj
+        if not stored:
+            win.now = now
+            return win
+        entries: list[Entry] = [(ts, tuple(vals), key) for ts, vals, key in stored]
+        if any(entries[i][0] > entries[i + 1][0] for i in range(len(entries) - 1)):
+            entries.sort(key=_entry_ts)  # never written so; kept exact should a stored list be out of order
+        if len(entries) > max_entries:
+            del entries[: len(entries) - max_entries]
+        now = max(now, entries[-1][0])
+        win.now = now
+        win._entries = entries
+        heads = [bisect_right(entries, now - span, key=_entry_ts) for span in spans_ms]
+        win._heads = heads
+        # Windows nest: walking them from the latest start back, each adds only the entries before the last.
+        sums = [0] * n_channels
+        counts: dict[str, int] = {}
+        end = len(entries)
+        for w in sorted(range(len(spans_ms)), key=heads.__getitem__, reverse=True):
+            segment = entries[heads[w] : end]
+            if segment:
+                for c, column in enumerate(zip(*(e[1] for e in segment), strict=True)):
+                    sums[c] += sum(column)
+                for _ts, _vals, key in segment:
+                    if key is not None:
+                        counts[key] = counts.get(key, 0) + 1
+                end = heads[w]
+            win._sums[w] = list(sums)
+            win._key_counts[w] = dict(counts)
+            if max_channel is not None:
+                win._rebuild_max(w)
+        win._first = min(heads)
         return win
+
+
+def _entry_ts(entry: Entry) -> int:
+    return entry[0]

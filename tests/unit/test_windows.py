@@ -58,6 +58,35 @@ def test_snapshot_round_trip_is_exact(events: list[tuple[int, int, int, str | No
         assert back.maximum(w) == win.maximum(w)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    events=events,
+    lateness=st.integers(0, 30),
+    cut=st.integers(0, 60),
+    cap=st.sampled_from([3, 8, 10_000]),
+)
+def test_a_window_decoded_mid_stream_goes_on_as_if_never_stored(
+    events: list[tuple[int, int, int, str | None]], lateness: int, cut: int, cap: int
+) -> None:
+    # ``from_obj`` builds its sums, distinct counts and maxima in one pass instead of re-adding entries: late
+    # entries, the entry cap and every later add must still agree with the window that was never stored.
+    ordered = sorted(events, key=lambda e: e[0] + (hash((e[0], e[1], e[2])) % (lateness + 1)))
+    live = SlidingWindows(SPANS, 2, max_channel=1, max_entries=cap)
+    for ts, a, b, key in ordered[:cut]:
+        live.add(ts, (a, b), key)
+    stored = SlidingWindows.from_obj(live.to_obj(), SPANS, 2, max_channel=1, max_entries=cap)
+    for ts, a, b, key in [(None, 0, 0, None), *ordered[cut:]]:
+        if ts is not None:
+            assert stored.add(ts, (a, b), key) == live.add(ts, (a, b), key)
+        assert stored.now == live.now
+        assert len(stored) == len(live)
+        for w in range(len(SPANS)):
+            assert stored.sums(w) == live.sums(w)
+            assert stored.distinct(w) == live.distinct(w)
+            assert stored.maximum(w) == live.maximum(w)
+        assert stored.to_obj() == live.to_obj()
+
+
 def test_too_late_is_refused_and_cap_bounds_memory() -> None:
     win = SlidingWindows(SPANS, 1, max_entries=5)
     for ts in range(100, 120):
