@@ -41,6 +41,7 @@ __all__ = [
     "STATE_CACHE",
     "STATE_RECORDS",
     "STATE_RESTORED",
+    "STATE_WRITE_WAIT",
     "TICKS_FIRED",
     "watch_gc_pauses",
 ]
@@ -130,6 +131,12 @@ EVENT_TIME_LAG = Histogram(
     "fw_event_time_to_decision_seconds",
     "From when the event became known (call end, transfer start; event time) to the decision",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600),
+)
+STATE_WRITE_WAIT = Histogram(
+    "fw_state_write_wait_seconds",
+    "A batch's wait for the broker to acknowledge its messages before its states are written (the stage waits)",
+    ["table"],
+    buckets=_LATENCY_BUCKETS,
 )
 LIVE_KEYS = Gauge("fw_feature_state_keys", "Keys held in feature state on this worker", ["table"])
 STATE_BYTES = Counter(

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from streams.codecs import encode_state, has_open_calls, idle_after_ms
 from streams.local_store import stable_items
-from streams.metrics import STATE_BYTES, STATE_CACHE, STATE_RECORDS
+from streams.metrics import STATE_BYTES, STATE_CACHE, STATE_RECORDS, STATE_WRITE_WAIT
 from streams.produce import BatchSender
 
 __all__ = ["StateTable"]
@@ -44,6 +45,7 @@ class StateTable:
         name = str(getattr(table, "name", "table"))
         self._hits, self._misses = STATE_CACHE.labels(name, "hit"), STATE_CACHE.labels(name, "miss")
         self._bytes, self._records = STATE_BYTES.labels(name), STATE_RECORDS.labels(name)
+        self._write_wait = STATE_WRITE_WAIT.labels(name)
 
     def __len__(self) -> int:
         return len(self.table.data)
@@ -88,7 +90,9 @@ class StateTable:
         broker would lose them for good after a kill -9 (seen in the reliability tests, in both agents).
         """
         if after:
+            waited = time.monotonic()
             await asyncio.gather(*after)
+            self._write_wait.observe(time.monotonic() - waited)
         if not states:
             return
         data = self.table.data

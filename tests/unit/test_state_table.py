@@ -115,3 +115,31 @@ async def test_the_idle_sweep_reads_headers_and_spares_keys_written_meanwhile(en
     assert set(table.tombstones) == want and set(table.data) == set(keyed) - want
     assert all(k not in states._cache for k in want)
     assert await states.expire_idle(now) == 0
+
+
+async def test_states_wait_for_their_messages_on_the_broker_and_the_wait_is_measured(engine: FeatureEngine) -> None:
+    import asyncio
+
+    from streams.metrics import STATE_WRITE_WAIT
+
+    table, sender = _Table(), _Sender()
+    table.name = "wait-test"  # type: ignore[misc]
+    states = StateTable(table, codecs.decode_subscriber_state, sender)  # type: ignore[arg-type]
+    waits = STATE_WRITE_WAIT.labels("wait-test")
+    count_before, sum_before = _hist(waits)
+    acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    key, state = next(iter(engine.subscribers.items()))
+    writing = asyncio.ensure_future(states.write({key: state}, after=[acked]))
+    await asyncio.sleep(0.05)
+    assert not writing.done() and key not in table.data  # not before the broker has the events it accounts for
+    acked.set_result(None)
+    await writing
+    assert key in table.data
+    count_after, sum_after = _hist(waits)
+    assert count_after == count_before + 1
+    assert sum_after - sum_before >= 0.04
+
+
+def _hist(child: Any) -> tuple[float, float]:
+    samples = {s.name: s.value for metric in child.collect() for s in metric.samples}
+    return samples["fw_state_write_wait_seconds_count"], samples["fw_state_write_wait_seconds_sum"]
