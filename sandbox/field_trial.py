@@ -71,6 +71,7 @@ __all__ = [
     "TrialConfig",
     "field_trial_files",
     "field_trial_path",
+    "judge_week",
     "last_field_trial",
     "run_field_trial",
     "simulated_part",
@@ -424,7 +425,7 @@ def run_field_trial(
         def judge(
             run: Any, scored: np.ndarray, by: str, keep: np.ndarray = keep, cases_of: list[Any] = judged_cases
         ) -> dict[str, Any]:
-            return _judge_week(
+            return judge_week(
                 data.subset(keep),
                 truth[keep],
                 cases_of,
@@ -483,7 +484,7 @@ _FIGURES = (
 )
 
 
-def _judge_week(
+def judge_week(
     rows: Dataset,
     truth: np.ndarray,
     cases: list[dict[str, Any]],

@@ -1,0 +1,128 @@
+"""Replay a finished field trial's follower with its own models under other follower settings, in minutes.
+
+    python scripts/follow_replay.py STUDY_DIR [--variant '{"evidence_sd": 1.0}' ...] [--oracle]
+
+STUDY_DIR is a ``scripts/field_trial_study.py`` output folder (its ``city/`` and ``data/``). The trial's
+promotions are taken as they happened (the swaps at each cut-off with the recorded hand-over thresholds and
+learnt pace); only ``FollowConfig`` changes, so each variant's per-week figures are what the trial would have
+printed with it (with no variant this reproduces the trial's table). A whole trial takes ~20 minutes; a variant
+here about two. ``--oracle``: per week, the cases the serving model's ranking reaches at a threshold matched on
+that week itself (``operating_curve``), what no follower can do but what tells ranking from threshold-following.
+The city's feature rows are cached in STUDY_DIR/rows.pkl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.levels import level_budgets
+from core.settings import Settings
+from models import ModelRegistry, Scorer, fraud_contacts, load_events, read_jsonl
+from models.dataset import Dataset, build_dataset, case_labels
+from models.evaluate import TASK_LEVEL, operating_curve
+from models.feedback import HOUR_MS, FollowConfig, ModelSwap, follow_offline
+from sandbox.field_trial import TrialConfig, field_trial_path, judge_week
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("study", type=Path)
+    parser.add_argument("--variant", action="append", default=[], help="FollowConfig fields as JSON; repeatable")
+    parser.add_argument("--oracle", action="store_true")
+    args = parser.parse_args()
+    settings = Settings(data_dir=args.study / "data", compile_models=False)
+    trial = json.loads(field_trial_path(settings).read_text())
+    events = load_events(args.study / "city" / "events.jsonl").events
+    cases = list(read_jsonl(args.study / "city" / "cases.jsonl"))
+    data = _rows(args.study / "rows.pkl", events)
+    registry = ModelRegistry(settings.data_dir / "artifacts" / "field-trial" / "models")
+    scorers = {v: Scorer(registry.get(v), compiled=False) for v in {trial["shipped_model"], *_served(trial)}}
+    scores = {v: s.score(data.X) for v, s in scorers.items()}
+    swaps = [
+        ModelSwap(w["to_ms"], tuple(r["handover_thresholds"]), scorers[r["candidate"]].hold_threshold,
+                  scores[r["candidate"]], False, learnt_until_ms=w["to_ms"])
+        for w in trial["weeks"]
+        if (r := w.get("retrain_after")) and r.get("promoted")
+    ]  # fmt: skip
+    served = scores[trial["shipped_model"]].copy()
+    for swap in swaps:
+        served[data.avail_ms >= swap.at_ms] = swap.scores[data.avail_ms >= swap.at_ms]
+    victims = {c["victim"] for c in cases}
+    truth = case_labels(data.rows, cases)
+    contacts = fraud_contacts(events, cases)
+    first = scorers[trial["shipped_model"]]
+    delay = int(TrialConfig(**trial["config"]).outcome_delay_h * HOUR_MS)
+    for variant in [{}, *(json.loads(v) for v in args.variant)]:
+        run = follow_offline(
+            data.subscribers,
+            data.avail_ms,
+            scores[trial["shipped_model"]],
+            first.thresholds,
+            level_budgets(settings.budget_tasks_per_10k_per_day),
+            trial["residents"],
+            lambda sub: sub not in victims,
+            task_level=TASK_LEVEL,
+            kinds=data.kinds,
+            episode_ms=settings.episode_ms,
+            outcome_delay_ms=delay,
+            config=dataclasses.replace(FollowConfig.from_settings(settings), **variant),
+            hold_base=first.hold_threshold,
+            hold_budget=settings.budget_holds_per_10k_per_day,
+            transfers=data.transfers,
+            swaps=swaps,
+        )
+        for week in trial["weeks"]:
+            keep, judged = _week(data, cases, week)
+            figures = judge_week(
+                data.subset(keep), truth[keep], judged, scorers[week["model"]], served[keep], run, keep, contacts,
+                settings, trial["residents"],
+            )  # fmt: skip
+            print(json.dumps({"variant": variant, "week": week["week"], **_short(figures)}))
+    if args.oracle:
+        for week in trial["weeks"]:
+            keep, judged = _week(data, cases, week)
+            curve = operating_curve(
+                data.subset(keep), judged, served[keep], rates=(0.0, 0.5, 1.0, 2.0), residents=trial["residents"]
+            )
+            print(json.dumps({"oracle_week": week["week"], "at": [_short(p) for p in curve]}))
+
+
+def _rows(cache: Path, events: list[Any]) -> Dataset:
+    if cache.exists():
+        with cache.open("rb") as f:
+            data: Dataset = pickle.load(f)
+            return data
+    data = build_dataset(events, [])
+    with cache.open("wb") as f:
+        pickle.dump(data, f)
+    return data
+
+
+def _served(trial: dict[str, Any]) -> set[str]:
+    return {w["model"] for w in trial["weeks"]} | {
+        r["candidate"] for w in trial["weeks"] if (r := w.get("retrain_after")) and r.get("promoted")
+    }
+
+
+def _week(data: Dataset, cases: list[dict[str, Any]], week: dict[str, Any]) -> tuple[np.ndarray, list[Any]]:
+    """The week's rows (people first contacted before it left out, as the trial judges) and its cases."""
+    lo, hi = week["from_ms"], week["to_ms"]
+    earlier = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
+    keep = (data.avail_ms >= lo) & (data.avail_ms < hi) & np.asarray([s not in earlier for s in data.subscribers])
+    return keep, [c for c in cases if lo <= c["first_contact_ms"] < hi]
+
+
+def _short(figures: dict[str, Any]) -> dict[str, Any]:
+    keys = ("false_tasks_per_10k_per_day", "cases_with_loss", "cases_flagged_before_loss", "cases_flagged_by_loss")
+    return {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items() if k in keys}
+
+
+if __name__ == "__main__":
+    main()
