@@ -76,6 +76,7 @@ __all__ = [
     "run_field_trial",
     "simulated_part",
     "trial_labels",
+    "week_rows",
 ]
 
 HOUR_MS = 3_600_000
@@ -418,9 +419,7 @@ def run_field_trial(
     for week in range(n_weeks):
         lo = start + week * config.week_ms
         hi = end + 1 if week == n_weeks - 1 else lo + config.week_ms
-        judged_cases = [c for c in cases if lo <= c["first_contact_ms"] < hi]
-        half_seen = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
-        keep = (avail >= lo) & (avail < hi) & np.asarray([s not in half_seen for s in subs], dtype=bool)
+        keep, judged_cases = week_rows(data, cases, lo, hi)
 
         def judge(
             run: Any, scored: np.ndarray, by: str, keep: np.ndarray = keep, cases_of: list[Any] = judged_cases
@@ -482,6 +481,14 @@ _FIGURES = (
     "cases_held_at_loss",
     "cases_stopped",
 )
+
+
+def week_rows(data: Dataset, cases: list[dict[str, Any]], lo: int, hi: int) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The rows a week ``[lo, hi)`` is judged on (people first contacted before it left out) and its cases."""
+    earlier = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
+    keep = (data.avail_ms >= lo) & (data.avail_ms < hi)
+    keep &= np.asarray([s not in earlier for s in data.subscribers], dtype=bool)
+    return keep, [c for c in cases if lo <= c["first_contact_ms"] < hi]
 
 
 def judge_week(

@@ -20,15 +20,13 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from core.levels import level_budgets
 from core.settings import Settings
 from models import ModelRegistry, Scorer, fraud_contacts, load_events, read_jsonl
 from models.dataset import Dataset, build_dataset, case_labels
 from models.evaluate import TASK_LEVEL, operating_curve
 from models.feedback import HOUR_MS, FollowConfig, ModelSwap, follow_offline
-from sandbox.field_trial import TrialConfig, field_trial_path, judge_week
+from sandbox.field_trial import TrialConfig, field_trial_path, judge_week, week_rows
 
 
 def main() -> None:
@@ -45,9 +43,10 @@ def main() -> None:
     registry = ModelRegistry(settings.data_dir / "artifacts" / "field-trial" / "models")
     scorers = {v: Scorer(registry.get(v), compiled=False) for v in {trial["shipped_model"], *_served(trial)}}
     scores = {v: s.score(data.X) for v, s in scorers.items()}
+    config = TrialConfig(**trial["config"])
     swaps = [
         ModelSwap(w["to_ms"], tuple(r["handover_thresholds"]), scorers[r["candidate"]].hold_threshold,
-                  scores[r["candidate"]], False, learnt_until_ms=w["to_ms"])
+                  scores[r["candidate"]], config.handover == "carry", learnt_until_ms=w["to_ms"])
         for w in trial["weeks"]
         if (r := w.get("retrain_after")) and r.get("promoted")
     ]  # fmt: skip
@@ -58,7 +57,7 @@ def main() -> None:
     truth = case_labels(data.rows, cases)
     contacts = fraud_contacts(events, cases)
     first = scorers[trial["shipped_model"]]
-    delay = int(TrialConfig(**trial["config"]).outcome_delay_h * HOUR_MS)
+    delay = int(config.outcome_delay_h * HOUR_MS)
     for variant in [{}, *(json.loads(v) for v in args.variant)]:
         run = follow_offline(
             data.subscribers,
@@ -79,7 +78,7 @@ def main() -> None:
             swaps=swaps,
         )
         for week in trial["weeks"]:
-            keep, judged = _week(data, cases, week)
+            keep, judged = week_rows(data, cases, week["from_ms"], week["to_ms"])
             figures = judge_week(
                 data.subset(keep), truth[keep], judged, scorers[week["model"]], served[keep], run, keep, contacts,
                 settings, trial["residents"],
@@ -87,7 +86,7 @@ def main() -> None:
             print(json.dumps({"variant": variant, "week": week["week"], **_short(figures)}))
     if args.oracle:
         for week in trial["weeks"]:
-            keep, judged = _week(data, cases, week)
+            keep, judged = week_rows(data, cases, week["from_ms"], week["to_ms"])
             curve = operating_curve(
                 data.subset(keep), judged, served[keep], rates=(0.0, 0.5, 1.0, 2.0), residents=trial["residents"]
             )
@@ -109,14 +108,6 @@ def _served(trial: dict[str, Any]) -> set[str]:
     return {w["model"] for w in trial["weeks"]} | {
         r["candidate"] for w in trial["weeks"] if (r := w.get("retrain_after")) and r.get("promoted")
     }
-
-
-def _week(data: Dataset, cases: list[dict[str, Any]], week: dict[str, Any]) -> tuple[np.ndarray, list[Any]]:
-    """The week's rows (people first contacted before it left out, as the trial judges) and its cases."""
-    lo, hi = week["from_ms"], week["to_ms"]
-    earlier = {c["victim"] for c in cases if c["first_contact_ms"] < lo}
-    keep = (data.avail_ms >= lo) & (data.avail_ms < hi) & np.asarray([s not in earlier for s in data.subscribers])
-    return keep, [c for c in cases if lo <= c["first_contact_ms"] < hi]
 
 
 def _short(figures: dict[str, Any]) -> dict[str, Any]:

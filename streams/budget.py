@@ -283,14 +283,14 @@ class LiveBudget:
             return (handed if handed is not None else scorer.thresholds), (
                 None if learnt is None else min(learnt, watermark_ms)
             )
-        base = _stored(field, "base", len(scorer.thresholds)) or tuple(scorer.thresholds)
+        base = _stored_base(field, scorer)
         learnt_until = field.get("learnt_until_ms") if field.get("model") == scorer.version else None
         return base, int(learnt_until) if learnt_until else None
 
     async def _read_back(self, redis: Redis, scorer: Scorer) -> None:
         field = _fields(await redis.hgetall(STATE))
         if field.get("model") == scorer.version:
-            self._bases[scorer.version] = _stored(field, "base", len(scorer.thresholds)) or tuple(scorer.thresholds)
+            self._bases[scorer.version] = _stored_base(field, scorer)
         if field.get("thresholds"):
             # Another model's state (a promotion since the last refit): handed over at its shadow run's alert volume,
             # or the followed offset carried over.
@@ -509,6 +509,11 @@ def _stored(field: dict[str, str], name: str, levels: int) -> tuple[float, ...] 
     """The thresholds stored under ``name``; None when absent or not of ``levels`` levels (an older state)."""
     stored = tuple(float(x) for x in orjson.loads(field[name])) if field.get(name) else ()
     return stored if stored and len(stored) == levels else None
+
+
+def _stored_base(field: dict[str, str], scorer: Scorer) -> tuple[float, ...]:
+    """The base stored for ``scorer``'s levels, else its own thresholds."""
+    return _stored(field, "base", len(scorer.thresholds)) or tuple(scorer.thresholds)
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ from features.pipeline import FeatureEngine, in_arrival_order
 from features.state import NEVER, WINDOW_SPANS_MS
 from sandbox.simulate import CityConfig, simulate
 from streams import codecs
+from streams.metrics import STATE_WRITE_WAIT
 from streams.state_table import StateTable
 
 pytestmark = pytest.mark.unit
@@ -118,10 +120,6 @@ async def test_the_idle_sweep_reads_headers_and_spares_keys_written_meanwhile(en
 
 
 async def test_states_wait_for_their_messages_on_the_broker_and_the_wait_is_measured(engine: FeatureEngine) -> None:
-    import asyncio
-
-    from streams.metrics import STATE_WRITE_WAIT
-
     table, sender = _Table(), _Sender()
     table.name = "wait-test"  # type: ignore[misc]
     states = StateTable(table, codecs.decode_subscriber_state, sender)  # type: ignore[arg-type]
