@@ -36,9 +36,9 @@ from models.feedback import (
     false_share,
     follow_offline,
     follow_thresholds,
-    learnt_pace,
     match_alert_rate,
     threshold_bounds,
+    unseen_window,
 )
 from models.field_labels import (
     FieldLabels,
@@ -94,7 +94,6 @@ __all__ = [
     "generalisation_tables",
     "judged_after_warmup",
     "labels_known_by",
-    "learnt_pace",
     "load_events",
     "match_alert_rate",
     "operating_curve",
@@ -105,6 +104,7 @@ __all__ = [
     "threshold_bounds",
     "threshold_for_budget",
     "train_model",
+    "unseen_window",
     "write_model_card",
 ]
 

@@ -20,8 +20,8 @@ machine over the trailing window, refitted every few seconds (service) or minute
 Only false alerts spend the budget, so a stream with thirty times the victims keeps its recall (a cap on
 *all* tasks would cap recall near 10 % on a stream with 12 victims per 10k). Each threshold stays within
 ``[model - logit_down, model + logit_up]`` in log-odds, and the model's own thresholds hold until the window
-holds ``min_span_ms`` of traffic. A model promoted after training on this stream's own rows explores only as fast
-as its window holds rows it never saw (:func:`learnt_pace`). A level's window is long enough for its budget to
+holds ``min_span_ms`` of traffic. A model promoted after training on this stream's own rows counts only the rows
+it never saw (:func:`unseen_window`). A level's window is long enough for its budget to
 count whole visits in a small city (``window_visits`` visits at the budget; between one and seven days).
 
 The same step serves the stream worker (candidates, outcomes and thresholds kept in Redis, so they survive
@@ -54,9 +54,9 @@ __all__ = [
     "false_share",
     "follow_offline",
     "follow_thresholds",
-    "learnt_pace",
     "match_alert_rate",
     "threshold_bounds",
+    "unseen_window",
 ]
 
 HOUR_MS = 3_600_000
@@ -167,7 +167,6 @@ def follow_thresholds(
     elapsed_ms: int,
     config: FollowConfig,
     groups: Sequence[int] | None = None,
-    paces: Sequence[float] | None = None,
 ) -> tuple[float, ...]:
     """One step: each level's threshold from its previous one, its window and the outcomes known.
 
@@ -175,14 +174,13 @@ def follow_thresholds(
     :meth:`FollowConfig.window_ms`); ``known_false``: subscribers whose visit has come back (True: false
     alarm); ``span_ms``: traffic seen so far; ``elapsed_ms``: since the previous step. ``groups``: per level,
     the group whose thresholds ascend together (:func:`core.levels.candidate_groups`; None: all one group).
-    ``paces``: per level, a factor on the exploring pace (:func:`learnt_pace`; None: 1).
     """
     if span_ms < config.min_span_ms or residents <= 0:
         return tuple(base)
 
     z = config.evidence_sd
     out = []
-    for i, (b, budget, prev, best) in enumerate(zip(base, budgets, previous, windows, strict=True)):
+    for b, budget, prev, best in zip(base, budgets, previous, windows, strict=True):
         lo, hi = _bounds(b, config)
         days = min(span_ms, config.window_ms(budget, residents)) / DAY_MS
         allowed = config.aim * budget * residents / 10_000 * days
@@ -195,7 +193,7 @@ def follow_thresholds(
             # Underspent: explore lower scores (less evidence is asked than for raising: a wrong step down is
             # soon corrected by a jump up), faster the more room there is (at most ``explore_pace_max`` times).
             room = allowed / max(spent + config.explore_sd * math.sqrt(spent), 1e-9)
-            pace = min(max(room, 1.0), config.explore_pace_max) * (1.0 if paces is None else paces[i])
+            pace = min(max(room, 1.0), config.explore_pace_max)
             threshold = _sigmoid(_logit(prev) - pace * config.logit_down_per_day * elapsed_ms / DAY_MS)
         else:
             threshold = prev
@@ -238,20 +236,25 @@ class ModelSwap:
     scores: np.ndarray  # per row, in the rows' order, as the new model scores them
     # Start from the old thresholds' offset carried over (:func:`carry_over`); False: from the new model's own.
     carry: bool = True
-    # The latest event time of this stream's rows it trained on (None: none): it explores lower scores only as fast
-    # as its window holds rows it never saw (:func:`learnt_pace`).
+    # The latest event time of this stream's rows it trained on (None: none): its windows hold only later rows
+    # (:func:`unseen_window`).
     learnt_until_ms: int | None = None
 
 
-def learnt_pace(learnt_until_ms: int, now_ms: int, windows_ms: Sequence[int]) -> tuple[float, ...]:
-    """Per level, how fast a promoted model may explore lower scores: the share of its window that holds rows of
-    this stream it never trained on (it learnt those up to ``learnt_until_ms``), from 0 to 1.
+def unseen_window(
+    now_ms: int, start_ms: int, windows_ms: Sequence[int], learnt_until_ms: int | None
+) -> tuple[list[int], int]:
+    """Each level's window start and the traffic span the follower counts, for a model that learnt this stream's rows
+    up to ``learnt_until_ms`` (None: none): its windows hold only rows after that, and its span starts there.
 
     A retrain on the city's own outcomes learnt the earlier rows (their false alarms were its negatives), so it
-    scores them low and the re-scored window looks underspent: exploring down at full pace on that evidence
-    flooded a city's week 4 (issue #21's note, stop 40). Raising stays free.
+    scores them low and, re-scored, they make the window look underspent: exploring on that evidence flooded a
+    city's week 4 (issue #21's notes, stops 40 and 42). Until its own window of unseen rows holds ``min_span_ms`` it
+    keeps the thresholds it was handed; then that window's allowance grows with it, so it explores only as far as
+    rows it never saw allow.
     """
-    return tuple(min(max((now_ms - learnt_until_ms) / max(w, 1), 0.0), 1.0) for w in windows_ms)
+    since = start_ms if learnt_until_ms is None else max(start_ms, learnt_until_ms)
+    return [max(now_ms - w, since) for w in windows_ms], now_ms - since
 
 
 def carry_over(
@@ -319,7 +322,7 @@ def follow_offline(
     false holds per 10k per day, its candidates the ``transfers`` rows (a bool mask) only.
     ``swaps`` (in time order): new models taking over mid-stream; the thresholds carry over (:func:`carry_over`),
     the window's candidates are re-scored by the new model and refitted at once, the outcomes stay known; one
-    that trained on this stream's rows explores only as fast as its window holds rows it never saw.
+    that trained on this stream's rows counts only the rows it never saw (:func:`unseen_window`).
     """
     config = config or FollowConfig()
     n = len(scores)
@@ -370,19 +373,19 @@ def follow_offline(
             candidates.popleft()
             candidate_rows.popleft()
         share = false_share(recent, config)
+        since, span_ms = unseen_window(at, start, spans, learnt_until)
         fitted = follow_thresholds(
             base,
             budgets,
             thresholds,
-            best_per_level(candidates, [at - span for span in spans]),
+            best_per_level(candidates, since),
             known,
             share,
             residents,
-            at - start,
+            span_ms,
             elapsed_ms,
             config,
             candidate_groups(),
-            None if learnt_until is None else learnt_pace(learnt_until, at, spans),
         )
         if hold is not None:
             hold.refit(known, at, elapsed_ms)
@@ -438,7 +441,7 @@ class _HoldChain:
         self.floor = _bounds(base, config)[0]
         self.span = config.window_ms(budget, residents)
         self.start = start_ms
-        self.learnt_until: int | None = None  # a promoted model's, as the levels' (:func:`learnt_pace`)
+        self.learnt_until: int | None = None  # a promoted model's, as the levels' (:func:`unseen_window`)
         self.candidates: deque[tuple[int, str, float]] = deque()
         self.rows: deque[int] = deque()
         self.history: list[tuple[int, float]] = [(start_ms, base)]
@@ -463,18 +466,18 @@ class _HoldChain:
         while self.candidates and self.candidates[0][0] < at - self.span:
             self.candidates.popleft()
             self.rows.popleft()
+        since, span_ms = unseen_window(at, self.start, (self.span,), self.learnt_until)
         (fitted,) = follow_thresholds(
             (self.base,),
             (self.budget,),
             (self.threshold,),
-            best_in_windows(self.candidates, [at - self.span]),
+            best_in_windows(self.candidates, since),
             known,
             self.config.hold_unknown_false,
             self.residents,
-            at - self.start,
+            span_ms,
             elapsed_ms,
             self.config,
-            paces=None if self.learnt_until is None else learnt_pace(self.learnt_until, at, (self.span,)),
         )
         if fitted != self.threshold:
             self.threshold = fitted

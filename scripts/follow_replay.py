@@ -111,7 +111,14 @@ def _served(trial: dict[str, Any]) -> set[str]:
 
 
 def _short(figures: dict[str, Any]) -> dict[str, Any]:
-    keys = ("false_tasks_per_10k_per_day", "cases_with_loss", "cases_flagged_before_loss", "cases_flagged_by_loss")
+    keys = (
+        "false_tasks_per_10k_per_day",
+        "cases_with_loss",
+        "cases_flagged_before_loss",
+        "cases_flagged_by_loss",
+        "false_holds_per_10k_per_day",
+        "cases_stopped",
+    )
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items() if k in keys}
 
 

@@ -15,8 +15,7 @@ thresholds (``models.carry_over``), which misleads when the new model learnt the
 candidates on its scale (:func:`_rescore_window`: the shadow's own scores, a quantile map for older rows); carried
 over, they keep the old model's scores until they age out. The promoted model's bounds are drawn around the
 thresholds it was handed over at (kept as the state's ``base``), and one trained on this city's outcomes or reports
-explores lower scores only as fast as its window fills with rows after its training cut-off
-(``models.learnt_pace``), as the field trial does.
+counts only the rows after its training cut-off in its windows (``models.unseen_window``), as the field trial does.
 """
 
 from __future__ import annotations
@@ -46,9 +45,9 @@ from models import (
     carry_over,
     false_share,
     follow_thresholds,
-    learnt_pace,
     match_alert_rate,
     threshold_bounds,
+    unseen_window,
 )
 from streams.metrics import (
     BUDGET_FOLLOWING,
@@ -218,19 +217,19 @@ class LiveBudget:
             known[pseudonymise(subscriber)] = false
         latest = outcomes[: self.config.outcome_memory]
         share = false_share([false for _, false in reversed(latest)], self.config)
+        starts, span_ms = unseen_window(watermark_ms, since, spans, learnt_until)
         fitted = follow_thresholds(
             base,
             budgets,
             previous,
-            best_per_level(candidates, [watermark_ms - span for span in spans]),
+            best_per_level(candidates, starts),
             known,
             share,
             residents,
-            watermark_ms - since,
+            span_ms,
             elapsed_ms,
             self.config,
             candidate_groups(),
-            None if learnt_until is None else learnt_pace(learnt_until, watermark_ms, spans),
         )
         state_now: dict[Any, Any] = {  # Any keys: what redis-py's hset mapping accepts
             "model": scorer.version,
@@ -245,8 +244,9 @@ class LiveBudget:
         if scorer.hold_threshold is not None:
             # The hold threshold: one more level on a chain of its own, transfers its candidates.
             hold_budget = self.settings.budget_holds_per_10k_per_day
-            hold_window = self.config.window_ms(hold_budget, residents)
-            hold_since = watermark_ms - hold_window
+            (hold_since,), hold_span_ms = unseen_window(
+                watermark_ms, since, (self.config.window_ms(hold_budget, residents),), learnt_until
+            )
             state_now["hold_base"] = scorer.hold_threshold
             (state_now["hold"],) = follow_thresholds(
                 (scorer.hold_threshold,),
@@ -259,10 +259,9 @@ class LiveBudget:
                 known,
                 self.config.hold_unknown_false,
                 residents,
-                watermark_ms - since,
+                hold_span_ms,
                 elapsed_ms,
                 self.config,
-                paces=None if learnt_until is None else learnt_pace(learnt_until, watermark_ms, (hold_window,)),
             )
         await redis.hset(STATE, mapping=state_now)
         BUDGET_REFITS.labels(result="ok").inc()
@@ -274,7 +273,7 @@ class LiveBudget:
     ) -> tuple[tuple[float, ...], int | None]:
         """The thresholds ``scorer``'s bounds are drawn around (its own, or those it was handed over at, as the
         field trial's), and for a model promoted after training on this city's rows, until when it learnt them
-        (:func:`models.learnt_pace`; else None)."""
+        (:func:`models.unseen_window`; else None)."""
         if _promoted(field, scorer):  # its first refit since a promotion
             handed = await self._handed_over(redis, scorer)
             if handed is not None and field.get("rescored") != scorer.version:

@@ -18,8 +18,8 @@ from models import (
     cases_from_reports,
     follow_offline,
     labels_known_by,
-    learnt_pace,
     match_alert_rate,
+    unseen_window,
 )
 from models.train import _split
 
@@ -162,24 +162,26 @@ def test_a_swap_to_a_model_shifted_in_log_odds_decides_alike() -> None:
     assert int((alone.levels != reset.levels).sum()) > differ
 
 
-def test_a_retrain_that_learnt_the_window_explores_only_as_fast_as_it_sees_new_rows() -> None:
+def test_a_retrain_that_learnt_the_window_counts_only_the_rows_it_never_saw() -> None:
     # A retrain on the city's outcomes scores the rows it trained on (all before the swap) far lower: re-scored,
-    # the window looks underspent. Told what it learnt, the follower steps down only as fast as the window fills
-    # with rows it never saw; not told, it explores at full pace on that false evidence.
+    # the window would look underspent. Told what it learnt, the follower's windows hold only later rows, so how it
+    # scores the rows it learnt changes nothing it decides; not told, those rows move its thresholds.
     subs, avail, scores = _stream()
     base = (0.6, 0.8, 0.9)
     at = 3 * DAY_MS
+    live = [t for when, t in _follow(scores, base, [], subs, avail).history if when <= at][-1]
     x = np.log(scores / (1 - scores))
-    retrain = np.where(avail < at, 1 / (1 + np.exp(-(x - 4.0))), scores)
 
-    def level3_after(learnt: int | None, hours: float) -> float:
-        run = _follow(scores, base, [ModelSwap(at, base, None, retrain, False, learnt_until_ms=learnt)], subs, avail)
-        return [t for when, t in run.history if when <= at + hours * HOUR][-1][2]
+    def after_swap(learnt: int | None, shift: float) -> list[tuple[int, tuple[float, ...]]]:
+        retrain = np.where(avail < at, 1 / (1 + np.exp(-(x + shift))), scores)
+        run = _follow(scores, base, [ModelSwap(at, live, None, retrain, False, learnt_until_ms=learnt)], subs, avail)
+        return [(when, t) for when, t in run.history if when >= at]
 
-    for hours in (6, 12):
-        assert level3_after(at, hours) > level3_after(None, hours)
-    assert learnt_pace(at, at + DAY_MS, (DAY_MS, 4 * DAY_MS)) == (1.0, 0.25)
-    assert learnt_pace(at, at - HOUR, (DAY_MS,)) == (0.0,)
+    assert after_swap(at, -4.0) == after_swap(at, 0.0) == after_swap(at, 2.0)
+    assert after_swap(None, -4.0) != after_swap(None, 0.0)
+    assert unseen_window(at + DAY_MS, 0, (DAY_MS, 4 * DAY_MS), at) == ([at, at], DAY_MS)
+    assert unseen_window(at + 5 * DAY_MS, 0, (DAY_MS, 4 * DAY_MS), at) == ([at + 4 * DAY_MS, at + DAY_MS], 5 * DAY_MS)
+    assert unseen_window(at + DAY_MS, 0, (DAY_MS, 4 * DAY_MS), None) == ([at, 0], at + DAY_MS)
 
 
 def test_the_split_cuts_each_source_on_its_own_calendar() -> None:
