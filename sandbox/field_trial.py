@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +74,7 @@ __all__ = [
     "judge_week",
     "last_field_trial",
     "run_field_trial",
+    "serve_city",
     "simulated_part",
     "trial_labels",
     "week_rows",
@@ -217,6 +218,39 @@ def _share_won(y: np.ndarray, new: np.ndarray, live: np.ndarray, subs: np.ndarra
     return won / draws
 
 
+def serve_city(
+    data: Dataset,
+    shipped: Scorer,
+    shipped_scores: np.ndarray,
+    residents: int,
+    victims: Container[str],
+    settings: Settings,
+    config: TrialConfig,
+    follow: FollowConfig,
+    swaps: Sequence[ModelSwap] = (),
+) -> FollowResult:
+    """The city's rows decided as the service decides them: the shipped model from the first day, ``swaps`` taking
+    over, the thresholds following outcomes simulated from ``victims`` (a task for anyone else comes back false)."""
+    return follow_offline(
+        data.subscribers,
+        data.avail_ms,
+        shipped_scores,
+        shipped.thresholds,
+        level_budgets(settings.budget_tasks_per_10k_per_day),
+        residents,
+        lambda sub: sub not in victims,
+        task_level=TASK_LEVEL,
+        kinds=data.kinds,
+        episode_ms=settings.episode_ms,
+        outcome_delay_ms=int(config.outcome_delay_h * HOUR_MS),
+        config=follow,
+        hold_base=shipped.hold_threshold,
+        hold_budget=settings.budget_holds_per_10k_per_day,
+        transfers=data.transfers,
+        swaps=swaps,
+    )
+
+
 def run_field_trial(
     events: list[Event],
     cases: list[dict[str, Any]],
@@ -236,7 +270,7 @@ def run_field_trial(
     if not len(data.rows):
         raise ValueError("the city has no events")
     victims = {c["victim"]: c.get("first_loss_ms") for c in cases}
-    subs, avail, kinds = data.subscribers, data.avail_ms, data.kinds
+    subs, avail = data.subscribers, data.avail_ms
     start, end = int(avail.min()), int(avail.max())
     n_weeks = max(math.ceil((end + 1 - start) / config.week_ms), 1)
     if n_weeks > 1 and end + 1 - (start + (n_weeks - 1) * config.week_ms) < DAY_MS // 2:
@@ -246,33 +280,15 @@ def run_field_trial(
     slice_share = 1 / config.slice_folds if config.slice_folds > 1 else 0.0
     outcome_delay = int(config.outcome_delay_h * HOUR_MS)
     report_delay = int(config.report_delay_days * DAY_MS)
-    budgets = level_budgets(settings.budget_tasks_per_10k_per_day)
     scorers: dict[str, Scorer] = {shipped.version: Scorer(shipped, compiled=False)}
     scores: dict[str, np.ndarray] = {shipped.version: scorers[shipped.version].score(data.X)}
     live = shipped.version
     swaps: list[ModelSwap] = []
     weeks: list[dict[str, Any]] = []
 
-    def serve(with_swaps: Sequence[ModelSwap]) -> Any:
-        first = scorers[shipped.version]
-        return follow_offline(
-            subs,
-            avail,
-            scores[shipped.version],
-            first.thresholds,
-            budgets,
-            residents,
-            lambda sub: sub not in victims,
-            task_level=TASK_LEVEL,
-            kinds=kinds,
-            episode_ms=settings.episode_ms,
-            outcome_delay_ms=outcome_delay,
-            config=follow,
-            hold_base=first.hold_threshold,
-            hold_budget=settings.budget_holds_per_10k_per_day,
-            transfers=data.transfers,
-            swaps=with_swaps,
-        )
+    def serve(with_swaps: Sequence[ModelSwap]) -> FollowResult:
+        first, first_scores = scorers[shipped.version], scores[shipped.version]
+        return serve_city(data, first, first_scores, residents, victims, settings, config, follow, with_swaps)
 
     served_by: list[str] = []
     for week in range(n_weeks):

@@ -20,13 +20,12 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from core.levels import level_budgets
 from core.settings import Settings
 from models import ModelRegistry, Scorer, fraud_contacts, load_events, read_jsonl
 from models.dataset import Dataset, build_dataset, case_labels
-from models.evaluate import TASK_LEVEL, operating_curve
-from models.feedback import HOUR_MS, FollowConfig, ModelSwap, follow_offline
-from sandbox.field_trial import TrialConfig, field_trial_path, judge_week, week_rows
+from models.evaluate import operating_curve
+from models.feedback import FollowConfig, ModelSwap
+from sandbox.field_trial import TrialConfig, field_trial_path, judge_week, serve_city, week_rows
 
 
 def main() -> None:
@@ -50,33 +49,19 @@ def main() -> None:
         for w in trial["weeks"]
         if (r := w.get("retrain_after")) and r.get("promoted")
     ]  # fmt: skip
-    served = scores[trial["shipped_model"]].copy()
+    served = scores[trial["shipped_model"]].copy()  # each row as the model serving it scores it
     for swap in swaps:
         served[data.avail_ms >= swap.at_ms] = swap.scores[data.avail_ms >= swap.at_ms]
     victims = {c["victim"] for c in cases}
     truth = case_labels(data.rows, cases)
     contacts = fraud_contacts(events, cases)
-    first = scorers[trial["shipped_model"]]
-    delay = int(config.outcome_delay_h * HOUR_MS)
+    shipped = trial["shipped_model"]
+    follow = FollowConfig.from_settings(settings)
     for variant in [{}, *(json.loads(v) for v in args.variant)]:
-        run = follow_offline(
-            data.subscribers,
-            data.avail_ms,
-            scores[trial["shipped_model"]],
-            first.thresholds,
-            level_budgets(settings.budget_tasks_per_10k_per_day),
-            trial["residents"],
-            lambda sub: sub not in victims,
-            task_level=TASK_LEVEL,
-            kinds=data.kinds,
-            episode_ms=settings.episode_ms,
-            outcome_delay_ms=delay,
-            config=dataclasses.replace(FollowConfig.from_settings(settings), **variant),
-            hold_base=first.hold_threshold,
-            hold_budget=settings.budget_holds_per_10k_per_day,
-            transfers=data.transfers,
-            swaps=swaps,
-        )
+        run = serve_city(
+            data, scorers[shipped], scores[shipped], trial["residents"], victims, settings, config,
+            dataclasses.replace(follow, **variant), swaps,
+        )  # fmt: skip
         for week in trial["weeks"]:
             keep, judged = week_rows(data, cases, week["from_ms"], week["to_ms"])
             figures = judge_week(
