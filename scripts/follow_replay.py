@@ -1,13 +1,14 @@
 """Replay a finished field trial's follower with its own models under other follower settings, in minutes.
 
-    python scripts/follow_replay.py STUDY_DIR [--variant '{"evidence_sd": 1.0}' ...] [--oracle]
+    python scripts/follow_replay.py STUDY_DIR [--variant '{"evidence_sd": 1.0}' ...] [--oracle] [--per-day]
 
 STUDY_DIR is a ``scripts/field_trial_study.py`` output folder (its ``city/`` and ``data/``). The trial's
 promotions are taken as they happened (the swaps at each cut-off with the recorded hand-over thresholds and
-learnt pace); only ``FollowConfig`` changes, so each variant's per-week figures are what the trial would have
+training cut-offs); only ``FollowConfig`` changes, so each variant's per-week figures are what the trial would have
 printed with it (with no variant this reproduces the trial's table). A whole trial takes ~20 minutes; a variant
 here about two. ``--oracle``: per week, the cases the serving model's ranking reaches at a threshold matched on
 that week itself (``operating_curve``), what no follower can do but what tells ranking from threshold-following.
+``--per-day``: per day of each variant, the face-to-face threshold's range and its tasks, false ones among them.
 The city's feature rows are cached in STUDY_DIR/rows.pkl.
 """
 
@@ -21,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from features import DAY_MS
 from models import ModelRegistry, Scorer, fraud_contacts, load_events, read_jsonl
 from models.dataset import Dataset, build_dataset, case_labels
-from models.evaluate import operating_curve
-from models.feedback import FollowConfig, ModelSwap
+from models.evaluate import TASK_LEVEL, operating_curve
+from models.feedback import FollowConfig, FollowResult, ModelSwap
 from sandbox.field_trial import TrialConfig, field_trial_path, judge_week, serve_city, week_rows
 
 
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("study", type=Path)
     parser.add_argument("--variant", action="append", default=[], help="FollowConfig fields as JSON; repeatable")
     parser.add_argument("--oracle", action="store_true")
+    parser.add_argument("--per-day", action="store_true")
     args = parser.parse_args()
     settings = Settings(data_dir=args.study / "data", compile_models=False)
     trial = json.loads(field_trial_path(settings).read_text())
@@ -69,6 +72,9 @@ def main() -> None:
                 settings, trial["residents"],
             )  # fmt: skip
             print(json.dumps({"variant": variant, "week": week["week"], **_short(figures)}))
+        if args.per_day:
+            for day in _per_day(run, data, victims):
+                print(json.dumps({"variant": variant, **day}))
     if args.oracle:
         for week in trial["weeks"]:
             keep, judged = week_rows(data, cases, week["from_ms"], week["to_ms"])
@@ -87,6 +93,29 @@ def _rows(cache: Path, events: list[Any]) -> Dataset:
     with cache.open("wb") as f:
         pickle.dump(data, f)
     return data
+
+
+def _per_day(run: FollowResult, data: Dataset, victims: set[str]) -> list[dict[str, Any]]:
+    """Per day from the first row: the face-to-face threshold's lowest and highest, its tasks, false ones."""
+    start = int(data.avail_ms.min())
+    level = TASK_LEVEL - 1
+    out = []
+    in_force = run.history[0][1][level]
+    changes = iter(run.history)
+    change = next(changes, None)
+    for day in range(int((int(data.avail_ms.max()) - start) // DAY_MS) + 1):
+        hi_ms = start + (day + 1) * DAY_MS
+        seen = [in_force]
+        while change is not None and change[0] < hi_ms:
+            in_force = change[1][level]
+            seen.append(in_force)
+            change = next(changes, None)
+        tasks = [r for r in run.task_rows if start + day * DAY_MS <= data.avail_ms[r] < hi_ms]
+        false = sum(1 for r in tasks if data.subscribers[r] not in victims)
+        out.append(
+            {"day": day, "threshold": [round(min(seen), 3), round(max(seen), 3)], "tasks": len(tasks), "false": false}
+        )
+    return out
 
 
 def _served(trial: dict[str, Any]) -> set[str]:
