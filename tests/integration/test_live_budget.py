@@ -131,29 +131,27 @@ def test_a_model_shadowed_before_its_promotion_takes_over_at_the_live_alert_volu
         assert tuple(orjson.loads(state["base"])) == handed and int(state["learnt_until_ms"]) == 3_600_000
         stored = await redis.hgetall(STATE)
 
-        async def a_day_on(learnt_rows_score: float | None) -> tuple[tuple[float, ...], float | None]:
+        async def a_day_on(model: Any, learnt_rows_score: float | None) -> tuple[tuple[float, ...], float | None]:
             await redis.delete("fw:budget:lock", CANDIDATES, HOLD_CANDIDATES)
             await redis.hset(STATE, mapping=stored)
             worker = LiveBudget(_settings())
             if learnt_rows_score is not None:
                 for i in range(300):  # far more than any level's allowance, had they counted
                     worker.observe(
-                        shadow, f"l{i}", f"+8614{i:09d}", 1_000 + i * 10_000, learnt_rows_score, "transfer.v1"
+                        model, f"l{i}", f"+8614{i:09d}", 1_000 + i * 10_000, learnt_rows_score, "transfer.v1"
                     )
-            worker.observe(shadow, "after", "+8615000000001", 2 * 3_600_000, 0.2, "call.v1")
-            await worker.refit(redis, shadow, watermark_ms=DAY_MS)
-            return worker.thresholds(shadow), worker.hold_threshold(shadow)
+            worker.observe(model, "after", "+8615000000001", 2 * 3_600_000, 0.2, "call.v1")
+            await worker.refit(redis, model, watermark_ms=DAY_MS)
+            return worker.thresholds(model), worker.hold_threshold(model)
 
-        unseen_only = await a_day_on(None)
-        assert await a_day_on(0.999999) == await a_day_on(0.3) == unseen_only
+        unseen_only = await a_day_on(shadow, None)
+        assert await a_day_on(shadow, 0.999999) == await a_day_on(shadow, 0.3) == unseen_only
         assert await redis.zcard(CANDIDATES) > 300  # they were stored, only not counted
         # A model that never learnt this city counts the same rows: high scores now raise its thresholds.
         never_learnt = SimpleNamespace(version="v2", thresholds=shadow.thresholds, hold_threshold=0.45, meta={})
         stored[b"learnt_until_ms"] = b""
-        shadow_was, shadow = shadow, never_learnt
-        high, low = await a_day_on(0.999999), await a_day_on(0.3)
+        high, low = await a_day_on(never_learnt, 0.999999), await a_day_on(never_learnt, 0.3)
         assert high[0] > low[0] and high[1] is not None and low[1] is not None and high[1] > low[1]
-        shadow = shadow_was
         # A model never shadowed still carries the learnt offset over (the test above), and one that never saw
         # this city explores at full pace.
         never = SimpleNamespace(version="v3", thresholds=(0.1, 0.3, 0.5), hold_threshold=None, meta={})
