@@ -210,14 +210,14 @@ class LiveBudget:
         residents = await self._residents(redis)
         spans = [self.config.window_ms(b, residents) for b in budgets]
         base, learnt_until = await self._base(redis, field, scorer, watermark_ms)
-        candidates = await _candidates(redis, CANDIDATES, watermark_ms - max(spans))
+        starts, span_ms = unseen_window(watermark_ms, since, spans, learnt_until)
+        candidates = await _candidates(redis, CANDIDATES, min(starts))
         outcomes = await recent_outcomes(redis, self.config.known_memory)
         known: dict[str, bool] = {}
         for subscriber, false in reversed(outcomes):  # oldest first, so the newest outcome per subscriber wins
             known[pseudonymise(subscriber)] = false
         latest = outcomes[: self.config.outcome_memory]
         share = false_share([false for _, false in reversed(latest)], self.config)
-        starts, span_ms = unseen_window(watermark_ms, since, spans, learnt_until)
         fitted = follow_thresholds(
             base,
             budgets,
