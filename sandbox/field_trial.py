@@ -42,6 +42,8 @@ from features import DAY_MS
 from models import (
     TASK_LEVEL,
     Dataset,
+    FieldLabels,
+    FieldReports,
     FollowConfig,
     FollowResult,
     ModelRegistry,
@@ -67,11 +69,13 @@ from models import (
 __all__ = [
     "FIELD_TRIAL_FILE",
     "FIELD_TRIAL_SCHEMA",
+    "Known",
     "SimulatedPart",
     "TrialConfig",
     "field_trial_files",
     "field_trial_path",
     "judge_week",
+    "known_by",
     "last_field_trial",
     "run_field_trial",
     "serve_city",
@@ -218,6 +222,52 @@ def _share_won(y: np.ndarray, new: np.ndarray, live: np.ndarray, subs: np.ndarra
     return won / draws
 
 
+@dataclasses.dataclass(frozen=True)
+class Known:
+    """What a city has taught the service by a cut-off: outcomes, police reports, the reported rings' other cases."""
+
+    labels: list[dict[str, Any]]
+    from_labels: FieldLabels
+    reports: FieldReports
+    ring: list[dict[str, Any]]
+    victims: set[str]
+    y: np.ndarray  # per city row: 1 for a known case's evidence, else 0
+
+
+def known_by(
+    data: Dataset,
+    events: Sequence[Event],
+    cases: list[dict[str, Any]],
+    task_rows: Sequence[int],
+    victims: dict[str, int | None],
+    cutoff_ms: int,
+    config: TrialConfig,
+    episode_ms: int,
+) -> Known:
+    """The labels known at ``cutoff_ms`` of a city served with ``task_rows`` as its tasks (outcomes after their
+    delay, reports after theirs); ``cases`` is read only as the police and the responders would learn it."""
+    labels, _ = labels_known_by(
+        trial_labels(data, task_rows, victims, cutoff_ms, int(config.outcome_delay_h * HOUR_MS), episode_ms),
+        cutoff_ms,
+    )
+    from_labels = cases_from_labels(labels, (e for e in events if e.ts_ms < cutoff_ms))
+    reports = cases_from_reports(cases, cutoff_ms, int(config.report_delay_days * DAY_MS))
+    ring = (
+        cases_from_reported_numbers(reports.cases, (e for e in events if e.available_ms < cutoff_ms))
+        if config.ring_cases
+        else []
+    )
+    known_cases = from_labels.cases + reports.cases + ring
+    return Known(
+        labels,
+        from_labels,
+        reports,
+        ring,
+        {c["victim"] for c in known_cases},
+        case_labels(data.rows, known_cases),
+    )
+
+
 def serve_city(
     data: Dataset,
     shipped: Scorer,
@@ -278,7 +328,6 @@ def run_field_trial(
     in_slice = _slice_mask(subs, config.slice_folds)
     # The slice's people are no training rows: the city trained on has that many fewer residents.
     slice_share = 1 / config.slice_folds if config.slice_folds > 1 else 0.0
-    outcome_delay = int(config.outcome_delay_h * HOUR_MS)
     report_delay = int(config.report_delay_days * DAY_MS)
     scorers: dict[str, Scorer] = {shipped.version: Scorer(shipped, compiled=False)}
     scores: dict[str, np.ndarray] = {shipped.version: scorers[shipped.version].score(data.X)}
@@ -297,19 +346,9 @@ def run_field_trial(
         if week == n_weeks - 1:
             break
         followed = serve(swaps)
-        labels, _ = labels_known_by(
-            trial_labels(data, followed.task_rows, victims, cutoff, outcome_delay, settings.episode_ms), cutoff
-        )
-        from_labels = cases_from_labels(labels, (e for e in events if e.ts_ms < cutoff))
-        reports = cases_from_reports(cases, cutoff, report_delay)
-        ring = (
-            cases_from_reported_numbers(reports.cases, (e for e in events if e.available_ms < cutoff))
-            if config.ring_cases
-            else []
-        )
-        known_cases = from_labels.cases + reports.cases + ring
-        known_victims = {c["victim"] for c in known_cases}
-        y_known = case_labels(data.rows, known_cases)
+        known = known_by(data, events, cases, followed.task_rows, victims, cutoff, config, settings.episode_ms)
+        labels, from_labels, reports, ring = known.labels, known.from_labels, known.reports, known.ring
+        known_victims, y_known = known.victims, known.y
         before = avail < cutoff
         settled = avail < cutoff - report_delay
         is_known = np.asarray([s in known_victims for s in subs], dtype=bool)
