@@ -1,4 +1,5 @@
-"""Typed input events of the contract (``call.v1``, ``transfer.v1``, ``call_start.v1``): what every stage reads.
+"""Typed input events of the contract (``call.v1``, ``transfer.v1``, ``call_start.v1``, and police reports as
+``case.v1`` records): what every stage reads.
 
 Each kind is a frozen dataclass whose field order is its compact wire form on the internal hops (see
 ``core.kinds``); ``subscriber`` is the key its topic is partitioned by and ``available_ms`` the event time at
@@ -16,6 +17,7 @@ __all__ = [
     "CallEvent",
     "CallStartEvent",
     "Event",
+    "ReportEvent",
     "TransferEvent",
     "call_join_key",
     "occasion_of",
@@ -105,6 +107,32 @@ class CallStartEvent:
         return self.ts_ms
 
 
+@dataclass(frozen=True, slots=True)
+class ReportEvent:
+    """A police report: a ``case.v1`` record a victim's complaint produced, known from ``ts_ms`` (its
+    ``reported_ms``, an optional field of the contract that the reports topic requires). Its ``fraud_numbers``
+    are confirmed fraud lines from then on: whoever answers one for long is a case by the contract's definition."""
+
+    SCHEMA: ClassVar[str] = "case.v1"
+
+    event_id: str  # "report:" + the case id: a repeat of the same report is one report
+    ts_ms: int
+    case_id: str
+    victim: str
+    fraud_numbers: tuple[str, ...]
+    schema: Literal["case.v1"] = "case.v1"
+
+    @property
+    def subscriber(self) -> str:
+        """The victim who reported (the topic's key)."""
+        return self.victim
+
+    @property
+    def available_ms(self) -> int:
+        """A report is known once it is made."""
+        return self.ts_ms
+
+
 def call_join_key(call: CallEvent) -> str:
     """The id joining a call record to its ``call_start.v1``: its ``call_id`` if given, else its ``event_id``."""
     return call.call_id or call.event_id
@@ -120,4 +148,4 @@ def occasion_of(event: CallEvent | TransferEvent | CallStartEvent) -> str:
     return event.event_id
 
 
-Event = CallEvent | TransferEvent | CallStartEvent
+Event = CallEvent | TransferEvent | CallStartEvent | ReportEvent

@@ -14,8 +14,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Generic, Protocol, TypeVar
 
 from core.errors import InvalidEvent
-from core.events import CallEvent, CallStartEvent, TransferEvent
-from core.validators import call_start_v1, call_v1, transfer_v1
+from core.events import CallEvent, CallStartEvent, ReportEvent, TransferEvent
+from core.validators import call_start_v1, call_v1, case_report_v1, transfer_v1
 
 __all__ = [
     "KINDS",
@@ -127,3 +127,5 @@ class Handlers(Generic[H]):
 _add(EventKind("call.v1", CallEvent, call_v1, "calls_topic"))
 _add(EventKind("transfer.v1", TransferEvent, transfer_v1, "transfers_topic"))
 _add(EventKind("call_start.v1", CallStartEvent, call_start_v1, "call_starts_topic"))
+# Police reports: the victim's case as the police recorded it, on a topic of its own (``features.steps``).
+_add(EventKind("case.v1", ReportEvent, case_report_v1, "reports_topic"))

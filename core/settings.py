@@ -55,6 +55,9 @@ class TopicSettings(BaseModel):
     calls_topic: str = "calls.v1"
     transfers_topic: str = "transfers.v1"
     call_starts_topic: str = Field("call-starts.v1", description="Signalling (call_start.v1); may stay empty.")
+    reports_topic: str = Field(
+        "police-reports.v1", description="Police reports (case.v1 with reported_ms); may stay empty."
+    )
     caller_calls_topic: str = "calls-by-caller.v1"
     enriched_calls_topic: str = "calls-enriched.v1"
     pending_alerts_topic: str = "alerts-pending.v1"

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from core.errors import InvalidEvent
-from core.events import CALLER_KINDS, CHANNELS, CallEvent, CallStartEvent, TransferEvent
+from core.events import CALLER_KINDS, CHANNELS, CallEvent, CallStartEvent, ReportEvent, TransferEvent
 
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -21,11 +21,13 @@ _CHANNELS = frozenset(CHANNELS)
 # Far-future timestamps are absurd: a clock that is years ahead is a bug upstream, not an event.
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 _MAX_AMOUNT = 1e12
+_MAX_REPORTED_NUMBERS = 64  # a ring's lines named in one report; more is a bulk list, not a victim's report
 
 __all__ = [
     "call_start_v1",
     "call_v1",
     "caller_kind",
+    "case_report_v1",
     "coord",
     "number",
     "optional_text",
@@ -56,15 +58,15 @@ def phone(obj: dict[str, Any], name: str) -> str:
     return value
 
 
-def ts(obj: dict[str, Any]) -> int:
-    """The required ``ts_ms`` field: integer milliseconds since the epoch, before 2100."""
-    value = obj.get("ts_ms")
+def ts(obj: dict[str, Any], name: str = "ts_ms") -> int:
+    """A required time field (``ts_ms`` unless named): integer milliseconds since the epoch, before 2100."""
+    value = obj.get(name)
     if value is None:
-        raise InvalidEvent("missing_field", "ts_ms")
+        raise InvalidEvent("missing_field", name)
     if type(value) is not int:
-        raise InvalidEvent("wrong_type", "ts_ms must be an integer")
+        raise InvalidEvent("wrong_type", f"{name} must be an integer")
     if value < 0 or value > _MAX_TS_MS:
-        raise InvalidEvent("bad_value", "ts_ms out of range")
+        raise InvalidEvent("bad_value", f"{name} out of range")
     return value
 
 
@@ -176,4 +178,24 @@ def transfer_v1(obj: dict[str, Any]) -> TransferEvent:
         channel=channel,
         lat=coord(obj, "lat", 90.0),
         lon=coord(obj, "lon", 180.0),
+    )
+
+
+def case_report_v1(obj: dict[str, Any]) -> ReportEvent:
+    """Validate a police report: a ``case.v1`` object with the ``reported_ms`` the reports topic requires."""
+    numbers = obj.get("fraud_numbers")
+    if numbers is None:
+        raise InvalidEvent("missing_field", "fraud_numbers")
+    if type(numbers) is not list:
+        raise InvalidEvent("wrong_type", "fraud_numbers must be a list")
+    if len(numbers) > _MAX_REPORTED_NUMBERS:
+        raise InvalidEvent("bad_value", f"fraud_numbers has {len(numbers)} numbers")
+    checked = tuple(dict.fromkeys(phone({"n": n}, "n") for n in numbers))  # each E.164, repeats once
+    case_id = text(obj, "case_id")
+    return ReportEvent(
+        event_id="report:" + case_id,
+        ts_ms=ts(obj, "reported_ms"),
+        case_id=case_id,
+        victim=phone(obj, "victim"),
+        fraud_numbers=checked,
     )

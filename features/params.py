@@ -38,6 +38,7 @@ __all__ = [
     "PARAMETERS",
     "PAYEE_AGE_CAP_S",
     "PAYEE_MAX_ENTRIES",
+    "REPORT_KEEP_MS",
     "SHORT_CALL_S",
     "STRANGER_MS",
     "STRANGER_TALK_MIN_S",
@@ -123,6 +124,9 @@ MAX_FEEDBACK_CALLERS = 4
 # Feedback to a payee: the payer had this much stranger talk in the last hour, or a suspicious call within
 # ``SUSPICIOUS_FOLLOW_MS``, before paying.
 FLAG_STRANGER_TALK_1H_S = 120
+# A police report names its ring's lines: each counts as reported from the report's time plus
+# ``FEEDBACK_DELAY_MS`` (the same hop), and its state is kept this long after it even while the line is silent.
+REPORT_KEEP_MS = 60 * DAY_MS
 
 
 # Collected rather than listed, so a constant added above is hashed without a second edit.

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 
 from core.events import Event
 from features.state import PAYEE_PREFIX, CallerState, PayeeState, SubscriberState
-from features.steps import KeyState, feedback_stage, steps_for
+from features.steps import KeyState, feedback_of, feedback_stage, steps_for
 from features.timers import TickIndex
 from features.vector import FeatureRow, available_at
 
@@ -55,6 +55,11 @@ class FeatureEngine:
 
     def process(self, event: Event) -> FeatureRow | None:
         """Update state with one event; its feature row, or None for a duplicate or a kind without features."""
+        told = feedback_of(event)
+        if told is not None:  # a police report: its numbers' states learn it, as the caller-keyed hop does
+            for fb in told:
+                feedback_stage(self._key_state(fb.key), fb)
+            return None
         steps = steps_for(event)
         if steps is None:
             return None  # a kind the features do not use
@@ -81,6 +86,9 @@ class FeatureEngine:
 
     def step(self, event: Event) -> list[FeatureRow]:
         """The rows one event brings: the ticks due by its time first, then its own (if any)."""
+        if feedback_of(event) is not None:
+            self.process(event)  # it never reaches a subscriber's partition, so it moves no timer there
+            return []
         rows = self.fire_ticks(available_at(event))
         row = self.process(event)
         if row is not None:

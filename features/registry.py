@@ -267,6 +267,11 @@ _CALLER = _snapshot_block(
             f"{people(_v(r, 'caller_shared_payee_callees_7d'))} who talked with the calling number this week then "
             "paid an account that another of its callees also paid"
         ),
+        "caller_reported": lambda r: (
+            "a police report names the calling number as a fraud line"
+            if _v(r, "caller_reported")
+            else "no police report names the calling number"
+        ),
     },
 )
 
@@ -444,6 +449,14 @@ _SUSPICIOUS = _block(
                 "this week then paid someone new"
             ),
         ),
+        (
+            "suspicious_caller_reported",
+            lambda r: (
+                "the last suspicious number to call this person is named in a police report as a fraud line"
+                if _v(r, "suspicious_caller_reported")
+                else "no police report names the last suspicious number"
+            ),
+        ),
     ],
 )
 
@@ -498,6 +511,14 @@ _ON_CALL = _block(
                 f"the number on the line now first appeared {span(_v(r, 'oncall_caller_age_s'))} ago"
                 if _v(r, "oncall_caller_age_s") >= 60
                 else "the number on the line now was never seen before this call"
+            ),
+        ),
+        (
+            "oncall_reported",
+            lambda r: (
+                "is on a call right now with a number a police report names as a fraud line"
+                if _v(r, "oncall_reported")
+                else "is on no call with a reported number right now"
             ),
         ),
     ],

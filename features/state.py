@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, replace
 from operator import attrgetter
 from typing import Any
 
@@ -34,6 +34,7 @@ from features.params import (
     OPEN_CALL_TIMEOUT_MS,
     PAYEE_AGE_CAP_S,
     PAYEE_MAX_ENTRIES,
+    REPORT_KEEP_MS,
     SHORT_CALL_S,
     STRANGER_MS,
     STRANGER_TALK_MIN_S,
@@ -230,6 +231,8 @@ class Feedback:
     who: str
     effective_ms: int
     via: str = ""
+    # A police report naming ``key`` (a calling number) as a fraud line, rather than a callee who paid.
+    reported: bool = False
 
     def to_list(self) -> list[Any]:
         """The four values every worker reads (``via`` travels beside them, see :meth:`to_envelope`)."""
@@ -250,12 +253,15 @@ class Feedback:
         envelope: dict[str, Any] = {"f": self.to_list()}
         if self.via:
             envelope["v"] = self.via
+        if self.reported:
+            envelope["r"] = 1
         return envelope
 
     @classmethod
     def from_envelope(cls, envelope: dict[str, Any]) -> Feedback:
         """Read a hop record; an older worker's (no ``v``) leaves ``via`` empty."""
-        return cls.from_list(envelope["f"], str(envelope.get("v") or ""))
+        fb = cls.from_list(envelope["f"], str(envelope.get("v") or ""))
+        return replace(fb, reported=True) if envelope.get("r") else fb
 
 
 def payee_key(account: str) -> str:
@@ -305,6 +311,9 @@ class CallerSnapshot:
     # Paid callees (feedback, 7 d) who paid an account another paid callee of this number also paid: a ring's
     # mule fed by several victims of one line, whatever script it ran. Known before the next victim pays.
     shared_payee_callees_7d: int = 0
+    # 1 when a police report known by now names this number (``REPORT_KEEP_MS``): a confirmed fraud line,
+    # whatever script it runs.
+    reported: int = 0
 
     def to_list(self) -> list[float]:
         """The fields in declaration order: the wire form, and the ``caller`` block of the feature vector."""
@@ -338,7 +347,7 @@ _caller_values = attrgetter(*CALLER_SNAPSHOT_FIELDS)  # one C call for all field
 class CallerState:
     """Rolling behaviour of one calling number across all its callees."""
 
-    __slots__ = ("dedup", "first_seen_ms", "paid", "paid_payees", "windows")
+    __slots__ = ("dedup", "first_seen_ms", "paid", "paid_payees", "reported_ms", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES)
@@ -347,9 +356,16 @@ class CallerState:
         self.paid = DelayedFlags()  # callees who paid a new payee within a day of talking with this number
         # The same flags as (callee, payee account) pairs; ``paid``'s ids drop the repeats of both.
         self.paid_payees = DelayedFlags(dedup=False)
+        self.reported_ms: int | None = None  # from when a police report counts (the earliest known)
 
     def feedback(self, fb: Feedback) -> bool:
-        """Queue a callee's "paid a new payee after our call"; False for a repeat of the same transfer."""
+        """Queue a callee's "paid a new payee after our call", or a police report naming this number; False for
+        a repeat (the same transfer, or a report no earlier than one already known)."""
+        if fb.reported:
+            if self.reported_ms is not None and self.reported_ms <= fb.effective_ms:
+                return False
+            self.reported_ms = fb.effective_ms
+            return True
         if not self.paid.add(fb.flag_id, fb.effective_ms, fb.who):
             return False
         if fb.via:
@@ -370,8 +386,8 @@ class CallerState:
         self.paid_payees.advance(avail_ms)
         return True
 
-    def snapshot(self) -> CallerSnapshot:
-        """The caller's current risk profile."""
+    def snapshot(self, at_ms: int | None = None) -> CallerSnapshot:
+        """The caller's current risk profile (at ``at_ms`` when that is after its last call: a connect)."""
         w = self.windows
         calls, answered, short, _talk, long_calls = w.sums(2)
         calls_7d, answered_7d, short_7d, talk_7d, long_7d = w.sums(3)
@@ -404,26 +420,35 @@ class CallerState:
             long_share_7d=long_7d / answered_7d if answered_7d else 0.0,
             paid_share_24h=min(1.0, paid_24h / fanout_24h) if fanout_24h else 0.0,
             shared_payee_callees_7d=self.paid_payees.shared_members(),
+            reported=int(self.reported_at(now if at_ms is None else max(now, at_ms))),
         )
+
+    def reported_at(self, at_ms: int) -> bool:
+        """Whether a police report naming this number counts at ``at_ms``."""
+        return self.reported_ms is not None and self.reported_ms <= at_ms < self.reported_ms + REPORT_KEEP_MS
 
     def idle_after_ms(self) -> int:
         """From when the key may be expired (``NEVER`` while a flag is pending): its windows are all empty."""
         if self.paid.pending or self.paid_payees.pending:
             return NEVER
-        return self.windows.now + WINDOW_SPANS_MS[-1]
+        idle_from = self.windows.now + WINDOW_SPANS_MS[-1]
+        return idle_from if self.reported_ms is None else max(idle_from, self.reported_ms + REPORT_KEEP_MS)
 
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
         return now_ms > self.idle_after_ms()
 
     def to_obj(self) -> dict[str, Any]:
-        return {
+        obj = {
             "w": self.windows.to_obj(),
             "f": self.first_seen_ms,
             "d": self.dedup.to_obj(),
             "q": self.paid.to_obj(),
             "v": self.paid_payees.to_obj(),
         }
+        if self.reported_ms is not None:
+            obj["r"] = self.reported_ms
+        return obj
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> CallerState:
@@ -435,6 +460,7 @@ class CallerState:
         state.dedup = _Dedup(obj["d"])
         state.paid = DelayedFlags.from_obj(obj.get("q"))
         state.paid_payees = DelayedFlags.from_obj(obj.get("v"), dedup=False)  # absent in older stored states
+        state.reported_ms = obj.get("r")  # absent unless reported (and in states stored before reports)
         return state
 
 
@@ -612,6 +638,7 @@ class SuspiciousContact:
     caller_fanout_24h: int
     caller_paid_callees_7d: int = 0
     caller_short_share_24h: float = 0.0  # the caller's answered calls that day under SHORT_CALL_S
+    caller_reported: int = 0  # a police report named the caller by then
 
     def to_list(self) -> list[Any]:
         return [
@@ -623,6 +650,7 @@ class SuspiciousContact:
             self.caller_fanout_24h,
             self.caller_paid_callees_7d,
             self.caller_short_share_24h,
+            self.caller_reported,
         ]
 
 
@@ -641,6 +669,7 @@ class OpenCall:
     ticks: int = 0
     lat: float | None = None  # where the callee was when it connected, for a re-scored call's alert
     lon: float | None = None
+    caller_reported: int = 0  # a police report named the caller when it connected
 
     def to_list(self) -> list[Any]:
         return [
@@ -654,6 +683,7 @@ class OpenCall:
             self.ticks,
             self.lat,
             self.lon,
+            self.caller_reported,
         ]
 
 
@@ -715,6 +745,7 @@ class SubscriberState:
                 caller.age_s,
                 lat=start.callee_lat,
                 lon=start.callee_lon,
+                caller_reported=caller.reported,
             )
             while len(self.open_calls) > MAX_OPEN_CALLS:
                 del self.open_calls[next(iter(self.open_calls))]
@@ -767,8 +798,10 @@ class SubscriberState:
         # Not the number kind: elsewhere most scam calls come from plain mobiles, and a contact defined by the
         # kind would teach the model this simulator's ring lines. A long talk with a stranger, or a stranger
         # sweeping many people, is suspicious whatever range the number is from.
-        suspicious = (
-            stranger and call.answered and (dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= SUSPICIOUS_FANOUT_24H)
+        # A reported line is suspicious whoever it calls: a known number can be a ring's too (it called before).
+        suspicious = call.answered and (
+            bool(caller.reported)
+            or (stranger and (dur >= SUSPICIOUS_TALK_S or caller.fanout_24h >= SUSPICIOUS_FANOUT_24H))
         )
         if suspicious and (self.last_suspicious is None or avail_ms >= self.last_suspicious.end_ms):
             self.last_suspicious = SuspiciousContact(
@@ -780,6 +813,7 @@ class SubscriberState:
                 caller_fanout_24h=caller.fanout_24h,
                 caller_paid_callees_7d=caller.paid_callees_7d,
                 caller_short_share_24h=caller.answered_short_share_24h,
+                caller_reported=caller.reported,
             )
         return stranger
 

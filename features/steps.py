@@ -16,8 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from core.events import CallEvent, CallStartEvent, Event, TransferEvent
+from core.events import CallEvent, CallStartEvent, Event, ReportEvent, TransferEvent
 from core.kinds import Handlers
+from features.params import FEEDBACK_DELAY_MS
 from features.state import (
     PAYEE_PREFIX,
     CallerSnapshot,
@@ -45,12 +46,14 @@ __all__ = [
     "KeySnapshot",
     "KeyState",
     "KindSteps",
+    "feedback_of",
     "feedback_stage",
     "is_payee_key",
     "key_of",
     "key_stage",
     "key_state_type",
     "new_key_state",
+    "report_feedback",
     "snapshot_type",
     "steps_for",
     "subscriber_stage",
@@ -157,3 +160,21 @@ def subscriber_stage(state: SubscriberState, event: Event, snapshot: KeySnapshot
 def feedback_stage(state: KeyState, fb: Feedback) -> bool:
     """Stage 3: queue feedback on the state of ``fb.key``; False for a repeat (same transfer, same key)."""
     return apply_feedback(state, fb)
+
+
+def report_feedback(report: ReportEvent) -> list[Feedback]:
+    """A police report as feedback to each number it names: reported from the report's time plus the hop's delay
+    (``FEEDBACK_DELAY_MS``, as for a transfer's feedback, so serving counts it at the same event time as offline)."""
+    at = report.ts_ms + FEEDBACK_DELAY_MS
+    return [Feedback(number, report.event_id, report.victim, at, reported=True) for number in report.fraud_numbers]
+
+
+# Kinds that make no feature row and only tell key states something: ingest sends their feedback on the
+# caller-keyed hop (one message per key), the offline engine applies it in arrival order.
+_FEEDBACK_ONLY: Handlers[Callable[[Any], list[Feedback]]] = Handlers({ReportEvent: report_feedback})
+
+
+def feedback_of(event: Any) -> list[Feedback] | None:
+    """The feedback of a feedback-only kind's event (a police report); None for any other kind."""
+    handler = _FEEDBACK_ONLY.get(event)
+    return None if handler is None else handler(event)

@@ -94,10 +94,10 @@ _NAN_CALL = (NAN,) * len(BLOCK_NAMES["call"])
 _NAN_CALLER = (NAN,) * (len(BLOCK_NAMES["caller"]) + len(BLOCK_NAMES["call_vs_caller"]))
 _NAN_TRANSFER = (NAN,) * len(BLOCK_NAMES["transfer"])
 _NAN_PAYEE = (NAN,) * len(BLOCK_NAMES["payee"])
-_NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0)  # no suspicious call yet: no time since, no share, zero counts
+_NO_SUSPICIOUS = (NAN, 0.0, 0.0, 0.0, NAN, 0.0, 0.0)  # no suspicious call yet: no time since, no share, zeros
 if len(_NO_SUSPICIOUS) != len(BLOCK_NAMES["suspicious"]):
     raise RuntimeError("the suspicious block's padding does not match the registry")
-_NO_OPEN_CALL = (0.0, NAN, NAN, NAN, NAN, NAN)  # not on a new number's call; nothing known of a line
+_NO_OPEN_CALL = (0.0, NAN, NAN, NAN, NAN, NAN, 0.0)  # not on a new number's call; nothing known of a line
 if 2 + len(_NO_OPEN_CALL) != len(BLOCK_NAMES["on_call"]):
     raise RuntimeError("the on_call block's padding does not match the registry")
 # (state channel, kept in cents) per window feature of one window, read once per window per row.
@@ -151,7 +151,7 @@ def caller_step(state: CallerState, call: CallEvent) -> CallerSnapshot | None:
 
 def caller_start_step(state: CallerState, start: CallStartEvent) -> CallerSnapshot:
     """The calling number as it is when a call connects; the call changes its state only once it ends."""
-    return state.snapshot()
+    return state.snapshot(available_at(start))
 
 
 def payee_step(state: PayeeState, transfer: TransferEvent) -> PayeeSnapshot | None:
@@ -240,6 +240,7 @@ def _suspicious_block(state: SubscriberState, at_ms: int, out: list[float]) -> N
             float(last.caller_fanout_24h),
             float(last.caller_short_share_24h),
             float(last.caller_paid_callees_7d),
+            float(last.caller_reported),
         ]
 
 
@@ -259,6 +260,7 @@ def _on_call_block(state: SubscriberState, at_ms: int, is_start: bool, out: list
         float(shown.caller_short_share_24h),
         float(shown.caller_paid_callees_7d),
         float(shown.caller_age_s),
+        1.0 if any(c.caller_reported for c in calls.values()) else 0.0,  # any line now, not only the one shown
     ]
 
 

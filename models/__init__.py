@@ -48,6 +48,7 @@ from models.field_labels import (
     cases_from_reports,
     labels_known_by,
     read_labels,
+    report_events,
 )
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
@@ -100,6 +101,7 @@ __all__ = [
     "read_jsonl",
     "read_labels",
     "reasons",
+    "report_events",
     "subscriber_folds",
     "threshold_bounds",
     "threshold_for_budget",

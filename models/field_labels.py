@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingDataError
-from core.events import CallEvent, CallStartEvent, Event, TransferEvent
+from core.events import CallEvent, CallStartEvent, Event, ReportEvent, TransferEvent
 from core.outcomes import CASE_MIN_ANSWERED_S, OUTCOME_TARGET
+from core.validators import case_report_v1
 from models.dataset import read_jsonl
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "cases_from_reports",
     "labels_known_by",
     "read_labels",
+    "report_events",
 ]
 
 _NEEDED = ("task_id", "subscriber", "outcome", "episode_start_ms", "episode_end_ms")
@@ -144,6 +146,17 @@ def report_known_ms(report: dict[str, Any], delay_ms: int) -> int | None:
         return int(report["reported_ms"])
     loss = report.get("first_loss_ms")
     return None if loss is None else int(loss) + delay_ms
+
+
+def report_events(reports: Iterable[dict[str, Any]], delay_ms: int) -> list[ReportEvent]:
+    """``case.v1`` records as the police-reports topic carries them: each record with a loss and fraud numbers,
+    made at its ``reported_ms`` (else ``delay_ms`` after its loss), validated as the stream validates them."""
+    out = []
+    for report in reports:
+        known = report_known_ms(report, delay_ms)
+        if known is not None and report.get("fraud_numbers"):
+            out.append(case_report_v1({**report, "reported_ms": known}))
+    return out
 
 
 def cases_from_reports(reports: Iterable[dict[str, Any]], cutoff_ms: int | None, delay_ms: int) -> FieldReports:

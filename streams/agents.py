@@ -37,7 +37,7 @@ from features import (
 )
 from models import reasons
 from streams.budget import LiveBudget
-from streams.ingest import Ignored, Rejected, route_raw
+from streams.ingest import Fanout, Ignored, Rejected, route_raw
 from streams.metrics import (
     ALERT_ERRORS,
     ALERT_HANDOFF_SECONDS,
@@ -226,7 +226,10 @@ class Agents:
                     _child(EVENTS_IGNORED, routed.schema).inc()
                     continue
                 counts[(message.topic, routed.schema)] = counts.get((message.topic, routed.schema), 0) + 1
-                out.append((routed.key, routed.envelope))
+                if isinstance(routed, Fanout):
+                    out += routed.messages
+                else:
+                    out.append((routed.key, routed.envelope))
             for (topic, kind), n in counts.items():
                 _child(EVENTS_CONSUMED, topic, kind).inc(n)
             await self.to_callers.send_many(out)

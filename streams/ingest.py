@@ -13,9 +13,9 @@ import orjson
 from core.decode import decode
 from core.errors import InvalidEvent
 from core.kinds import to_wire
-from features import steps_for
+from features import feedback_of, steps_for
 
-__all__ = ["Forward", "Ignored", "Rejected", "route_raw"]
+__all__ = ["Fanout", "Forward", "Ignored", "Rejected", "route_raw"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,14 @@ class Forward:
     schema: str
     key: bytes
     envelope: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """A valid event that only tells key states something (a police report): one hop message per key."""
+
+    schema: str
+    messages: tuple[tuple[bytes, bytes], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +55,15 @@ class Ignored:
 # payees may then reach ``score`` in another order than they were sent.
 
 
-def route_raw(raw: bytes, max_bytes: int, broker_ts: float | None) -> Forward | Rejected | Ignored:
+def route_raw(raw: bytes, max_bytes: int, broker_ts: float | None) -> Forward | Fanout | Rejected | Ignored:
     """What ingest does with one raw message; ``broker_ts`` (seconds) rides along for the latency metric."""
     try:
         event = decode(raw, max_bytes)
     except InvalidEvent as exc:
         return Rejected(exc)
+    told = feedback_of(event)
+    if told is not None:
+        return Fanout(event.schema, tuple((fb.key.encode(), orjson.dumps(fb.to_envelope())) for fb in told))
     steps = steps_for(event)
     if steps is None:
         return Ignored(event.schema)

@@ -33,6 +33,7 @@ class ReplayStats:
     unroutable: int
     seconds: float
     call_starts: int = 0  # signalling (call_start.v1), counted apart from the calls' records
+    reports: int = 0  # police reports (case.v1 with reported_ms)
 
     @property
     def rate(self) -> float:
@@ -99,7 +100,7 @@ async def replay(
         acks=1,
     )
     await producer.start()
-    calls = transfers = starts = unroutable = 0
+    calls = transfers = starts = reports = unroutable = 0
     started = time.monotonic()
     try:
         pending = []
@@ -115,6 +116,8 @@ async def replay(
                 calls += 1
             elif topic == settings.call_starts_topic:
                 starts += 1
+            elif topic == settings.reports_topic:
+                reports += 1
             else:
                 transfers += 1
             if len(pending) >= 5000:
@@ -123,4 +126,4 @@ async def replay(
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
-    return ReplayStats(len(lines), calls, transfers, unroutable, time.monotonic() - started, starts)
+    return ReplayStats(len(lines), calls, transfers, unroutable, time.monotonic() - started, starts, reports)

@@ -47,6 +47,7 @@ def _worker_settings(
         calls_topic=f"{app_id}.calls.v1",
         transfers_topic=f"{app_id}.transfers.v1",
         call_starts_topic=f"{app_id}.call-starts.v1",
+        reports_topic=f"{app_id}.police-reports.v1",
     )
     env = {
         "FW_BROKER_URL": tansu.url,
@@ -59,6 +60,7 @@ def _worker_settings(
         "FW_CALLS_TOPIC": settings.calls_topic,
         "FW_TRANSFERS_TOPIC": settings.transfers_topic,
         "FW_CALL_STARTS_TOPIC": settings.call_starts_topic,
+        "FW_REPORTS_TOPIC": settings.reports_topic,
     }
     return settings, env
 
@@ -118,10 +120,19 @@ def _same(a: list[float | None], b: tuple[float, ...]) -> bool:
 async def test_stream_rows_equal_offline_rows(
     tansu: RunningService, redis_service: RunningService, trained_data_dir: Path, tmp_path: Path
 ) -> None:
-    # Half the answered calls signalled: the stream joins starts to their records as the offline engine does.
-    city = simulate(CityConfig(subscribers=300, days=0.5, seed=77, victims_per_10k_per_day=200, signalling=0.5))
+    # Half the answered calls signalled: the stream joins starts to their records as the offline engine does. A
+    # police feed 15 min behind the losses: reports fan out to their numbers' partitions and mark later calls.
+    city = simulate(
+        CityConfig(
+            subscribers=300, days=0.5, seed=77, victims_per_10k_per_day=400, signalling=0.5, report_delay_days=0.01
+        )
+    )
     paths = write_city(city, tmp_path / "city")
     offline = {row.event_id: row for row in FeatureEngine().run(load_events(paths["events"]).events)}
+    assert city.meta["police_reports"] > 0
+    reported = FEATURE_NAMES.index("caller_reported"), FEATURE_NAMES.index("suspicious_caller_reported")
+    assert sum(1 for row in offline.values() if row.values[reported[0]] == 1.0) > 0  # calls of reported lines
+    assert sum(1 for row in offline.values() if row.values[reported[1]] == 1.0) > 0
 
     receiver = ReceiverServer()
     await receiver.start()

@@ -255,7 +255,7 @@ def test_unknown_channel(channel: str) -> None:
     assert "channel" in info.value.detail
 
 
-@pytest.mark.parametrize("schema", ["call.v2", "transfer", "case.v1", "CALL.V1", 1, True, ["call.v1"]])
+@pytest.mark.parametrize("schema", ["call.v2", "transfer", "case.v2", "CALL.V1", 1, True, ["call.v1"]])
 def test_unknown_schema(schema: Any) -> None:
     assert _reason(_raw(_with(CALL, schema=schema))) == "unknown_schema"
 
