@@ -98,6 +98,7 @@ def _print_city(
     summary = {
         "events": len(events),
         "call_starts": meta["call_starts"],
+        "police_reports": meta.get("police_reports", 0),
         "cases": len(cases),
         "cases_with_loss": meta["cases_with_loss"],
         "residents": meta["residents"],
@@ -121,6 +122,13 @@ def simulate(
         float,
         typer.Option(min=0.0, max=1.0, help="Share of answered calls signalled when they connect (call_start.v1)"),
     ] = 0.0,
+    report_delay_days: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="Put police reports in the stream (case.v1 with reported_ms), each this many days after its loss",
+        ),
+    ] = None,
 ) -> None:
     """Simulate a seeded city's calls, transfers, fraud cases and responders."""
     from sandbox.simulate import CityConfig, write_city
@@ -133,6 +141,7 @@ def simulate(
             seed=seed,
             victims_per_10k_per_day=victims_per_10k_per_day,
             signalling=signalling,
+            report_delay_days=report_delay_days,
         )
     )
     paths = write_city(city, out)  # city.json beside the files gives `evaluate` the number of residents
@@ -360,6 +369,7 @@ def replay(
                 "calls": stats.calls,
                 "transfers": stats.transfers,
                 "call_starts": stats.call_starts,
+                "reports": stats.reports,
                 "unroutable": stats.unroutable,
                 "seconds": round(stats.seconds, 3),
                 "events_per_s": round(stats.rate, 1),

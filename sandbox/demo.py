@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from core.settings import Settings
 from sandbox.services import RunningService, free_port, start_redis, start_tansu
-from sandbox.simulate import DAY_MS, CityConfig, simulate, write_city
+from sandbox.simulate import DAY_MS, CityConfig, raw_event_ms, simulate, write_city
 
 __all__ = [
     "BAD_LINES",
@@ -359,10 +359,10 @@ def run_demo(settings: Settings, config: DemoConfig) -> dict[str, Any]:
     city = simulate(city_config)
     judged_from = city_config.start_ms + int(config.history_days * DAY_MS)
     paths = write_city(city, data / "city")
-    history = [e for e in city.events if e["ts_ms"] < judged_from]
+    history = [e for e in city.events if raw_event_ms(e) < judged_from]
     paths["history"] = paths["events"].with_name("history.jsonl")
     _write_jsonl(paths["history"], history)
-    _write_jsonl(paths["events"], city.events[len(history) :])  # events are sorted by ts_ms
+    _write_jsonl(paths["events"], city.events[len(history) :])  # events are sorted by their own time
     with paths["events"].open("ab") as fh:
         fh.write(b"\n".join(BAD_LINES) + b"\n")
     _say(

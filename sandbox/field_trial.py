@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from core.events import Event
+from core.events import Event, ReportEvent
 from core.levels import level_budgets
 from core.outcomes import OUTCOME_TARGET
 from core.settings import Settings
@@ -62,6 +62,7 @@ from models import (
     fraud_contacts,
     labels_known_by,
     match_alert_rate,
+    report_events,
     subscriber_folds,
     train_model,
 )
@@ -117,6 +118,9 @@ class TrialConfig:
     handover: Literal["match", "carry", "own"] = "match"
     # The reported rings' other cases (models.cases_from_reported_numbers) label the field rows too.
     ring_cases: bool = True
+    # The police reports reach the service too, as they are made (the reports topic): a reported number's later
+    # calls carry it (``caller_reported``). Only when the stream has no reports of its own.
+    live_reports: bool = True
     n_models: int = 1
     threshold_folds: int = 0
     num_boost_round: int | None = None  # None: TrainConfig's
@@ -315,6 +319,8 @@ def run_field_trial(
     """Serve the city week by week, retraining and promoting as the module says; the per-week result."""
     config = config or TrialConfig()
     follow = FollowConfig.from_settings(settings)
+    if config.live_reports and not any(isinstance(e, ReportEvent) for e in events):
+        events = [*events, *report_events(cases, int(config.report_delay_days * DAY_MS))]
     data = build_dataset(events, [])  # no labels: the trial learns the city's truth only as it would be known
     truth = case_labels(data.rows, cases)  # for judging alone
     if not len(data.rows):

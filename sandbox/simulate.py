@@ -41,6 +41,7 @@ __all__ = [
     "CityConfig",
     "SimulatedCity",
     "iter_jsonl",
+    "raw_event_ms",
     "read_city_meta",
     "simulate",
     "write_city",
@@ -177,10 +178,16 @@ class CityConfig:
     # is one or two, as a ring with a bought SIM per victim has (elsewhere most fraud lines look like that; a
     # model that only ever met sweeping rings took a targeted line for a legitimate new contact).
     targeted_ring_share: float = 0.0
+    # A police feed in the stream: each case with a loss is reported this many days after its first loss (a
+    # ``case.v1`` with ``reported_ms``, for the reports topic), if that falls within the city's window. None: no
+    # feed (an operator the police do not share reports with).
+    report_delay_days: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.targeted_ring_share <= 1:
             raise ValueError("targeted_ring_share is a share between 0 and 1")
+        if self.report_delay_days is not None and self.report_delay_days < 0:
+            raise ValueError("report_delay_days must not be negative")
         if self.subscribers < 1 or self.days <= 0:
             raise ValueError("a city needs at least one subscriber and a positive number of days")
         counts = (self.fraud_rings, self.police_stations, self.officers_per_station, self.grid_workers)
@@ -229,6 +236,11 @@ class SimulatedCity:
 def simulate(config: CityConfig) -> SimulatedCity:
     """Simulate ``config.days`` of a city; the same config always gives identical output."""
     return _Sim(config).run()
+
+
+def raw_event_ms(event: dict[str, Any]) -> int:
+    """A contract line's own time: its ``ts_ms``, or a police report's ``reported_ms``."""
+    return int(event["ts_ms"] if "ts_ms" in event else event["reported_ms"])
 
 
 def write_city(city: SimulatedCity, out_dir: Path) -> dict[str, Path]:
@@ -1363,9 +1375,24 @@ class _Sim:
             ev["event_id"] = f"{'c' if schema == 'call.v1' else 't'}-{seed}-{counters[schema]}"
         starts = self._signalling()
         cases = self._case_records(raw_cases, starts)
-        if starts:
-            self.events = sorted([*self.events, *starts.values()], key=itemgetter("ts_ms"))
+        reports = self._reports(cases)
+        if starts or reports:
+            self.events = sorted([*self.events, *starts.values(), *reports], key=raw_event_ms)
         return SimulatedCity(self.events, cases, responders, self._meta(cases))
+
+    def _reports(self, cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The police reports of the cases with a loss, made ``report_delay_days`` after it, within the window."""
+        delay = self.cfg.report_delay_days
+        if delay is None:
+            return []
+        out = []
+        for case in cases:
+            if case["first_loss_ms"] is None:
+                continue
+            made = case["first_loss_ms"] + round(delay * DAY_MS)
+            if made <= self.clock.end:
+                out.append({**case, "reported_ms": made})
+        return out
 
     def _meta(self, cases: list[dict[str, Any]]) -> dict[str, Any]:
         """What city.json says: who the residents are (the service protects them) and how the city was made."""
@@ -1387,6 +1414,7 @@ class _Sim:
             "scenarios": list(self.mix),
             "events": len(self.events),
             "call_starts": sum(1 for e in self.events if e["schema"] == "call_start.v1"),
+            "police_reports": sum(1 for e in self.events if e["schema"] == "case.v1"),
             "signalling": cfg.signalling,
             "cases": len(cases),
             "cases_with_loss": sum(c["first_loss_ms"] is not None for c in cases),

@@ -58,6 +58,9 @@ class WorldRanges:
     # one model serves operators with and without signalling (issue #17's study: trained this way it sends no
     # false visits at connects, which a model trained on signalled worlds alone did before the level caps).
     signalling: tuple[float, ...] = (1.0, 0.0, 0.5)
+    # The police feed's delay in days (``CityConfig.report_delay_days``), world k taking entry k mod len; None a
+    # world whose operator gets no reports.
+    report_delays: tuple[float | None, ...] = (None,)
 
     def __post_init__(self) -> None:
         pairs = (
@@ -74,6 +77,8 @@ class WorldRanges:
         )
         if not self.signalling or not all(0 <= share <= 1 for share in self.signalling):
             raise ValueError("signalling needs at least one share, each between 0 and 1")
+        if not self.report_delays or any(d is not None and d < 0 for d in self.report_delays):
+            raise ValueError("report_delays needs at least one entry, each None or a delay of 0 days or more")
         if any(lo > hi or lo < 0 for lo, hi in pairs) or self.subscribers[0] < 1 or self.days[0] <= 0:
             raise ValueError("each range needs 0 <= low <= high (and at least one subscriber and some days)")
         if self.subscriber_days <= 0 or not 0 <= self.drop_probability < 1:
@@ -186,6 +191,7 @@ def sample_worlds(
                 sweep_pitch_share=round(rng.uniform(*ranges.sweep_pitch_share), 3),
                 refuse_share=round(rng.uniform(*ranges.refuse_share), 3),
                 signalling=ranges.signalling[k % len(ranges.signalling)],
+                report_delay_days=ranges.report_delays[k % len(ranges.report_delays)],
                 # Drawn only from a range, so the worlds of a sampler without targeted rings stay as they were.
                 targeted_ring_share=round(rng.uniform(*ranges.targeted_ring_share), 3)
                 if ranges.targeted_ring_share[1] > ranges.targeted_ring_share[0]
@@ -273,4 +279,5 @@ def describe_world(world: AnyWorld) -> dict[str, object]:
         "refuse_share": world.refuse_share,
         "signalling": world.signalling,
         "targeted_ring_share": world.targeted_ring_share,
+        "report_delay_days": world.report_delay_days,
     }

@@ -1,6 +1,7 @@
 """Issue #21's study: a shipped model meets a city of another simulated world and is retrained weekly on it.
 
     python scripts/field_trial_study.py OUT_DIR [--field-weight W] [--weeks 4] [--residents 2500]
+        [--no-live-reports] [--train-reports]
 
 Trains the shipped model on sampled worlds (world seed 7), simulates a 4-week city from another sampler seed
 (its own size, rates, scripts mix and look-alikes), runs ``fraudwatch field-trial``'s protocol on it and prints
@@ -34,11 +35,22 @@ def main() -> None:
     parser.add_argument("--city-seed", type=int, default=2121)
     parser.add_argument("--no-ring-cases", action="store_true", help="Label field rows by reports and outcomes alone")
     parser.add_argument("--handover", choices=("match", "carry", "own"), default=TrialConfig.handover)
+    parser.add_argument("--no-live-reports", action="store_true", help="Police reports train the retrains only")
+    parser.add_argument(
+        "--train-reports", action="store_true", help="Half the training worlds carry a police feed (3-day delay)"
+    )
     args = parser.parse_args()
     settings = Settings(data_dir=args.out / "data", compile_models=False)
     t0 = time.monotonic()
     train_worlds = sample_worlds(
-        3, 7, WorldRanges(subscribers=(2000, 10_000), subscriber_days=args.train_subscriber_days, days=(2.0, 7.0))
+        3,
+        7,
+        WorldRanges(
+            subscribers=(2000, 10_000),
+            subscriber_days=args.train_subscriber_days,
+            days=(2.0, 7.0),
+            report_delays=(3.0, None) if args.train_reports else (None,),
+        ),
     )
     shipped = train_on_worlds(train_worlds, settings, promote=True, n_models=1, threshold_folds=0)
     print(f"shipped {shipped.version} in {time.monotonic() - t0:.0f} s", file=sys.stderr)
@@ -58,7 +70,12 @@ def main() -> None:
         city_dir / "events.jsonl",
         city_dir / "cases.jsonl",
         settings,
-        TrialConfig(field_weight=args.field_weight, handover=args.handover, ring_cases=not args.no_ring_cases),
+        TrialConfig(
+            field_weight=args.field_weight,
+            handover=args.handover,
+            ring_cases=not args.no_ring_cases,
+            live_reports=not args.no_live_reports,
+        ),
         say=lambda m: print(m, file=sys.stderr),
     )
     print(f"trial in {time.monotonic() - t1:.0f} s", file=sys.stderr)
