@@ -83,6 +83,7 @@ __all__ = [
     "simulated_part",
     "trial_labels",
     "week_rows",
+    "with_police_feed",
 ]
 
 HOUR_MS = 3_600_000
@@ -272,6 +273,14 @@ def known_by(
     )
 
 
+def with_police_feed(events: Sequence[Event], cases: list[dict[str, Any]], config: TrialConfig) -> list[Event]:
+    """The city's stream with its police reports in it, as the reports topic would bring them (each case with a
+    loss, ``report_delay_days`` after it): when ``live_reports`` is on and the stream carries none of its own."""
+    if not config.live_reports or any(isinstance(e, ReportEvent) for e in events):
+        return list(events)
+    return [*events, *report_events(cases, int(config.report_delay_days * DAY_MS))]
+
+
 def serve_city(
     data: Dataset,
     shipped: Scorer,
@@ -319,8 +328,7 @@ def run_field_trial(
     """Serve the city week by week, retraining and promoting as the module says; the per-week result."""
     config = config or TrialConfig()
     follow = FollowConfig.from_settings(settings)
-    if config.live_reports and not any(isinstance(e, ReportEvent) for e in events):
-        events = [*events, *report_events(cases, int(config.report_delay_days * DAY_MS))]
+    events = with_police_feed(events, cases, config)
     data = build_dataset(events, [])  # no labels: the trial learns the city's truth only as it would be known
     truth = case_labels(data.rows, cases)  # for judging alone
     if not len(data.rows):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from core.events import CallEvent, TransferEvent
+from core.events import CallEvent, ReportEvent, TransferEvent
 from core.levels import level_budgets
 from features import DAY_MS
 from models import (
@@ -22,6 +22,7 @@ from models import (
     unseen_window,
 )
 from models.train import _split
+from sandbox.field_trial import TrialConfig, with_police_feed
 
 pytestmark = pytest.mark.unit
 
@@ -44,6 +45,25 @@ def test_reports_are_known_their_delay_after_the_loss_or_when_made() -> None:
     assert got.summary() == {"used": 2, "not_yet_known": 1, "without_loss": 1}
     assert all(c["source"] == "police_report" for c in got.cases)
     assert len(cases_from_reports(reports, None, 3 * DAY_MS).cases) == 3  # no cut-off: every report with a loss
+
+
+def test_the_trial_feeds_the_reports_to_the_service_as_they_are_made_unless_the_stream_has_its_own() -> None:
+    ring = "+8617000000009"
+    cases = [
+        {**_report("lost", DAY_MS), "fraud_numbers": [ring]},
+        {**_report("said-so", DAY_MS, reported_ms=2 * DAY_MS), "fraud_numbers": [ring]},
+        {**_report("no-loss", None), "fraud_numbers": [ring]},
+        {**_report("no-number", DAY_MS), "fraud_numbers": []},  # names no line: nothing to feed
+    ]
+    call = CallEvent("c1", 0, ring, "+8613800000002", True, 300.0, "mobile")
+    fed = with_police_feed([call], cases, TrialConfig(report_delay_days=3.0))
+    assert fed[0] == call
+    assert [(r.event_id, r.ts_ms, r.fraud_numbers) for r in fed[1:] if isinstance(r, ReportEvent)] == [
+        ("report:lost", 4 * DAY_MS, (ring,)),
+        ("report:said-so", 2 * DAY_MS, (ring,)),
+    ]
+    assert with_police_feed([call], cases, TrialConfig(live_reports=False)) == [call]
+    assert with_police_feed(fed[:2], cases, TrialConfig()) == fed[:2]  # a stream with its own reports keeps them
 
 
 def test_labels_are_known_from_their_resolution_and_never_without_one() -> None:

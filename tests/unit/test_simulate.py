@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -316,3 +317,26 @@ def test_targeted_rings_call_only_the_victims_they_work() -> None:
     assert targeted[1] >= 0.7 * sweeping[1]  # the worked victims are still worked
     with pytest.raises(ValueError):
         CityConfig(targeted_ring_share=1.5)
+
+
+def test_a_police_feed_reports_each_loss_after_its_delay_and_changes_nothing_else() -> None:
+    base = CityConfig(subscribers=1500, days=3.0, seed=5, victims_per_10k_per_day=40)
+    without = simulate(base)
+    city = simulate(replace(base, report_delay_days=1.0))
+    reports = [e for e in city.events if e["schema"] == "case.v1"]
+    others = [e for e in city.events if e["schema"] != "case.v1"]
+    assert others == without.events and city.cases == without.cases  # the same city, with reports beside it
+    end = base.start_ms + int(base.days * 86_400_000)
+    expected = {
+        c["case_id"]: c["first_loss_ms"] + 86_400_000
+        for c in city.cases
+        if c["first_loss_ms"] is not None and c["first_loss_ms"] + 86_400_000 <= end
+    }
+    assert expected and {r["case_id"]: r["reported_ms"] for r in reports} == expected
+    assert city.meta["police_reports"] == len(reports) and without.meta["police_reports"] == 0
+    times = [e.get("ts_ms", e.get("reported_ms")) for e in city.events]
+    assert times == sorted(times)  # in the stream's order
+    for report in reports:
+        assert decode_obj(report).available_ms == report["reported_ms"]  # valid on the reports topic
+    with pytest.raises(ValueError):
+        CityConfig(report_delay_days=-1.0)
