@@ -49,6 +49,7 @@ from models.field_labels import (
     labels_known_by,
     read_labels,
     report_events,
+    with_reports,
 )
 from models.registry import ModelRegistry, ModelVersion, check_features
 from models.scoring import Scorer
@@ -107,6 +108,7 @@ __all__ = [
     "threshold_for_budget",
     "train_model",
     "unseen_window",
+    "with_reports",
     "write_model_card",
 ]
 

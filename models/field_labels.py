@@ -159,6 +159,15 @@ def report_events(reports: Iterable[dict[str, Any]], delay_ms: int) -> list[Repo
     return out
 
 
+def with_reports(events: Iterable[Event], reports: Iterable[dict[str, Any]], delay_ms: int) -> list[Event]:
+    """The stream with the police reports in it as the reports topic brings them (:func:`report_events`), unless it
+    carries reports of its own: the features then know each reported number from when the service would have."""
+    stream = list(events)
+    if any(isinstance(e, ReportEvent) for e in stream):
+        return stream
+    return [*stream, *report_events(reports, delay_ms)]
+
+
 def cases_from_reports(reports: Iterable[dict[str, Any]], cutoff_ms: int | None, delay_ms: int) -> FieldReports:
     """The reports (``case.v1`` records) made by ``cutoff_ms`` (all with a loss, with None) as training cases."""
     cases: list[dict[str, Any]] = []

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from core.events import Event, ReportEvent
+from core.events import Event
 from core.levels import level_budgets
 from core.outcomes import OUTCOME_TARGET
 from core.settings import Settings
@@ -62,9 +62,9 @@ from models import (
     fraud_contacts,
     labels_known_by,
     match_alert_rate,
-    report_events,
     subscriber_folds,
     train_model,
+    with_reports,
 )
 
 __all__ = [
@@ -276,9 +276,9 @@ def known_by(
 def with_police_feed(events: Sequence[Event], cases: list[dict[str, Any]], config: TrialConfig) -> list[Event]:
     """The city's stream with its police reports in it, as the reports topic would bring them (each case with a
     loss, ``report_delay_days`` after it): when ``live_reports`` is on and the stream carries none of its own."""
-    if not config.live_reports or any(isinstance(e, ReportEvent) for e in events):
+    if not config.live_reports:
         return list(events)
-    return [*events, *report_events(cases, int(config.report_delay_days * DAY_MS))]
+    return with_reports(events, cases, int(config.report_delay_days * DAY_MS))
 
 
 def serve_city(

@@ -41,6 +41,7 @@ from models import (
     read_labels,
     threshold_for_budget,
     train_model,
+    with_reports,
 )
 from sandbox.othergen import SCENARIOS as OTHER_SCENARIOS
 from sandbox.othergen import OtherConfig, simulate_other, write_other_city
@@ -260,6 +261,8 @@ def train_from_files(
     if reports is not None:
         from_reports = cases_from_reports(read_jsonl(reports), cutoff_ms, report_delay_ms)
         ring = cases_from_reported_numbers(from_reports.cases, loaded.events)
+        # The reports known by the cut-off reached the service too, as they were made (the reports topic).
+        loaded.events = with_reports(loaded.events, from_reports.cases, report_delay_ms)
         case_list = case_list + from_reports.cases + ring
         police = {"file": str(reports), **from_reports.summary(), "reported_number_cases": len(ring)}
     data = build_dataset(loaded.events, case_list)
