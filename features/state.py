@@ -347,7 +347,7 @@ _caller_values = attrgetter(*CALLER_SNAPSHOT_FIELDS)  # one C call for all field
 class CallerState:
     """Rolling behaviour of one calling number across all its callees."""
 
-    __slots__ = ("dedup", "first_seen_ms", "paid", "paid_payees", "reported_ms", "windows")
+    __slots__ = ("dedup", "first_seen_ms", "paid", "paid_payees", "reported", "windows")
 
     def __init__(self) -> None:
         self.windows = SlidingWindows(WINDOW_SPANS_MS, CALLER_CHANNELS, max_entries=CALLER_MAX_ENTRIES)
@@ -356,15 +356,22 @@ class CallerState:
         self.paid = DelayedFlags()  # callees who paid a new payee within a day of talking with this number
         # The same flags as (callee, payee account) pairs; ``paid``'s ids drop the repeats of both.
         self.paid_payees = DelayedFlags(dedup=False)
-        self.reported_ms: int | None = None  # from when a police report counts (the earliest known)
+        # [first, last]: when the earliest and the latest police report naming this number count from; it counts
+        # as reported from the first until REPORT_KEEP_MS after the last (a ring's line reported again stays so).
+        self.reported: list[int] | None = None
 
     def feedback(self, fb: Feedback) -> bool:
         """Queue a callee's "paid a new payee after our call", or a police report naming this number; False for
         a repeat (the same transfer, or a report no earlier than one already known)."""
         if fb.reported:
-            if self.reported_ms is not None and self.reported_ms <= fb.effective_ms:
+            at = fb.effective_ms
+            if self.reported is None:
+                self.reported = [at, at]
+                return True
+            first, last = self.reported
+            if first <= at <= last:
                 return False
-            self.reported_ms = fb.effective_ms
+            self.reported = [min(first, at), max(last, at)]
             return True
         if not self.paid.add(fb.flag_id, fb.effective_ms, fb.who):
             return False
@@ -425,14 +432,14 @@ class CallerState:
 
     def reported_at(self, at_ms: int) -> bool:
         """Whether a police report naming this number counts at ``at_ms``."""
-        return self.reported_ms is not None and self.reported_ms <= at_ms < self.reported_ms + REPORT_KEEP_MS
+        return self.reported is not None and self.reported[0] <= at_ms < self.reported[1] + REPORT_KEEP_MS
 
     def idle_after_ms(self) -> int:
         """From when the key may be expired (``NEVER`` while a flag is pending): its windows are all empty."""
         if self.paid.pending or self.paid_payees.pending:
             return NEVER
         idle_from = self.windows.now + WINDOW_SPANS_MS[-1]
-        return idle_from if self.reported_ms is None else max(idle_from, self.reported_ms + REPORT_KEEP_MS)
+        return idle_from if self.reported is None else max(idle_from, self.reported[1] + REPORT_KEEP_MS)
 
     def idle(self, now_ms: int) -> bool:
         """True when nothing happened for longer than the longest window: the key can be expired."""
@@ -446,8 +453,8 @@ class CallerState:
             "q": self.paid.to_obj(),
             "v": self.paid_payees.to_obj(),
         }
-        if self.reported_ms is not None:
-            obj["r"] = self.reported_ms
+        if self.reported is not None:
+            obj["r"] = self.reported
         return obj
 
     @classmethod
@@ -460,7 +467,7 @@ class CallerState:
         state.dedup = _Dedup(obj["d"])
         state.paid = DelayedFlags.from_obj(obj.get("q"))
         state.paid_payees = DelayedFlags.from_obj(obj.get("v"), dedup=False)  # absent in older stored states
-        state.reported_ms = obj.get("r")  # absent unless reported (and in states stored before reports)
+        state.reported = obj.get("r")  # absent unless reported (and in states stored before reports)
         return state
 
 

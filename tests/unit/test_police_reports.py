@@ -94,11 +94,15 @@ def test_a_reported_number_is_reported_from_the_hop_delay_on_and_a_repeat_is_no_
     assert not state.feedback(fb)  # the same report again
     assert state.feedback(Feedback(RING, "report:case-0", VICTIM, REPORTED_AT - 1, reported=True))  # an earlier one
     assert not state.reported_at(REPORTED_AT - 2) and state.reported_at(REPORTED_AT)
-    assert not state.reported_at(REPORTED_AT - 1 + REPORT_KEEP_MS)
+    assert state.reported_at(REPORTED_AT - 1 + REPORT_KEEP_MS) and not state.reported_at(REPORTED_AT + REPORT_KEEP_MS)
     restored = CallerState.from_obj(orjson.loads(orjson.dumps(state.to_obj())))
-    assert restored.reported_ms == REPORTED_AT - 1
+    assert restored.reported == [REPORTED_AT - 1, REPORTED_AT]
     # A silent reported line is kept while its report counts, not only for its call windows.
     assert not state.idle(REPORTED_AT + 30 * DAY_MS)
+    # Reported again after its report lapsed: it counts again, from the earliest report to the latest's keep.
+    again = REPORTED_AT + 2 * REPORT_KEEP_MS
+    assert state.feedback(Feedback(RING, "report:case-9", NEXT, again, reported=True))
+    assert state.reported_at(again + DAY_MS) and state.reported == [REPORTED_AT - 1, again]
 
 
 def test_calls_and_transfers_after_a_report_carry_it_and_those_before_do_not() -> None:
@@ -130,5 +134,5 @@ def test_a_report_makes_no_row_and_moves_no_timer() -> None:
     engine = FeatureEngine()
     assert engine.step(decode_obj(report_obj())) == []
     assert engine.watermark_ms == 0
-    assert engine.callers[RING].reported_ms == REPORTED_AT + FEEDBACK_DELAY_MS
+    assert engine.callers[RING].reported == [REPORTED_AT + FEEDBACK_DELAY_MS] * 2
     assert not engine.subscribers  # the victim gets no state from a report
