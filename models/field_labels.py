@@ -36,6 +36,7 @@ __all__ = [
     "labels_known_by",
     "read_labels",
     "report_events",
+    "with_reports",
 ]
 
 _NEEDED = ("task_id", "subscriber", "outcome", "episode_start_ms", "episode_end_ms")
