@@ -27,7 +27,14 @@ from models import ModelRegistry, Scorer, fraud_contacts, load_events, read_json
 from models.dataset import Dataset, build_dataset, case_labels
 from models.evaluate import TASK_LEVEL, operating_curve
 from models.feedback import FollowConfig, FollowResult, ModelSwap
-from sandbox.field_trial import TrialConfig, field_trial_path, judge_week, serve_city, week_rows
+from sandbox.field_trial import (
+    TrialConfig,
+    field_trial_path,
+    judge_week,
+    serve_city,
+    week_rows,
+    with_police_feed,
+)
 
 
 def main() -> None:
@@ -41,11 +48,13 @@ def main() -> None:
     trial = json.loads(field_trial_path(settings).read_text())
     events = load_events(args.study / "city" / "events.jsonl").events
     cases = list(read_jsonl(args.study / "city" / "cases.jsonl"))
+    # A trial from before the police feed recorded no ``live_reports``: it served the stream without one.
+    config = TrialConfig(**{"live_reports": False, **trial["config"]})
+    events = with_police_feed(events, cases, config)  # the stream as the trial served it
     data = _rows(args.study / "rows.pkl", events)
     registry = ModelRegistry(settings.data_dir / "artifacts" / "field-trial" / "models")
     scorers = {v: Scorer(registry.get(v), compiled=False) for v in {trial["shipped_model"], *_served(trial)}}
     scores = {v: s.score(data.X) for v, s in scorers.items()}
-    config = TrialConfig(**trial["config"])
     swaps = [
         ModelSwap(w["to_ms"], tuple(r["handover_thresholds"]), scorers[r["candidate"]].hold_threshold,
                   scores[r["candidate"]], config.handover == "carry", learnt_until_ms=w["to_ms"])
